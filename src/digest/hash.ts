@@ -1,0 +1,40 @@
+/**
+ * xxh64 over bytes, from xxhash-wasm. The WASM module is instantiated once per
+ * process (top-level await), so every caller shares it synchronously.
+ */
+import xxhash from 'xxhash-wasm'
+
+const hasher = await xxhash()
+
+/** xxh64 of `bytes` with seed 0, as an unsigned 64-bit bigint. */
+export function xxh64 (bytes: Uint8Array): bigint {
+  return hasher.h64Raw(bytes)
+}
+
+const pair = new Uint8Array(16)
+const pairView = new DataView(pair.buffer)
+
+/**
+ * The hash a row contributes to its tree nodes: xxh64(keyHash ‖ rowDigest),
+ * both big-endian. Hashing the pair (rather than adding the digest alone)
+ * makes a row moved between keys change the sum.
+ */
+export function entryHash (keyHash: bigint, rowDigest: bigint): bigint {
+  pairView.setBigUint64(0, keyHash)
+  pairView.setBigUint64(8, rowDigest)
+  return hasher.h64Raw(pair)
+}
+
+export function u64ToBytes (value: bigint): Uint8Array {
+  const out = new Uint8Array(8)
+  new DataView(out.buffer).setBigUint64(0, value)
+  return out
+}
+
+export function bytesToU64 (bytes: Uint8Array, offset = 0): bigint {
+  return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getBigUint64(offset)
+}
+
+export function u64Hex (value: bigint): string {
+  return value.toString(16).padStart(16, '0')
+}

@@ -1,0 +1,214 @@
+/**
+ * Canonical encoding of rows and keys.
+ *
+ * A row is encoded as a msgpack array of its values in schema column order,
+ * each value normalized by its column type so that the same logical row read
+ * from any store gives the same bytes: integers as integers whatever the
+ * driver returned (number, bigint, numeric string), timestamps as UTC
+ * milliseconds, decimals as a canonical string, JSON with sorted keys, bytes
+ * as msgpack bin. A key is the msgpack array of the key column values.
+ *
+ * Guaranteed: encode(normalize(x)) is a function of the logical values only.
+ * Not guaranteed: the encoding orders keys in any meaningful way; the tree
+ * addresses rows by key hash, never by key order.
+ */
+import { Packr } from 'msgpackr'
+import { RowEncodingError } from '../errors.ts'
+import { xxh64 } from './hash.ts'
+import { schemaFingerprint, type ColumnSpec, type ColumnType, type DatasetSchema } from './schema.ts'
+
+/** A value as it appears in a canonical row. */
+export type Value = null | boolean | number | bigint | string | Uint8Array
+/** A row as callers see it: column name to value (before normalization any driver value is accepted). */
+export type Row = Record<string, unknown>
+
+const packr = new Packr({ useRecords: false, moreTypes: false, int64AsType: 'bigint', mapsAsObjects: true })
+
+export function packValues (values: readonly Value[]): Uint8Array {
+  return packr.pack(values)
+}
+
+export function unpackValues (bytes: Uint8Array): Value[] {
+  const out = packr.unpack(bytes) as unknown
+  if (!Array.isArray(out)) throw new RowEncodingError('encoded row is not an array')
+  return out as Value[]
+}
+
+const DECIMAL = /^([+-]?)(\d*)(?:\.(\d*))?$/
+
+function canonicalDecimal (text: string, column: string): string {
+  const m = DECIMAL.exec(text.trim())
+  if (m === null || (m[2] === '' && (m[3] ?? '') === '')) throw new RowEncodingError(`column "${column}": "${text}" is not a decimal`)
+  const int = (m[2] ?? '').replace(/^0+/, '') || '0'
+  const frac = (m[3] ?? '').replace(/0+$/, '')
+  const sign = m[1] === '-' && (int !== '0' || frac !== '') ? '-' : ''
+  return frac === '' ? `${sign}${int}` : `${sign}${int}.${frac}`
+}
+
+function sortKeys (value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(sortKeys)
+  if (value !== null && typeof value === 'object') {
+    const out: Record<string, unknown> = {}
+    for (const k of Object.keys(value).sort()) out[k] = sortKeys((value as Record<string, unknown>)[k])
+    return out
+  }
+  return value
+}
+
+function normalizeInteger (v: unknown, column: string): number | bigint {
+  if (typeof v === 'number') {
+    if (!Number.isInteger(v)) throw new RowEncodingError(`column "${column}": ${v} is not an integer`)
+    return v === 0 ? 0 : v
+  }
+  let big: bigint
+  if (typeof v === 'bigint') big = v
+  else if (typeof v === 'string' && /^[+-]?\d+$/.test(v.trim())) big = BigInt(v.trim())
+  else throw new RowEncodingError(`column "${column}": ${typeof v} ${String(v)} is not an integer`)
+  if (big >= BigInt(Number.MIN_SAFE_INTEGER) && big <= BigInt(Number.MAX_SAFE_INTEGER)) return Number(big)
+  if (big < -(2n ** 63n) || big >= 2n ** 64n) throw new RowEncodingError(`column "${column}": ${big} does not fit 64 bits`)
+  return big
+}
+
+/** Normalizes one value for its column type; throws RowEncodingError naming the column. */
+export function normalizeValue (type: ColumnType, v: unknown, column: string): Value {
+  switch (type) {
+    case 'integer': return normalizeInteger(v, column)
+    case 'float': {
+      const n = typeof v === 'number' ? v : typeof v === 'bigint' ? Number(v) : typeof v === 'string' && v.trim() !== '' ? Number(v) : undefined
+      if (n === undefined || (Number.isNaN(n) && typeof v === 'string' && v.trim() !== 'NaN')) throw new RowEncodingError(`column "${column}": ${String(v)} is not a number`)
+      return Object.is(n, -0) ? 0 : n
+    }
+    case 'decimal':
+      if (typeof v === 'number') { if (!Number.isFinite(v)) throw new RowEncodingError(`column "${column}": ${v} is not a decimal`); return canonicalDecimal(v.toString().includes('e') ? v.toFixed(20) : v.toString(), column) }
+      if (typeof v === 'bigint') return v.toString()
+      if (typeof v === 'string') return canonicalDecimal(v, column)
+      throw new RowEncodingError(`column "${column}": ${typeof v} is not a decimal`)
+    case 'string':
+      if (typeof v !== 'string') throw new RowEncodingError(`column "${column}": ${typeof v} is not a string`)
+      return v
+    case 'boolean':
+      if (typeof v === 'boolean') return v
+      if (v === 0 || v === 1) return v === 1
+      if (v === 't' || v === 'true') return true
+      if (v === 'f' || v === 'false') return false
+      throw new RowEncodingError(`column "${column}": ${String(v)} is not a boolean`)
+    case 'timestamp': {
+      const ms = v instanceof Date ? v.getTime() : typeof v === 'number' ? v : typeof v === 'string' ? Date.parse(v) : typeof v === 'bigint' ? Number(v) : Number.NaN
+      if (!Number.isFinite(ms)) throw new RowEncodingError(`column "${column}": ${String(v)} is not a timestamp`)
+      return Math.trunc(ms)
+    }
+    case 'json': return JSON.stringify(sortKeys(typeof v === 'string' ? JSON.parse(v) : v))
+    case 'bytes':
+      if (v instanceof Uint8Array) return v.constructor === Uint8Array ? v : new Uint8Array(v.buffer, v.byteOffset, v.byteLength)
+      throw new RowEncodingError(`column "${column}": ${typeof v} is not bytes`)
+  }
+}
+
+/**
+ * Encodes and decodes rows of one dataset schema, and computes key hashes and
+ * row digests. One instance per schema; cheap to call on hot paths.
+ */
+export class RowCodec {
+  readonly schema: DatasetSchema
+  readonly fingerprint: string
+  readonly columns: readonly ColumnSpec[]
+  /** Positions of the key columns in the row array. */
+  readonly keyPositions: readonly number[]
+  /** Positions kept in the digest; undefined when no column is ignored (then digest bytes = row bytes). */
+  private readonly digestPositions: readonly number[] | undefined
+  readonly eventTimePosition: number | undefined
+
+  constructor (schema: DatasetSchema) {
+    this.schema = schema
+    this.fingerprint = schemaFingerprint(schema)
+    this.columns = schema.columns
+    const position = (name: string): number => {
+      const i = schema.columns.findIndex(c => c.name === name)
+      if (i < 0) throw new RowEncodingError(`column "${name}" is not in the schema`)
+      return i
+    }
+    if (schema.primaryKey.length === 0) throw new RowEncodingError('schema has no primary key')
+    this.keyPositions = schema.primaryKey.map(position)
+    const ignored = new Set(schema.ignoreColumns.map(position))
+    for (const k of this.keyPositions) if (ignored.has(k)) throw new RowEncodingError(`key column "${schema.columns[k]?.name}" cannot be ignored`)
+    this.digestPositions = ignored.size === 0 ? undefined : schema.columns.map((_, i) => i).filter(i => !ignored.has(i))
+    this.eventTimePosition = schema.eventTimeColumn === undefined ? undefined : position(schema.eventTimeColumn)
+  }
+
+  /** Normalizes a row object to canonical values in column order. */
+  normalize (row: Row): Value[] {
+    const out = new Array<Value>(this.columns.length)
+    for (let i = 0; i < this.columns.length; i++) {
+      const col = this.columns[i]!
+      const raw = row[col.name]
+      if (raw === null || raw === undefined) {
+        const nullable = col.nullable ?? !this.keyPositions.includes(i)
+        if (!nullable) throw new RowEncodingError(`column "${col.name}" is not nullable`)
+        out[i] = null
+      } else {
+        out[i] = normalizeValue(col.type, raw, col.name)
+      }
+    }
+    return out
+  }
+
+  encodeRow (row: Row): Uint8Array { return packValues(this.normalize(row)) }
+
+  /** Key bytes from a row object or a key given as an object of key columns. */
+  encodeKey (row: Row): Uint8Array {
+    return packValues(this.keyPositions.map(i => {
+      const col = this.columns[i]!
+      const raw = row[col.name]
+      if (raw === null || raw === undefined) throw new RowEncodingError(`key column "${col.name}" is missing`)
+      return normalizeValue(col.type, raw, col.name)
+    }))
+  }
+
+  /** Key bytes from canonical row values. */
+  keyOfValues (values: readonly Value[]): Uint8Array {
+    return packValues(this.keyPositions.map(i => values[i] ?? null))
+  }
+
+  keyOfEncodedRow (rowBytes: Uint8Array): Uint8Array { return this.keyOfValues(this.decodeValues(rowBytes)) }
+
+  decodeValues (rowBytes: Uint8Array): Value[] {
+    const values = unpackValues(rowBytes)
+    if (values.length !== this.columns.length) throw new RowEncodingError(`encoded row has ${values.length} values, schema has ${this.columns.length} columns`)
+    return values
+  }
+
+  /** A row object from canonical bytes; timestamps come back as Date. */
+  decodeRow (rowBytes: Uint8Array): Row {
+    const values = this.decodeValues(rowBytes)
+    const row: Row = {}
+    for (let i = 0; i < this.columns.length; i++) {
+      const col = this.columns[i]!
+      const v = values[i]
+      row[col.name] = col.type === 'timestamp' && typeof v === 'number' ? new Date(v) : v
+    }
+    return row
+  }
+
+  decodeKey (keyBytes: Uint8Array): Row {
+    const values = unpackValues(keyBytes)
+    const key: Row = {}
+    this.keyPositions.forEach((p, i) => { key[this.columns[p]!.name] = values[i] })
+    return key
+  }
+
+  keyHash (keyBytes: Uint8Array): bigint { return xxh64(keyBytes) }
+
+  /** The row digest: xxh64 of the canonical encoding without ignored columns. */
+  rowDigest (rowBytes: Uint8Array): bigint {
+    if (this.digestPositions === undefined) return xxh64(rowBytes)
+    const values = this.decodeValues(rowBytes)
+    return xxh64(packValues(this.digestPositions.map(i => values[i] ?? null)))
+  }
+
+  /** Event time (UTC ms) of canonical row values, if the schema declares one. */
+  eventTime (values: readonly Value[]): number | undefined {
+    if (this.eventTimePosition === undefined) return undefined
+    const v = values[this.eventTimePosition]
+    return typeof v === 'number' ? v : undefined
+  }
+}

@@ -1,0 +1,44 @@
+/**
+ * A dataset's schema: typed columns, a primary key of one or more columns,
+ * columns left out of the row digest, and an optional event-time column.
+ * The fingerprint identifies the schema on the wire: two peers compare rows
+ * only when their fingerprints agree.
+ */
+import { encode } from 'msgpackr'
+import { xxh64, u64Hex } from './hash.ts'
+
+export const COLUMN_TYPES = ['integer', 'float', 'decimal', 'string', 'boolean', 'timestamp', 'json', 'bytes'] as const
+export type ColumnType = typeof COLUMN_TYPES[number]
+
+export interface ColumnSpec {
+  name: string
+  type: ColumnType
+  /** Whether NULL is allowed. Default: true, except for key columns. */
+  nullable?: boolean
+}
+
+export interface DatasetSchema {
+  /** Increases when the schema changes; carried with the fingerprint. */
+  version: number
+  /** Columns in canonical order: the encoding follows this order, not the store's. */
+  columns: ColumnSpec[]
+  primaryKey: string[]
+  /** Columns stored and copied but left out of the row digest (e.g. a local `synced_at`). */
+  ignoreColumns: string[]
+  /** Column holding each row's event time (UTC ms), used by merge and the grace window. */
+  eventTimeColumn?: string
+}
+
+/**
+ * A stable fingerprint of what the digest depends on: columns, types, key and
+ * ignored columns. The version is not part of it, so a version bump that
+ * changes nothing else keeps peers comparable.
+ */
+export function schemaFingerprint (schema: DatasetSchema): string {
+  const shape = [
+    schema.columns.map(c => [c.name, c.type]),
+    schema.primaryKey,
+    [...schema.ignoreColumns].sort()
+  ]
+  return u64Hex(xxh64(encode(shape)))
+}

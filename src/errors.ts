@@ -1,0 +1,89 @@
+/**
+ * One error class per condition, each with a stable `code` that tests and
+ * callers match on (never the message). `cause` carries the underlying error.
+ */
+export class ConvergeError extends Error {
+  readonly code: string
+  constructor (code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.code = code
+    this.name = new.target.name
+  }
+}
+
+/** Thrown when a config file or value is invalid; the message names the field. */
+export class ConfigError extends ConvergeError {
+  constructor (message: string, options?: { cause?: unknown }) { super('CONVERGE_CONFIG_INVALID', message, options) }
+}
+
+/** Thrown when a row value does not fit its column type. */
+export class RowEncodingError extends ConvergeError {
+  constructor (message: string) { super('CONVERGE_ROW_ENCODING', message) }
+}
+
+/** Thrown when a frame's declared length exceeds the protocol maximum. */
+export class FrameTooLargeError extends ConvergeError {
+  constructor (length: number, max: number) {
+    super('CONVERGE_FRAME_TOO_LARGE', `frame of ${length} bytes exceeds the maximum of ${max} bytes`)
+  }
+}
+
+/** Thrown when bytes from a peer do not decode to a valid message. */
+export class MalformedMessageError extends ConvergeError {
+  constructor (message: string, options?: { cause?: unknown }) { super('CONVERGE_MALFORMED_MESSAGE', message, options) }
+}
+
+/** Thrown when a peer breaks the sync protocol (wrong order, rows that do not match what it listed). */
+export class ProtocolViolationError extends ConvergeError {
+  constructor (message: string) { super('CONVERGE_PROTOCOL_VIOLATION', message) }
+}
+
+/** Thrown when the remote side of a sync reports an error frame. */
+export class RemoteError extends ConvergeError {
+  readonly remoteCode: string
+  constructor (remoteCode: string, message: string) {
+    super('CONVERGE_REMOTE_ERROR', `peer answered ${remoteCode}: ${message}`)
+    this.remoteCode = remoteCode
+  }
+}
+
+/** Thrown when a sync is asked for a dataset the peer does not serve. */
+export class UnknownDatasetError extends ConvergeError {
+  constructor (dataset: string) { super('CONVERGE_UNKNOWN_DATASET', `unknown dataset "${dataset}"`) }
+}
+
+/** Thrown when two peers hold a dataset under different schemas. */
+export class SchemaMismatchError extends ConvergeError {
+  constructor (dataset: string, local: string, remote: string) {
+    super('CONVERGE_SCHEMA_MISMATCH', `dataset "${dataset}": schema fingerprint ${remote} differs from local ${local}`)
+  }
+}
+
+/** Thrown when a stream ends before the expected message arrived. */
+export class StreamEndedError extends ConvergeError {
+  constructor (message = 'stream ended before the expected message') { super('CONVERGE_STREAM_ENDED', message) }
+}
+
+/** Thrown when an operation was cancelled through its AbortSignal. */
+export class AbortedError extends ConvergeError {
+  constructor (message = 'operation aborted') { super('CONVERGE_ABORTED', message) }
+}
+
+/** Thrown when a store is used before open() or after close(). */
+export class StoreNotOpenError extends ConvergeError {
+  constructor (what: string) { super('CONVERGE_STORE_NOT_OPEN', `${what} is not open`) }
+}
+
+/** Thrown when the audit log's hash chain does not verify. */
+export class AuditChainError extends ConvergeError {
+  constructor (message: string) { super('CONVERGE_AUDIT_CHAIN_BROKEN', message) }
+}
+
+/** Thrown when the peer key file is unreadable or malformed. */
+export class PeerKeyError extends ConvergeError {
+  constructor (message: string, options?: { cause?: unknown }) { super('CONVERGE_PEER_KEY', message, options) }
+}
+
+export function throwIfAborted (signal?: AbortSignal): void {
+  if (signal?.aborted === true) throw new AbortedError(signal.reason instanceof Error ? signal.reason.message : undefined)
+}

@@ -1,0 +1,115 @@
+/**
+ * Messages of the sync protocol (/converge/sync/1). Every frame is one msgpack
+ * map with a `t` field; it is size-bounded by the framing and schema-checked
+ * here before any field is used.
+ *
+ *   client → server  open     dataset, region, schema fingerprint, vector clock, correlation id
+ *   server → client  opened   region, fingerprint, clock, tree depth, root, children of the root
+ *   client → server  round    nodes to expand, nodes to fetch whole, nodes to settle row by row (with the client's entry hashes)
+ *   server → client  reply    children sums, node sums, unmatched positions, rows; `more` while rows keep coming
+ *   either           error    a stable code and a message, then the stream closes
+ */
+import { Unpackr } from 'msgpackr'
+import { z } from 'zod'
+import { MAX_TREE_DEPTH, PROTOCOL_VERSION } from '../constants.ts'
+import { MalformedMessageError } from '../errors.ts'
+
+const bytes = z.custom<Uint8Array>(v => v instanceof Uint8Array, { message: 'expected bytes' })
+const sum8 = bytes.refine(b => b.length === 8, { message: 'expected 8 bytes' })
+const name = z.string().min(1).max(128)
+const level = z.number().int().min(0).max(MAX_TREE_DEPTH)
+const count = z.number().int().min(0).max(2 ** 32 - 1)
+export const vectorClockSchema = z.record(name, z.number().int().nonnegative())
+  .refine(c => Object.keys(c).length <= 1024, { message: 'vector clock has more than 1024 regions' })
+
+export const openSchema = z.object({
+  t: z.literal('open'),
+  v: z.literal(PROTOCOL_VERSION),
+  cid: z.string().min(1).max(64),
+  dataset: name,
+  region: name,
+  fp: z.string().max(64),
+  clock: vectorClockSchema
+})
+
+export const openedSchema = z.object({
+  t: z.literal('opened'),
+  v: z.literal(PROTOCOL_VERSION),
+  region: name,
+  fp: z.string().max(64),
+  clock: vectorClockSchema,
+  depth: z.number().int().min(1).max(MAX_TREE_DEPTH),
+  count,
+  sum: sum8,
+  /** Sums of the root's children. */
+  children: bytes
+})
+
+const nodeSetEntry = z.tuple([level, bytes])
+
+export const roundSchema = z.object({
+  t: z.literal('round'),
+  /** Nodes whose children's sums are wanted. */
+  expand: z.array(nodeSetEntry).max(MAX_TREE_DEPTH + 1).default([]),
+  /** Nodes empty here: send every row under them. */
+  fetchAll: z.array(nodeSetEntry).max(MAX_TREE_DEPTH + 1).default([]),
+  /**
+   * Nodes to settle row by row: [level, node, this side's entry hashes, wide].
+   * The SoT answers with its rows that match none of them and the positions
+   * of the hashes that match none of its rows.
+   */
+  reconcile: z.array(z.tuple([level, z.number().int().min(0), bytes, z.boolean()])).max(1_000_000).default([])
+})
+
+export const replySchema = z.object({
+  t: z.literal('reply'),
+  /** Sums of the children of every expanded node, in request order. */
+  children: bytes.optional(),
+  /** For each fetch-all node, in request order: [count, sum] of the rows sent. */
+  nodes: z.array(z.tuple([count, sum8])).optional(),
+  /** For each reconciled node, in request order: [count, sum, positions of the client's unmatched hashes]. */
+  reconciled: z.array(z.tuple([count, sum8, bytes])).optional(),
+  rows: z.array(bytes).optional(),
+  more: z.boolean().optional()
+})
+
+export const errorSchema = z.object({
+  t: z.literal('error'),
+  code: z.string().max(64),
+  message: z.string().max(1024)
+})
+
+export type OpenMessage = z.infer<typeof openSchema>
+export type OpenedMessage = z.infer<typeof openedSchema>
+export type RoundMessage = z.input<typeof roundSchema>
+export type ParsedRound = z.infer<typeof roundSchema>
+export type ReplyMessage = z.infer<typeof replySchema>
+export type ErrorMessage = z.infer<typeof errorSchema>
+export type SyncMessage = OpenMessage | OpenedMessage | RoundMessage | ReplyMessage | ErrorMessage
+
+/** The wire decoder: no records or extensions beyond plain msgpack, 64-bit integers as bigint. */
+const wireUnpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'bigint' })
+
+/** Decodes one frame's msgpack body; throws MalformedMessageError on bytes that are not msgpack. */
+export function decodeFrame (frame: Uint8Array, what: string): unknown {
+  try {
+    return wireUnpackr.unpack(frame)
+  } catch (err) {
+    throw new MalformedMessageError(`${what}: not valid msgpack`, { cause: err })
+  }
+}
+
+/** Checks a decoded value against a message schema; throws MalformedMessageError naming the first problem. */
+export function checkMessage<S extends z.ZodType> (schema: S, value: unknown, what: string): z.infer<S> {
+  const parsed = schema.safeParse(value)
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]
+    throw new MalformedMessageError(`${what}: ${issue === undefined ? 'invalid' : `${issue.path.join('.') || 'message'}: ${issue.message}`}`)
+  }
+  return parsed.data
+}
+
+/** Whether a decoded value is an error frame. */
+export function isErrorFrame (value: unknown): boolean {
+  return value !== null && typeof value === 'object' && (value as { t?: unknown }).t === 'error'
+}

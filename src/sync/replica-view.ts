@@ -1,0 +1,23 @@
+/**
+ * What the sync engine needs of a replica: its tree, the rows under a node as
+ * listed by the digest index, and canonical rows by key. The agent backs it
+ * with LevelDB; tests back it with arrays.
+ */
+import type { MerkleTree } from '../tree/merkle-tree.ts'
+
+export interface IndexEntry {
+  keyHash: bigint
+  /** Canonical key bytes. */
+  key: Uint8Array
+  rowDigest: bigint
+  /** xxh64(keyHash ‖ rowDigest): what the row adds to its tree nodes. */
+  entry: bigint
+}
+
+export interface ReplicaView {
+  readonly tree: MerkleTree
+  /** Index entries under a node, in key-hash order. */
+  list: (level: number, index: number, options?: { signal?: AbortSignal }) => Promise<IndexEntry[]>
+  /** Canonical row bytes for each key, undefined where the store lacks it. */
+  getRows: (keys: Uint8Array[], options?: { signal?: AbortSignal }) => Promise<Array<Uint8Array | undefined>>
+}

@@ -1,0 +1,128 @@
+/**
+ * The source-of-truth half of reconciliation: answers one round of a client's
+ * narrowing from the local tree, digest index and store. Stateless between
+ * rounds: every answer is computed from the replica as it is now.
+ *
+ * Rows are re-digested as they are read, so a row the index has not caught up
+ * with is never sent under a digest it no longer has.
+ */
+import { RESPONSE_CHUNK_BYTES, TREE_FANOUT } from '../constants.ts'
+import { MalformedMessageError, throwIfAborted } from '../errors.ts'
+import { entryHash, u64ToBytes } from '../digest/hash.ts'
+import type { RowCodec } from '../digest/row-codec.ts'
+import type { ParsedRound, ReplyMessage } from './messages.ts'
+import type { IndexEntry, ReplicaView } from './replica-view.ts'
+import { decodeEntryHashes, decodeNodeSet, encodeChildSums, encodePositions, shortEntry, type ListedHash } from './wire.ts'
+
+/** Most nodes one request may name, across all its parts. */
+const MAX_NODES_PER_ROUND = 1 << 20
+
+interface NodeRef { level: number, index: number }
+
+function nodesOf (sets: Array<[number, Uint8Array]>, maxLevel: number, what: string): NodeRef[] {
+  const out: NodeRef[] = []
+  let lastLevel = -1
+  for (const [level, bytes] of sets) {
+    if (level > maxLevel) throw new MalformedMessageError(`${what}: level ${level} is deeper than ${maxLevel}`)
+    if (level <= lastLevel) throw new MalformedMessageError(`${what}: levels out of order`)
+    lastLevel = level
+    for (const index of decodeNodeSet(bytes, TREE_FANOUT ** level, MAX_NODES_PER_ROUND)) out.push({ level, index })
+    if (out.length > MAX_NODES_PER_ROUND) throw new MalformedMessageError(`${what}: too many nodes`)
+  }
+  return out
+}
+
+function sumOf (entries: Iterable<bigint>): bigint {
+  let s = 0n
+  for (const e of entries) s += e
+  return BigInt.asUintN(64, s)
+}
+
+export class Responder {
+  constructor (private readonly view: ReplicaView, private readonly codec: RowCodec) {}
+
+  /** Sums of the root's children, as sent in `opened`. */
+  rootChildren (): Uint8Array {
+    return encodeChildSums(this.childSums({ level: 0, index: 0 }))
+  }
+
+  /** Answers one round; yields one or more reply frames, all but the last marked `more`. */
+  async * answer (round: ParsedRound, options: { signal?: AbortSignal } = {}): AsyncGenerator<ReplyMessage> {
+    const { signal } = options
+    const tree = this.view.tree
+    const expand = nodesOf(round.expand, tree.depth - 1, 'expand')
+    const fetchAll = nodesOf(round.fetchAll, tree.depth, 'fetchAll')
+
+    const first: ReplyMessage = { t: 'reply' }
+    if (expand.length > 0) first.children = encodeChildSums(expand.flatMap(n => this.childSums(n)))
+
+    const rowBatches: Array<Array<{ row: Uint8Array }>> = []
+    if (fetchAll.length > 0) {
+      first.nodes = []
+      for (const n of fetchAll) {
+        throwIfAborted(signal)
+        const rows = await this.verifiedRows(await this.view.list(n.level, n.index, { signal }), signal)
+        first.nodes.push([rows.length, u64ToBytes(sumOf(rows.map(r => r.entry)))])
+        rowBatches.push(rows)
+      }
+    }
+    if (round.reconcile.length > 0) {
+      first.reconciled = []
+      const seen = new Set<string>()
+      for (const [level, index, hashBytes, wide] of round.reconcile) {
+        throwIfAborted(signal)
+        if (level > tree.depth || index >= TREE_FANOUT ** level) throw new MalformedMessageError(`reconcile: node ${level}:${index} does not exist`)
+        if (seen.has(`${level}:${index}`)) throw new MalformedMessageError(`reconcile: node ${level}:${index} named twice`)
+        seen.add(`${level}:${index}`)
+        const theirs = decodeEntryHashes(hashBytes, wide)
+        const positions = new Map<ListedHash, number[]>()
+        theirs.forEach((h, p) => { const at = positions.get(h); if (at === undefined) positions.set(h, [p]); else at.push(p) })
+        const entries = await this.view.list(level, index, { signal })
+        const toSend: IndexEntry[] = []
+        for (const e of entries) {
+          const at = positions.get(wide ? e.entry : shortEntry(e.entry))
+          if (at !== undefined && at.length > 0) at.pop(); else toSend.push(e)
+        }
+        const unmatched: number[] = []
+        for (const at of positions.values()) unmatched.push(...at)
+        first.reconciled.push([entries.length, u64ToBytes(sumOf(entries.map(e => e.entry))), encodePositions(unmatched)])
+        rowBatches.push(await this.verifiedRows(toSend, signal))
+      }
+    }
+
+    let pending: ReplyMessage = first
+    let pendingBytes = 0
+    for (const batch of rowBatches) {
+      for (const { row } of batch) {
+        if (pendingBytes + row.length > RESPONSE_CHUNK_BYTES && pendingBytes > 0) {
+          yield { ...pending, more: true }
+          pending = { t: 'reply' }
+          pendingBytes = 0
+        }
+        (pending.rows ??= []).push(row)
+        pendingBytes += row.length
+      }
+    }
+    yield pending
+  }
+
+  private childSums (n: NodeRef): bigint[] {
+    const tree = this.view.tree
+    const out: bigint[] = []
+    for (let j = 0; j < TREE_FANOUT; j++) out.push(tree.sum(n.level + 1, n.index * TREE_FANOUT + j))
+    return out
+  }
+
+  /** Reads rows and keeps those whose current digest is still the one the index listed. */
+  private async verifiedRows (entries: IndexEntry[], signal?: AbortSignal): Promise<Array<{ row: Uint8Array, entry: bigint }>> {
+    if (entries.length === 0) return []
+    const rows = await this.view.getRows(entries.map(e => e.key), { signal })
+    const out: Array<{ row: Uint8Array, entry: bigint }> = []
+    rows.forEach((row, i) => {
+      const e = entries[i]!
+      if (row !== undefined && entryHash(e.keyHash, this.codec.rowDigest(row)) === e.entry) out.push({ row, entry: e.entry })
+    })
+    return out
+  }
+}
+

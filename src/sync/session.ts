@@ -1,0 +1,140 @@
+/**
+ * One sync exchange over a frame channel: the client narrows against the
+ * source of truth and returns the difference; the server answers rounds until
+ * the client closes. Neither side applies anything here.
+ */
+import { pack } from 'msgpackr'
+import { PROTOCOL_VERSION } from '../constants.ts'
+import { ConvergeError, RemoteError, SchemaMismatchError, StreamEndedError } from '../errors.ts'
+import { u64ToBytes } from '../digest/hash.ts'
+import type { RowCodec } from '../digest/row-codec.ts'
+import type { FrameChannel } from './channel.ts'
+import { checkMessage, decodeFrame, errorSchema, isErrorFrame, openedSchema, openSchema, replySchema, roundSchema, type OpenedMessage, type OpenMessage, type ReplyMessage, type SyncMessage } from './messages.ts'
+import { Narrowing, type NarrowingResult } from './narrowing.ts'
+import type { ReplicaView } from './replica-view.ts'
+import { Responder } from './responder.ts'
+
+export type VectorClock = Record<string, number>
+
+export interface SyncStats {
+  roundTrips: number
+  bytesSent: number
+  bytesReceived: number
+}
+
+export interface ClientSyncInit {
+  dataset: string
+  region: string
+  codec: RowCodec
+  view: ReplicaView
+  clock: VectorClock
+  correlationId: string
+  signal?: AbortSignal
+}
+
+export interface ClientSyncOutcome {
+  opened: OpenedMessage
+  result: NarrowingResult
+  stats: SyncStats
+}
+
+async function send (channel: FrameChannel, message: SyncMessage, signal?: AbortSignal): Promise<void> {
+  await channel.send(pack(message), { signal })
+}
+
+async function receive<T> (channel: FrameChannel, schema: import('zod').ZodType<T>, what: string, signal?: AbortSignal): Promise<T> {
+  const value = decodeFrame(await channel.receive({ signal }), what)
+  if (isErrorFrame(value)) {
+    const err = checkMessage(errorSchema, value, 'error frame')
+    throw new RemoteError(err.code, err.message)
+  }
+  return checkMessage(schema, value, what)
+}
+
+/** Runs the client side of one exchange and closes the channel. */
+export async function runClientSync (channel: FrameChannel, init: ClientSyncInit): Promise<ClientSyncOutcome> {
+  const { signal } = init
+  try {
+    await send(channel, { t: 'open', v: PROTOCOL_VERSION, cid: init.correlationId, dataset: init.dataset, region: init.region, fp: init.codec.fingerprint, clock: init.clock }, signal)
+    const opened = await receive(channel, openedSchema, 'opened', signal)
+    if (opened.fp !== init.codec.fingerprint) throw new SchemaMismatchError(init.dataset, init.codec.fingerprint, opened.fp)
+    const narrowing = new Narrowing(init.view, init.codec)
+    let request = await narrowing.start(opened)
+    while (request !== undefined) {
+      await send(channel, request, signal)
+      const replies: ReplyMessage[] = []
+      for (;;) {
+        const reply = await receive(channel, replySchema, 'reply', signal)
+        replies.push(reply)
+        if (reply.more !== true) break
+      }
+      request = await narrowing.accept(replies)
+    }
+    await channel.close({ signal })
+    return { opened, result: narrowing.result(), stats: { roundTrips: narrowing.roundTrips, bytesSent: channel.bytesSent, bytesReceived: channel.bytesReceived } }
+  } catch (err) {
+    channel.abort(err as Error)
+    throw err
+  }
+}
+
+/** What a server needs to answer for one dataset. */
+export interface ServedDataset {
+  region: string
+  codec: RowCodec
+  view: ReplicaView
+  clock: () => VectorClock
+}
+
+export interface ServeSyncInit {
+  /** Finds the dataset the client opened; throws a ConvergeError (sent back as an error frame) when it cannot be served. */
+  resolve: (open: OpenMessage) => ServedDataset
+  signal?: AbortSignal
+  /** Called once the open is accepted, with the client's clock and correlation id. */
+  onOpen?: (open: OpenMessage) => void
+}
+
+/**
+ * Serves one exchange until the client closes. A malformed or refused request
+ * gets an error frame with a stable code and ends this stream only.
+ */
+export async function serveSync (channel: FrameChannel, init: ServeSyncInit): Promise<{ open?: OpenMessage, rounds: number }> {
+  const { signal } = init
+  let open: OpenMessage | undefined
+  let rounds = 0
+  try {
+    open = await receive(channel, openSchema, 'open', signal)
+    const served = init.resolve(open)
+    if (open.fp !== served.codec.fingerprint) throw new SchemaMismatchError(open.dataset, served.codec.fingerprint, open.fp)
+    init.onOpen?.(open)
+    const responder = new Responder(served.view, served.codec)
+    const root = served.view.tree.root
+    await send(channel, {
+      t: 'opened', v: PROTOCOL_VERSION, region: served.region, fp: served.codec.fingerprint, clock: served.clock(),
+      depth: served.view.tree.depth, count: root.count, sum: u64ToBytes(root.sum), children: responder.rootChildren()
+    }, signal)
+    for (;;) {
+      let frame: Uint8Array
+      try {
+        frame = await channel.receive({ signal })
+      } catch (err) {
+        if (err instanceof StreamEndedError) break
+        throw err
+      }
+      const round = checkMessage(roundSchema, decodeFrame(frame, 'round'), 'round')
+      rounds++
+      for await (const reply of responder.answer(round, { signal })) await send(channel, reply, signal)
+    }
+    await channel.close({ signal })
+    return { open, rounds }
+  } catch (err) {
+    if (err instanceof ConvergeError && !(err instanceof StreamEndedError)) {
+      // tell the client why, then end this stream; the server goes on serving others
+      try { await send(channel, { t: 'error', code: err.code, message: err.message.slice(0, 1024) }, signal); await channel.close({ signal }) } catch { channel.abort(err) }
+    } else {
+      channel.abort(err as Error)
+    }
+    throw err
+  }
+}
+
