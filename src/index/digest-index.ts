@@ -1,0 +1,261 @@
+/**
+ * The digest index of one dataset replica: keyHash ‖ key → rowDigest, in the
+ * agent's LevelDB, and the in-memory Merkle tree over it.
+ *
+ * Built by a full scan of the store when missing, when its schema
+ * fingerprint differs, or when an earlier build did not finish; then kept
+ * current by the store's change feed. Key-hash order makes the rows under any
+ * tree node one contiguous range scan.
+ *
+ * Guaranteed: after `catchUp()` the index reflects every change the store
+ * committed up to that moment, and the tree equals the sum over the index.
+ * A change replayed twice leaves both unchanged.
+ */
+import { EventEmitter } from 'node:events'
+import { SCAN_BATCH_ROWS } from '../constants.ts'
+import { AbortedError, throwIfAborted } from '../errors.ts'
+import { bytesToU64, entryHash, u64ToBytes } from '../digest/hash.ts'
+import type { RowCodec } from '../digest/row-codec.ts'
+import type { ReplicaStore, RowChange } from '../stores/replica-store.ts'
+import type { IndexEntry, ReplicaView } from '../sync/replica-view.ts'
+import { depthFor, MerkleTree, nodeRange } from '../tree/merkle-tree.ts'
+import type { ByteSublevel, StateDb } from './state-db.ts'
+
+const META_KEY = new TextEncoder().encode('meta')
+
+interface IndexMeta { fp: string, seq: number, complete: boolean }
+
+export interface IndexProgress { phase: 'scan' | 'load', rows: number }
+
+function encodeMeta (meta: IndexMeta): Uint8Array { return new TextEncoder().encode(JSON.stringify(meta)) }
+
+function indexKey (keyHash: bigint, key: Uint8Array): Uint8Array {
+  const out = new Uint8Array(8 + key.length)
+  new DataView(out.buffer).setBigUint64(0, keyHash)
+  out.set(key, 8)
+  return out
+}
+
+function toEntry (k: Uint8Array, v: Uint8Array): IndexEntry {
+  const keyHash = bytesToU64(k, 0)
+  const rowDigest = bytesToU64(v, 0)
+  return { keyHash, key: k.subarray(8), rowDigest, entry: entryHash(keyHash, rowDigest) }
+}
+
+export interface DigestIndexInit {
+  dataset: string
+  codec: RowCodec
+  store: ReplicaStore
+  state: StateDb
+}
+
+export class DigestIndex extends EventEmitter implements ReplicaView {
+  readonly codec: RowCodec
+  private readonly store: ReplicaStore
+  private readonly db: StateDb['db']
+  private readonly entries: ByteSublevel
+  private readonly meta: ByteSublevel
+  private currentTree: MerkleTree = new MerkleTree(1)
+  private seq = 0
+  private following: AbortController | undefined
+  private followLoop: Promise<void> | undefined
+  /** Resolvers waiting for the index to reach a seq. */
+  private waiters: Array<{ seq: number, resolve: () => void }> = []
+
+  constructor (init: DigestIndexInit) {
+    super()
+    this.codec = init.codec
+    this.store = init.store
+    this.db = init.state.db
+    this.entries = init.state.sublevel(`index:${init.dataset}:e`)
+    this.meta = init.state.sublevel(`index:${init.dataset}:m`)
+  }
+
+  get tree (): MerkleTree { return this.currentTree }
+
+  /** The store change seq the index reflects. */
+  get appliedSeq (): number { return this.seq }
+
+  /**
+   * Makes the index current: rebuilds it by a full scan when it is missing or
+   * distrusted, else loads the tree from it and replays missed changes. Then
+   * follows the change feed until stop().
+   */
+  async start (options: { signal?: AbortSignal, onProgress?: (p: IndexProgress) => void, rebuild?: boolean } = {}): Promise<void> {
+    const meta = await this.readMeta()
+    if (options.rebuild === true || meta === undefined || !meta.complete || meta.fp !== this.codec.fingerprint) {
+      await this.rebuild(options)
+    } else {
+      this.seq = meta.seq
+      await this.loadTree(options)
+    }
+    this.follow()
+    await this.catchUp(options)
+  }
+
+  async stop (): Promise<void> {
+    this.following?.abort()
+    await this.followLoop?.catch(() => undefined)
+    this.following = undefined
+    this.followLoop = undefined
+  }
+
+  /** Full scan of the store into a fresh index. */
+  async rebuild (options: { signal?: AbortSignal, onProgress?: (p: IndexProgress) => void } = {}): Promise<void> {
+    const { signal } = options
+    await this.writeMeta({ fp: this.codec.fingerprint, seq: 0, complete: false })
+    await this.entries.clear()
+    // changes committed while the scan runs are replayed from here; replays are idempotent
+    const seqAtStart = await this.store.lastSeq()
+    const leafRows: Array<[bigint, bigint]> = []
+    let rows = 0
+    for await (const batch of this.store.scan({ signal, batchSize: SCAN_BATCH_ROWS })) {
+      throwIfAborted(signal)
+      const ops = this.entries.batch()
+      for (const { key, row } of batch) {
+        const keyHash = this.codec.keyHash(key)
+        const rowDigest = this.codec.rowDigest(row)
+        ops.put(indexKey(keyHash, key), u64ToBytes(rowDigest))
+        leafRows.push([keyHash, entryHash(keyHash, rowDigest)])
+      }
+      await ops.write()
+      rows += batch.length
+      options.onProgress?.({ phase: 'scan', rows })
+    }
+    const tree = new MerkleTree(depthFor(rows))
+    for (const [keyHash, entry] of leafRows) tree.addLeaf(keyHash, entry)
+    tree.rollUp()
+    this.currentTree = tree
+    this.seq = seqAtStart
+    await this.writeMeta({ fp: this.codec.fingerprint, seq: seqAtStart, complete: true })
+    this.emit('change')
+  }
+
+  /** Rebuilds the in-memory tree from the index (at start, or when the row count calls for another depth). */
+  async loadTree (options: { signal?: AbortSignal, onProgress?: (p: IndexProgress) => void } = {}): Promise<void> {
+    const leafRows: Array<[bigint, bigint]> = []
+    const it = this.entries.iterator()
+    try {
+      for (;;) {
+        throwIfAborted(options.signal)
+        const batch = await it.nextv(10_000)
+        if (batch.length === 0) break
+        for (const [k, v] of batch) { const e = toEntry(k, v); leafRows.push([e.keyHash, e.entry]) }
+        options.onProgress?.({ phase: 'load', rows: leafRows.length })
+      }
+    } finally {
+      await it.close()
+    }
+    const tree = new MerkleTree(depthFor(leafRows.length))
+    for (const [keyHash, entry] of leafRows) tree.addLeaf(keyHash, entry)
+    tree.rollUp()
+    this.currentTree = tree
+    this.emit('change')
+  }
+
+  /** Waits until the index reflects every change the store has committed so far. */
+  async catchUp (options: { signal?: AbortSignal } = {}): Promise<void> {
+    const target = await this.store.lastSeq()
+    if (this.seq >= target) return
+    await new Promise<void>((resolve, reject) => {
+      const onAbort = (): void => reject(new AbortedError())
+      options.signal?.addEventListener('abort', onAbort, { once: true })
+      this.waiters.push({ seq: target, resolve: () => { options.signal?.removeEventListener('abort', onAbort); resolve() } })
+    })
+  }
+
+  async list (level: number, index: number, options: { signal?: AbortSignal } = {}): Promise<IndexEntry[]> {
+    const { start, end } = nodeRange(level, index)
+    const range = end >= 1n << 64n ? { gte: u64ToBytes(start) } : { gte: u64ToBytes(start), lt: u64ToBytes(end) }
+    const out: IndexEntry[] = []
+    const it = this.entries.iterator(range)
+    try {
+      for (;;) {
+        throwIfAborted(options.signal)
+        const batch = await it.nextv(1000)
+        if (batch.length === 0) break
+        for (const [k, v] of batch) out.push(toEntry(k, v))
+      }
+    } finally {
+      await it.close()
+    }
+    return out
+  }
+
+  async getRows (keys: Uint8Array[], options: { signal?: AbortSignal } = {}): Promise<Array<Uint8Array | undefined>> {
+    return await this.store.get(keys, options)
+  }
+
+  private follow (): void {
+    const controller = new AbortController()
+    this.following = controller
+    let applied = 0
+    this.followLoop = (async () => {
+      try {
+        for await (const batch of this.store.changes({ since: this.seq, signal: controller.signal })) {
+          await this.applyChanges(batch.changes, batch.seq)
+          this.seq = batch.seq
+          // the store keeps its change log for this index only: drop what is applied
+          if (++applied % 64 === 0) await this.store.trimChanges(this.seq)
+          this.release()
+          this.emit('change')
+          await this.maybeResize(controller.signal)
+        }
+      } catch (err) {
+        if (err instanceof AbortedError || controller.signal.aborted) return
+        this.emit('error', err)
+      }
+    })()
+  }
+
+  /** Applies one batch of store changes to the index and the tree, and records the seq in the same write. */
+  private async applyChanges (changes: RowChange[], seq: number): Promise<void> {
+    const keys = changes.map(c => indexKey(this.codec.keyHash(c.key), c.key))
+    const stored = await this.entries.getMany(keys)
+    // the same key may change twice in one batch: track its digest as the batch goes
+    const current = new Map<string, bigint | undefined>()
+    const tree = this.currentTree
+    const treeOps: Array<() => void> = []
+    changes.forEach((change, i) => {
+      const k = keys[i]!
+      const id = Buffer.from(k).toString('latin1')
+      const keyHash = bytesToU64(k, 0)
+      const before = current.has(id) ? current.get(id) : stored[i] === undefined ? undefined : bytesToU64(stored[i]!, 0)
+      const after = change.row === null ? undefined : this.codec.rowDigest(change.row)
+      if (before !== undefined) { const e = entryHash(keyHash, before); treeOps.push(() => tree.remove(keyHash, e)) }
+      if (after !== undefined) { const e = entryHash(keyHash, after); treeOps.push(() => tree.add(keyHash, e)) }
+      current.set(id, after)
+    })
+    const batch = this.db.batch()
+    changes.forEach((_, i) => {
+      const k = keys[i]!
+      const after = current.get(Buffer.from(k).toString('latin1'))
+      if (after === undefined) batch.del(k, { sublevel: this.entries }); else batch.put(k, u64ToBytes(after), { sublevel: this.entries })
+    })
+    batch.put(META_KEY, encodeMeta({ fp: this.codec.fingerprint, seq, complete: true }), { sublevel: this.meta })
+    await batch.write()
+    for (const op of treeOps) op()
+  }
+
+  private async maybeResize (signal: AbortSignal): Promise<void> {
+    const rows = this.currentTree.rowCount
+    const depth = this.currentTree.depth
+    // hysteresis: only when the ideal depth is off by one even at twice or half the rows
+    if (depthFor(rows / 2) > depth || depthFor(rows * 2) < depth) await this.loadTree({ signal })
+  }
+
+  private release (): void {
+    const ready = this.waiters.filter(w => w.seq <= this.seq)
+    this.waiters = this.waiters.filter(w => w.seq > this.seq)
+    for (const w of ready) w.resolve()
+  }
+
+  private async readMeta (): Promise<IndexMeta | undefined> {
+    const v = await this.meta.get(META_KEY)
+    return v === undefined ? undefined : JSON.parse(new TextDecoder().decode(v)) as IndexMeta
+  }
+
+  private async writeMeta (meta: IndexMeta): Promise<void> {
+    await this.meta.put(META_KEY, encodeMeta(meta))
+  }
+}

@@ -1,0 +1,71 @@
+/**
+ * The seam between converge and a replica's database. Every store speaks in
+ * canonical bytes (see RowCodec): rows and keys cross this interface already
+ * encoded, so digests are computed the same way whatever the backend.
+ *
+ * Stores declare what they can do in `supports` instead of callers testing
+ * their class.
+ */
+import type { RowCodec } from '../digest/row-codec.ts'
+
+export interface StoreCapabilities {
+  /** Delivers every committed change through `changes()`. */
+  changeFeed: boolean
+  /** The change feed survives restarts: `changes({ since })` replays what was missed. */
+  durableChangeFeed: boolean
+  /** `apply()` is atomic: all of it or none of it. */
+  transactions: boolean
+}
+
+export interface StoredRow {
+  key: Uint8Array
+  row: Uint8Array
+}
+
+export interface RowChange {
+  key: Uint8Array
+  /** The row after the change; null for a delete. */
+  row: Uint8Array | null
+}
+
+export interface ChangeBatch {
+  /** Increases with every committed batch. */
+  seq: number
+  changes: RowChange[]
+  /** Who wrote it: 'converge' for the agent's own fixes, else undefined. */
+  origin?: string
+}
+
+export interface ApplyRequest {
+  upserts: Uint8Array[]
+  deletes: Uint8Array[]
+  origin?: string
+}
+
+export interface ApplyResult {
+  seq: number
+  /** The row before the change, per upsert then per delete, in request order; null where absent. */
+  before: Array<Uint8Array | null>
+}
+
+export interface ReplicaStore {
+  readonly kind: string
+  readonly codec: RowCodec
+  readonly supports: StoreCapabilities
+  open: (options?: { signal?: AbortSignal }) => Promise<void>
+  close: () => Promise<void>
+  /** Every row, in batches, in the store's own key order. */
+  scan: (options?: { signal?: AbortSignal, batchSize?: number }) => AsyncIterable<StoredRow[]>
+  /** Canonical rows for the keys, undefined where absent. */
+  get: (keys: Uint8Array[], options?: { signal?: AbortSignal }) => Promise<Array<Uint8Array | undefined>>
+  /** Upserts and deletes in one atomic batch; returns the before-images. */
+  apply: (request: ApplyRequest, options?: { signal?: AbortSignal }) => Promise<ApplyResult>
+  /** Sequence number of the last committed change (0 when none). */
+  lastSeq: () => Promise<number>
+  /** Committed changes after `since`, then new ones as they commit, until the signal aborts. */
+  changes: (options: { since: number, signal: AbortSignal }) => AsyncIterable<ChangeBatch>
+  /** Forgets changes up to and including `seq` (the consumer has them). */
+  trimChanges: (seq: number) => Promise<void>
+  /** Number of rows (may be an estimate where counting is expensive). */
+  countRows: (options?: { signal?: AbortSignal }) => Promise<number>
+}
