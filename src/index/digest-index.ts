@@ -128,6 +128,7 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
     this.currentTree = tree
     this.seq = seqAtStart
     await this.writeMeta({ fp: this.codec.fingerprint, seq: seqAtStart, complete: true })
+    await this.store.trimChanges(seqAtStart)
     this.emit('change')
   }
 

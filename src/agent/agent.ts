@@ -1,0 +1,269 @@
+/**
+ * The converge agent: one sidecar beside one regional replica.
+ *
+ * start() opens, in order: the agent's LevelDB, audit log and clock; each
+ * dataset's store and digest index (built or caught up); the libp2p node with
+ * the sync protocol handler and the summary topic; the status port. stop()
+ * closes them in reverse, after the dataset workers finish their current step.
+ */
+import { mkdir } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { PeerId, Stream } from '@libp2p/interface'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { multiaddr } from '@multiformats/multiaddr'
+import { AuditLog } from '../audit/audit-log.ts'
+import type { VectorClock } from '../audit/vector-clock.ts'
+import type { AgentConfig, DatasetConfig } from '../config/schema.ts'
+import { SYNC_PROTOCOL, summaryTopic } from '../constants.ts'
+import { ConvergeError, UnknownDatasetError } from '../errors.ts'
+import { RowCodec } from '../digest/row-codec.ts'
+import { decodeSummary, encodeSummary, summarize } from '../gossip/summary.ts'
+import { DigestIndex, type IndexProgress } from '../index/digest-index.ts'
+import { StateDb } from '../index/state-db.ts'
+import { createAgentNode, type AgentNode } from '../net/node.ts'
+import { loadOrCreatePeerKey } from '../net/peer-key.ts'
+import { createLogger, type Logger } from '../observability/logger.ts'
+import { StatusServer } from '../status/server.ts'
+import { LevelStore } from '../stores/level-store.ts'
+import type { ReplicaStore } from '../stores/replica-store.ts'
+import { streamChannel, type FrameChannel } from '../sync/channel.ts'
+import { serveSync } from '../sync/session.ts'
+import { DatasetReplica, type ReplicaHost } from './dataset-replica.ts'
+import { SummaryBoard } from './summary-board.ts'
+
+const CLOCK_KEY = new TextEncoder().encode('clock')
+/** A region whose summary is older than this many gossip intervals is taken as unreachable. */
+const STALE_INTERVALS = 3
+const REDIAL_MS = 2000
+
+export interface AgentInit {
+  config: AgentConfig
+  logger?: Logger
+  /** Called as each dataset's index is built or loaded. */
+  onIndexProgress?: (dataset: string, progress: IndexProgress) => void
+}
+
+export class Agent implements ReplicaHost {
+  readonly config: AgentConfig
+  readonly region: string
+  readonly log: Logger
+  readonly state: StateDb
+  readonly audit: AuditLog
+  readonly datasets = new Map<string, DatasetReplica>()
+  private node: AgentNode | undefined
+  private status: StatusServer | undefined
+  private board: SummaryBoard
+  private vectorClock: VectorClock = {}
+  private readonly topic: string
+  private readonly timers: NodeJS.Timeout[] = []
+  private readonly publishPending = new Set<string>()
+  private readonly onIndexProgress: AgentInit['onIndexProgress']
+  private readonly startedAt = Date.now()
+  private running = false
+
+  constructor (init: AgentInit) {
+    this.config = init.config
+    this.region = init.config.region
+    this.log = init.logger ?? createLogger({ region: this.region })
+    this.state = new StateDb(join(init.config.dataDir, 'state'))
+    this.audit = new AuditLog(this.state)
+    this.topic = summaryTopic(init.config.cluster)
+    this.onIndexProgress = init.onIndexProgress
+    this.board = new SummaryBoard(this.config.peers.flatMap(p => {
+      const id = multiaddr(p.address).getComponents().find(c => c.name === 'p2p')?.value
+      return id === undefined ? [] : [[p.region, id] as [string, string]]
+    }))
+  }
+
+  get peerId (): string | undefined { return this.node?.peerId.toString() }
+  get listenAddresses (): string[] { return this.node?.getMultiaddrs().map(String) ?? [] }
+  get statusUrl (): string | undefined { return this.status?.url }
+
+  async start (options: { signal?: AbortSignal } = {}): Promise<void> {
+    const { signal } = options
+    await mkdir(this.config.dataDir, { recursive: true })
+    await this.state.open()
+    await this.audit.open()
+    const storedClock = await this.state.sublevel('meta').get(CLOCK_KEY)
+    this.vectorClock = storedClock === undefined ? {} : JSON.parse(new TextDecoder().decode(storedClock)) as VectorClock
+
+    for (const dataset of this.config.datasets) {
+      const codec = new RowCodec(dataset.schema)
+      const store = this.createStore(dataset, codec)
+      await store.open({ signal })
+      const index = new DigestIndex({ dataset: dataset.name, codec, store, state: this.state })
+      index.on('error', err => this.log.error({ dataset: dataset.name, err: (err as Error).message }, 'digest index stopped following the store'))
+      const t0 = Date.now()
+      await index.start({ signal, onProgress: p => this.onIndexProgress?.(dataset.name, p) })
+      this.log.info({ dataset: dataset.name, rows: index.tree.rowCount, depth: index.tree.depth, ms: Date.now() - t0 }, 'digest index ready')
+      this.datasets.set(dataset.name, new DatasetReplica({
+        config: dataset, codec, store, index, host: this, minIntervalMs: this.config.sync.minIntervalMs, timeoutMs: this.config.sync.timeoutMs
+      }))
+    }
+
+    const privateKey = await loadOrCreatePeerKey(this.config.keyFile!)
+    const node = await createAgentNode({ privateKey, listen: this.config.listen })
+    this.node = node
+    await node.handle(SYNC_PROTOCOL, (stream) => { void this.serve(stream) }, { maxInboundStreams: 16 })
+    node.services.pubsub.subscribe(this.topic)
+    node.services.pubsub.addEventListener('message', (evt) => {
+      const msg = evt.detail
+      if (msg.topic !== this.topic || msg.type !== 'signed') return
+      this.onSummary(msg.from.toString(), msg.data)
+    })
+    this.running = true
+    this.dialPeers()
+    this.timers.push(setInterval(() => this.dialPeers(), REDIAL_MS))
+    this.timers.push(setInterval(() => { for (const d of this.datasets.values()) { this.publishNow(d); d.evaluate() } }, this.config.gossip.intervalMs))
+    for (const d of this.datasets.values()) { this.publishNow(d); d.evaluate() }
+
+    if (this.config.status !== undefined) {
+      this.status = new StatusServer({ agent: this, host: this.config.status.host, port: this.config.status.port })
+      await this.status.start()
+    }
+    this.log.info({ peerId: node.peerId.toString(), listen: this.listenAddresses, status: this.statusUrl }, 'agent started')
+  }
+
+  async stop (): Promise<void> {
+    this.running = false
+    for (const t of this.timers.splice(0)) clearInterval(t)
+    await this.status?.stop()
+    await Promise.all([...this.datasets.values()].map(async d => await d.stop()))
+    await this.node?.stop()
+    for (const d of this.datasets.values()) {
+      await d.index.stop()
+      await d.store.close()
+    }
+    await this.state.close()
+    this.log.info('agent stopped')
+  }
+
+  // ReplicaHost
+
+  clock (): VectorClock { return { ...this.vectorClock } }
+
+  async setClock (clock: VectorClock): Promise<void> {
+    this.vectorClock = clock
+    await this.state.sublevel('meta').put(CLOCK_KEY, new TextEncoder().encode(JSON.stringify(clock)))
+  }
+
+  sourceOf (dataset: DatasetConfig): { region: string, peerId?: string, summary?: ReturnType<typeof decodeSummary> } | undefined {
+    const fresh = Date.now() - STALE_INTERVALS * this.config.gossip.intervalMs
+    for (const region of dataset.sourceOfTruth) {
+      if (region === this.region) return { region }
+      const heard = this.board.get(region, dataset.name)
+      if (heard !== undefined && heard.receivedAt >= fresh && this.isConnected(heard.peerId)) return { region, peerId: heard.peerId, summary: heard.summary }
+    }
+    return undefined
+  }
+
+  async openSyncChannel (peerId: string, signal: AbortSignal): Promise<FrameChannel> {
+    if (this.node === undefined) throw new ConvergeError('CONVERGE_NOT_STARTED', 'agent is not started')
+    const stream = await this.node.dialProtocol(peerIdFromString(peerId), SYNC_PROTOCOL, { signal })
+    return streamChannel(stream)
+  }
+
+  publish (replica: DatasetReplica): void {
+    // coalesce bursts of index changes into one summary
+    if (this.publishPending.has(replica.name)) return
+    this.publishPending.add(replica.name)
+    setTimeout(() => { this.publishPending.delete(replica.name); this.publishNow(replica) }, 100).unref()
+  }
+
+  /** Peers as this agent sees them. */
+  peers (): Array<Record<string, unknown>> {
+    const connected = new Set(this.node?.getPeers().map(String) ?? [])
+    const byPeer = new Map<string, { region: string, lastSummaryAt: number }>()
+    for (const h of this.board.all()) {
+      const prev = byPeer.get(h.peerId)
+      if (prev === undefined || prev.lastSummaryAt < h.receivedAt) byPeer.set(h.peerId, { region: h.summary.region, lastSummaryAt: h.receivedAt })
+    }
+    for (const p of this.config.peers) {
+      const id = this.board.peerOf(p.region)
+      if (id !== undefined && !byPeer.has(id)) byPeer.set(id, { region: p.region, lastSummaryAt: 0 })
+    }
+    return [...byPeer.entries()].map(([peerId, v]) => ({
+      peerId, region: v.region, connected: connected.has(peerId),
+      lastSummaryAt: v.lastSummaryAt === 0 ? null : v.lastSummaryAt,
+      lagMs: v.lastSummaryAt === 0 ? null : Date.now() - v.lastSummaryAt
+    }))
+  }
+
+  statusReport (): Record<string, unknown> {
+    return {
+      region: this.region,
+      cluster: this.config.cluster,
+      peerId: this.peerId ?? null,
+      listen: this.listenAddresses,
+      uptimeMs: Date.now() - this.startedAt,
+      clock: this.vectorClock,
+      peers: this.peers(),
+      datasets: [...this.datasets.values()].map(d => d.status())
+    }
+  }
+
+  private createStore (dataset: DatasetConfig, codec: RowCodec): ReplicaStore {
+    switch (dataset.store.kind) {
+      case 'level': return new LevelStore({ path: dataset.store.path, codec })
+    }
+  }
+
+  private isConnected (peerId: string): boolean {
+    return this.node?.getConnections(peerIdFromString(peerId)).some(c => c.status === 'open') ?? false
+  }
+
+  private publishNow (replica: DatasetReplica): void {
+    const node = this.node
+    if (node === undefined || !this.running) return
+    const data = encodeSummary(summarize(this.region, replica.name, replica.codec.fingerprint, replica.index.tree))
+    node.services.pubsub.publish(this.topic, data).catch((err: Error) => this.log.debug({ err: err.message }, 'summary not published'))
+  }
+
+  private onSummary (peerId: string, data: Uint8Array): void {
+    let summary
+    try {
+      summary = decodeSummary(data)
+    } catch (err) {
+      this.log.warn({ peerId, err: (err as Error).message }, 'malformed summary refused')
+      return
+    }
+    if (summary.region === this.region) { this.log.warn({ peerId, region: summary.region }, 'summary claims this agent\'s own region; refused'); return }
+    if (!this.board.accept(peerId, summary)) { this.log.warn({ peerId, region: summary.region }, 'summary from a peer not bound to its region; refused'); return }
+    const replica = this.datasets.get(summary.dataset)
+    if (replica === undefined) return
+    const source = this.sourceOf(replica.config)
+    if (source?.region === summary.region) replica.onSourceSummary(summary)
+    else replica.evaluate()
+  }
+
+  private async serve (stream: Stream): Promise<void> {
+    const channel = streamChannel(stream)
+    const signal = AbortSignal.timeout(this.config.sync.timeoutMs)
+    try {
+      const { open, rounds } = await serveSync(channel, {
+        signal,
+        resolve: (open) => {
+          const replica = this.datasets.get(open.dataset)
+          if (replica === undefined) throw new UnknownDatasetError(open.dataset)
+          return { region: this.region, codec: replica.codec, view: replica.index, clock: () => this.clock() }
+        }
+      })
+      this.log.debug({ dataset: open?.dataset, peer: open?.region, cid: open?.cid, rounds }, 'served sync')
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message, code: (err as { code?: string }).code }, 'sync stream refused')
+    }
+  }
+
+  private dialPeers (): void {
+    const node = this.node
+    if (node === undefined || !this.running) return
+    for (const p of this.config.peers) {
+      const addr = multiaddr(p.address)
+      const id = addr.getComponents().find(c => c.name === 'p2p')?.value
+      if (id !== undefined && node.getConnections(peerIdFromString(id)).length > 0) continue
+      node.dial(addr, { signal: AbortSignal.timeout(5000) }).catch((err: Error) => this.log.debug({ peer: p.region, err: err.message }, 'dial failed'))
+    }
+  }
+}
+
+export type { PeerId }

@@ -1,0 +1,42 @@
+/**
+ * Reads a YAML or JSON config file, validates it, and resolves relative paths
+ * against the file's directory.
+ */
+import { readFile } from 'node:fs/promises'
+import { dirname, isAbsolute, resolve } from 'node:path'
+import { parse as parseYaml } from 'yaml'
+import { ConfigError } from '../errors.ts'
+import { configSchema, type AgentConfig } from './schema.ts'
+
+const MAX_CONFIG_BYTES = 1024 * 1024
+
+export function parseConfig (value: unknown, baseDir = process.cwd(), source = 'config'): AgentConfig {
+  const parsed = configSchema.safeParse(value)
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map(i => `  ${i.path.length === 0 ? '(top level)' : i.path.join('.')}: ${i.message}`)
+    throw new ConfigError(`${source} is invalid:\n${lines.join('\n')}`)
+  }
+  const config = parsed.data
+  const abs = (p: string): string => (isAbsolute(p) ? p : resolve(baseDir, p))
+  config.dataDir = abs(config.dataDir)
+  config.keyFile = abs(config.keyFile ?? resolve(config.dataDir, 'peer.key'))
+  for (const d of config.datasets) d.store.path = abs(d.store.path)
+  return config
+}
+
+export async function loadConfig (path: string): Promise<AgentConfig> {
+  let text: string
+  try {
+    text = await readFile(path, 'utf8')
+  } catch (err) {
+    throw new ConfigError(`cannot read config file ${path}: ${(err as Error).message}`, { cause: err })
+  }
+  if (text.length > MAX_CONFIG_BYTES) throw new ConfigError(`config file ${path} is larger than ${MAX_CONFIG_BYTES} bytes`)
+  let value: unknown
+  try {
+    value = /\.json$/i.test(path) ? JSON.parse(text) : parseYaml(text, { maxAliasCount: 100 })
+  } catch (err) {
+    throw new ConfigError(`config file ${path} does not parse: ${(err as Error).message}`, { cause: err })
+  }
+  return parseConfig(value, dirname(resolve(path)), path)
+}

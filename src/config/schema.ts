@@ -1,0 +1,97 @@
+/**
+ * The agent's config file, validated once at the edge. Every error names the
+ * field (`datasets.0.sourceOfTruth: ...`). Relative paths resolve against the
+ * config file's directory.
+ */
+import { z } from 'zod'
+import { COLUMN_TYPES } from '../digest/schema.ts'
+
+const name = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'must be 1-128 letters, digits, dot, dash or underscore, starting with a letter or digit')
+
+const column = z.object({
+  name: z.string().min(1).max(128),
+  type: z.enum(COLUMN_TYPES),
+  nullable: z.boolean().optional()
+}).strict()
+
+const datasetSchema = z.object({
+  version: z.number().int().min(1).default(1),
+  columns: z.array(column).min(1),
+  primaryKey: z.array(z.string().min(1)).min(1),
+  ignoreColumns: z.array(z.string()).default([]),
+  eventTimeColumn: z.string().optional()
+}).strict().superRefine((s, ctx) => {
+  const names = new Set<string>()
+  s.columns.forEach((c, i) => {
+    if (names.has(c.name)) ctx.addIssue({ code: 'custom', path: ['columns', i, 'name'], message: `duplicate column "${c.name}"` })
+    names.add(c.name)
+  })
+  s.primaryKey.forEach((k, i) => { if (!names.has(k)) ctx.addIssue({ code: 'custom', path: ['primaryKey', i], message: `"${k}" is not a column` }) })
+  s.ignoreColumns.forEach((k, i) => {
+    if (!names.has(k)) ctx.addIssue({ code: 'custom', path: ['ignoreColumns', i], message: `"${k}" is not a column` })
+    if (s.primaryKey.includes(k)) ctx.addIssue({ code: 'custom', path: ['ignoreColumns', i], message: `key column "${k}" cannot be ignored` })
+  })
+  if (s.eventTimeColumn !== undefined && !names.has(s.eventTimeColumn)) ctx.addIssue({ code: 'custom', path: ['eventTimeColumn'], message: `"${s.eventTimeColumn}" is not a column` })
+})
+
+const levelStore = z.object({
+  kind: z.literal('level'),
+  /** Directory of the dataset's LevelDB store. */
+  path: z.string().min(1)
+}).strict()
+
+const dataset = z.object({
+  name,
+  schema: datasetSchema,
+  store: z.discriminatedUnion('kind', [levelStore]),
+  /** Regions whose rows are canonical, in order of preference. */
+  sourceOfTruth: z.array(name).min(1),
+  rule: z.enum(['restore']).default('restore')
+}).strict()
+
+const peer = z.object({
+  region: name,
+  /** Multiaddr to dial, with /p2p/<peer id> to pin the region to that identity. */
+  address: z.string().min(1)
+}).strict()
+
+export const configSchema = z.object({
+  /** Agents that reconcile the same datasets share a cluster name (one gossip topic). */
+  cluster: name,
+  region: name,
+  /** Where the agent keeps its key, digest indexes and audit log. */
+  dataDir: z.string().min(1),
+  /** Peer key file; default <dataDir>/peer.key (created on first start). */
+  keyFile: z.string().optional(),
+  listen: z.array(z.string().min(1)).min(1).default(['/ip4/127.0.0.1/tcp/0']),
+  peers: z.array(peer).default([]),
+  status: z.object({
+    host: z.string().default('127.0.0.1'),
+    /** 0 picks a free port; omit the block to turn the status port off. */
+    port: z.number().int().min(0).max(65535)
+  }).strict().optional(),
+  gossip: z.object({
+    /** How often each dataset's summary is published even when nothing changed. */
+    intervalMs: z.number().int().min(100).max(3_600_000).default(5000)
+  }).strict().default({ intervalMs: 5000 }),
+  sync: z.object({
+    /** Shortest pause between two syncs of one dataset. */
+    minIntervalMs: z.number().int().min(0).default(250),
+    timeoutMs: z.number().int().min(1000).default(60_000)
+  }).strict().default({ minIntervalMs: 250, timeoutMs: 60_000 }),
+  datasets: z.array(dataset).min(1)
+}).strict().superRefine((c, ctx) => {
+  const seen = new Set<string>()
+  c.datasets.forEach((d, i) => {
+    if (seen.has(d.name)) ctx.addIssue({ code: 'custom', path: ['datasets', i, 'name'], message: `duplicate dataset "${d.name}"` })
+    seen.add(d.name)
+  })
+  const regions = new Set([c.region, ...c.peers.map(p => p.region)])
+  c.datasets.forEach((d, i) => d.sourceOfTruth.forEach((r, j) => {
+    if (!regions.has(r)) ctx.addIssue({ code: 'custom', path: ['datasets', i, 'sourceOfTruth', j], message: `region "${r}" is neither this agent nor one of its peers` })
+  }))
+})
+
+export type AgentConfig = z.infer<typeof configSchema>
+export type DatasetConfig = AgentConfig['datasets'][number]
+export type ConfigInput = z.input<typeof configSchema>

@@ -1,0 +1,57 @@
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Agent } from '../../src/agent/agent.ts'
+import { parseConfig } from '../../src/config/load.ts'
+import type { ConfigInput } from '../../src/config/schema.ts'
+import { silentLogger } from '../../src/observability/logger.ts'
+import { LevelStore } from '../../src/stores/level-store.ts'
+import type { ReplicaStore } from '../../src/stores/replica-store.ts'
+import { ORDERS_SCHEMA, ordersCodec } from '../../cluster/orders.ts'
+
+export async function tempDir (prefix = 'converge-test-'): Promise<{ path: string, remove: () => Promise<void> }> {
+  const path = await mkdtemp(join(tmpdir(), prefix))
+  return { path, remove: async () => await rm(path, { recursive: true, force: true }) }
+}
+
+/** Opens a LevelDB orders store at a path, runs `fn`, closes it. */
+export async function withOrdersStore<T> (path: string, fn: (store: LevelStore) => Promise<T>): Promise<T> {
+  const store = new LevelStore({ path, codec: ordersCodec })
+  await store.open()
+  try { return await fn(store) } finally { await store.close() }
+}
+
+export function agentConfig (root: string, region: string, peers: Array<{ region: string, address: string }>, sourceOfTruth: string[], extra: Partial<ConfigInput> = {}): ConfigInput {
+  return {
+    cluster: 'test',
+    region,
+    dataDir: join(root, region, 'agent'),
+    listen: ['/ip4/127.0.0.1/tcp/0'],
+    peers,
+    gossip: { intervalMs: 500 },
+    sync: { minIntervalMs: 50, timeoutMs: 60_000 },
+    datasets: [{ name: 'orders', schema: ORDERS_SCHEMA, store: { kind: 'level', path: join(root, region, 'orders') }, sourceOfTruth }],
+    ...extra
+  }
+}
+
+export async function startAgent (config: ConfigInput): Promise<Agent> {
+  const agent = new Agent({ config: parseConfig(config), logger: silentLogger })
+  await agent.start()
+  return agent
+}
+
+export async function waitFor (what: string, check: () => boolean | Promise<boolean>, timeoutMs = 60_000, everyMs = 50): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
+    await new Promise(resolve => setTimeout(resolve, everyMs))
+  }
+}
+
+/** Every row of a store, by key in hex. */
+export async function allRows (store: ReplicaStore): Promise<Map<string, string>> {
+  const out = new Map<string, string>()
+  for await (const batch of store.scan()) for (const { key, row } of batch) out.set(Buffer.from(key).toString('hex'), Buffer.from(row).toString('hex'))
+  return out
+}
