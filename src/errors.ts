@@ -23,8 +23,8 @@ export class RowEncodingError extends ConvergeError {
 
 /** Thrown when a frame's declared length exceeds the protocol maximum. */
 export class FrameTooLargeError extends ConvergeError {
-  constructor (length: number, max: number) {
-    super('CONVERGE_FRAME_TOO_LARGE', `frame of ${length} bytes exceeds the maximum of ${max} bytes`)
+  constructor (length: number | undefined, max: number) {
+    super('CONVERGE_FRAME_TOO_LARGE', `${length === undefined ? 'declared frame length' : `frame of ${length} bytes`} exceeds the maximum of ${max} bytes`)
   }
 }
 

@@ -43,7 +43,7 @@ export function streamChannel (stream: Stream, maxFrameBytes = MAX_FRAME_BYTES):
         return list.subarray()
       } catch (err) {
         const name = (err as Error).name
-        if (name === 'InvalidDataLengthError') throw new FrameTooLargeError(Number.NaN, maxFrameBytes)
+        if (name === 'InvalidDataLengthError') throw new FrameTooLargeError(undefined, maxFrameBytes)
         if (name === 'InvalidMessageLengthError' || name === 'InvalidDataLengthLengthError') throw new MalformedMessageError('frame length prefix is not a valid varint', { cause: err })
         if (name === 'UnexpectedEOFError') throw new StreamEndedError()
         if (name === 'AbortError' || options?.signal?.aborted === true) throw new AbortedError()

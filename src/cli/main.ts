@@ -1,0 +1,76 @@
+/**
+ * The `converge` command line. `run(argv)` returns the exit code so tests can
+ * call it in-process; bin/converge.js and `npm run converge` call it for real.
+ *
+ * Exit codes: 0 success, 1 failure at run time, 2 bad usage or bad config.
+ */
+import { Command, CommanderError, Option } from 'commander'
+import { ConfigError, ConvergeError } from '../errors.ts'
+import { agentCommand } from './agent-command.ts'
+import { keygenCommand } from './keygen-command.ts'
+import { statusCommand } from './status-command.ts'
+import { demoCommand } from './demo-command.ts'
+
+export const EXIT = { ok: 0, failure: 1, usage: 2 } as const
+
+export function buildProgram (): Command {
+  const program = new Command()
+    .name('converge')
+    .description('Anti-entropy agent: finds drift between regional replicas and repairs it from the source of truth.')
+    .exitOverride()
+    .showHelpAfterError()
+
+  program.command('agent')
+    .description('run the sidecar agent for one region')
+    .requiredOption('-c, --config <file>', 'config file (YAML or JSON)')
+    .addHelpText('after', '\nExample:\n  converge agent --config /etc/converge/us-east.yaml')
+    .action(async (opts: { config: string }) => { await agentCommand(opts) })
+
+  program.command('keygen')
+    .description('create a peer key file (mode 600) and print its peer id')
+    .requiredOption('-o, --out <file>', 'where to write the key')
+    .addHelpText('after', '\nExample:\n  converge keygen --out /var/lib/converge/peer.key')
+    .action(async (opts: { out: string }) => { await keygenCommand(opts) })
+
+  program.command('status')
+    .description("show what an agent sees: its datasets, roots, drift and peers")
+    .option('-u, --url <url>', 'status port of the agent', 'http://127.0.0.1:7600')
+    .option('--json', 'print the raw JSON')
+    .addHelpText('after', '\nExample:\n  converge status --url http://127.0.0.1:7601')
+    .action(async (opts: { url: string, json?: boolean }) => { await statusCommand(opts) })
+
+  const cluster = program.command('cluster').description('the local cluster simulator')
+  cluster.command('demo')
+    .description('start three regions as separate processes on loopback, drift two, and watch them converge')
+    .addOption(new Option('--rows <n>', 'rows per replica').default(100_000).argParser(positiveInt))
+    .addOption(new Option('--drift <percent>', 'share of rows drifted in each non-SoT replica').default(1).argParser(Number))
+    .option('--dir <dir>', 'keep the cluster in this directory (default: a temporary one, removed afterwards)')
+    .addHelpText('after', '\nExample:\n  converge cluster demo --rows 200000 --drift 0.5')
+    .action(async (opts: { rows: number, drift: number, dir?: string }) => { await demoCommand(opts) })
+
+  return program
+}
+
+function positiveInt (value: string): number {
+  const n = Number(value)
+  if (!Number.isInteger(n) || n <= 0) throw new ConfigError(`"${value}" is not a positive whole number`)
+  return n
+}
+
+export async function run (argv: string[]): Promise<number> {
+  const program = buildProgram()
+  try {
+    await program.parseAsync(argv, { from: 'user' })
+    return EXIT.ok
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode === 0 ? EXIT.ok : EXIT.usage
+    if (err instanceof ConfigError) { process.stderr.write(`converge: ${err.message}\n`); return EXIT.usage }
+    if (err instanceof ConvergeError) { process.stderr.write(`converge: ${err.message} [${err.code}]\n`); return EXIT.failure }
+    process.stderr.write(`converge: ${(err as Error).stack ?? String(err)}\n`)
+    return EXIT.failure
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  process.exitCode = await run(process.argv.slice(2))
+}
