@@ -1,0 +1,71 @@
+import { writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { loadConfig, parseConfig } from '../../src/config/load.ts'
+import { ConfigError } from '../../src/errors.ts'
+import { ORDERS_SCHEMA } from '../../cluster/orders.ts'
+import { tempDir } from '../helpers/agents.ts'
+
+const valid = {
+  cluster: 'prod',
+  region: 'us-east',
+  dataDir: './data',
+  peers: [{ region: 'eu-west', address: '/ip4/127.0.0.1/tcp/7002' }],
+  datasets: [{ name: 'orders', schema: ORDERS_SCHEMA, store: { kind: 'level', path: './orders' }, sourceOfTruth: ['us-east'] }]
+}
+
+function errorOf (value: unknown): ConfigError {
+  try { parseConfig(value) } catch (err) { if (err instanceof ConfigError) return err; throw err }
+  throw new Error('expected a ConfigError')
+}
+
+describe('config', () => {
+  let dir: Awaited<ReturnType<typeof tempDir>>
+  beforeEach(async () => { dir = await tempDir() })
+  afterEach(async () => { await dir.remove() })
+
+  it('accepts a valid config and fills defaults', () => {
+    const c = parseConfig(valid, '/srv/converge')
+    expect(c.dataDir).toBe('/srv/converge/data')
+    expect(c.keyFile).toBe('/srv/converge/data/peer.key')
+    expect(c.datasets[0]!.store.path).toBe('/srv/converge/orders')
+    expect(c.datasets[0]!.rule).toBe('restore')
+    expect(c.gossip.intervalMs).toBe(5000)
+    expect(c.listen).toEqual(['/ip4/127.0.0.1/tcp/0'])
+  })
+
+  it('names the bad field', () => {
+    const e = errorOf({ ...valid, datasets: [{ ...valid.datasets[0], sourceOfTruth: ['mars'] }] })
+    expect(e.code).toBe('CONVERGE_CONFIG_INVALID')
+    expect(e.message).toMatch(/datasets\.0\.sourceOfTruth\.0: region "mars"/)
+  })
+
+  it('refuses a primary key that is not a column', () => {
+    const e = errorOf({ ...valid, datasets: [{ ...valid.datasets[0], schema: { ...ORDERS_SCHEMA, primaryKey: ['id'] } }] })
+    expect(e.message).toMatch(/datasets\.0\.schema\.primaryKey\.0: "id" is not a column/)
+  })
+
+  it('refuses unknown fields and wrong types', () => {
+    expect(errorOf({ ...valid, colour: 'blue' }).message).toMatch(/colour/)
+    expect(errorOf({ ...valid, gossip: { intervalMs: 'often' } }).message).toMatch(/gossip\.intervalMs/)
+    expect(errorOf({ ...valid, region: 'us east' }).message).toMatch(/region: must be/)
+    expect(errorOf({ ...valid, datasets: [] }).message).toMatch(/datasets/)
+  })
+
+  it('reads YAML and JSON files, resolving paths against the file', async () => {
+    const yamlPath = join(dir.path, 'agent.yaml')
+    await writeFile(yamlPath, `cluster: prod\nregion: us-east\ndataDir: ./state\ndatasets:\n  - name: orders\n    sourceOfTruth: [us-east]\n    store: { kind: level, path: ./orders }\n    schema:\n      columns:\n        - { name: id, type: integer }\n      primaryKey: [id]\n`)
+    const c = await loadConfig(yamlPath)
+    expect(c.dataDir).toBe(join(dir.path, 'state'))
+    const jsonPath = join(dir.path, 'agent.json')
+    await writeFile(jsonPath, JSON.stringify(valid))
+    expect((await loadConfig(jsonPath)).region).toBe('us-east')
+  })
+
+  it('says which file does not parse or cannot be read', async () => {
+    const bad = join(dir.path, 'bad.yaml')
+    await writeFile(bad, 'cluster: [unclosed')
+    await expect(loadConfig(bad)).rejects.toThrow(/bad\.yaml does not parse/)
+    await expect(loadConfig(join(dir.path, 'missing.yaml'))).rejects.toThrow(/cannot read config file/)
+  })
+})
