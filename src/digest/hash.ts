@@ -26,8 +26,9 @@ export function entryHash (keyHash: bigint, rowDigest: bigint): bigint {
 }
 
 export function u64ToBytes (value: bigint): Uint8Array {
-  const out = new Uint8Array(8)
-  new DataView(out.buffer).setBigUint64(0, value)
+  // allocUnsafe takes small buffers from a shared pool: far cheaper than a new ArrayBuffer per value
+  const out = Buffer.allocUnsafe(8)
+  out.writeBigUInt64BE(value, 0)
   return out
 }
 

@@ -18,10 +18,12 @@ import { bytesToU64, entryHash, u64ToBytes } from '../digest/hash.ts'
 import type { RowCodec } from '../digest/row-codec.ts'
 import type { ReplicaStore, RowChange } from '../stores/replica-store.ts'
 import type { IndexEntry, ReplicaView } from '../sync/replica-view.ts'
-import { depthFor, MerkleTree, nodeRange } from '../tree/merkle-tree.ts'
-import type { ByteSublevel, StateDb } from './state-db.ts'
+import { depthFor, LeafBuffer, MerkleTree, nodeRange } from '../tree/merkle-tree.ts'
+import { READ_AHEAD, type ByteSublevel, type StateDb } from './state-db.ts'
 
 const META_KEY = new TextEncoder().encode('meta')
+/** Index entries written per LevelDB batch during a rebuild. */
+const INDEX_WRITE_BATCH = 20_000
 
 interface IndexMeta { fp: string, seq: number, complete: boolean }
 
@@ -30,8 +32,8 @@ export interface IndexProgress { phase: 'scan' | 'load', rows: number }
 function encodeMeta (meta: IndexMeta): Uint8Array { return new TextEncoder().encode(JSON.stringify(meta)) }
 
 function indexKey (keyHash: bigint, key: Uint8Array): Uint8Array {
-  const out = new Uint8Array(8 + key.length)
-  new DataView(out.buffer).setBigUint64(0, keyHash)
+  const out = Buffer.allocUnsafe(8 + key.length)
+  out.writeBigUInt64BE(keyHash, 0)
   out.set(key, 8)
   return out
 }
@@ -107,25 +109,30 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
     await this.entries.clear()
     // changes committed while the scan runs are replayed from here; replays are idempotent
     const seqAtStart = await this.store.lastSeq()
-    const leafRows: Array<[bigint, bigint]> = []
+    const leaves = new LeafBuffer()
     let rows = 0
+    // index writes go out in large batches, one in flight while the scan reads on
+    let writing: Promise<void> | undefined
+    let ops = this.entries.batch()
     for await (const batch of this.store.scan({ signal, batchSize: SCAN_BATCH_ROWS })) {
       throwIfAborted(signal)
-      const ops = this.entries.batch()
       for (const { key, row } of batch) {
         const keyHash = this.codec.keyHash(key)
         const rowDigest = this.codec.rowDigest(row)
         ops.put(indexKey(keyHash, key), u64ToBytes(rowDigest))
-        leafRows.push([keyHash, entryHash(keyHash, rowDigest)])
+        leaves.push(keyHash, entryHash(keyHash, rowDigest))
       }
-      await ops.write()
       rows += batch.length
+      if (ops.length >= INDEX_WRITE_BATCH) {
+        await writing
+        writing = ops.write()
+        ops = this.entries.batch()
+      }
       options.onProgress?.({ phase: 'scan', rows })
     }
-    const tree = new MerkleTree(depthFor(rows))
-    for (const [keyHash, entry] of leafRows) tree.addLeaf(keyHash, entry)
-    tree.rollUp()
-    this.currentTree = tree
+    await writing
+    await ops.write()
+    this.currentTree = leaves.build()
     this.seq = seqAtStart
     await this.writeMeta({ fp: this.codec.fingerprint, seq: seqAtStart, complete: true })
     await this.store.trimChanges(seqAtStart)
@@ -134,23 +141,20 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
 
   /** Rebuilds the in-memory tree from the index (at start, or when the row count calls for another depth). */
   async loadTree (options: { signal?: AbortSignal, onProgress?: (p: IndexProgress) => void } = {}): Promise<void> {
-    const leafRows: Array<[bigint, bigint]> = []
-    const it = this.entries.iterator()
+    const leaves = new LeafBuffer()
+    const it = this.entries.iterator(READ_AHEAD)
     try {
       for (;;) {
         throwIfAborted(options.signal)
         const batch = await it.nextv(10_000)
         if (batch.length === 0) break
-        for (const [k, v] of batch) { const e = toEntry(k, v); leafRows.push([e.keyHash, e.entry]) }
-        options.onProgress?.({ phase: 'load', rows: leafRows.length })
+        for (const [k, v] of batch) { const keyHash = bytesToU64(k, 0); leaves.push(keyHash, entryHash(keyHash, bytesToU64(v, 0))) }
+        options.onProgress?.({ phase: 'load', rows: leaves.length })
       }
     } finally {
       await it.close()
     }
-    const tree = new MerkleTree(depthFor(leafRows.length))
-    for (const [keyHash, entry] of leafRows) tree.addLeaf(keyHash, entry)
-    tree.rollUp()
-    this.currentTree = tree
+    this.currentTree = leaves.build()
     this.emit('change')
   }
 

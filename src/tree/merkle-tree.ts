@@ -85,6 +85,13 @@ export class MerkleTree {
     this.sums[this.depth]![i]! += entryHash
   }
 
+  /** addLeaf with the key hash's high 32 bits already taken. */
+  addLeafAt (keyHashHi: number, entryHash: bigint): void {
+    const i = keyHashHi >>> (32 - 4 * this.depth)
+    this.counts[this.depth]![i]! += 1
+    this.sums[this.depth]![i]! += entryHash
+  }
+
   /** Recomputes every inner level from the leaves. */
   rollUp (): void {
     for (let level = this.depth - 1; level >= 0; level--) {
@@ -121,5 +128,32 @@ export class MerkleTree {
 
   private checkLevel (level: number): void {
     if (!Number.isInteger(level) || level < 0 || level > this.depth) throw new RangeError(`level ${level} is outside 0..${this.depth}`)
+  }
+}
+
+/**
+ * Collects (key hash, entry hash) pairs in typed arrays (12 bytes a row)
+ * while the row count is still unknown, then builds a tree of the right depth.
+ */
+export class LeafBuffer {
+  private hi = new Uint32Array(4096)
+  private entries = new BigUint64Array(4096)
+  length = 0
+
+  push (keyHash: bigint, entry: bigint): void {
+    if (this.length === this.hi.length) {
+      const hi = new Uint32Array(this.hi.length * 2); hi.set(this.hi); this.hi = hi
+      const entries = new BigUint64Array(this.entries.length * 2); entries.set(this.entries); this.entries = entries
+    }
+    this.hi[this.length] = Number(keyHash >> 32n)
+    this.entries[this.length] = entry
+    this.length++
+  }
+
+  build (): MerkleTree {
+    const tree = new MerkleTree(depthFor(this.length))
+    for (let i = 0; i < this.length; i++) tree.addLeafAt(this.hi[i]!, this.entries[i]!)
+    tree.rollUp()
+    return tree
   }
 }
