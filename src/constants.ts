@@ -14,16 +14,6 @@ export const MAX_TREE_DEPTH = 6
 /** A mismatched node with this many rows or fewer on either side is listed instead of expanded. */
 export const LIST_THRESHOLD = 24
 
-/** Bytes of a node sum sent when comparing children; a false match (2^-24) is caught by the next round's full root check. */
-export const CHILD_SUM_BYTES = 3
-
-/**
- * Bytes of an entry hash sent when settling a node row by row. A collision
- * (about 1 in 75,000 leaves) is caught by the node's full 64-bit sum and the
- * node is settled again with full hashes.
- */
-export const ENTRY_HASH_BYTES = 3
-
 /** Largest frame accepted on a sync stream (after the length prefix). */
 export const MAX_FRAME_BYTES = 4 * 1024 * 1024
 

@@ -74,6 +74,13 @@ export class StoreNotOpenError extends ConvergeError {
   constructor (what: string) { super('CONVERGE_STORE_NOT_OPEN', `${what} is not open`) }
 }
 
+/** Thrown when a change feed is asked for history it no longer keeps; the consumer must rescan. */
+export class ChangesTrimmedError extends ConvergeError {
+  constructor (since: number, last: number) {
+    super('CONVERGE_CHANGES_TRIMMED', `changes after ${since} are no longer kept (the store is at ${last}); a full scan is needed`)
+  }
+}
+
 /** Thrown when the audit log's hash chain does not verify. */
 export class AuditChainError extends ConvergeError {
   constructor (message: string) { super('CONVERGE_AUDIT_CHAIN_BROKEN', message) }

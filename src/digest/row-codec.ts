@@ -45,23 +45,49 @@ function canonicalDecimal (text: string, column: string): string {
   return frac === '' ? `${sign}${int}` : `${sign}${int}.${frac}`
 }
 
+/** Sorts object keys recursively. Input is plain JSON data (from JSON.parse); fromEntries keeps a "__proto__" key as data. */
 function sortKeys (value: unknown): unknown {
   if (Array.isArray(value)) return value.map(sortKeys)
   if (value !== null && typeof value === 'object') {
-    const out: Record<string, unknown> = {}
-    for (const k of Object.keys(value).sort()) out[k] = sortKeys((value as Record<string, unknown>)[k])
-    return out
+    return Object.fromEntries(Object.keys(value).sort().map(k => [k, sortKeys((value as Record<string, unknown>)[k])]))
   }
   return value
+}
+
+function canonicalJson (v: unknown, column: string): string {
+  let data: unknown
+  try {
+    // a round trip through JSON text applies toJSON (Dates) and drops what JSON cannot hold, as a store would
+    data = JSON.parse(typeof v === 'string' ? v : JSON.stringify(v))
+  } catch (err) {
+    throw new RowEncodingError(`column "${column}": not valid JSON (${(err as Error).message})`)
+  }
+  return JSON.stringify(sortKeys(data))
+}
+
+/** ISO date-times without a zone designator, read as UTC (Date.parse would read them in the host's zone). */
+const ZONELESS_TIMESTAMP = /^(\d{4}-\d{2}-\d{2})(?:[ T](\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?))?$/
+
+function timestampMs (v: unknown): number {
+  if (v instanceof Date) return v.getTime()
+  if (typeof v === 'number') return v
+  if (typeof v === 'bigint') return Number(v)
+  if (typeof v === 'string') {
+    const m = ZONELESS_TIMESTAMP.exec(v.trim())
+    return Date.parse(m === null ? v : `${m[1]}T${m[2] ?? '00:00:00'}Z`)
+  }
+  return Number.NaN
 }
 
 function normalizeInteger (v: unknown, column: string): number | bigint {
   if (typeof v === 'number') {
     if (!Number.isInteger(v)) throw new RowEncodingError(`column "${column}": ${v} is not an integer`)
-    return v === 0 ? 0 : v
+    if (Number.isSafeInteger(v)) return v === 0 ? 0 : v
   }
   let big: bigint
-  if (typeof v === 'bigint') big = v
+  // an integral number outside the safe range goes the bigint way, so it encodes as int64 like its bigint form
+  if (typeof v === 'number') big = BigInt(v)
+  else if (typeof v === 'bigint') big = v
   else if (typeof v === 'string' && /^[+-]?\d+$/.test(v.trim())) big = BigInt(v.trim())
   else throw new RowEncodingError(`column "${column}": ${typeof v} ${String(v)} is not an integer`)
   if (big >= BigInt(Number.MIN_SAFE_INTEGER) && big <= BigInt(Number.MAX_SAFE_INTEGER)) return Number(big)
@@ -93,11 +119,11 @@ export function normalizeValue (type: ColumnType, v: unknown, column: string): V
       if (v === 'f' || v === 'false') return false
       throw new RowEncodingError(`column "${column}": ${String(v)} is not a boolean`)
     case 'timestamp': {
-      const ms = v instanceof Date ? v.getTime() : typeof v === 'number' ? v : typeof v === 'string' ? Date.parse(v) : typeof v === 'bigint' ? Number(v) : Number.NaN
+      const ms = timestampMs(v)
       if (!Number.isFinite(ms)) throw new RowEncodingError(`column "${column}": ${String(v)} is not a timestamp`)
       return Math.trunc(ms)
     }
-    case 'json': return JSON.stringify(sortKeys(typeof v === 'string' ? JSON.parse(v) : v))
+    case 'json': return canonicalJson(v, column)
     case 'bytes':
       if (v instanceof Uint8Array) return v.constructor === Uint8Array ? v : new Uint8Array(v.buffer, v.byteOffset, v.byteLength)
       throw new RowEncodingError(`column "${column}": ${typeof v} is not bytes`)

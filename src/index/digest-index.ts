@@ -13,7 +13,7 @@
  */
 import { EventEmitter } from 'node:events'
 import { SCAN_BATCH_ROWS } from '../constants.ts'
-import { AbortedError, throwIfAborted } from '../errors.ts'
+import { AbortedError, ChangesTrimmedError, throwIfAborted } from '../errors.ts'
 import { bytesToU64, entryHash, u64ToBytes } from '../digest/hash.ts'
 import type { RowCodec } from '../digest/row-codec.ts'
 import type { ReplicaStore, RowChange } from '../stores/replica-store.ts'
@@ -25,7 +25,7 @@ const META_KEY = new TextEncoder().encode('meta')
 /** Index entries written per LevelDB batch during a rebuild. */
 const INDEX_WRITE_BATCH = 20_000
 
-interface IndexMeta { fp: string, seq: number, complete: boolean }
+interface IndexMeta { fp: string, storeId: string, seq: number, complete: boolean }
 
 export interface IndexProgress { phase: 'scan' | 'load', rows: number }
 
@@ -85,7 +85,7 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
    */
   async start (options: { signal?: AbortSignal, onProgress?: (p: IndexProgress) => void, rebuild?: boolean } = {}): Promise<void> {
     const meta = await this.readMeta()
-    if (options.rebuild === true || meta === undefined || !meta.complete || meta.fp !== this.codec.fingerprint) {
+    if (options.rebuild === true || meta === undefined || !meta.complete || meta.fp !== this.codec.fingerprint || meta.storeId !== this.store.id) {
       await this.rebuild(options)
     } else {
       this.seq = meta.seq
@@ -105,7 +105,7 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
   /** Full scan of the store into a fresh index. */
   async rebuild (options: { signal?: AbortSignal, onProgress?: (p: IndexProgress) => void } = {}): Promise<void> {
     const { signal } = options
-    await this.writeMeta({ fp: this.codec.fingerprint, seq: 0, complete: false })
+    await this.writeMeta({ fp: this.codec.fingerprint, storeId: this.store.id, seq: 0, complete: false })
     await this.entries.clear()
     // changes committed while the scan runs are replayed from here; replays are idempotent
     const seqAtStart = await this.store.lastSeq()
@@ -134,7 +134,7 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
     await ops.write()
     this.currentTree = leaves.build()
     this.seq = seqAtStart
-    await this.writeMeta({ fp: this.codec.fingerprint, seq: seqAtStart, complete: true })
+    await this.writeMeta({ fp: this.codec.fingerprint, storeId: this.store.id, seq: seqAtStart, complete: true })
     await this.store.trimChanges(seqAtStart)
     this.emit('change')
   }
@@ -208,6 +208,17 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
         }
       } catch (err) {
         if (err instanceof AbortedError || controller.signal.aborted) return
+        if (err instanceof ChangesTrimmedError) {
+          // the store no longer has the changes this index missed: rescan it
+          this.emit('rescan', err)
+          try {
+            await this.rebuild({ signal: controller.signal })
+            if (!controller.signal.aborted) this.follow()
+          } catch (rebuildErr) {
+            if (!controller.signal.aborted) this.emit('error', rebuildErr)
+          }
+          return
+        }
         this.emit('error', err)
       }
     })()
@@ -237,7 +248,7 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
       const after = current.get(Buffer.from(k).toString('latin1'))
       if (after === undefined) batch.del(k, { sublevel: this.entries }); else batch.put(k, u64ToBytes(after), { sublevel: this.entries })
     })
-    batch.put(META_KEY, encodeMeta({ fp: this.codec.fingerprint, seq, complete: true }), { sublevel: this.meta })
+    batch.put(META_KEY, encodeMeta({ fp: this.codec.fingerprint, storeId: this.store.id, seq, complete: true }), { sublevel: this.meta })
     await batch.write()
     for (const op of treeOps) op()
   }

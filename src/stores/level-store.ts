@@ -9,12 +9,13 @@
  * Rows, their change record and the new seq are written in one LevelDB batch,
  * so the change feed is durable and never disagrees with the rows.
  */
+import { randomUUID } from 'node:crypto'
 import { EventEmitter, on } from 'node:events'
 import type { AbstractSublevel } from 'abstract-level'
 import { Level } from 'level'
 import { pack, unpack } from 'msgpackr'
 import { SCAN_BATCH_ROWS } from '../constants.ts'
-import { AbortedError, StoreNotOpenError, throwIfAborted } from '../errors.ts'
+import { AbortedError, ChangesTrimmedError, StoreNotOpenError, throwIfAborted } from '../errors.ts'
 import type { RowCodec } from '../digest/row-codec.ts'
 import { READ_AHEAD } from '../index/state-db.ts'
 import { SerialQueue } from '../util/serial.ts'
@@ -36,6 +37,7 @@ function seqKey (seq: number): Uint8Array {
 }
 
 const SEQ = new TextEncoder().encode('seq')
+const ID = new TextEncoder().encode('id')
 
 export class LevelStore implements ReplicaStore {
   readonly kind = 'level'
@@ -49,6 +51,7 @@ export class LevelStore implements ReplicaStore {
   private readonly committed = new EventEmitter()
   private seq = 0
   private opened = false
+  private storeId: string | undefined
 
   constructor (init: LevelStoreInit) {
     this.codec = init.codec
@@ -64,12 +67,25 @@ export class LevelStore implements ReplicaStore {
     await this.db.open()
     const stored = await this.meta.get(SEQ)
     this.seq = stored === undefined ? 0 : Number(new DataView(stored.buffer, stored.byteOffset, 8).getBigUint64(0))
+    const id = await this.meta.get(ID)
+    if (id === undefined) {
+      this.storeId = randomUUID()
+      await this.meta.put(ID, new TextEncoder().encode(this.storeId))
+    } else {
+      this.storeId = new TextDecoder().decode(id)
+    }
     this.opened = true
+  }
+
+  get id (): string {
+    if (this.storeId === undefined) throw new StoreNotOpenError('LevelDB store')
+    return this.storeId
   }
 
   async close (): Promise<void> {
     this.opened = false
-    this.committed.emit('closed')
+    // wakes change feeds waiting for a commit; they see the store closed and end
+    this.committed.emit('seq', this.seq)
     await this.db.close()
   }
 
@@ -121,6 +137,7 @@ export class LevelStore implements ReplicaStore {
   async * changes (options: { since: number, signal: AbortSignal }): AsyncGenerator<ChangeBatch> {
     this.assertOpen()
     let since = options.since
+    if (since < this.seq && !(await this.hasChange(since + 1))) throw new ChangesTrimmedError(since, this.seq)
     const wake = on(this.committed, 'seq', { signal: options.signal })
     try {
       for (;;) {
@@ -150,6 +167,10 @@ export class LevelStore implements ReplicaStore {
     } finally {
       await wake.return?.()
     }
+  }
+
+  private async hasChange (seq: number): Promise<boolean> {
+    return (await this.changeLog.get(seqKey(seq))) !== undefined
   }
 
   async trimChanges (seq: number): Promise<void> {

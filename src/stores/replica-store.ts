@@ -52,6 +52,8 @@ export interface ReplicaStore {
   readonly kind: string
   readonly codec: RowCodec
   readonly supports: StoreCapabilities
+  /** Identifies this store's data (stable across restarts, new when the store is recreated); known after open(). */
+  readonly id: string
   open: (options?: { signal?: AbortSignal }) => Promise<void>
   close: () => Promise<void>
   /** Every row, in batches, in the store's own key order. */

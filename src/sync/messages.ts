@@ -51,24 +51,26 @@ export const roundSchema = z.object({
   t: z.literal('round'),
   /** Nodes whose children's sums are wanted. */
   expand: z.array(nodeSetEntry).max(MAX_TREE_DEPTH + 1).default([]),
+  /** Bytes of each child sum in the answer: 2 while few nodes are compared, 3 when many are. */
+  sumBytes: z.union([z.literal(2), z.literal(3)]).default(3),
   /** Nodes empty here: send every row under them. */
   fetchAll: z.array(nodeSetEntry).max(MAX_TREE_DEPTH + 1).default([]),
   /**
-   * Nodes to settle row by row: [level, node, this side's entry hashes, wide].
-   * The SoT answers with its rows that match none of them and the positions
-   * of the hashes that match none of its rows.
+   * Nodes to settle row by row, grouped by level and hash width: [level, width, reconcile block].
+   * The SoT answers with its rows that match none of this side's entry hashes
+   * and, per node, the positions of the hashes that match none of its rows.
    */
-  reconcile: z.array(z.tuple([level, z.number().int().min(0), bytes, z.boolean()])).max(1_000_000).default([])
+  reconcile: z.array(z.tuple([level, z.union([z.literal(2), z.literal(3), z.literal(8)]), bytes])).max(3 * (MAX_TREE_DEPTH + 1)).default([])
 })
 
 export const replySchema = z.object({
   t: z.literal('reply'),
-  /** Sums of the children of every expanded node, in request order. */
+  /** Sums of the children of every expanded node, in request order, `sumBytes` each. */
   children: bytes.optional(),
   /** For each fetch-all node, in request order: [count, sum] of the rows sent. */
   nodes: z.array(z.tuple([count, sum8])).optional(),
-  /** For each reconciled node, in request order: [count, sum, positions of the client's unmatched hashes]. */
-  reconciled: z.array(z.tuple([count, sum8, bytes])).optional(),
+  /** Reconciled block: per reconciled node, in request order, its count, full sum and the unmatched positions. */
+  reconciled: bytes.optional(),
   rows: z.array(bytes).optional(),
   more: z.boolean().optional()
 })

@@ -24,10 +24,20 @@ import type { RowCodec } from '../digest/row-codec.ts'
 import { nodeOf } from '../tree/merkle-tree.ts'
 import type { OpenedMessage, ReplyMessage, RoundMessage } from './messages.ts'
 import type { IndexEntry, ReplicaView } from './replica-view.ts'
-import { decodeChildSums, decodePositions, encodeEntryHashes, encodeNodeSet, shortSum } from './wire.ts'
+import { decodeChildSums, decodeReconciledBlock, encodeNodeSet, encodeReconcileBlock, shortSum, type HashWidth, type SumWidth } from './wire.ts'
 
 /** Bounds on one request, so that each answer fits its frames. */
 const MAX_EXPAND_PER_ROUND = 16_384
+/**
+ * Truncation widths are chosen per round from how many comparisons it makes:
+ * 2-byte sums and hashes while they are few (a false match then costs a
+ * deferral to the next round, about 1 in 65,536 per differing node, or a
+ * full-width retry of one node), 3 bytes when many.
+ */
+const NARROW_SUMS_UP_TO_PARENTS = 256
+const NARROW_HASHES_UP_TO_NODES = 128
+/** Width of the root's child sums in `opened`. */
+const OPENED_SUM_WIDTH: SumWidth = 3
 const MAX_RECONCILE_HASHES_PER_ROUND = 200_000
 const MAX_FETCH_ALL_PER_ROUND = 4096
 
@@ -44,7 +54,7 @@ export interface NarrowingResult {
 }
 
 interface NodeRef { level: number, index: number }
-interface Reconcile extends NodeRef { wide: boolean, local: IndexEntry[] }
+interface Reconcile extends NodeRef { wide: boolean, local: IndexEntry[], width: HashWidth }
 interface Received { rows: Uint8Array[], entries: bigint[], keys: string[] }
 
 const nodeKey = (level: number, index: number): string => `${level}:${index}`
@@ -71,6 +81,7 @@ export class Narrowing {
 
   // what the last request asked, in the order its answer follows
   private sentExpand: NodeRef[] = []
+  private sentSumWidth: SumWidth = 3
   private sentFetchAll: NodeRef[] = []
   private sentReconcile: Reconcile[] = []
   private readonly retriedWide = new Set<string>()
@@ -96,7 +107,7 @@ export class Narrowing {
     if (opened.count === 0) this.deleteAll.push(root)
     else {
       const decision = this.decide(root)
-      if (decision === 'expand') this.compareChildren(root, decodeChildSums(opened.children, TREE_FANOUT))
+      if (decision === 'expand') this.compareChildren(root, decodeChildSums(opened.children, TREE_FANOUT, OPENED_SUM_WIDTH), OPENED_SUM_WIDTH)
       else this.schedule(root, decision)
     }
     return await this.nextRequest()
@@ -109,15 +120,14 @@ export class Narrowing {
     if (first === undefined) throw new ProtocolViolationError('empty reply')
 
     if (this.sentExpand.length > 0) {
-      const sums = decodeChildSums(first.children ?? new Uint8Array(), this.sentExpand.length * TREE_FANOUT)
-      this.sentExpand.forEach((parent, p) => this.compareChildren(parent, sums.slice(p * TREE_FANOUT, (p + 1) * TREE_FANOUT)))
+      const sums = decodeChildSums(first.children ?? new Uint8Array(), this.sentExpand.length * TREE_FANOUT, this.sentSumWidth)
+      this.sentExpand.forEach((parent, p) => this.compareChildren(parent, sums.slice(p * TREE_FANOUT, (p + 1) * TREE_FANOUT), this.sentSumWidth))
     } else if ((first.children?.length ?? 0) > 0) {
       throw new ProtocolViolationError('children sent that were not asked for')
     }
     const nodes = first.nodes ?? []
     if (nodes.length !== this.sentFetchAll.length) throw new ProtocolViolationError(`asked for ${this.sentFetchAll.length} whole nodes, got ${nodes.length}`)
-    const reconciled = first.reconciled ?? []
-    if (reconciled.length !== this.sentReconcile.length) throw new ProtocolViolationError(`asked to reconcile ${this.sentReconcile.length} nodes, got ${reconciled.length}`)
+    const reconciled = this.sentReconcile.length === 0 ? [] : decodeReconciledBlock(first.reconciled ?? new Uint8Array(), this.sentReconcile.map(n => n.local.length))
 
     const received = this.receiveRows(replies)
     const none: Received = { rows: [], entries: [], keys: [] }
@@ -130,13 +140,13 @@ export class Narrowing {
     })
 
     this.sentReconcile.forEach((node, i) => {
-      const [, sum, positionBytes] = reconciled[i]!
-      const unmatched = decodePositions(positionBytes, node.local.length).map(p => node.local[p]!)
+      const { sum, unmatched: positions } = reconciled[i]!
+      const unmatched = positions.map(p => node.local[p]!)
       const got = received.get(nodeKey(node.level, node.index)) ?? none
       let expected = sumOf(node.local.map(e => e.entry))
       for (const e of unmatched) expected -= e.entry
       for (const e of got.entries) expected += e
-      if (BigInt.asUintN(64, expected) === bytesToU64(sum)) {
+      if (BigInt.asUintN(64, expected) === sum) {
         const localKeys = new Set(node.local.map(e => hex(e.key)))
         this.take(got, localKeys)
         const receivedKeys = new Set(got.keys)
@@ -174,11 +184,11 @@ export class Narrowing {
     else this.toFetchAll.push(node)
   }
 
-  private compareChildren (parent: NodeRef, remoteSums: number[]): void {
+  private compareChildren (parent: NodeRef, remoteSums: number[], width: SumWidth): void {
     const tree = this.local.tree
     for (let j = 0; j < TREE_FANOUT; j++) {
       const child = { level: parent.level + 1, index: parent.index * TREE_FANOUT + j }
-      if (shortSum(tree.sum(child.level, child.index)) === remoteSums[j]) continue
+      if (shortSum(tree.sum(child.level, child.index), width) === remoteSums[j]) continue
       const decision = this.decide(child)
       if (decision === 'expand') this.toExpand.push(child)
       else this.schedule(child, decision)
@@ -229,20 +239,34 @@ export class Narrowing {
     }
     this.sentExpand = this.toExpand.splice(0, MAX_EXPAND_PER_ROUND).sort(byNode)
     this.sentFetchAll = this.toFetchAll.splice(0, MAX_FETCH_ALL_PER_ROUND).sort(byNode)
-    this.sentReconcile = []
+    const picked: Array<NodeRef & { wide: boolean, local: IndexEntry[] }> = []
     let hashes = 0
-    while (this.toReconcile.length > 0 && (this.sentReconcile.length === 0 || hashes < MAX_RECONCILE_HASHES_PER_ROUND)) {
+    while (this.toReconcile.length > 0 && (picked.length === 0 || hashes < MAX_RECONCILE_HASHES_PER_ROUND)) {
       const node = this.toReconcile.shift()!
       const local = await this.local.list(node.level, node.index)
       hashes += local.length
-      this.sentReconcile.push({ ...node, local })
+      picked.push({ ...node, local })
     }
+    const narrowWidth: HashWidth = picked.filter(n => !n.wide).length <= NARROW_HASHES_UP_TO_NODES ? 2 : 3
+    // group by (level, width); the answer follows the groups in order and each group by node index
+    const groups = new Map<string, Reconcile[]>()
+    for (const n of picked) {
+      const width: HashWidth = n.wide ? 8 : narrowWidth
+      const k = `${n.level}:${width}`
+      const g = groups.get(k) ?? []
+      g.push({ ...n, width })
+      groups.set(k, g)
+    }
+    const ordered = [...groups.values()].map(g => g.sort(byNode)).sort((a, b) => a[0]!.level - b[0]!.level || a[0]!.width - b[0]!.width)
+    this.sentReconcile = ordered.flat()
     if (this.sentExpand.length + this.sentFetchAll.length + this.sentReconcile.length === 0) return undefined
+    this.sentSumWidth = this.sentExpand.length <= NARROW_SUMS_UP_TO_PARENTS ? 2 : 3
     return {
       t: 'round',
       expand: groupByLevel(this.sentExpand),
+      sumBytes: this.sentSumWidth,
       fetchAll: groupByLevel(this.sentFetchAll),
-      reconcile: this.sentReconcile.map(n => [n.level, n.index, encodeEntryHashes(n.local.map(e => e.entry), n.wide), n.wide])
+      reconcile: ordered.map(g => [g[0]!.level, g[0]!.width, encodeReconcileBlock(g.map(n => ({ index: n.index, entries: n.local.map(e => e.entry) })), g[0]!.width)])
     }
   }
 }

@@ -12,10 +12,12 @@ import { entryHash, u64ToBytes } from '../digest/hash.ts'
 import type { RowCodec } from '../digest/row-codec.ts'
 import type { ParsedRound, ReplyMessage } from './messages.ts'
 import type { IndexEntry, ReplicaView } from './replica-view.ts'
-import { decodeEntryHashes, decodeNodeSet, encodeChildSums, encodePositions, shortEntry, type ListedHash } from './wire.ts'
+import { decodeNodeSet, decodeReconcileBlock, encodeChildSums, encodeReconciledBlock, listedHash, type ListedHash, type ReconciledNode } from './wire.ts'
 
 /** Most nodes one request may name, across all its parts. */
 const MAX_NODES_PER_ROUND = 1 << 20
+/** Most entry hashes one request may carry. */
+const MAX_HASHES_PER_ROUND = 1 << 21
 
 interface NodeRef { level: number, index: number }
 
@@ -43,7 +45,7 @@ export class Responder {
 
   /** Sums of the root's children, as sent in `opened`. */
   rootChildren (): Uint8Array {
-    return encodeChildSums(this.childSums({ level: 0, index: 0 }))
+    return encodeChildSums(this.childSums({ level: 0, index: 0 }), 3)
   }
 
   /** Answers one round; yields one or more reply frames, all but the last marked `more`. */
@@ -54,7 +56,7 @@ export class Responder {
     const fetchAll = nodesOf(round.fetchAll, tree.depth, 'fetchAll')
 
     const first: ReplyMessage = { t: 'reply' }
-    if (expand.length > 0) first.children = encodeChildSums(expand.flatMap(n => this.childSums(n)))
+    if (expand.length > 0) first.children = encodeChildSums(expand.flatMap(n => this.childSums(n)), round.sumBytes)
 
     const rowBatches: Array<Array<{ row: Uint8Array }>> = []
     if (fetchAll.length > 0) {
@@ -67,27 +69,31 @@ export class Responder {
       }
     }
     if (round.reconcile.length > 0) {
-      first.reconciled = []
+      const reconciled: ReconciledNode[] = []
       const seen = new Set<string>()
-      for (const [level, index, hashBytes, wide] of round.reconcile) {
-        throwIfAborted(signal)
-        if (level > tree.depth || index >= TREE_FANOUT ** level) throw new MalformedMessageError(`reconcile: node ${level}:${index} does not exist`)
-        if (seen.has(`${level}:${index}`)) throw new MalformedMessageError(`reconcile: node ${level}:${index} named twice`)
-        seen.add(`${level}:${index}`)
-        const theirs = decodeEntryHashes(hashBytes, wide)
-        const positions = new Map<ListedHash, number[]>()
-        theirs.forEach((h, p) => { const at = positions.get(h); if (at === undefined) positions.set(h, [p]); else at.push(p) })
-        const entries = await this.view.list(level, index, { signal })
-        const toSend: IndexEntry[] = []
-        for (const e of entries) {
-          const at = positions.get(wide ? e.entry : shortEntry(e.entry))
-          if (at !== undefined && at.length > 0) at.pop(); else toSend.push(e)
+      let hashes = 0
+      for (const [level, width, block] of round.reconcile) {
+        if (level > tree.depth) throw new MalformedMessageError(`reconcile: level ${level} is deeper than ${tree.depth}`)
+        for (const node of decodeReconcileBlock(block, TREE_FANOUT ** level, width, MAX_HASHES_PER_ROUND - hashes)) {
+          throwIfAborted(signal)
+          hashes += node.hashes.length
+          if (seen.has(`${level}:${node.index}`)) throw new MalformedMessageError(`reconcile: node ${level}:${node.index} named twice`)
+          seen.add(`${level}:${node.index}`)
+          const positions = new Map<ListedHash, number[]>()
+          node.hashes.forEach((h, p) => { const at = positions.get(h); if (at === undefined) positions.set(h, [p]); else at.push(p) })
+          const entries = await this.view.list(level, node.index, { signal })
+          const toSend: IndexEntry[] = []
+          for (const e of entries) {
+            const at = positions.get(listedHash(e.entry, width))
+            if (at !== undefined && at.length > 0) at.pop(); else toSend.push(e)
+          }
+          const unmatched: number[] = []
+          for (const at of positions.values()) unmatched.push(...at)
+          reconciled.push({ count: entries.length, sum: sumOf(entries.map(e => e.entry)), unmatched })
+          rowBatches.push(await this.verifiedRows(toSend, signal))
         }
-        const unmatched: number[] = []
-        for (const at of positions.values()) unmatched.push(...at)
-        first.reconciled.push([entries.length, u64ToBytes(sumOf(entries.map(e => e.entry))), encodePositions(unmatched)])
-        rowBatches.push(await this.verifiedRows(toSend, signal))
       }
+      first.reconciled = encodeReconciledBlock(reconciled)
     }
 
     let pending: ReplyMessage = first

@@ -3,18 +3,26 @@
  * bounds and throws MalformedMessageError rather than reading past the end.
  *
  * - node set: sorted node indices at one level, as uvarint deltas
- * - children block: per child, the low CHILD_SUM_BYTES of its sum, big-endian
- * - positions: indices into a list the other side sent, as sorted uvarint deltas
- * - entry hashes: the high ENTRY_HASH_BYTES of each entry hash, big-endian, concatenated
+ * - children block: per child, the low `width` bytes of its sum, big-endian
+ * - reconcile block: per node (sorted), uvarint index delta, uvarint count,
+ *   then `count` entry hashes of `width` bytes (the high bytes, or all 8)
+ * - reconciled block: per node, uvarint count, 8-byte sum, uvarint number of
+ *   unmatched positions, then those positions as uvarint deltas
  */
 import { decode as varintDecode, encode as varintEncode, encodingLength } from 'uint8-varint'
-import { CHILD_SUM_BYTES, ENTRY_HASH_BYTES } from '../constants.ts'
 import { MalformedMessageError } from '../errors.ts'
+
+/** Bytes of a truncated child sum on the wire. */
+export type SumWidth = 2 | 3
+/** Bytes of an entry hash on the wire: truncated, or all 8 when settling a node again at full width. */
+export type HashWidth = 2 | 3 | 8
+/** An entry hash as compared: a number when truncated, the full bigint at width 8. */
+export type ListedHash = number | bigint
 
 class ByteWriter {
   private buf: Uint8Array
   length = 0
-  constructor (size = 256) { this.buf = new Uint8Array(size) }
+  constructor (size = 256) { this.buf = new Uint8Array(Math.max(16, size)) }
   private reserve (n: number): void {
     if (this.length + n <= this.buf.length) return
     const next = new Uint8Array(Math.max(this.buf.length * 2, this.length + n))
@@ -23,15 +31,26 @@ class ByteWriter {
   }
 
   varint (value: number): void {
-    this.reserve(encodingLength(value))
+    const n = encodingLength(value)
+    this.reserve(n)
     varintEncode(value, this.buf, this.length)
-    this.length += encodingLength(value)
+    this.length += n
   }
 
   uintBE (value: number, bytes: number): void {
     this.reserve(bytes)
     for (let i = bytes - 1; i >= 0; i--) { this.buf[this.length + i] = value & 0xff; value = Math.floor(value / 256) }
     this.length += bytes
+  }
+
+  u64 (value: bigint): void {
+    this.reserve(8)
+    new DataView(this.buf.buffer).setBigUint64(this.length, value)
+    this.length += 8
+  }
+
+  hash (h: ListedHash, width: HashWidth): void {
+    if (width === 8) this.u64(h as bigint); else this.uintBE(h as number, width)
   }
 
   bytes (): Uint8Array { return this.buf.slice(0, this.length) }
@@ -41,8 +60,10 @@ class ByteReader {
   offset = 0
   constructor (private readonly buf: Uint8Array, private readonly what: string) {}
   get done (): boolean { return this.offset >= this.buf.length }
+  private need (n: number): void { if (this.offset + n > this.buf.length) throw new MalformedMessageError(`${this.what}: truncated`) }
+
   varint (): number {
-    if (this.done) throw new MalformedMessageError(`${this.what}: truncated`)
+    this.need(1)
     let value: number
     try { value = varintDecode(this.buf, this.offset) } catch (err) { throw new MalformedMessageError(`${this.what}: bad varint`, { cause: err }) }
     this.offset += encodingLength(value)
@@ -51,12 +72,23 @@ class ByteReader {
   }
 
   uintBE (bytes: number): number {
-    if (this.offset + bytes > this.buf.length) throw new MalformedMessageError(`${this.what}: truncated`)
+    this.need(bytes)
     let v = 0
     for (let i = 0; i < bytes; i++) v = v * 256 + this.buf[this.offset + i]!
     this.offset += bytes
     return v
   }
+
+  u64 (): bigint {
+    this.need(8)
+    const v = new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.byteLength).getBigUint64(this.offset)
+    this.offset += 8
+    return v
+  }
+
+  hash (width: HashWidth): ListedHash { return width === 8 ? this.u64() : this.uintBE(width) }
+
+  end (): void { if (!this.done) throw new MalformedMessageError(`${this.what}: trailing bytes`) }
 }
 
 /** Encodes a set of node indices (any order, duplicates removed) as sorted uvarint deltas. */
@@ -84,58 +116,97 @@ export function decodeNodeSet (bytes: Uint8Array, levelSize: number, max: number
   return out
 }
 
-const SUM_MASK = (1n << BigInt(8 * CHILD_SUM_BYTES)) - 1n
-
 /** The truncated form of a node sum compared when expanding children. */
-export function shortSum (sum: bigint): number { return Number(sum & SUM_MASK) }
+export function shortSum (sum: bigint, width: SumWidth): number { return Number(sum & ((1n << BigInt(8 * width)) - 1n)) }
 
-/** Children blocks carry sums only: counts cost bytes on every level and the client decides from its own. */
-export function encodeChildSums (sums: Iterable<bigint>): Uint8Array {
-  const w = new ByteWriter(64)
-  for (const s of sums) w.uintBE(shortSum(s), CHILD_SUM_BYTES)
+export function encodeChildSums (sums: readonly bigint[], width: SumWidth): Uint8Array {
+  const w = new ByteWriter(sums.length * width)
+  for (const s of sums) w.uintBE(shortSum(s, width), width)
   return w.bytes()
 }
 
-export function decodeChildSums (bytes: Uint8Array, expected: number): number[] {
-  if (bytes.length !== expected * CHILD_SUM_BYTES) throw new MalformedMessageError(`children block: ${bytes.length} bytes for ${expected} children`)
+export function decodeChildSums (bytes: Uint8Array, expected: number, width: SumWidth): number[] {
+  if (bytes.length !== expected * width) throw new MalformedMessageError(`children block: ${bytes.length} bytes for ${expected} children of ${width} bytes`)
   const r = new ByteReader(bytes, 'children block')
   const out: number[] = []
-  for (let i = 0; i < expected; i++) out.push(r.uintBE(CHILD_SUM_BYTES))
+  for (let i = 0; i < expected; i++) out.push(r.uintBE(width))
   return out
 }
 
-/** Positions (indices into a list the client sent) as sorted uvarint deltas. */
-export function encodePositions (positions: Iterable<number>): Uint8Array { return encodeNodeSet(positions) }
-export function decodePositions (bytes: Uint8Array, size: number): number[] { return decodeNodeSet(bytes, size, size) }
+/** An entry hash as sent at a width: its high bytes, or the whole hash at width 8. */
+export function listedHash (entry: bigint, width: HashWidth): ListedHash {
+  return width === 8 ? entry : Number(entry >> BigInt(64 - 8 * width))
+}
 
-/** The truncated form of an entry hash sent in node listings. */
-export function shortEntry (entry: bigint): number { return Number(entry >> BigInt(64 - 8 * ENTRY_HASH_BYTES)) }
+export interface ReconcileNode { index: number, hashes: ListedHash[] }
 
-/** An entry hash as compared in a listing: truncated, or the full 64 bits when `wide`. */
-export type ListedHash = number | bigint
-
-export function encodeEntryHashes (entries: readonly bigint[], wide: boolean): Uint8Array {
-  if (wide) {
-    const out = new Uint8Array(entries.length * 8)
-    const view = new DataView(out.buffer)
-    entries.forEach((e, i) => view.setBigUint64(i * 8, e))
-    return out
+export function encodeReconcileBlock (nodes: ReadonlyArray<{ index: number, entries: readonly bigint[] }>, width: HashWidth): Uint8Array {
+  const sorted = [...nodes].sort((a, b) => a.index - b.index)
+  const w = new ByteWriter(sorted.reduce((n, x) => n + 4 + x.entries.length * width, 0))
+  let prev = 0
+  for (const node of sorted) {
+    w.varint(node.index - prev); prev = node.index
+    w.varint(node.entries.length)
+    for (const e of node.entries) w.hash(listedHash(e, width), width)
   }
-  const w = new ByteWriter(entries.length * ENTRY_HASH_BYTES)
-  for (const e of entries) w.uintBE(shortEntry(e), ENTRY_HASH_BYTES)
   return w.bytes()
 }
 
-export function decodeEntryHashes (bytes: Uint8Array, wide: boolean): ListedHash[] {
-  const width = wide ? 8 : ENTRY_HASH_BYTES
-  if (bytes.length % width !== 0) throw new MalformedMessageError(`entry hashes: ${bytes.length} bytes is not a multiple of ${width}`)
-  const out: ListedHash[] = []
-  if (wide) {
-    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
-    for (let i = 0; i < bytes.length; i += 8) out.push(view.getBigUint64(i))
-    return out
+export function decodeReconcileBlock (bytes: Uint8Array, levelSize: number, width: HashWidth, maxHashes: number): ReconcileNode[] {
+  const r = new ByteReader(bytes, 'reconcile block')
+  const out: ReconcileNode[] = []
+  let prev = 0
+  let total = 0
+  while (!r.done) {
+    const delta = r.varint()
+    if (out.length > 0 && delta === 0) throw new MalformedMessageError('reconcile block: node named twice')
+    prev += delta
+    if (prev >= levelSize) throw new MalformedMessageError(`reconcile block: node ${prev} is outside the level (size ${levelSize})`)
+    const count = r.varint()
+    total += count
+    if (total > maxHashes) throw new MalformedMessageError(`reconcile block: more than ${maxHashes} hashes`)
+    const hashes: ListedHash[] = []
+    for (let i = 0; i < count; i++) hashes.push(r.hash(width))
+    out.push({ index: prev, hashes })
   }
-  const r = new ByteReader(bytes, 'entry hashes')
-  while (!r.done) out.push(r.uintBE(ENTRY_HASH_BYTES))
+  return out
+}
+
+export interface ReconciledNode { count: number, sum: bigint, unmatched: number[] }
+
+export function encodeReconciledBlock (nodes: readonly ReconciledNode[]): Uint8Array {
+  const w = new ByteWriter(nodes.length * 16)
+  for (const n of nodes) {
+    w.varint(n.count)
+    w.u64(n.sum)
+    const positions = [...n.unmatched].sort((a, b) => a - b)
+    w.varint(positions.length)
+    let prev = 0
+    for (const p of positions) { w.varint(p - prev); prev = p }
+  }
+  return w.bytes()
+}
+
+/** Decodes `sizes.length` nodes; node i's positions must lie below sizes[i] (the hashes the client sent for it). */
+export function decodeReconciledBlock (bytes: Uint8Array, sizes: readonly number[]): ReconciledNode[] {
+  const r = new ByteReader(bytes, 'reconciled block')
+  const out: ReconciledNode[] = []
+  for (const size of sizes) {
+    const count = r.varint()
+    const sum = r.u64()
+    const n = r.varint()
+    if (n > size) throw new MalformedMessageError(`reconciled block: ${n} unmatched positions for ${size} hashes`)
+    const unmatched: number[] = []
+    let prev = 0
+    for (let i = 0; i < n; i++) {
+      const delta = r.varint()
+      if (i > 0 && delta === 0) throw new MalformedMessageError('reconciled block: position named twice')
+      prev += delta
+      if (prev >= size) throw new MalformedMessageError(`reconciled block: position ${prev} is outside ${size} hashes`)
+      unmatched.push(prev)
+    }
+    out.push({ count, sum, unmatched })
+  }
+  r.end()
   return out
 }

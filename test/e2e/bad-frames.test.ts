@@ -9,6 +9,7 @@ import { MAX_FRAME_BYTES, SYNC_PROTOCOL } from '../../src/constants.ts'
 import { createAgentNode, type AgentNode } from '../../src/net/node.ts'
 import { streamChannel } from '../../src/sync/channel.ts'
 import { checkMessage, decodeFrame, errorSchema } from '../../src/sync/messages.ts'
+import { encodeReconcileBlock } from '../../src/sync/wire.ts'
 import { injectDrift, seedOrders } from '../../cluster/orders.ts'
 import { agentConfig, allRows, startAgent, tempDir, waitFor, withOrdersStore } from '../helpers/agents.ts'
 
@@ -67,10 +68,10 @@ describe('a sync stream that carries bad frames', () => {
     const fp = sot.datasets.get('orders')!.codec.fingerprint
     await channel.send(pack({ t: 'open', v: 1, cid: 'x', dataset: 'orders', region: 'stranger', fp, clock: {} }))
     await channel.receive()
-    await channel.send(pack({ t: 'round', expand: [], fetchAll: [], reconcile: [[1, 999, new Uint8Array(0), false]] }))
+    await channel.send(pack({ t: 'round', reconcile: [[1, 2, encodeReconcileBlock([{ index: 999, entries: [] }], 2)]] }))
     const reply = checkMessage(errorSchema, decodeFrame(await channel.receive({ signal: AbortSignal.timeout(10_000) }), 'reply'), 'reply')
     expect(reply.code).toBe('CONVERGE_MALFORMED_MESSAGE')
-    expect(reply.message).toMatch(/1:999 does not exist/)
+    expect(reply.message).toMatch(/node 999 is outside the level \(size 16\)/)
   })
 
   it('refuses an unknown dataset with its own code', async () => {
