@@ -34,7 +34,9 @@ import { SummaryBoard } from './summary-board.ts'
 const CLOCK_KEY = new TextEncoder().encode('clock')
 /** A region whose summary is older than this many gossip intervals is taken as unreachable. */
 const STALE_INTERVALS = 3
-const REDIAL_MS = 2000
+/** Redial a peer that is not connected after this long, doubling on each failure up to REDIAL_MAX_MS. */
+const REDIAL_MIN_MS = 250
+const REDIAL_MAX_MS = 10_000
 
 export interface AgentInit {
   config: AgentConfig
@@ -57,6 +59,7 @@ export class Agent implements ReplicaHost {
   private readonly topic: string
   private readonly timers: NodeJS.Timeout[] = []
   private readonly publishPending = new Set<string>()
+  private readonly redial = new Map<string, { at: number, delay: number }>()
   private readonly onIndexProgress: AgentInit['onIndexProgress']
   private readonly startedAt = Date.now()
   private running = false
@@ -111,9 +114,13 @@ export class Agent implements ReplicaHost {
       if (msg.topic !== this.topic || msg.type !== 'signed') return
       this.onSummary(msg.from.toString(), msg.data)
     })
+    node.addEventListener('peer:connect', () => {
+      // a new peer may be a source of truth: tell it where we stand and look again
+      for (const d of this.datasets.values()) { this.publish(d); d.evaluate() }
+    })
     this.running = true
     this.dialPeers()
-    this.timers.push(setInterval(() => this.dialPeers(), REDIAL_MS))
+    this.timers.push(setInterval(() => this.dialPeers(), REDIAL_MIN_MS))
     this.timers.push(setInterval(() => { for (const d of this.datasets.values()) { this.publishNow(d); d.evaluate() } }, this.config.gossip.intervalMs))
     for (const d of this.datasets.values()) { this.publishNow(d); d.evaluate() }
 
@@ -153,6 +160,9 @@ export class Agent implements ReplicaHost {
       if (region === this.region) return { region }
       const heard = this.board.get(region, dataset.name)
       if (heard !== undefined && heard.receivedAt >= fresh && this.isConnected(heard.peerId)) return { region, peerId: heard.peerId, summary: heard.summary }
+      // a region pinned to a peer id in the config serves as soon as it is connected, before its first summary arrives
+      const pinned = this.board.peerOf(region)
+      if (heard === undefined && pinned !== undefined && this.isConnected(pinned)) return { region, peerId: pinned }
     }
     return undefined
   }
@@ -257,11 +267,18 @@ export class Agent implements ReplicaHost {
   private dialPeers (): void {
     const node = this.node
     if (node === undefined || !this.running) return
+    const now = Date.now()
     for (const p of this.config.peers) {
       const addr = multiaddr(p.address)
-      const id = addr.getComponents().find(c => c.name === 'p2p')?.value
-      if (id !== undefined && node.getConnections(peerIdFromString(id)).length > 0) continue
-      node.dial(addr, { signal: AbortSignal.timeout(5000) }).catch((err: Error) => this.log.debug({ peer: p.region, err: err.message }, 'dial failed'))
+      const id = addr.getComponents().find(c => c.name === 'p2p')?.value ?? this.board.peerOf(p.region)
+      if (id !== undefined && node.getConnections(peerIdFromString(id)).length > 0) { this.redial.delete(p.region); continue }
+      const state = this.redial.get(p.region) ?? { at: 0, delay: REDIAL_MIN_MS }
+      if (now < state.at) continue
+      this.redial.set(p.region, { at: now + state.delay, delay: Math.min(REDIAL_MAX_MS, state.delay * 2) })
+      node.dial(addr, { signal: AbortSignal.timeout(5000) }).then(
+        () => { this.redial.delete(p.region) },
+        (err: Error) => this.log.debug({ peer: p.region, err: err.message }, 'dial failed')
+      )
     }
   }
 }

@@ -130,7 +130,8 @@ export class DatasetReplica {
       this.firstDriftAt = undefined
       return
     }
-    if (sot === undefined && s === undefined) return
+    // nothing heard from the source yet and no peer to ask: wait for its summary
+    if (sot === undefined && s === undefined && source.peerId === undefined) return
     this.firstDriftAt ??= Date.now()
     if (this.state !== 'syncing') this.state = 'drifted'
     this.wanted = true
@@ -155,6 +156,7 @@ export class DatasetReplica {
       if (source?.peerId === undefined || source.region === this.host.region) return
       const started = Date.now()
       try {
+        this.host.log.debug({ dataset: this.name, source: source.region }, 'sync starting')
         this.state = 'syncing'
         await this.syncOnce(source.region, source.peerId)
         this.failures = 0
@@ -197,7 +199,9 @@ export class DatasetReplica {
     const signal = AbortSignal.any([this.stopping.signal, AbortSignal.timeout(this.timeoutMs)])
     const correlationId = randomUUID()
     const log = this.host.log.child({ dataset: this.name, cid: correlationId, source: sourceRegion })
+    const t0 = performance.now()
     const channel = await this.host.openSyncChannel(peerId, signal)
+    const tOpen = performance.now()
     const { opened, result, stats } = await runClientSync(channel, {
       dataset: this.name, region: this.host.region, codec: this.codec, view: this.index, clock: this.host.clock(), correlationId, signal
     })
@@ -210,7 +214,10 @@ export class DatasetReplica {
     this.sotRoot = { count: opened.count, sum: new DataView(opened.sum.buffer, opened.sum.byteOffset, 8).getBigUint64(0), seenAt: Date.now() }
     await this.host.setClock(merge(this.host.clock(), opened.clock))
     const fixes = planRestore(result, this.codec)
-    log.info({ missing: result.missing, changed: result.changed, extra: result.extra, unresolved: result.unresolved, roundTrips: stats.roundTrips, bytes: stats.bytesSent + stats.bytesReceived }, fixes.length === 0 ? 'sync found no drift' : 'sync found drift')
+    log.info({
+      missing: result.missing, changed: result.changed, extra: result.extra, unresolved: result.unresolved, roundTrips: stats.roundTrips,
+      bytes: stats.bytesSent + stats.bytesReceived, dialMs: Math.round(tOpen - t0), exchangeMs: Math.round(performance.now() - tOpen)
+    }, fixes.length === 0 ? 'sync found no drift' : 'sync found drift')
     for (const fix of fixes) {
       if (signal.aborted) break
       const fixId = randomUUID()

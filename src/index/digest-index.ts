@@ -7,19 +7,24 @@
  * current by the store's change feed. Key-hash order makes the rows under any
  * tree node one contiguous range scan.
  *
+ * A store kept in key-hash order (`supports.keyHashOrder`, the embedded
+ * LevelDB store) is its own index: nothing is written here, the tree is built
+ * from one snapshot scan at a known change seq, and change batches carry the
+ * before-images the tree update needs.
+ *
  * Guaranteed: after `catchUp()` the index reflects every change the store
  * committed up to that moment, and the tree equals the sum over the index.
  * A change replayed twice leaves both unchanged.
  */
 import { EventEmitter } from 'node:events'
 import { SCAN_BATCH_ROWS } from '../constants.ts'
-import { AbortedError, ChangesTrimmedError, throwIfAborted } from '../errors.ts'
+import { AbortedError, ChangesTrimmedError, ConvergeError, throwIfAborted } from '../errors.ts'
 import { bytesToU64, entryHash, u64ToBytes } from '../digest/hash.ts'
 import type { RowCodec } from '../digest/row-codec.ts'
 import type { ReplicaStore, RowChange } from '../stores/replica-store.ts'
 import type { IndexEntry, ReplicaView } from '../sync/replica-view.ts'
 import { depthFor, LeafBuffer, MerkleTree, nodeRange } from '../tree/merkle-tree.ts'
-import { READ_AHEAD, type ByteSublevel, type StateDb } from './state-db.ts'
+import { hashRange, READ_AHEAD, readRanges, type ByteSublevel, type StateDb } from './state-db.ts'
 
 const META_KEY = new TextEncoder().encode('meta')
 /** Index entries written per LevelDB batch during a rebuild. */
@@ -49,6 +54,8 @@ export interface DigestIndexInit {
   codec: RowCodec
   store: ReplicaStore
   state: StateDb
+  /** Keep entries in the state db even for a store that could serve as its own index (to compare the two ways). Default false. */
+  keepEntries?: boolean
 }
 
 export class DigestIndex extends EventEmitter implements ReplicaView {
@@ -57,6 +64,8 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
   private readonly db: StateDb['db']
   private readonly entries: ByteSublevel
   private readonly meta: ByteSublevel
+  /** The store lists rows by key hash itself: no entries are kept here. */
+  private readonly storeBacked: boolean
   private currentTree: MerkleTree = new MerkleTree(1)
   private seq = 0
   private following: AbortController | undefined
@@ -71,6 +80,7 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
     this.db = init.state.db
     this.entries = init.state.sublevel(`index:${init.dataset}:e`)
     this.meta = init.state.sublevel(`index:${init.dataset}:m`)
+    this.storeBacked = init.keepEntries !== true && init.store.supports.keyHashOrder === true && init.store.listRanges !== undefined && init.store.scanAt !== undefined
   }
 
   get tree (): MerkleTree { return this.currentTree }
@@ -84,8 +94,10 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
    * follows the change feed until stop().
    */
   async start (options: { signal?: AbortSignal, onProgress?: (p: IndexProgress) => void, rebuild?: boolean } = {}): Promise<void> {
-    const meta = await this.readMeta()
-    if (options.rebuild === true || meta === undefined || !meta.complete || meta.fp !== this.codec.fingerprint || meta.storeId !== this.store.id) {
+    const meta = this.storeBacked ? undefined : await this.readMeta()
+    if (this.storeBacked) {
+      await this.scanStore(options)
+    } else if (options.rebuild === true || meta === undefined || !meta.complete || meta.fp !== this.codec.fingerprint || meta.storeId !== this.store.id) {
       await this.rebuild(options)
     } else {
       this.seq = meta.seq
@@ -102,8 +114,26 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
     this.followLoop = undefined
   }
 
+  /** Builds the tree from one snapshot scan of a key-hash-ordered store, and takes its seq. */
+  private async scanStore (options: { signal?: AbortSignal, onProgress?: (p: IndexProgress) => void } = {}): Promise<void> {
+    const { seq, rows: batches } = await this.store.scanAt!({ signal: options.signal, batchSize: SCAN_BATCH_ROWS })
+    const leaves = new LeafBuffer()
+    for await (const batch of batches) {
+      for (const { key, row } of batch) {
+        const keyHash = this.codec.keyHash(key)
+        leaves.push(keyHash, entryHash(keyHash, this.codec.rowDigest(row)))
+      }
+      options.onProgress?.({ phase: 'scan', rows: leaves.length })
+    }
+    this.currentTree = leaves.build()
+    this.seq = seq
+    await this.store.trimChanges(seq)
+    this.emit('change')
+  }
+
   /** Full scan of the store into a fresh index. */
   async rebuild (options: { signal?: AbortSignal, onProgress?: (p: IndexProgress) => void } = {}): Promise<void> {
+    if (this.storeBacked) { await this.scanStore(options); return }
     const { signal } = options
     await this.writeMeta({ fp: this.codec.fingerprint, storeId: this.store.id, seq: 0, complete: false })
     await this.entries.clear()
@@ -141,6 +171,7 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
 
   /** Rebuilds the in-memory tree from the index (at start, or when the row count calls for another depth). */
   async loadTree (options: { signal?: AbortSignal, onProgress?: (p: IndexProgress) => void } = {}): Promise<void> {
+    if (this.storeBacked) { await this.scanStore(options); return }
     const leaves = new LeafBuffer()
     const it = this.entries.iterator(READ_AHEAD)
     try {
@@ -170,21 +201,18 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
   }
 
   async list (level: number, index: number, options: { signal?: AbortSignal } = {}): Promise<IndexEntry[]> {
-    const { start, end } = nodeRange(level, index)
-    const range = end >= 1n << 64n ? { gte: u64ToBytes(start) } : { gte: u64ToBytes(start), lt: u64ToBytes(end) }
-    const out: IndexEntry[] = []
-    const it = this.entries.iterator(range)
-    try {
-      for (;;) {
-        throwIfAborted(options.signal)
-        const batch = await it.nextv(1000)
-        if (batch.length === 0) break
-        for (const [k, v] of batch) out.push(toEntry(k, v))
-      }
-    } finally {
-      await it.close()
+    return (await this.listMany([{ level, index }], options))[0]!
+  }
+
+  async listMany (nodes: ReadonlyArray<{ level: number, index: number }>, options: { signal?: AbortSignal } = {}): Promise<IndexEntry[][]> {
+    const ranges = nodes.map(n => { const r = nodeRange(n.level, n.index); return [r.start, r.end] as const })
+    if (this.storeBacked) {
+      return (await this.store.listRanges!(ranges, options)).map(rows => rows.map(({ keyHash, key, row }) => {
+        const rowDigest = this.codec.rowDigest(row)
+        return { keyHash, key, rowDigest, entry: entryHash(keyHash, rowDigest) }
+      }))
     }
-    return out
+    return await readRanges(this.entries.iterator(), ranges.map(([start, end]) => hashRange(start, end)), toEntry, options.signal)
   }
 
   async getRows (keys: Uint8Array[], options: { signal?: AbortSignal } = {}): Promise<Array<Uint8Array | undefined>> {
@@ -198,6 +226,8 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
     this.followLoop = (async () => {
       try {
         for await (const batch of this.store.changes({ since: this.seq, signal: controller.signal })) {
+          // a rescan meanwhile (the tree changed depth) already took this batch in
+          if (batch.seq <= this.seq) continue
           await this.applyChanges(batch.changes, batch.seq)
           this.seq = batch.seq
           // the store keeps its change log for this index only: drop what is applied
@@ -227,7 +257,7 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
   /** Applies one batch of store changes to the index and the tree, and records the seq in the same write. */
   private async applyChanges (changes: RowChange[], seq: number): Promise<void> {
     const keys = changes.map(c => indexKey(this.codec.keyHash(c.key), c.key))
-    const stored = await this.entries.getMany(keys)
+    const stored = this.storeBacked ? this.beforeDigests(changes) : await this.entries.getMany(keys)
     // the same key may change twice in one batch: track its digest as the batch goes
     const current = new Map<string, bigint | undefined>()
     const tree = this.currentTree
@@ -242,6 +272,10 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
       if (after !== undefined) { const e = entryHash(keyHash, after); treeOps.push(() => tree.add(keyHash, e)) }
       current.set(id, after)
     })
+    if (this.storeBacked) {
+      for (const op of treeOps) op()
+      return
+    }
     const batch = this.db.batch()
     changes.forEach((_, i) => {
       const k = keys[i]!
@@ -251,6 +285,14 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
     batch.put(META_KEY, encodeMeta({ fp: this.codec.fingerprint, storeId: this.store.id, seq, complete: true }), { sublevel: this.meta })
     await batch.write()
     for (const op of treeOps) op()
+  }
+
+  /** For a store-backed index: the digest of each row before its batch, as 8-byte values like stored entries. */
+  private beforeDigests (changes: RowChange[]): Array<Uint8Array | undefined> {
+    return changes.map(c => {
+      if (c.before === undefined) throw new ConvergeError('CONVERGE_NO_BEFORE_IMAGE', 'a key-hash-ordered store sent a change without its before-image')
+      return c.before === null ? undefined : u64ToBytes(this.codec.rowDigest(c.before))
+    })
   }
 
   private async maybeResize (signal: AbortSignal): Promise<void> {

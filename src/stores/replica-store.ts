@@ -15,6 +15,18 @@ export interface StoreCapabilities {
   durableChangeFeed: boolean
   /** `apply()` is atomic: all of it or none of it. */
   transactions: boolean
+  /**
+   * Rows are kept in key-hash order: `listRanges()` lists a tree node's rows and
+   * `scanAt()` gives a scan consistent with a change seq, so the store serves as
+   * its own digest index; change batches carry before-images.
+   */
+  keyHashOrder?: boolean
+}
+
+export interface HashedRow {
+  keyHash: bigint
+  key: Uint8Array
+  row: Uint8Array
 }
 
 export interface StoredRow {
@@ -26,6 +38,8 @@ export interface RowChange {
   key: Uint8Array
   /** The row after the change; null for a delete. */
   row: Uint8Array | null
+  /** The row before the batch, where the store records it (stores with keyHashOrder do); null where absent. */
+  before?: Uint8Array | null
 }
 
 export interface ChangeBatch {
@@ -68,6 +82,10 @@ export interface ReplicaStore {
   changes: (options: { since: number, signal: AbortSignal }) => AsyncIterable<ChangeBatch>
   /** Forgets changes up to and including `seq` (the consumer has them). */
   trimChanges: (seq: number) => Promise<void>
+  /** With keyHashOrder: for each [start, end) interval, the rows whose key hash lies in it. */
+  listRanges?: (ranges: ReadonlyArray<readonly [bigint, bigint]>, options?: { signal?: AbortSignal }) => Promise<HashedRow[][]>
+  /** With keyHashOrder: a full scan that reflects exactly the changes up to `seq`. */
+  scanAt?: (options?: { signal?: AbortSignal, batchSize?: number }) => Promise<{ seq: number, rows: AsyncIterable<StoredRow[]> }>
   /** Number of rows (may be an estimate where counting is expensive). */
   countRows: (options?: { signal?: AbortSignal }) => Promise<number>
 }

@@ -40,6 +40,10 @@ export class MemoryReplica implements ReplicaView {
     return out
   }
 
+  async listMany (nodes: ReadonlyArray<{ level: number, index: number }>): Promise<IndexEntry[][]> {
+    return await Promise.all(nodes.map(async n => await this.list(n.level, n.index)))
+  }
+
   async getRows (keys: Uint8Array[]): Promise<Array<Uint8Array | undefined>> {
     return keys.map(k => this.rows.get(hex(k)))
   }

@@ -21,7 +21,7 @@ import { LIST_THRESHOLD, TREE_FANOUT } from '../constants.ts'
 import { ProtocolViolationError } from '../errors.ts'
 import { bytesToU64, entryHash } from '../digest/hash.ts'
 import type { RowCodec } from '../digest/row-codec.ts'
-import { nodeOf } from '../tree/merkle-tree.ts'
+import { nodeOf, nodeRange } from '../tree/merkle-tree.ts'
 import type { OpenedMessage, ReplyMessage, RoundMessage } from './messages.ts'
 import type { IndexEntry, ReplicaView } from './replica-view.ts'
 import { decodeChildSums, decodeReconciledBlock, encodeNodeSet, encodeReconcileBlock, shortSum, type HashWidth, type SumWidth } from './wire.ts'
@@ -239,14 +239,17 @@ export class Narrowing {
     }
     this.sentExpand = this.toExpand.splice(0, MAX_EXPAND_PER_ROUND).sort(byNode)
     this.sentFetchAll = this.toFetchAll.splice(0, MAX_FETCH_ALL_PER_ROUND).sort(byNode)
-    const picked: Array<NodeRef & { wide: boolean, local: IndexEntry[] }> = []
+    const chosen: Array<NodeRef & { wide: boolean }> = []
     let hashes = 0
-    while (this.toReconcile.length > 0 && (picked.length === 0 || hashes < MAX_RECONCILE_HASHES_PER_ROUND)) {
+    while (this.toReconcile.length > 0 && (chosen.length === 0 || hashes < MAX_RECONCILE_HASHES_PER_ROUND)) {
       const node = this.toReconcile.shift()!
-      const local = await this.local.list(node.level, node.index)
-      hashes += local.length
-      picked.push({ ...node, local })
+      hashes += this.local.tree.count(node.level, node.index)
+      chosen.push(node)
     }
+    // one pass over the index, in key-hash order
+    chosen.sort((a, b) => { const x = nodeRange(a.level, a.index).start; const y = nodeRange(b.level, b.index).start; return x < y ? -1 : x > y ? 1 : 0 })
+    const lists = await this.local.listMany(chosen)
+    const picked = chosen.map((n, i) => ({ ...n, local: lists[i]! }))
     const narrowWidth: HashWidth = picked.filter(n => !n.wide).length <= NARROW_HASHES_UP_TO_NODES ? 2 : 3
     // group by (level, width); the answer follows the groups in order and each group by node index
     const groups = new Map<string, Reconcile[]>()

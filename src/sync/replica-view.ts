@@ -18,6 +18,8 @@ export interface ReplicaView {
   readonly tree: MerkleTree
   /** Index entries under a node, in key-hash order. */
   list: (level: number, index: number, options?: { signal?: AbortSignal }) => Promise<IndexEntry[]>
+  /** Index entries under each of several nodes (best given in key-hash order), in one pass. */
+  listMany: (nodes: ReadonlyArray<{ level: number, index: number }>, options?: { signal?: AbortSignal }) => Promise<IndexEntry[][]>
   /** Canonical row bytes for each key, undefined where the store lacks it. */
   getRows: (keys: Uint8Array[], options?: { signal?: AbortSignal }) => Promise<Array<Uint8Array | undefined>>
 }

@@ -12,7 +12,7 @@ import { entryHash, u64ToBytes } from '../digest/hash.ts'
 import type { RowCodec } from '../digest/row-codec.ts'
 import type { ParsedRound, ReplyMessage } from './messages.ts'
 import type { IndexEntry, ReplicaView } from './replica-view.ts'
-import { decodeNodeSet, decodeReconcileBlock, encodeChildSums, encodeReconciledBlock, listedHash, type ListedHash, type ReconciledNode } from './wire.ts'
+import { decodeNodeSet, decodeReconcileBlock, encodeChildSums, encodeReconciledBlock, listedHash, type HashWidth, type ListedHash, type ReconciledNode } from './wire.ts'
 
 /** Most nodes one request may name, across all its parts. */
 const MAX_NODES_PER_ROUND = 1 << 20
@@ -61,9 +61,10 @@ export class Responder {
     const rowBatches: Array<Array<{ row: Uint8Array }>> = []
     if (fetchAll.length > 0) {
       first.nodes = []
-      for (const n of fetchAll) {
+      const lists = await this.view.listMany(fetchAll, { signal })
+      for (const entries of lists) {
         throwIfAborted(signal)
-        const rows = await this.verifiedRows(await this.view.list(n.level, n.index, { signal }), signal)
+        const rows = await this.verifiedRows(entries, signal)
         first.nodes.push([rows.length, u64ToBytes(sumOf(rows.map(r => r.entry)))])
         rowBatches.push(rows)
       }
@@ -71,27 +72,32 @@ export class Responder {
     if (round.reconcile.length > 0) {
       const reconciled: ReconciledNode[] = []
       const seen = new Set<string>()
+      const asked: Array<{ level: number, index: number, width: HashWidth, hashes: ListedHash[] }> = []
       let hashes = 0
       for (const [level, width, block] of round.reconcile) {
         if (level > tree.depth) throw new MalformedMessageError(`reconcile: level ${level} is deeper than ${tree.depth}`)
         for (const node of decodeReconcileBlock(block, TREE_FANOUT ** level, width, MAX_HASHES_PER_ROUND - hashes)) {
-          throwIfAborted(signal)
           hashes += node.hashes.length
           if (seen.has(`${level}:${node.index}`)) throw new MalformedMessageError(`reconcile: node ${level}:${node.index} named twice`)
           seen.add(`${level}:${node.index}`)
-          const positions = new Map<ListedHash, number[]>()
-          node.hashes.forEach((h, p) => { const at = positions.get(h); if (at === undefined) positions.set(h, [p]); else at.push(p) })
-          const entries = await this.view.list(level, node.index, { signal })
-          const toSend: IndexEntry[] = []
-          for (const e of entries) {
-            const at = positions.get(listedHash(e.entry, width))
-            if (at !== undefined && at.length > 0) at.pop(); else toSend.push(e)
-          }
-          const unmatched: number[] = []
-          for (const at of positions.values()) unmatched.push(...at)
-          reconciled.push({ count: entries.length, sum: sumOf(entries.map(e => e.entry)), unmatched })
-          rowBatches.push(await this.verifiedRows(toSend, signal))
+          asked.push({ level, index: node.index, width, hashes: node.hashes })
         }
+      }
+      const lists = await this.view.listMany(asked, { signal })
+      for (const [i, node] of asked.entries()) {
+        throwIfAborted(signal)
+        const positions = new Map<ListedHash, number[]>()
+        node.hashes.forEach((h, p) => { const at = positions.get(h); if (at === undefined) positions.set(h, [p]); else at.push(p) })
+        const entries = lists[i]!
+        const toSend: IndexEntry[] = []
+        for (const e of entries) {
+          const at = positions.get(listedHash(e.entry, node.width))
+          if (at !== undefined && at.length > 0) at.pop(); else toSend.push(e)
+        }
+        const unmatched: number[] = []
+        for (const at of positions.values()) unmatched.push(...at)
+        reconciled.push({ count: entries.length, sum: sumOf(entries.map(e => e.entry)), unmatched })
+        rowBatches.push(await this.verifiedRows(toSend, signal))
       }
       first.reconciled = encodeReconciledBlock(reconciled)
     }
