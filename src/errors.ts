@@ -81,6 +81,16 @@ export class ChangesTrimmedError extends ConvergeError {
   }
 }
 
+/** Thrown when a store's table does not match the dataset schema (a missing column, no primary key). */
+export class StoreSchemaError extends ConvergeError {
+  constructor (message: string) { super('CONVERGE_STORE_SCHEMA', message) }
+}
+
+/** Thrown when a store's database cannot be reached or answers with an error. */
+export class StoreUnavailableError extends ConvergeError {
+  constructor (message: string, options?: { cause?: unknown }) { super('CONVERGE_STORE_UNAVAILABLE', message, options) }
+}
+
 /** Thrown when the audit log's hash chain does not verify. */
 export class AuditChainError extends ConvergeError {
   constructor (message: string) { super('CONVERGE_AUDIT_CHAIN_BROKEN', message) }

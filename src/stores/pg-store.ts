@@ -1,0 +1,400 @@
+/**
+ * A PostgreSQL table as a replica store (`pg`).
+ *
+ * Scans stream through a server-side cursor in bounded memory. Fixes apply
+ * in one transaction: before-images read `FOR UPDATE`, then `INSERT … ON
+ * CONFLICT DO UPDATE` and `DELETE`, each as one statement over a
+ * jsonb_to_recordset of the batch.
+ *
+ * Change capture uses triggers, not logical decoding: logical decoding needs
+ * `wal_level = logical` and a server restart, and a replication slot that
+ * pins WAL while an agent is down; triggers work on any server the agent can
+ * write to. A row trigger records each changed key in `converge.changes`
+ * with the writing transaction's id (xid8) and the session's
+ * `converge.origin` (the agent's own fixes say 'converge'); a statement
+ * trigger sends NOTIFY so the feed wakes at once (it also polls, so a missed
+ * notification or a reconnect loses nothing: the log is a table).
+ *
+ * The feed reads whole transactions in xid order, and only those older than
+ * every transaction still running (xid < xmin of the current snapshot), so a
+ * transaction that commits late can never be skipped: a change's position is
+ * its transaction id. Rows are re-read when the feed delivers a change, so a
+ * batch carries the row as it is now (or null when gone).
+ */
+import { randomUUID } from 'node:crypto'
+import pg from 'pg'
+import Cursor from 'pg-cursor'
+import { SCAN_BATCH_ROWS } from '../constants.ts'
+import { ChangesTrimmedError, StoreNotOpenError, StoreSchemaError, StoreUnavailableError, throwIfAborted } from '../errors.ts'
+import type { Row, RowCodec, Value } from '../digest/row-codec.ts'
+import type { ColumnType } from '../digest/schema.ts'
+import type { ApplyRequest, ApplyResult, ChangeBatch, ReplicaStore, RowChange, StoredRow } from './replica-store.ts'
+
+export interface PgStoreInit {
+  /** e.g. postgres://postgres@127.0.0.1:5432/shop */
+  connectionString: string
+  /** Table name, optionally schema-qualified: `public.orders`. */
+  table: string
+  codec: RowCodec
+  /** How often the change feed polls when no NOTIFY arrives. Default 1000 ms. */
+  pollMs?: number
+}
+
+/** Rows of the change log read per query. */
+const CHANGE_READ_LIMIT = 10_000
+/** Rows per write statement in apply. */
+const WRITE_BATCH = 5000
+
+const quote = (name: string): string => `"${name.replace(/"/g, '""')}"`
+const literal = (text: string): string => `'${text.replace(/'/g, "''")}'`
+
+/** timestamp without time zone is read as UTC, not in the host's zone; dates stay text. */
+const typeParsers = {
+  getTypeParser: (oid: number, format?: string): ((value: string) => unknown) => {
+    if (oid === 1114) return (value: string) => new Date(`${value.replace(' ', 'T')}Z`)
+    if (oid === 1082) return (value: string) => value
+    return (pg.types.getTypeParser as (oid: number, format?: string) => (value: string) => unknown)(oid, format)
+  }
+}
+
+interface ColumnInfo { name: string, type: ColumnType, pgType: string }
+
+export function splitTableName (table: string): { schema: string, name: string } {
+  const dot = table.indexOf('.')
+  return dot < 0 ? { schema: 'public', name: table } : { schema: table.slice(0, dot), name: table.slice(dot + 1) }
+}
+
+export class PgStore implements ReplicaStore {
+  readonly kind = 'postgres'
+  readonly codec: RowCodec
+  readonly supports = { changeFeed: true, durableChangeFeed: true, transactions: true }
+  private readonly init: PgStoreInit
+  private readonly table: { schema: string, name: string, sql: string, tag: string }
+  private pool: pg.Pool | undefined
+  private columns: ColumnInfo[] = []
+  private keyColumns: ColumnInfo[] = []
+  private storeId: string | undefined
+  private readonly closing = new AbortController()
+
+  constructor (init: PgStoreInit) {
+    this.init = init
+    this.codec = init.codec
+    const { schema, name } = splitTableName(init.table)
+    this.table = { schema, name, sql: `${quote(schema)}.${quote(name)}`, tag: `${schema}.${name}` }
+  }
+
+  get id (): string {
+    if (this.storeId === undefined) throw new StoreNotOpenError(`PostgreSQL store ${this.table.tag}`)
+    return this.storeId
+  }
+
+  async open (): Promise<void> {
+    this.pool = new pg.Pool({ connectionString: this.init.connectionString, max: 4, types: typeParsers })
+    this.pool.on('error', () => undefined) // an idle client's error: the next query reconnects
+    let catalog
+    try {
+      catalog = await this.pool.query<{ name: string, pg_type: string }>(
+        `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS pg_type
+           FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped`, [this.table.schema, this.table.name])
+    } catch (err) {
+      await this.pool.end()
+      this.pool = undefined
+      throw new StoreUnavailableError(`cannot reach PostgreSQL for ${this.table.tag}: ${(err as Error).message}`, { cause: err })
+    }
+    if (catalog.rows.length === 0) throw new StoreSchemaError(`table ${this.table.tag} does not exist`)
+    const pgTypes = new Map(catalog.rows.map(r => [r.name, r.pg_type]))
+    this.columns = this.codec.columns.map(c => {
+      const pgType = pgTypes.get(c.name)
+      if (pgType === undefined) throw new StoreSchemaError(`table ${this.table.tag} has no column "${c.name}"`)
+      return { name: c.name, type: c.type, pgType }
+    })
+    this.keyColumns = this.codec.keyPositions.map(i => this.columns[i]!)
+    await this.installCapture()
+  }
+
+  async close (): Promise<void> {
+    this.closing.abort()
+    await this.pool?.end()
+    this.pool = undefined
+  }
+
+  async * scan (options: { signal?: AbortSignal, batchSize?: number } = {}): AsyncGenerator<StoredRow[]> {
+    const client = await this.db().connect()
+    const cursor = client.query(new Cursor<Row>(`SELECT ${this.selectList()} FROM ${this.table.sql}`))
+    try {
+      for (;;) {
+        throwIfAborted(options.signal)
+        const rows = await cursor.read(options.batchSize ?? SCAN_BATCH_ROWS)
+        if (rows.length === 0) return
+        yield rows.map(r => this.stored(r))
+      }
+    } finally {
+      await cursor.close()
+      client.release()
+    }
+  }
+
+  async get (keys: Uint8Array[]): Promise<Array<Uint8Array | undefined>> {
+    if (keys.length === 0) return []
+    const found = await this.readByKeys(this.db(), keys.map(k => this.codec.decodeKey(k)))
+    return keys.map(k => found.get(Buffer.from(k).toString('hex')))
+  }
+
+  async apply (request: ApplyRequest, options: { signal?: AbortSignal } = {}): Promise<ApplyResult> {
+    const upsertRows = request.upserts.map(r => this.codec.decodeRow(r))
+    const keys = [...upsertRows.map(r => this.codec.decodeKey(this.codec.encodeKey(r))), ...request.deletes.map(k => this.codec.decodeKey(k))]
+    const client = await this.db().connect()
+    try {
+      throwIfAborted(options.signal)
+      await client.query('BEGIN')
+      await client.query("SELECT set_config('converge.origin', $1, true)", [request.origin ?? ''])
+      const xid = (await client.query<{ xid: string }>('SELECT pg_current_xact_id()::text AS xid')).rows[0]!.xid
+      const current = await this.readByKeys(client, keys, true)
+      const before = keys.map(k => current.get(Buffer.from(this.codec.encodeKey(k)).toString('hex')) ?? null)
+      for (let i = 0; i < upsertRows.length; i += WRITE_BATCH) {
+        const batch = upsertRows.slice(i, i + WRITE_BATCH).map(r => this.toJson(r, this.columns))
+        const cols = this.columns.map(c => quote(c.name)).join(', ')
+        const updates = this.columns.filter(c => !this.keyColumns.includes(c)).map(c => `${quote(c.name)} = EXCLUDED.${quote(c.name)}`)
+        await client.query(
+          `INSERT INTO ${this.table.sql} (${cols}) SELECT ${cols} FROM jsonb_to_recordset($1::jsonb) AS x(${this.recordDef(this.columns)})
+           ON CONFLICT (${this.keyColumns.map(c => quote(c.name)).join(', ')}) DO ${updates.length === 0 ? 'NOTHING' : `UPDATE SET ${updates.join(', ')}`}`,
+          [JSON.stringify(batch)])
+      }
+      const deleteKeys = keys.slice(upsertRows.length)
+      for (let i = 0; i < deleteKeys.length; i += WRITE_BATCH) {
+        await client.query(
+          `DELETE FROM ${this.table.sql} t USING jsonb_to_recordset($1::jsonb) AS k(${this.recordDef(this.keyColumns)}) WHERE ${this.keyJoin('t', 'k')}`,
+          [JSON.stringify(deleteKeys.slice(i, i + WRITE_BATCH).map(k => this.toJson(k, this.keyColumns)))])
+      }
+      await client.query('COMMIT')
+      return { seq: Number(xid), before }
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined)
+      throw err
+    } finally {
+      client.release()
+    }
+  }
+
+  async lastSeq (): Promise<number> {
+    const { rows } = await this.db().query<{ seq: string }>(
+      `SELECT greatest(
+          (SELECT max(xid) FROM converge.changes WHERE tbl = $1 AND xid < pg_snapshot_xmin(pg_current_snapshot())),
+          (SELECT trimmed FROM converge.stores WHERE tbl = $1))::text AS seq`, [this.table.tag])
+    return Number(rows[0]?.seq ?? 0)
+  }
+
+  async * changes (options: { since: number, signal: AbortSignal }): AsyncGenerator<ChangeBatch> {
+    const signal = AbortSignal.any([options.signal, this.closing.signal])
+    let since = options.since
+    const { rows: [store] } = await this.db().query<{ trimmed: string }>('SELECT trimmed::text AS trimmed FROM converge.stores WHERE tbl = $1', [this.table.tag])
+    if (since < Number(store?.trimmed ?? 0)) throw new ChangesTrimmedError(since, await this.lastSeq())
+    const wake = new Wakeup(this.init.connectionString, signal)
+    try {
+      while (!signal.aborted) {
+        const batches = await this.readChanges(since)
+        for (const batch of batches) {
+          since = batch.seq
+          yield batch
+        }
+        if (batches.length === 0) await wake.wait(this.init.pollMs ?? 1000)
+      }
+    } finally {
+      await wake.close()
+    }
+  }
+
+  async trimChanges (seq: number): Promise<void> {
+    await this.db().query('DELETE FROM converge.changes WHERE tbl = $1 AND xid <= $2::text::xid8', [this.table.tag, String(seq)])
+    await this.db().query('UPDATE converge.stores SET trimmed = greatest(trimmed, $2::text::xid8) WHERE tbl = $1', [this.table.tag, String(seq)])
+  }
+
+  async countRows (): Promise<number> {
+    const { rows } = await this.db().query<{ n: string }>(`SELECT count(*)::text AS n FROM ${this.table.sql}`)
+    return Number(rows[0]?.n ?? 0)
+  }
+
+  private db (): pg.Pool {
+    if (this.pool === undefined) throw new StoreNotOpenError(`PostgreSQL store ${this.table.tag}`)
+    return this.pool
+  }
+
+  /** Creates the change log, the capture triggers and this store's identity, once per table (idempotent). */
+  private async installCapture (): Promise<void> {
+    const client = await this.db().connect()
+    const slug = this.table.tag.replace(/[^A-Za-z0-9_]/g, '_')
+    const keyObject = (rec: string): string => `jsonb_build_object(${this.keyColumns.map(c => `${literal(c.name)}, ${keyJsonExpr(`${rec}.${quote(c.name)}`, c.pgType)}`).join(', ')})`
+    const keyChanged = this.keyColumns.map(c => `OLD.${quote(c.name)} IS DISTINCT FROM NEW.${quote(c.name)}`).join(' OR ')
+    try {
+      await client.query('BEGIN')
+      // agents opening stores at once must not race on the DDL
+      await client.query("SELECT pg_advisory_xact_lock(hashtext('converge-capture-setup'))")
+      await client.query('CREATE SCHEMA IF NOT EXISTS converge')
+      await client.query(`CREATE TABLE IF NOT EXISTS converge.changes (
+        tbl text NOT NULL, xid xid8 NOT NULL DEFAULT pg_current_xact_id(), seq bigserial, key jsonb NOT NULL, origin text,
+        PRIMARY KEY (tbl, xid, seq))`)
+      await client.query(`CREATE TABLE IF NOT EXISTS converge.stores (tbl text PRIMARY KEY, id text NOT NULL, trimmed xid8 NOT NULL DEFAULT '0')`)
+      await client.query(`CREATE OR REPLACE FUNCTION converge.notify_changes() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN PERFORM pg_notify('converge_changes', TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME); RETURN NULL; END $$`)
+      await client.query(`CREATE OR REPLACE FUNCTION converge.${quote(`capture_${slug}`)}() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+          IF TG_OP = 'DELETE' OR (TG_OP = 'UPDATE' AND (${keyChanged})) THEN
+            INSERT INTO converge.changes (tbl, key, origin) VALUES (${literal(this.table.tag)}, ${keyObject('OLD')}, nullif(current_setting('converge.origin', true), ''));
+          END IF;
+          IF TG_OP <> 'DELETE' THEN
+            INSERT INTO converge.changes (tbl, key, origin) VALUES (${literal(this.table.tag)}, ${keyObject('NEW')}, nullif(current_setting('converge.origin', true), ''));
+          END IF;
+          RETURN NULL;
+        END $$`)
+      await client.query(`CREATE OR REPLACE TRIGGER converge_capture AFTER INSERT OR UPDATE OR DELETE ON ${this.table.sql}
+        FOR EACH ROW EXECUTE FUNCTION converge.${quote(`capture_${slug}`)}()`)
+      await client.query(`CREATE OR REPLACE TRIGGER converge_notify AFTER INSERT OR UPDATE OR DELETE ON ${this.table.sql}
+        FOR EACH STATEMENT EXECUTE FUNCTION converge.notify_changes()`)
+      await client.query('INSERT INTO converge.stores (tbl, id) VALUES ($1, $2) ON CONFLICT (tbl) DO NOTHING', [this.table.tag, randomUUID()])
+      const { rows: [row] } = await client.query<{ id: string }>('SELECT id FROM converge.stores WHERE tbl = $1', [this.table.tag])
+      await client.query('COMMIT')
+      this.storeId = row!.id
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined)
+      throw err
+    } finally {
+      client.release()
+    }
+  }
+
+  /** Whole transactions from the change log after `since`, oldest first, each with its rows as they are now. */
+  private async readChanges (since: number): Promise<ChangeBatch[]> {
+    const { rows } = await this.db().query<{ xid: string, key: Record<string, unknown>, origin: string | null }>(
+      `SELECT xid::text AS xid, key, origin FROM converge.changes
+        WHERE tbl = $1 AND xid > $2::text::xid8 AND xid < pg_snapshot_xmin(pg_current_snapshot())
+        ORDER BY xid, seq LIMIT $3`, [this.table.tag, String(since), CHANGE_READ_LIMIT])
+    if (rows.length === 0) return []
+    let usable = rows
+    if (rows.length === CHANGE_READ_LIMIT) {
+      // never hand out part of a transaction: drop the last one, or read the only one whole
+      const lastXid = rows[rows.length - 1]!.xid
+      usable = rows.filter(r => r.xid !== lastXid)
+      if (usable.length === 0) {
+        usable = (await this.db().query<{ xid: string, key: Record<string, unknown>, origin: string | null }>(
+          'SELECT xid::text AS xid, key, origin FROM converge.changes WHERE tbl = $1 AND xid = $2::text::xid8 ORDER BY seq', [this.table.tag, lastXid])).rows
+      }
+    }
+    const keyBytes = usable.map(r => this.codec.encodeKey(r.key))
+    const current = await this.readByKeys(this.db(), keyBytes.map(k => this.codec.decodeKey(k)))
+    const batches: ChangeBatch[] = []
+    let batch: ChangeBatch | undefined
+    const seen = new Set<string>()
+    usable.forEach((r, i) => {
+      const seq = Number(r.xid)
+      if (batch === undefined || batch.seq !== seq) {
+        batch = { seq, changes: [], origin: r.origin ?? undefined }
+        batches.push(batch)
+        seen.clear()
+      }
+      const id = Buffer.from(keyBytes[i]!).toString('hex')
+      if (seen.has(id)) return
+      seen.add(id)
+      const change: RowChange = { key: keyBytes[i]!, row: current.get(id) ?? null }
+      batch.changes.push(change)
+    })
+    return batches
+  }
+
+  /** Current rows for keys (as key objects), by canonical key in hex. */
+  private async readByKeys (db: pg.Pool | pg.PoolClient, keys: Row[], forUpdate = false): Promise<Map<string, Uint8Array>> {
+    const out = new Map<string, Uint8Array>()
+    for (let i = 0; i < keys.length; i += WRITE_BATCH) {
+      const part = keys.slice(i, i + WRITE_BATCH).map(k => this.toJson(k, this.keyColumns))
+      const { rows } = await db.query<Row>(
+        `SELECT ${this.selectList('t')} FROM ${this.table.sql} t JOIN jsonb_to_recordset($1::jsonb) AS k(${this.recordDef(this.keyColumns)}) ON ${this.keyJoin('t', 'k')}${forUpdate ? ' FOR UPDATE OF t' : ''}`,
+        [JSON.stringify(part)])
+      for (const r of rows) {
+        const s = this.stored(r)
+        out.set(Buffer.from(s.key).toString('hex'), s.row)
+      }
+    }
+    return out
+  }
+
+  private stored (r: Row): StoredRow {
+    const row = this.codec.encodeRow(r)
+    return { key: this.codec.keyOfEncodedRow(row), row }
+  }
+
+  private selectList (alias?: string): string {
+    return this.columns.map(c => `${alias === undefined ? '' : `${alias}.`}${quote(c.name)}`).join(', ')
+  }
+
+  private recordDef (columns: ColumnInfo[]): string {
+    return columns.map(c => `${quote(c.name)} ${c.pgType}`).join(', ')
+  }
+
+  private keyJoin (t: string, k: string): string {
+    return this.keyColumns.map(c => `${t}.${quote(c.name)} = ${k}.${quote(c.name)}`).join(' AND ')
+  }
+
+  /** A row or key as a JSON object that jsonb_to_recordset turns back into the column types. */
+  private toJson (row: Row, columns: ColumnInfo[]): Record<string, unknown> {
+    const out: Record<string, unknown> = {}
+    for (const c of columns) out[c.name] = toPgJson(row[c.name] as Value | Date | undefined, c)
+    return out
+  }
+}
+
+function toPgJson (v: Value | Date | undefined, c: ColumnInfo): unknown {
+  if (v === null || v === undefined) return null
+  if (v instanceof Date) return v.toISOString()
+  if (typeof v === 'bigint') return v.toString()
+  if (v instanceof Uint8Array) return `\\x${Buffer.from(v).toString('hex')}`
+  if (typeof v === 'number' && !Number.isFinite(v)) return String(v)
+  if (c.type === 'timestamp' && typeof v === 'number') return new Date(v).toISOString()
+  // a json value goes in as JSON for json/jsonb columns, as its text elsewhere
+  if (c.type === 'json' && typeof v === 'string' && /^jsonb?$/.test(c.pgType)) return JSON.parse(v)
+  return v
+}
+
+/** How a key column is written into the change log's jsonb: exact text for 64-bit and numeric values, hex for bytes. */
+function keyJsonExpr (expr: string, pgType: string): string {
+  if (/^(bigint|numeric|decimal)/.test(pgType)) return `${expr}::text`
+  if (pgType === 'bytea') return `'\\x' || encode(${expr}, 'hex')`
+  return expr
+}
+
+/** A LISTEN connection that wakes the change feed; polling covers for a lost connection. */
+class Wakeup {
+  private client: pg.Client | undefined
+  private waiter: (() => void) | undefined
+  private readonly connecting: Promise<void>
+
+  constructor (connectionString: string, private readonly signal: AbortSignal) {
+    this.connecting = (async () => {
+      const client = new pg.Client({ connectionString })
+      client.on('error', () => { this.client = undefined })
+      client.on('notification', () => { this.waiter?.() })
+      try {
+        await client.connect()
+        await client.query('LISTEN converge_changes')
+        this.client = client
+      } catch {
+        await client.end().catch(() => undefined) // no LISTEN: the feed polls
+      }
+    })()
+  }
+
+  async wait (ms: number): Promise<void> {
+    await this.connecting
+    await new Promise<void>(resolve => {
+      const done = (): void => { clearTimeout(timer); this.signal.removeEventListener('abort', done); this.waiter = undefined; resolve() }
+      const timer = setTimeout(done, ms)
+      this.waiter = done
+      this.signal.addEventListener('abort', done, { once: true })
+    })
+  }
+
+  async close (): Promise<void> {
+    await this.connecting
+    await this.client?.end().catch(() => undefined)
+  }
+}
+

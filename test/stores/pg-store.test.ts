@@ -1,0 +1,164 @@
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import pg from 'pg'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { DigestIndex } from '../../src/index/digest-index.ts'
+import { StateDb } from '../../src/index/state-db.ts'
+import { LevelStore } from '../../src/stores/level-store.ts'
+import { PgStore } from '../../src/stores/pg-store.ts'
+import type { ChangeBatch } from '../../src/stores/replica-store.ts'
+import { MemoryReplica } from '../../src/sync/memory-view.ts'
+import { orderRow, ordersCodec as codec } from '../../cluster/orders.ts'
+import { createDatabase, ORDERS_DDL, sql } from '../helpers/postgres.ts'
+
+const hex = (b: Uint8Array | null | undefined): string | null => (b === null || b === undefined ? null : Buffer.from(b).toString('hex'))
+const rows = (ids: number[], rev = 0): Uint8Array[] => ids.map(id => codec.encodeRow(orderRow(id, rev)))
+const key = (id: number): Uint8Array => codec.encodeKey({ order_id: id })
+
+async function scanAll (store: PgStore): Promise<Map<string, string>> {
+  const out = new Map<string, string>()
+  for await (const batch of store.scan({ batchSize: 333 })) for (const r of batch) out.set(hex(r.key)!, hex(r.row)!)
+  return out
+}
+
+/** Collects feed batches until `until` holds (or 10 s). */
+async function collect (store: PgStore, since: number, until: (got: ChangeBatch[]) => boolean): Promise<ChangeBatch[]> {
+  const got: ChangeBatch[] = []
+  const controller = new AbortController()
+  const timer = setTimeout(() => controller.abort(), 10_000)
+  try {
+    for await (const batch of store.changes({ since, signal: controller.signal })) {
+      got.push(batch)
+      if (until(got)) break
+    }
+  } catch (err) {
+    if (!controller.signal.aborted) throw err
+  } finally {
+    clearTimeout(timer)
+  }
+  return got
+}
+
+describe('PostgreSQL store (real server)', () => {
+  let db: Awaited<ReturnType<typeof createDatabase>>
+  let store: PgStore
+
+  beforeEach(async () => {
+    db = await createDatabase()
+    await sql(db.url, ORDERS_DDL)
+    store = new PgStore({ connectionString: db.url, table: 'public.orders', codec, pollMs: 200 })
+    await store.open()
+  })
+  afterEach(async () => {
+    await store.close()
+    await db.drop()
+  })
+
+  it('writes and reads rows back with the same canonical bytes a LevelDB store holds', async () => {
+    const written = rows([1, 2, 3, 500, 2 ** 33])
+    await store.apply({ upserts: written, deletes: [] })
+    const got = await scanAll(store)
+    expect([...got.values()].sort()).toEqual(written.map(r => hex(r)!).sort())
+    const dir = await mkdtemp(join(tmpdir(), 'converge-pg-level-'))
+    const level = new LevelStore({ path: dir, codec })
+    await level.open()
+    await level.apply({ upserts: written, deletes: [] })
+    const fromLevel = new Map<string, string>()
+    for await (const batch of level.scan()) for (const r of batch) fromLevel.set(hex(r.key)!, hex(r.row)!)
+    await level.close()
+    await rm(dir, { recursive: true, force: true })
+    expect(got).toEqual(fromLevel)
+    expect((await store.get([key(2), key(999)])).map(hex)).toEqual([hex(written[1]), null])
+  })
+
+  it('applies in one transaction and returns before-images', async () => {
+    await store.apply({ upserts: rows([1, 2]), deletes: [] })
+    const result = await store.apply({ upserts: rows([2, 3], 1), deletes: [key(1), key(7)] })
+    expect(result.before.map(hex)).toEqual([hex(rows([2])[0]), null, hex(rows([1])[0]), null])
+    // a row the table refuses rolls the whole apply back, deletes included
+    await sql(db.url, 'ALTER TABLE public.orders ADD CONSTRAINT items_small CHECK (items < 100)')
+    await expect(store.apply({ upserts: [rows([8])[0]!, codec.encodeRow({ ...orderRow(9), items: 500 })], deletes: [key(3)] })).rejects.toThrow(/items_small/)
+    const after = await scanAll(store)
+    expect(after.has(hex(key(8))!)).toBe(false)
+    expect(after.has(hex(key(3))!)).toBe(true)
+  })
+
+  it('captures its own fixes with origin "converge" and writes behind its back with none', async () => {
+    const since = await store.lastSeq()
+    await store.apply({ upserts: rows([1, 2]), deletes: [], origin: 'converge' })
+    await sql(db.url, "UPDATE public.orders SET status = 'lost' WHERE order_id = 2")
+    await sql(db.url, 'DELETE FROM public.orders WHERE order_id = 1')
+    const got = await collect(store, since, g => g.length >= 3)
+    expect(got.map(b => b.origin)).toEqual(['converge', undefined, undefined])
+    expect(got[0]!.changes.map(c => hex(c.key))).toEqual([hex(key(1)), hex(key(2))])
+    // rows are read as they are now: row 1 is gone, row 2 carries the later update
+    expect(got[0]!.changes.map(c => c.row === null ? null : codec.decodeRow(c.row).status)).toEqual([null, 'lost'])
+    expect(got[2]!.changes.map(c => [hex(c.key), c.row])).toEqual([[hex(key(1)), null]])
+    expect(got.map(b => b.seq)).toEqual([...got.map(b => b.seq)].sort((a, b) => a - b))
+  })
+
+  it('never skips a transaction that commits after a later one', async () => {
+    const since = await store.lastSeq()
+    const a = new pg.Client({ connectionString: db.url }); await a.connect()
+    const b = new pg.Client({ connectionString: db.url }); await b.connect()
+    try {
+      await a.query('BEGIN'); await a.query(`INSERT INTO public.orders VALUES (1, 'a', 'r', 's', 1, 'USD', 1, null, now())`)
+      await b.query('BEGIN'); await b.query(`INSERT INTO public.orders VALUES (2, 'b', 'r', 's', 1, 'USD', 1, null, now())`)
+      await b.query('COMMIT')
+      // b committed, but a (older) is still open: nothing may be handed out past a
+      expect(await collect(store, since, () => true).then(g => g.length, () => 0)).toBe(0)
+      await a.query('COMMIT')
+      const got = await collect(store, since, g => g.length >= 2)
+      expect(got.map(g => g.changes.map(c => codec.decodeKey(c.key).order_id))).toEqual([[1], [2]])
+    } finally {
+      await a.end(); await b.end()
+    }
+  }, 30_000)
+
+  it('resumes its feed after close and reopen, and refuses trimmed history', async () => {
+    const first = await store.lastSeq()
+    await store.apply({ upserts: rows([1]), deletes: [] })
+    const mid = await store.lastSeq()
+    await store.apply({ upserts: rows([2]), deletes: [] })
+    await store.close()
+    store = new PgStore({ connectionString: db.url, table: 'orders', codec, pollMs: 200 })
+    await store.open()
+    const got = await collect(store, mid, g => g.length >= 1)
+    expect(got.map(g => g.changes.map(c => codec.decodeKey(c.key).order_id))).toEqual([[2]])
+    await store.trimChanges(mid)
+    const refused = store.changes({ since: first, signal: AbortSignal.timeout(5000) })[Symbol.asyncIterator]().next()
+    await expect(refused).rejects.toMatchObject({ code: 'CONVERGE_CHANGES_TRIMMED' })
+  })
+
+  it('names a missing column', async () => {
+    await sql(db.url, 'ALTER TABLE public.orders DROP COLUMN note')
+    const other = new PgStore({ connectionString: db.url, table: 'public.orders', codec })
+    await expect(other.open()).rejects.toMatchObject({ code: 'CONVERGE_STORE_SCHEMA', message: expect.stringMatching(/no column "note"/) })
+    await other.close()
+  })
+
+  it('keeps a digest index current from the change feed, writes behind its back included', async () => {
+    await store.apply({ upserts: rows(Array.from({ length: 3000 }, (_, i) => i)), deletes: [] })
+    const dir = await mkdtemp(join(tmpdir(), 'converge-pg-index-'))
+    const state = new StateDb(dir)
+    await state.open()
+    const index = new DigestIndex({ dataset: 'orders', codec, store, state })
+    try {
+      await index.start()
+      const truth = async (): Promise<MemoryReplica> => { const all: Uint8Array[] = []; for await (const b of store.scan()) for (const r of b) all.push(r.row); return new MemoryReplica(codec, all) }
+      expect(index.tree.root).toEqual((await truth()).tree.root)
+      await sql(db.url, "UPDATE public.orders SET status = 'void' WHERE order_id < 50")
+      await sql(db.url, 'DELETE FROM public.orders WHERE order_id BETWEEN 100 AND 120')
+      await index.catchUp()
+      const want = await truth()
+      expect(want.tree.rowCount).toBe(2979)
+      expect(index.tree.root).toEqual(want.tree.root)
+      expect((await index.list(1, 5)).map(e => hex(e.key))).toEqual((await want.list(1, 5)).map(e => hex(e.key)))
+    } finally {
+      await index.stop()
+      await state.close()
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+})
