@@ -92,7 +92,7 @@ export class Agent implements ReplicaHost {
 
     for (const dataset of this.config.datasets) {
       const codec = new RowCodec(dataset.schema)
-      const store = this.createStore(dataset, codec)
+      const store = await this.createStore(dataset, codec)
       await store.open({ signal })
       const index = new DigestIndex({ dataset: dataset.name, codec, store, state: this.state })
       index.on('error', err => this.log.error({ dataset: dataset.name, err: (err as Error).message }, 'digest index stopped following the store'))
@@ -212,9 +212,13 @@ export class Agent implements ReplicaHost {
     }
   }
 
-  private createStore (dataset: DatasetConfig, codec: RowCodec): ReplicaStore {
-    switch (dataset.store.kind) {
-      case 'level': return new LevelStore({ path: dataset.store.path, codec })
+  /** Drivers load only when a dataset uses them (node:sqlite warns on load that it is experimental). */
+  private async createStore (dataset: DatasetConfig, codec: RowCodec): Promise<ReplicaStore> {
+    const store = dataset.store
+    switch (store.kind) {
+      case 'level': return new LevelStore({ path: store.path, codec })
+      case 'postgres': return new (await import('../stores/pg-store.ts')).PgStore({ connectionString: store.connectionString, table: store.table, codec })
+      case 'sqlite': return new (await import('../stores/sqlite-store.ts')).SqliteStore({ path: store.path, table: store.table, codec, createTable: store.createTable })
     }
   }
 

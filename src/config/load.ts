@@ -20,7 +20,7 @@ export function parseConfig (value: unknown, baseDir = process.cwd(), source = '
   const abs = (p: string): string => (isAbsolute(p) ? p : resolve(baseDir, p))
   config.dataDir = abs(config.dataDir)
   config.keyFile = abs(config.keyFile ?? resolve(config.dataDir, 'peer.key'))
-  for (const d of config.datasets) d.store.path = abs(d.store.path)
+  for (const d of config.datasets) if (d.store.kind !== 'postgres') d.store.path = abs(d.store.path)
   return config
 }
 

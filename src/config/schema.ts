@@ -40,10 +40,27 @@ const levelStore = z.object({
   path: z.string().min(1)
 }).strict()
 
+const postgresStore = z.object({
+  kind: z.literal('postgres'),
+  /** e.g. postgres://converge@10.0.0.5:5432/shop */
+  connectionString: z.string().min(1),
+  /** Table, optionally schema-qualified: public.orders */
+  table: z.string().min(1)
+}).strict()
+
+const sqliteStore = z.object({
+  kind: z.literal('sqlite'),
+  /** The SQLite database file. */
+  path: z.string().min(1),
+  table: z.string().min(1),
+  /** Create the table from the schema when it does not exist. Default false. */
+  createTable: z.boolean().default(false)
+}).strict()
+
 const dataset = z.object({
   name,
   schema: datasetSchema,
-  store: z.discriminatedUnion('kind', [levelStore]),
+  store: z.discriminatedUnion('kind', [levelStore, postgresStore, sqliteStore]),
   /** Regions whose rows are canonical, in order of preference. */
   sourceOfTruth: z.array(name).min(1),
   rule: z.enum(['restore']).default('restore')

@@ -48,11 +48,15 @@ const WRITE_BATCH = 5000
 const quote = (name: string): string => `"${name.replace(/"/g, '""')}"`
 const literal = (text: string): string => `'${text.replace(/'/g, "''")}'`
 
-/** timestamp without time zone is read as UTC, not in the host's zone; dates stay text. */
+/**
+ * timestamp without time zone is read as UTC, not in the host's zone; dates
+ * stay text; json and jsonb stay JSON text, so a JSON string or null scalar
+ * is not mistaken for text or SQL NULL.
+ */
 const typeParsers = {
   getTypeParser: (oid: number, format?: string): ((value: string) => unknown) => {
     if (oid === 1114) return (value: string) => new Date(`${value.replace(' ', 'T')}Z`)
-    if (oid === 1082) return (value: string) => value
+    if (oid === 1082 || oid === 114 || oid === 3802) return (value: string) => value
     return (pg.types.getTypeParser as (oid: number, format?: string) => (value: string) => unknown)(oid, format)
   }
 }
@@ -67,7 +71,7 @@ export function splitTableName (table: string): { schema: string, name: string }
 export class PgStore implements ReplicaStore {
   readonly kind = 'postgres'
   readonly codec: RowCodec
-  readonly supports = { changeFeed: true, durableChangeFeed: true, transactions: true }
+  readonly supports = { changeFeed: true, durableChangeFeed: true, transactions: true, feedRowsAtDelivery: true }
   private readonly init: PgStoreInit
   private readonly table: { schema: string, name: string, sql: string, tag: string }
   private pool: pg.Pool | undefined
@@ -155,9 +159,11 @@ export class PgStore implements ReplicaStore {
       for (let i = 0; i < upsertRows.length; i += WRITE_BATCH) {
         const batch = upsertRows.slice(i, i + WRITE_BATCH).map(r => this.toJson(r, this.columns))
         const cols = this.columns.map(c => quote(c.name)).join(', ')
+        // json columns travel as text and are cast, so a JSON null stays a JSON null, not SQL NULL
+        const values = this.columns.map(c => (isJsonColumn(c) ? `${quote(c.name)}::${c.pgType}` : quote(c.name))).join(', ')
         const updates = this.columns.filter(c => !this.keyColumns.includes(c)).map(c => `${quote(c.name)} = EXCLUDED.${quote(c.name)}`)
         await client.query(
-          `INSERT INTO ${this.table.sql} (${cols}) SELECT ${cols} FROM jsonb_to_recordset($1::jsonb) AS x(${this.recordDef(this.columns)})
+          `INSERT INTO ${this.table.sql} (${cols}) SELECT ${values} FROM jsonb_to_recordset($1::jsonb) AS x(${this.recordDef(this.columns)})
            ON CONFLICT (${this.keyColumns.map(c => quote(c.name)).join(', ')}) DO ${updates.length === 0 ? 'NOTHING' : `UPDATE SET ${updates.join(', ')}`}`,
           [JSON.stringify(batch)])
       }
@@ -265,7 +271,7 @@ export class PgStore implements ReplicaStore {
 
   /** Whole transactions from the change log after `since`, oldest first, each with its rows as they are now. */
   private async readChanges (since: number): Promise<ChangeBatch[]> {
-    const { rows } = await this.db().query<{ xid: string, key: Record<string, unknown>, origin: string | null }>(
+    const { rows } = await this.db().query<{ xid: string, key: string, origin: string | null }>(
       `SELECT xid::text AS xid, key, origin FROM converge.changes
         WHERE tbl = $1 AND xid > $2::text::xid8 AND xid < pg_snapshot_xmin(pg_current_snapshot())
         ORDER BY xid, seq LIMIT $3`, [this.table.tag, String(since), CHANGE_READ_LIMIT])
@@ -276,11 +282,12 @@ export class PgStore implements ReplicaStore {
       const lastXid = rows[rows.length - 1]!.xid
       usable = rows.filter(r => r.xid !== lastXid)
       if (usable.length === 0) {
-        usable = (await this.db().query<{ xid: string, key: Record<string, unknown>, origin: string | null }>(
+        usable = (await this.db().query<{ xid: string, key: string, origin: string | null }>(
           'SELECT xid::text AS xid, key, origin FROM converge.changes WHERE tbl = $1 AND xid = $2::text::xid8 ORDER BY seq', [this.table.tag, lastXid])).rows
       }
     }
-    const keyBytes = usable.map(r => this.codec.encodeKey(r.key))
+    // jsonb arrives as text (see typeParsers)
+    const keyBytes = usable.map(r => this.codec.encodeKey(JSON.parse(r.key) as Row))
     const current = await this.readByKeys(this.db(), keyBytes.map(k => this.codec.decodeKey(k)))
     const batches: ChangeBatch[] = []
     let batch: ChangeBatch | undefined
@@ -327,7 +334,7 @@ export class PgStore implements ReplicaStore {
   }
 
   private recordDef (columns: ColumnInfo[]): string {
-    return columns.map(c => `${quote(c.name)} ${c.pgType}`).join(', ')
+    return columns.map(c => `${quote(c.name)} ${isJsonColumn(c) ? 'text' : c.pgType}`).join(', ')
   }
 
   private keyJoin (t: string, k: string): string {
@@ -349,10 +356,10 @@ function toPgJson (v: Value | Date | undefined, c: ColumnInfo): unknown {
   if (v instanceof Uint8Array) return `\\x${Buffer.from(v).toString('hex')}`
   if (typeof v === 'number' && !Number.isFinite(v)) return String(v)
   if (c.type === 'timestamp' && typeof v === 'number') return new Date(v).toISOString()
-  // a json value goes in as JSON for json/jsonb columns, as its text elsewhere
-  if (c.type === 'json' && typeof v === 'string' && /^jsonb?$/.test(c.pgType)) return JSON.parse(v)
   return v
 }
+
+function isJsonColumn (c: ColumnInfo): boolean { return /^jsonb?$/.test(c.pgType) }
 
 /** How a key column is written into the change log's jsonb: exact text for 64-bit and numeric values, hex for bytes. */
 function keyJsonExpr (expr: string, pgType: string): string {

@@ -21,6 +21,13 @@ export interface StoreCapabilities {
    * its own digest index; change batches carry before-images.
    */
   keyHashOrder?: boolean
+  /**
+   * The change feed re-reads each changed row when it delivers the batch, so a
+   * change carries the row as it is then (a later state, or null when gone),
+   * not necessarily as that change left it; the later change comes again in
+   * its own batch. The digest index converges either way.
+   */
+  feedRowsAtDelivery?: boolean
 }
 
 export interface HashedRow {
@@ -36,7 +43,7 @@ export interface StoredRow {
 
 export interface RowChange {
   key: Uint8Array
-  /** The row after the change; null for a delete. */
+  /** The row after the change (or as it is at delivery, with feedRowsAtDelivery); null for a delete. */
   row: Uint8Array | null
   /** The row before the batch, where the store records it (stores with keyHashOrder do); null where absent. */
   before?: Uint8Array | null

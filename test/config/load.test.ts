@@ -28,7 +28,7 @@ describe('config', () => {
     const c = parseConfig(valid, '/srv/converge')
     expect(c.dataDir).toBe('/srv/converge/data')
     expect(c.keyFile).toBe('/srv/converge/data/peer.key')
-    expect(c.datasets[0]!.store.path).toBe('/srv/converge/orders')
+    expect((c.datasets[0]!.store as { path: string }).path).toBe('/srv/converge/orders')
     expect(c.datasets[0]!.rule).toBe('restore')
     expect(c.gossip.intervalMs).toBe(5000)
     expect(c.listen).toEqual(['/ip4/127.0.0.1/tcp/0'])

@@ -32,3 +32,14 @@ export async function sql (url: string, text: string, params: unknown[] = []): P
 export const ORDERS_DDL = `CREATE TABLE public.orders (
   order_id bigint PRIMARY KEY, customer text NOT NULL, region text NOT NULL, status text NOT NULL,
   amount numeric(12,2) NOT NULL, currency text NOT NULL, items integer NOT NULL, note text, updated_at timestamptz NOT NULL)`
+
+const PG_TYPES: Record<string, string> = {
+  integer: 'bigint', float: 'double precision', decimal: 'numeric', string: 'text', boolean: 'boolean', timestamp: 'timestamptz', json: 'jsonb', bytes: 'bytea'
+}
+
+/** DDL for a table holding a dataset schema, as an operator would write it. */
+export function createTableSql (table: string, schema: { columns: Array<{ name: string, type: string, nullable?: boolean }>, primaryKey: string[] }): string {
+  const q = (n: string): string => `"${n.replace(/"/g, '""')}"`
+  const cols = schema.columns.map(c => `${q(c.name)} ${PG_TYPES[c.type]}${c.nullable === false || schema.primaryKey.includes(c.name) ? ' NOT NULL' : ''}`)
+  return `CREATE TABLE ${table} (${cols.join(', ')}, PRIMARY KEY (${schema.primaryKey.map(q).join(', ')}))`
+}

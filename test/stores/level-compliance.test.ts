@@ -1,0 +1,13 @@
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { RowCodec } from '../../src/digest/row-codec.ts'
+import { LevelStore } from '../../src/stores/level-store.ts'
+import { describeReplicaStoreCompliance } from './compliance.ts'
+
+describeReplicaStoreCompliance('LevelDB', async schema => {
+  const dir = await mkdtemp(join(tmpdir(), 'converge-level-compliance-'))
+  const store = new LevelStore({ path: join(dir, 'store'), codec: new RowCodec(schema) })
+  await store.open()
+  return { store, cleanup: async () => { await store.close(); await rm(dir, { recursive: true, force: true }) } }
+})
