@@ -63,6 +63,7 @@ export class Agent implements ReplicaHost {
   private readonly onIndexProgress: AgentInit['onIndexProgress']
   private readonly startedAt = Date.now()
   private running = false
+  private validating = false
 
   constructor (init: AgentInit) {
     this.config = init.config
@@ -123,6 +124,9 @@ export class Agent implements ReplicaHost {
     this.timers.push(setInterval(() => this.dialPeers(), REDIAL_MIN_MS))
     this.timers.push(setInterval(() => { for (const d of this.datasets.values()) { this.publishNow(d); d.evaluate() } }, this.config.gossip.intervalMs))
     for (const d of this.datasets.values()) { this.publishNow(d); d.evaluate() }
+    if (this.config.validation.intervalMs > 0) {
+      this.timers.push(setInterval(() => { void this.validateAll() }, this.config.validation.intervalMs))
+    }
 
     if (this.config.status !== undefined) {
       this.status = new StatusServer({ agent: this, host: this.config.status.host, port: this.config.status.port })
@@ -143,6 +147,20 @@ export class Agent implements ReplicaHost {
     }
     await this.state.close()
     this.log.info('agent stopped')
+  }
+
+  /** The scheduled deep pass over every dataset, one at a time. */
+  private async validateAll (): Promise<void> {
+    if (this.validating) return // the last pass is still running
+    this.validating = true
+    try {
+      for (const d of this.datasets.values()) {
+        if (!this.running) return
+        await d.validateNow().catch((err: Error) => this.log.error({ dataset: d.name, err: err.message }, 'deep pass failed'))
+      }
+    } finally {
+      this.validating = false
+    }
   }
 
   // ReplicaHost

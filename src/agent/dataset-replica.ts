@@ -14,7 +14,7 @@ import { ConvergeError } from '../errors.ts'
 import { u64Hex } from '../digest/hash.ts'
 import type { RowCodec } from '../digest/row-codec.ts'
 import type { DatasetSummary } from '../gossip/summary.ts'
-import type { DigestIndex } from '../index/digest-index.ts'
+import type { DigestIndex, ValidationReport } from '../index/digest-index.ts'
 import type { Logger } from '../observability/logger.ts'
 import { planRestore } from '../policy/restore.ts'
 import type { ReplicaStore } from '../stores/replica-store.ts'
@@ -37,6 +37,8 @@ export interface DatasetCounters {
   bytesSent: number
   bytesReceived: number
   syncErrors: number
+  validations: number
+  validationCorrections: number
 }
 
 /** What the replica needs from its agent. */
@@ -90,7 +92,8 @@ export class DatasetReplica {
   lastSyncAt: number | undefined
   lastFixAt: number | undefined
   firstDriftAt: number | undefined
-  readonly counters: DatasetCounters = { syncs: 0, fixes: 0, rowsUpserted: 0, rowsDeleted: 0, missing: 0, changed: 0, extra: 0, unresolved: 0, roundTrips: 0, bytesSent: 0, bytesReceived: 0, syncErrors: 0 }
+  lastValidation: (ValidationReport & { at: number }) | undefined
+  readonly counters: DatasetCounters = { syncs: 0, fixes: 0, rowsUpserted: 0, rowsDeleted: 0, missing: 0, changed: 0, extra: 0, unresolved: 0, roundTrips: 0, bytesSent: 0, bytesReceived: 0, syncErrors: 0, validations: 0, validationCorrections: 0 }
   /** The SoT's root as last seen (gossip or sync), with the local time it was seen. */
   private sotRoot: { count: number, sum: bigint, seenAt: number } | undefined
   private wanted = false
@@ -183,6 +186,20 @@ export class DatasetReplica {
   }
 
   /**
+   * The deep pass: rescans the store and checks it row by row against the
+   * digest index. Corrections change the tree, which starts a sync when the
+   * replica now differs from its source.
+   */
+  async validateNow (): Promise<ValidationReport> {
+    const report = await this.index.validate({ signal: this.stopping.signal })
+    this.counters.validations++
+    this.counters.validationCorrections += report.corrected
+    this.lastValidation = { ...report, at: Date.now() }
+    this.host.log[report.corrected > 0 ? 'warn' : 'info']({ dataset: this.name, ...report }, report.corrected > 0 ? 'deep pass found rows the change feed missed' : 'deep pass found the index exact')
+    return report
+  }
+
+  /**
    * Runs one sync against the serving SoT now, whatever the roots say, and
    * applies what it finds. Waits for a sync already running to finish first.
    */
@@ -260,6 +277,7 @@ export class DatasetReplica {
       lastSyncAt: this.lastSyncAt ?? null,
       lastFixAt: this.lastFixAt ?? null,
       driftSince: this.firstDriftAt ?? null,
+      lastValidation: this.lastValidation ?? null,
       counters: this.counters
     }
   }

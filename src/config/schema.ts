@@ -91,6 +91,10 @@ export const configSchema = z.object({
     /** How often each dataset's summary is published even when nothing changed. */
     intervalMs: z.number().int().min(100).max(3_600_000).default(5000)
   }).strict().default({ intervalMs: 5000 }),
+  validation: z.object({
+    /** How often the deep pass rescans each store and checks it row by row against the index; 0 turns it off. */
+    intervalMs: z.number().int().min(0).default(3_600_000)
+  }).strict().default({ intervalMs: 3_600_000 }),
   sync: z.object({
     /** Shortest pause between two syncs of one dataset. */
     minIntervalMs: z.number().int().min(0).default(250),

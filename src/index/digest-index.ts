@@ -17,13 +17,14 @@
  * A change replayed twice leaves both unchanged.
  */
 import { EventEmitter } from 'node:events'
-import { SCAN_BATCH_ROWS } from '../constants.ts'
+import { SCAN_BATCH_ROWS, TREE_FANOUT } from '../constants.ts'
+import { SerialQueue } from '../util/serial.ts'
 import { AbortedError, ChangesTrimmedError, ConvergeError, throwIfAborted } from '../errors.ts'
 import { bytesToU64, entryHash, u64ToBytes } from '../digest/hash.ts'
 import type { RowCodec } from '../digest/row-codec.ts'
 import type { ReplicaStore, RowChange } from '../stores/replica-store.ts'
 import type { IndexEntry, ReplicaView } from '../sync/replica-view.ts'
-import { depthFor, LeafBuffer, MerkleTree, nodeRange } from '../tree/merkle-tree.ts'
+import { depthFor, LeafBuffer, MerkleTree, nodeOf, nodeRange } from '../tree/merkle-tree.ts'
 import { hashRange, READ_AHEAD, readRanges, type ByteSublevel, type StateDb } from './state-db.ts'
 
 const META_KEY = new TextEncoder().encode('meta')
@@ -33,6 +34,16 @@ const INDEX_WRITE_BATCH = 20_000
 interface IndexMeta { fp: string, storeId: string, seq: number, complete: boolean }
 
 export interface IndexProgress { phase: 'scan' | 'load', rows: number }
+
+export interface ValidationReport {
+  /** Rows the deep pass read from the store. */
+  rows: number
+  /** Tree nodes where the store and the index disagreed. */
+  mismatchedNodes: number
+  /** Index entries corrected from the store. */
+  corrected: number
+  ms: number
+}
 
 function encodeMeta (meta: IndexMeta): Uint8Array { return new TextEncoder().encode(JSON.stringify(meta)) }
 
@@ -70,6 +81,8 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
   private seq = 0
   private following: AbortController | undefined
   private followLoop: Promise<void> | undefined
+  /** Change batches and validation corrections go through the index one at a time. */
+  private readonly updates = new SerialQueue()
   /** Resolvers waiting for the index to reach a seq. */
   private waiters: Array<{ seq: number, resolve: () => void }> = []
 
@@ -219,6 +232,70 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
     return await this.store.get(keys, options)
   }
 
+  /**
+   * The deep pass: rescans the store and compares it row by row with the
+   * index, catching writes that bypassed the change feed (a trigger disabled
+   * for a bulk load, a restore from backup). First a fresh tree is built from
+   * the scan and compared leaf by leaf; only if leaves differ is the store
+   * scanned again for the rows under them, and the index corrected from the
+   * rows as they are at correction time. Returns what it found and fixed.
+   */
+  async validate (options: { signal?: AbortSignal, onProgress?: (p: IndexProgress) => void } = {}): Promise<ValidationReport> {
+    const { signal } = options
+    const started = Date.now()
+    const leaves = new LeafBuffer()
+    let scanned = 0
+    for await (const batch of this.store.scan({ signal, batchSize: SCAN_BATCH_ROWS })) {
+      for (const { key, row } of batch) {
+        const keyHash = this.codec.keyHash(key)
+        leaves.push(keyHash, entryHash(keyHash, this.codec.rowDigest(row)))
+      }
+      scanned += batch.length
+      options.onProgress?.({ phase: 'scan', rows: scanned })
+    }
+    const fresh = leaves.build()
+    if (this.storeBacked) {
+      // the store is the index: only the in-memory tree can be wrong; rebuild it if it is
+      const same = fresh.depth === this.tree.depth && fresh.root.sum === this.tree.root.sum && fresh.root.count === this.tree.root.count
+      if (!same) await this.updates.run(async () => await this.scanStore({ signal }))
+      return { rows: scanned, mismatchedNodes: same ? 0 : 1, corrected: 0, ms: Date.now() - started }
+    }
+    // compare at the shallower depth of the two trees
+    const level = Math.min(fresh.depth, this.tree.depth)
+    const differing: Array<{ start: bigint, end: bigint }> = []
+    for (let i = 0; i < TREE_FANOUT ** level; i++) {
+      if (fresh.sum(level, i) !== this.tree.sum(level, i) || fresh.count(level, i) !== this.tree.count(level, i)) differing.push(nodeRange(level, i))
+    }
+    if (differing.length === 0) return { rows: scanned, mismatchedNodes: 0, corrected: 0, ms: Date.now() - started }
+    const differingNodes = new Set(differing.map(r => Number(r.start >> BigInt(64 - 4 * level))))
+    const inDiffering = (keyHash: bigint): boolean => differingNodes.has(nodeOf(keyHash, level))
+    // rows under the differing nodes, as the store has them
+    const storeRows = new Map<string, { key: Uint8Array, digest: bigint }>()
+    for await (const batch of this.store.scan({ signal, batchSize: SCAN_BATCH_ROWS })) {
+      for (const { key, row } of batch) {
+        const keyHash = this.codec.keyHash(key)
+        if (inDiffering(keyHash)) storeRows.set(Buffer.from(key).toString('hex'), { key, digest: this.codec.rowDigest(row) })
+      }
+    }
+    const suspects = new Map<string, Uint8Array>()
+    const indexed = await this.listMany([...differingNodes].map(index => ({ level, index })), { signal })
+    const indexKeys = new Set<string>()
+    for (const e of indexed.flat()) {
+      const id = Buffer.from(e.key).toString('hex')
+      indexKeys.add(id)
+      if (storeRows.get(id)?.digest !== e.rowDigest) suspects.set(id, e.key)
+    }
+    for (const [id, r] of storeRows) if (!indexKeys.has(id)) suspects.set(id, r.key)
+    // correct from the rows as they are now, in turn with the change feed
+    const keys = [...suspects.values()]
+    await this.updates.run(async () => {
+      const now = await this.store.get(keys, { signal })
+      await this.applyChanges(keys.map((key, i) => ({ key, row: now[i] ?? null })), this.seq)
+    })
+    if (keys.length > 0) this.emit('change')
+    return { rows: scanned, mismatchedNodes: differing.length, corrected: keys.length, ms: Date.now() - started }
+  }
+
   private follow (): void {
     const controller = new AbortController()
     this.following = controller
@@ -228,7 +305,7 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
         for await (const batch of this.store.changes({ since: this.seq, signal: controller.signal })) {
           // a rescan meanwhile (the tree changed depth) already took this batch in
           if (batch.seq <= this.seq) continue
-          await this.applyChanges(batch.changes, batch.seq)
+          await this.updates.run(async () => await this.applyChanges(batch.changes, batch.seq))
           this.seq = batch.seq
           // the store keeps its change log for this index only: drop what is applied
           if (++applied % 64 === 0) await this.store.trimChanges(this.seq)
