@@ -24,7 +24,7 @@ import { createAgentNode, type AgentNode } from '../net/node.ts'
 import { loadOrCreatePeerKey } from '../net/peer-key.ts'
 import { createLogger, type Logger } from '../observability/logger.ts'
 import { StatusServer } from '../status/server.ts'
-import { LevelStore } from '../stores/level-store.ts'
+import { createStore } from '../stores/open-store.ts'
 import type { ReplicaStore } from '../stores/replica-store.ts'
 import { streamChannel, type FrameChannel } from '../sync/channel.ts'
 import { serveSync } from '../sync/session.ts'
@@ -93,7 +93,7 @@ export class Agent implements ReplicaHost {
 
     for (const dataset of this.config.datasets) {
       const codec = new RowCodec(dataset.schema)
-      const store = await this.createStore(dataset, codec)
+      const store = await createStore(dataset.store, codec)
       await store.open({ signal })
       const index = new DigestIndex({ dataset: dataset.name, codec, store, state: this.state })
       index.on('error', err => this.log.error({ dataset: dataset.name, err: (err as Error).message }, 'digest index stopped following the store'))
@@ -227,16 +227,6 @@ export class Agent implements ReplicaHost {
       clock: this.vectorClock,
       peers: this.peers(),
       datasets: [...this.datasets.values()].map(d => d.status())
-    }
-  }
-
-  /** Drivers load only when a dataset uses them (node:sqlite warns on load that it is experimental). */
-  private async createStore (dataset: DatasetConfig, codec: RowCodec): Promise<ReplicaStore> {
-    const store = dataset.store
-    switch (store.kind) {
-      case 'level': return new LevelStore({ path: store.path, codec })
-      case 'postgres': return new (await import('../stores/pg-store.ts')).PgStore({ connectionString: store.connectionString, table: store.table, codec })
-      case 'sqlite': return new (await import('../stores/sqlite-store.ts')).SqliteStore({ path: store.path, table: store.table, codec, createTable: store.createTable })
     }
   }
 

@@ -10,10 +10,11 @@ import { agentCommand } from './agent-command.ts'
 import { keygenCommand } from './keygen-command.ts'
 import { statusCommand } from './status-command.ts'
 import { demoCommand } from './demo-command.ts'
+import { diffCommand, type DiffOptions } from './diff-command.ts'
 
 export const EXIT = { ok: 0, failure: 1, usage: 2 } as const
 
-export function buildProgram (): Command {
+export function buildProgram (context: { exitCode: number } = { exitCode: 0 }): Command {
   const program = new Command()
     .name('converge')
     .description('Anti-entropy agent: finds drift between regional replicas and repairs it from the source of truth.')
@@ -39,6 +40,18 @@ export function buildProgram (): Command {
     .addHelpText('after', '\nExample:\n  converge status --url http://127.0.0.1:7601')
     .action(async (opts: { url: string, json?: boolean }) => { await statusCommand(opts) })
 
+  program.command('diff')
+    .description('compare two stores of one dataset once and print the rows that differ (+ left, - right)')
+    .requiredOption('--left <store>', 'level:PATH, sqlite:PATH#TABLE or postgres://…#TABLE')
+    .requiredOption('--right <store>', 'the store to compare against the left one')
+    .option('--schema <file>', 'the dataset schema (YAML or JSON, as under datasets[].schema in a config)')
+    .option('--config <file>', 'take the schema from an agent config instead')
+    .option('--dataset <name>', 'which dataset of --config')
+    .option('--json', 'print JSON')
+    .addOption(new Option('--limit <n>', 'most rows to print').default(1000).argParser(positiveInt))
+    .addHelpText('after', '\nExit code: 0 when the stores agree, 1 when rows differ, 2 on bad usage.\n\nExample:\n  converge diff --schema orders.yaml --left postgres://db/shop#public.orders --right sqlite:./edge.db#orders')
+    .action(async (opts: DiffOptions) => { if (await diffCommand(opts)) context.exitCode = EXIT.failure })
+
   const cluster = program.command('cluster').description('the local cluster simulator')
   cluster.command('demo')
     .description('start three regions as separate processes on loopback, drift two, and watch them converge')
@@ -58,10 +71,11 @@ function positiveInt (value: string): number {
 }
 
 export async function run (argv: string[]): Promise<number> {
-  const program = buildProgram()
+  const context = { exitCode: EXIT.ok as number }
+  const program = buildProgram(context)
   try {
     await program.parseAsync(argv, { from: 'user' })
-    return EXIT.ok
+    return context.exitCode
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode === 0 ? EXIT.ok : EXIT.usage
     if (err instanceof ConfigError) { process.stderr.write(`converge: ${err.message}\n`); return EXIT.usage }

@@ -14,7 +14,7 @@ const column = z.object({
   nullable: z.boolean().optional()
 }).strict()
 
-const datasetSchema = z.object({
+export const datasetSchemaSchema = z.object({
   version: z.number().int().min(1).default(1),
   columns: z.array(column).min(1),
   primaryKey: z.array(z.string().min(1)).min(1),
@@ -59,7 +59,7 @@ const sqliteStore = z.object({
 
 const dataset = z.object({
   name,
-  schema: datasetSchema,
+  schema: datasetSchemaSchema,
   store: z.discriminatedUnion('kind', [levelStore, postgresStore, sqliteStore]),
   /** Regions whose rows are canonical, in order of preference. */
   sourceOfTruth: z.array(name).min(1),
