@@ -16,6 +16,7 @@ import type { VectorClock } from '../audit/vector-clock.ts'
 import type { AgentConfig, DatasetConfig } from '../config/schema.ts'
 import { SYNC_PROTOCOL, summaryTopic } from '../constants.ts'
 import { ConvergeError, UnknownDatasetError } from '../errors.ts'
+import { resolveSchema } from '../config/resolve-schema.ts'
 import { RowCodec } from '../digest/row-codec.ts'
 import { decodeSummary, encodeSummary, summarize } from '../gossip/summary.ts'
 import { DigestIndex, type IndexProgress } from '../index/digest-index.ts'
@@ -92,7 +93,7 @@ export class Agent implements ReplicaHost {
     this.vectorClock = storedClock === undefined ? {} : JSON.parse(new TextDecoder().decode(storedClock)) as VectorClock
 
     for (const dataset of this.config.datasets) {
-      const codec = new RowCodec(dataset.schema)
+      const codec = new RowCodec(await resolveSchema(dataset))
       const store = await createStore(dataset.store, codec)
       await store.open({ signal })
       const index = new DigestIndex({ dataset: dataset.name, codec, store, state: this.state })

@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises'
 import { parse as parseYaml } from 'yaml'
+import { resolveSchema } from '../config/resolve-schema.ts'
 import { loadConfig } from '../config/load.ts'
 import { datasetSchemaSchema } from '../config/schema.ts'
 import { ConfigError } from '../errors.ts'
@@ -23,7 +24,7 @@ async function readSchema (opts: DiffOptions): Promise<DatasetSchema> {
     const config = await loadConfig(opts.config)
     const dataset = opts.dataset === undefined && config.datasets.length === 1 ? config.datasets[0] : config.datasets.find(d => d.name === opts.dataset)
     if (dataset === undefined) throw new ConfigError(`${opts.config} has no dataset ${opts.dataset === undefined ? '(name one with --dataset)' : `"${opts.dataset}"`}`)
-    return dataset.schema
+    return await resolveSchema(dataset)
   }
   if (opts.schema === undefined) throw new ConfigError('give the dataset schema with --schema FILE, or --config FILE [--dataset NAME]')
   let value: unknown

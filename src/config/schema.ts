@@ -57,9 +57,17 @@ const sqliteStore = z.object({
   createTable: z.boolean().default(false)
 }).strict()
 
+/** A schema read from the PostgreSQL catalog at start; ignored columns and event time are added here. */
+const catalogSchema = z.object({
+  fromCatalog: z.literal(true),
+  version: z.number().int().min(1).default(1),
+  ignoreColumns: z.array(z.string()).default([]),
+  eventTimeColumn: z.string().optional()
+}).strict()
+
 const dataset = z.object({
   name,
-  schema: datasetSchemaSchema,
+  schema: z.union([datasetSchemaSchema, catalogSchema]),
   store: z.discriminatedUnion('kind', [levelStore, postgresStore, sqliteStore]),
   /** Regions whose rows are canonical, in order of preference. */
   sourceOfTruth: z.array(name).min(1),
@@ -106,6 +114,9 @@ export const configSchema = z.object({
   c.datasets.forEach((d, i) => {
     if (seen.has(d.name)) ctx.addIssue({ code: 'custom', path: ['datasets', i, 'name'], message: `duplicate dataset "${d.name}"` })
     seen.add(d.name)
+  })
+  c.datasets.forEach((d, i) => {
+    if ('fromCatalog' in d.schema && d.store.kind !== 'postgres') ctx.addIssue({ code: 'custom', path: ['datasets', i, 'schema', 'fromCatalog'], message: 'a schema can be read from the catalog of a postgres store only' })
   })
   const regions = new Set([c.region, ...c.peers.map(p => p.region)])
   c.datasets.forEach((d, i) => d.sourceOfTruth.forEach((r, j) => {

@@ -27,7 +27,7 @@ import Cursor from 'pg-cursor'
 import { SCAN_BATCH_ROWS } from '../constants.ts'
 import { ChangesTrimmedError, StoreNotOpenError, StoreSchemaError, StoreUnavailableError, throwIfAborted } from '../errors.ts'
 import type { Row, RowCodec, Value } from '../digest/row-codec.ts'
-import type { ColumnType } from '../digest/schema.ts'
+import type { ColumnType, DatasetSchema } from '../digest/schema.ts'
 import type { ApplyRequest, ApplyResult, ChangeBatch, ReplicaStore, RowChange, StoredRow } from './replica-store.ts'
 
 export interface PgStoreInit {
@@ -66,6 +66,57 @@ interface ColumnInfo { name: string, type: ColumnType, pgType: string }
 export function splitTableName (table: string): { schema: string, name: string } {
   const dot = table.indexOf('.')
   return dot < 0 ? { schema: 'public', name: table } : { schema: table.slice(0, dot), name: table.slice(dot + 1) }
+}
+
+/** Column types converge reads from PostgreSQL types (format_type spelling, without modifiers). */
+const CATALOG_TYPES: Array<[RegExp, ColumnType]> = [
+  [/^(smallint|integer|bigint)$/, 'integer'],
+  [/^(real|double precision)$/, 'float'],
+  [/^numeric/, 'decimal'],
+  [/^(text|character varying|character|uuid|citext|name)/, 'string'],
+  [/^boolean$/, 'boolean'],
+  [/^(timestamp|date)/, 'timestamp'],
+  [/^jsonb?$/, 'json'],
+  [/^bytea$/, 'bytes']
+]
+
+/**
+ * Reads a dataset schema from the PostgreSQL catalog: columns in table order
+ * with mapped types and NOT NULL, the primary key. Ignored columns and the
+ * event-time column are the operator's to add.
+ */
+export async function readCatalogSchema (connectionString: string, table: string): Promise<Pick<DatasetSchema, 'columns' | 'primaryKey'>> {
+  const { schema, name } = splitTableName(table)
+  const client = new pg.Client({ connectionString })
+  try {
+    await client.connect()
+  } catch (err) {
+    throw new StoreUnavailableError(`cannot reach PostgreSQL for ${schema}.${name}: ${(err as Error).message}`, { cause: err })
+  }
+  try {
+    const { rows } = await client.query<{ name: string, pg_type: string, not_null: boolean, pk: boolean }>(
+      `SELECT a.attname AS name, format_type(a.atttypid, NULL) AS pg_type, a.attnotnull AS not_null,
+              coalesce(a.attnum = ANY (i.indkey), false) AS pk
+         FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+         LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary
+        WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped
+        ORDER BY a.attnum`, [schema, name])
+    if (rows.length === 0) throw new StoreSchemaError(`table ${schema}.${name} does not exist`)
+    const columns = rows.map(r => {
+      const type = CATALOG_TYPES.find(([pattern]) => pattern.test(r.pg_type))?.[1]
+      if (type === undefined) throw new StoreSchemaError(`table ${schema}.${name}: column "${r.name}" has type ${r.pg_type}, which converge does not compare; leave it out with a hand-written schema`)
+      return { name: r.name, type, nullable: !r.not_null }
+    })
+    const { rows: keyRows } = await client.query<{ name: string }>(
+      `SELECT a.attname AS name FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+         JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) ON true
+         JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
+        WHERE n.nspname = $1 AND c.relname = $2 AND i.indisprimary ORDER BY k.ord`, [schema, name])
+    if (keyRows.length === 0) throw new StoreSchemaError(`table ${schema}.${name} has no primary key`)
+    return { columns, primaryKey: keyRows.map(r => r.name) }
+  } finally {
+    await client.end()
+  }
 }
 
 export class PgStore implements ReplicaStore {

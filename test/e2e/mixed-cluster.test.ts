@@ -50,7 +50,9 @@ describe('a mixed cluster: PostgreSQL source, PostgreSQL, SQLite and LevelDB rep
     }
     const config = (region: string, peers: Array<{ region: string, address: string }>): ConfigInput => {
       const base = agentConfig(dir.path, region, peers, ['sot'])
-      return { ...base, datasets: [{ name: 'orders', schema: ORDERS_SCHEMA, store: stores[region]!, sourceOfTruth: ['sot'] }] }
+      // the PostgreSQL replica reads its schema from its table's catalog
+      const schema = region === 'pg' ? { fromCatalog: true as const, eventTimeColumn: 'updated_at' } : ORDERS_SCHEMA
+      return { ...base, datasets: [{ name: 'orders', schema, store: stores[region]!, sourceOfTruth: ['sot'] }] }
     }
     const sot = await startAgent(config('sot', []))
     agents.push(sot)

@@ -6,10 +6,11 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { DigestIndex } from '../../src/index/digest-index.ts'
 import { StateDb } from '../../src/index/state-db.ts'
 import { LevelStore } from '../../src/stores/level-store.ts'
-import { PgStore } from '../../src/stores/pg-store.ts'
+import { PgStore, readCatalogSchema } from '../../src/stores/pg-store.ts'
+import { RowCodec } from '../../src/digest/row-codec.ts'
 import type { ChangeBatch } from '../../src/stores/replica-store.ts'
 import { MemoryReplica } from '../../src/sync/memory-view.ts'
-import { orderRow, ordersCodec as codec } from '../../cluster/orders.ts'
+import { ORDERS_SCHEMA, orderRow, ordersCodec as codec } from '../../cluster/orders.ts'
 import { createDatabase, ORDERS_DDL, sql } from '../helpers/postgres.ts'
 
 const hex = (b: Uint8Array | null | undefined): string | null => (b === null || b === undefined ? null : Buffer.from(b).toString('hex'))
@@ -160,5 +161,18 @@ describe('PostgreSQL store (real server)', () => {
       await state.close()
       await rm(dir, { recursive: true, force: true })
     }
+  })
+
+  it('reads a dataset schema from the catalog that fingerprints like the hand-written one', async () => {
+    const read = await readCatalogSchema(db.url, 'public.orders')
+    expect(read.primaryKey).toEqual(['order_id'])
+    expect(read.columns.map(c => [c.name, c.type])).toEqual(ORDERS_SCHEMA.columns.map(c => [c.name, c.type]))
+    expect(read.columns.find(c => c.name === 'note')!.nullable).toBe(true)
+    expect(read.columns.find(c => c.name === 'status')!.nullable).toBe(false)
+    expect(new RowCodec({ ...read, version: 1, ignoreColumns: [] }).fingerprint).toBe(codec.fingerprint)
+    await sql(db.url, 'CREATE TABLE public.odd (id int PRIMARY KEY, spot point)')
+    await expect(readCatalogSchema(db.url, 'public.odd')).rejects.toThrow(/column "spot" has type point/)
+    await sql(db.url, 'CREATE TABLE public.keyless (id int)')
+    await expect(readCatalogSchema(db.url, 'public.keyless')).rejects.toMatchObject({ code: 'CONVERGE_STORE_SCHEMA', message: expect.stringMatching(/no primary key/) })
   })
 })
