@@ -97,7 +97,7 @@ export class Agent implements ReplicaHost {
       const store = await createStore(dataset.store, codec)
       await store.open({ signal })
       const index = new DigestIndex({ dataset: dataset.name, codec, store, state: this.state })
-      index.on('error', err => this.log.error({ dataset: dataset.name, err: (err as Error).message }, 'digest index stopped following the store'))
+      index.on('error', err => this.log.error({ dataset: dataset.name, err: (err as Error).message }, 'change feed failed; following again after a pause'))
       const t0 = Date.now()
       await index.start({ signal, onProgress: p => this.onIndexProgress?.(dataset.name, p) })
       this.log.info({ dataset: dataset.name, rows: index.tree.rowCount, depth: index.tree.depth, ms: Date.now() - t0 }, 'digest index ready')

@@ -18,7 +18,7 @@
  */
 import { EventEmitter } from 'node:events'
 import { SCAN_BATCH_ROWS, TREE_FANOUT } from '../constants.ts'
-import { SerialQueue } from '../util/serial.ts'
+import { SerialQueue, sleep } from '../util/serial.ts'
 import { AbortedError, ChangesTrimmedError, ConvergeError, throwIfAborted } from '../errors.ts'
 import { bytesToU64, entryHash, u64ToBytes } from '../digest/hash.ts'
 import type { RowCodec } from '../digest/row-codec.ts'
@@ -28,6 +28,9 @@ import { depthFor, LeafBuffer, MerkleTree, nodeOf, nodeRange } from '../tree/mer
 import { hashRange, READ_AHEAD, readRanges, type ByteSublevel, type StateDb } from './state-db.ts'
 
 const META_KEY = new TextEncoder().encode('meta')
+/** Pause before following a store's change feed again after it failed, doubling up to the max. */
+const FOLLOW_RETRY_MS = 500
+const FOLLOW_RETRY_MAX_MS = 30_000
 /** Index entries written per LevelDB batch during a rebuild. */
 const INDEX_WRITE_BATCH = 20_000
 
@@ -81,6 +84,7 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
   private seq = 0
   private following: AbortController | undefined
   private followLoop: Promise<void> | undefined
+  private followFailures = 0
   /** Change batches and validation corrections go through the index one at a time. */
   private readonly updates = new SerialQueue()
   /** Resolvers waiting for the index to reach a seq. */
@@ -306,6 +310,7 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
           // a rescan meanwhile (the tree changed depth) already took this batch in
           if (batch.seq <= this.seq) continue
           await this.updates.run(async () => await this.applyChanges(batch.changes, batch.seq))
+          this.followFailures = 0
           this.seq = batch.seq
           // the store keeps its change log for this index only: drop what is applied
           if (++applied % 64 === 0) await this.store.trimChanges(this.seq)
@@ -326,7 +331,12 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
           }
           return
         }
+        // the store went away (a dropped connection, a restart): report it and follow again after a pause
         this.emit('error', err)
+        this.followFailures++
+        const delay = Math.min(FOLLOW_RETRY_MAX_MS, FOLLOW_RETRY_MS * 2 ** Math.min(this.followFailures - 1, 8))
+        await sleep(delay, controller.signal).catch(() => undefined)
+        if (!controller.signal.aborted) this.follow()
       }
     })()
   }

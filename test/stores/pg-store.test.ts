@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import pg from 'pg'
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { DigestIndex } from '../../src/index/digest-index.ts'
 import { StateDb } from '../../src/index/state-db.ts'
 import { LevelStore } from '../../src/stores/level-store.ts'
@@ -11,7 +11,7 @@ import { RowCodec } from '../../src/digest/row-codec.ts'
 import type { ChangeBatch } from '../../src/stores/replica-store.ts'
 import { MemoryReplica } from '../../src/sync/memory-view.ts'
 import { ORDERS_SCHEMA, orderRow, ordersCodec as codec } from '../../cluster/orders.ts'
-import { createDatabase, ORDERS_DDL, sql } from '../helpers/postgres.ts'
+import { createDatabase, ORDERS_DDL, PG_ADMIN_URL, sql } from '../helpers/postgres.ts'
 
 const hex = (b: Uint8Array | null | undefined): string | null => (b === null || b === undefined ? null : Buffer.from(b).toString('hex'))
 const rows = (ids: number[], rev = 0): Uint8Array[] => ids.map(id => codec.encodeRow(orderRow(id, rev)))
@@ -174,5 +174,24 @@ describe('PostgreSQL store (real server)', () => {
     await expect(readCatalogSchema(db.url, 'public.odd')).rejects.toThrow(/column "spot" has type point/)
     await sql(db.url, 'CREATE TABLE public.keyless (id int)')
     await expect(readCatalogSchema(db.url, 'public.keyless')).rejects.toMatchObject({ code: 'CONVERGE_STORE_SCHEMA', message: expect.stringMatching(/no primary key/) })
+  })
+
+  it('keeps delivering changes after its connections are killed (pg_terminate_backend)', async () => {
+    const since = await store.lastSeq()
+    const got: ChangeBatch[] = []
+    const controller = new AbortController()
+    const feed = (async () => {
+      try { for await (const batch of store.changes({ since, signal: controller.signal })) got.push(batch) } catch (err) { if (!controller.signal.aborted) throw err }
+    })()
+    await store.apply({ upserts: rows([1]), deletes: [] })
+    await vi.waitFor(() => { expect(got.length).toBe(1) }, { timeout: 5000 })
+    // every connection to this database goes, the feed's LISTEN connection and the pool's included
+    await sql(PG_ADMIN_URL, 'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()', [db.name])
+    await new Promise(resolve => setTimeout(resolve, 200))
+    await sql(db.url, "UPDATE public.orders SET status = 'after the cut' WHERE order_id = 1")
+    await vi.waitFor(() => { expect(got.length).toBe(2) }, { timeout: 10_000 })
+    expect(codec.decodeRow(got[1]!.changes[0]!.row!).status).toBe('after the cut')
+    controller.abort()
+    await feed
   })
 })

@@ -1,0 +1,43 @@
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { expect, it, vi } from 'vitest'
+import { DigestIndex } from '../../src/index/digest-index.ts'
+import { StateDb } from '../../src/index/state-db.ts'
+import { LevelStore } from '../../src/stores/level-store.ts'
+import type { ReplicaStore } from '../../src/stores/replica-store.ts'
+import { orderRow, ordersCodec as codec } from '../../cluster/orders.ts'
+
+it('follows the change feed again after it fails, and misses nothing', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'converge-retry-'))
+  const inner = new LevelStore({ path: join(dir, 'store'), codec })
+  await inner.open()
+  const state = new StateDb(join(dir, 'state'))
+  await state.open()
+  let failuresLeft = 2
+  // the first two feeds break after one batch, as a dropped database connection would
+  const flaky: ReplicaStore = Object.assign(Object.create(inner) as LevelStore, {
+    changes: (options: { since: number, signal: AbortSignal }) => (async function * () {
+      let delivered = 0
+      for await (const batch of inner.changes(options)) {
+        if (delivered++ > 0 && failuresLeft > 0) { failuresLeft--; throw new Error('connection terminated') }
+        yield batch
+      }
+    })()
+  })
+  const index = new DigestIndex({ dataset: 'orders', codec, store: flaky, state, keepEntries: true })
+  const errors: Error[] = []
+  index.on('error', err => errors.push(err as Error))
+  try {
+    await index.start()
+    for (let i = 0; i < 6; i++) await inner.apply({ upserts: [codec.encodeRow(orderRow(i))], deletes: [] })
+    await vi.waitFor(() => { expect(index.appliedSeq).toBe(6) }, { timeout: 10_000 })
+    expect(errors.map(e => e.message)).toEqual(['connection terminated', 'connection terminated'])
+    expect(index.tree.rowCount).toBe(6)
+  } finally {
+    await index.stop()
+    await inner.close()
+    await state.close()
+    await rm(dir, { recursive: true, force: true })
+  }
+})
