@@ -1,23 +1,11 @@
-import { spawn } from 'node:child_process'
 import { readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { freePort } from '../../cluster/free-port.ts'
 import { fetchStatus, launchAgent, stopAgent, type AgentProcess } from '../../cluster/launcher.ts'
 import { ORDERS_SCHEMA, seedOrders } from '../../cluster/orders.ts'
+import { converge } from '../helpers/cli.ts'
 import { tempDir, waitFor, withOrdersStore } from '../helpers/agents.ts'
-
-const BIN = new URL('../../bin/converge.js', import.meta.url).pathname
-
-async function converge (args: string[]): Promise<{ code: number, stdout: string, stderr: string }> {
-  return await new Promise(resolve => {
-    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
-    let stdout = ''; let stderr = ''
-    child.stdout.on('data', d => { stdout += String(d) })
-    child.stderr.on('data', d => { stderr += String(d) })
-    child.on('exit', code => resolve({ code: code ?? -1, stdout, stderr }))
-  })
-}
 
 describe('the converge command (real child processes)', () => {
   let dir: Awaited<ReturnType<typeof tempDir>>

@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { stringify } from 'yaml'
@@ -6,20 +5,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { PgStore } from '../../src/stores/pg-store.ts'
 import { SqliteStore } from '../../src/stores/sqlite-store.ts'
 import { ORDERS_SCHEMA, orderRow, ordersCodec as codec, seedOrders } from '../../cluster/orders.ts'
+import { converge } from '../helpers/cli.ts'
 import { tempDir } from '../helpers/agents.ts'
 import { createDatabase, ORDERS_DDL, sql } from '../helpers/postgres.ts'
-
-const BIN = new URL('../../bin/converge.js', import.meta.url).pathname
-
-async function converge (args: string[]): Promise<{ code: number, stdout: string, stderr: string }> {
-  return await new Promise(resolve => {
-    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
-    let stdout = ''; let stderr = ''
-    child.stdout.on('data', d => { stdout += String(d) })
-    child.stderr.on('data', d => { stderr += String(d) })
-    child.on('exit', code => resolve({ code: code ?? -1, stdout, stderr }))
-  })
-}
 
 describe('converge diff (real PostgreSQL and SQLite, child process)', () => {
   let dir: Awaited<ReturnType<typeof tempDir>>
