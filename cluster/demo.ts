@@ -26,6 +26,7 @@ export interface DemoOptions {
 
 interface DatasetStatus {
   state: string
+  rowsIndexed?: number
   root: { count: number, sum: string }
   counters: { syncs: number, fixes: number, rowsUpserted: number, rowsDeleted: number, missing: number, changed: number, extra: number, roundTrips: number, bytesSent: number, bytesReceived: number }
 }
@@ -94,15 +95,16 @@ export async function runDemo (options: DemoOptions): Promise<DemoResult> {
       const statuses = await Promise.all(agents.map(async a => await fetchStatus<Status>(a)))
       last = Object.fromEntries(agents.map((a, i) => [a.region, statuses[i]?.datasets[0]]))
       const sot = last[SOT]
-      converged = sot !== undefined && REGIONS.every(r => {
+      converged = sot?.root !== undefined && REGIONS.every(r => {
         const d = last[r]
-        return d !== undefined && d.root.sum === sot.root.sum && d.root.count === sot.root.count && (r === SOT || d.state === 'in-sync')
+        return d?.root !== undefined && d.root.sum === sot.root.sum && d.root.count === sot.root.count && (r === SOT || d.state === 'in-sync')
       })
       if (Date.now() - lastPrint >= 1000 || converged) {
         lastPrint = Date.now()
         const parts = REGIONS.map(r => {
           const d = last[r]
           if (d === undefined) return `${r}: starting`
+          if (d.state === 'indexing') return `${r}: indexing (${(d.rowsIndexed ?? 0).toLocaleString('en-US')} rows)`
           const repaired = d.counters.rowsUpserted + d.counters.rowsDeleted
           return `${r}: ${d.state}${r === SOT ? '' : `, ${repaired} rows repaired`}`
         })

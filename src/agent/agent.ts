@@ -65,6 +65,10 @@ export class Agent implements ReplicaHost {
   private readonly startedAt = Date.now()
   private running = false
   private validating = false
+  /** Stores opened whose dataset is not set up yet: closed if start fails. */
+  private readonly openingStores = new Set<ReplicaStore>()
+  /** Datasets whose index is being built, with the rows read so far. */
+  private readonly indexing = new Map<string, number>()
 
   constructor (init: AgentInit) {
     this.config = init.config
@@ -85,6 +89,16 @@ export class Agent implements ReplicaHost {
   get statusUrl (): string | undefined { return this.status?.url }
 
   async start (options: { signal?: AbortSignal } = {}): Promise<void> {
+    try {
+      await this.startParts(options)
+    } catch (err) {
+      // leave nothing half-open (a listening status port would keep the process alive)
+      await this.stop().catch(() => undefined)
+      throw err
+    }
+  }
+
+  private async startParts (options: { signal?: AbortSignal }): Promise<void> {
     const { signal } = options
     await mkdir(this.config.dataDir, { recursive: true })
     await this.state.open()
@@ -92,15 +106,25 @@ export class Agent implements ReplicaHost {
     const storedClock = await this.state.sublevel('meta').get(CLOCK_KEY)
     this.vectorClock = storedClock === undefined ? {} : JSON.parse(new TextDecoder().decode(storedClock)) as VectorClock
 
+    // the status port answers from the start, so a long first index build shows its progress
+    if (this.config.status !== undefined) {
+      this.status = new StatusServer({ agent: this, host: this.config.status.host, port: this.config.status.port })
+      await this.status.start()
+    }
+
     for (const dataset of this.config.datasets) {
       const codec = new RowCodec(await resolveSchema(dataset))
       const store = await createStore(dataset.store, codec)
       await store.open({ signal })
+      this.openingStores.add(store)
       const index = new DigestIndex({ dataset: dataset.name, codec, store, state: this.state })
       index.on('error', err => this.log.error({ dataset: dataset.name, err: (err as Error).message }, 'change feed failed; following again after a pause'))
       const t0 = Date.now()
-      await index.start({ signal, onProgress: p => this.onIndexProgress?.(dataset.name, p) })
+      this.indexing.set(dataset.name, 0)
+      await index.start({ signal, onProgress: p => { this.indexing.set(dataset.name, p.rows); this.onIndexProgress?.(dataset.name, p) } })
+      this.indexing.delete(dataset.name)
       this.log.info({ dataset: dataset.name, rows: index.tree.rowCount, depth: index.tree.depth, ms: Date.now() - t0 }, 'digest index ready')
+      this.openingStores.delete(store)
       this.datasets.set(dataset.name, new DatasetReplica({
         config: dataset, codec, store, index, host: this, minIntervalMs: this.config.sync.minIntervalMs, timeoutMs: this.config.sync.timeoutMs
       }))
@@ -129,10 +153,6 @@ export class Agent implements ReplicaHost {
       this.timers.push(setInterval(() => { void this.validateAll() }, this.config.validation.intervalMs))
     }
 
-    if (this.config.status !== undefined) {
-      this.status = new StatusServer({ agent: this, host: this.config.status.host, port: this.config.status.port })
-      await this.status.start()
-    }
     this.log.info({ peerId: node.peerId.toString(), listen: this.listenAddresses, status: this.statusUrl }, 'agent started')
   }
 
@@ -146,6 +166,7 @@ export class Agent implements ReplicaHost {
       await d.index.stop()
       await d.store.close()
     }
+    for (const store of this.openingStores) await store.close().catch(() => undefined)
     await this.state.close()
     this.log.info('agent stopped')
   }
@@ -227,7 +248,11 @@ export class Agent implements ReplicaHost {
       uptimeMs: Date.now() - this.startedAt,
       clock: this.vectorClock,
       peers: this.peers(),
-      datasets: [...this.datasets.values()].map(d => d.status())
+      ready: this.running,
+      datasets: [
+        ...[...this.datasets.values()].map(d => d.status()),
+        ...[...this.indexing.entries()].map(([name, rows]) => ({ name, state: 'indexing', rowsIndexed: rows }))
+      ]
     }
   }
 

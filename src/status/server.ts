@@ -54,7 +54,12 @@ export class StatusServer {
     switch (path) {
       case '/healthz':
       case '/livez': json(res, 200, { ok: true }); return
-      case '/readyz': json(res, 200, { ready: true }); return
+      case '/readyz': {
+        // ready once every index is built and the node is up
+        const ready = this.init.agent.statusReport().ready === true
+        json(res, ready ? 200 : 503, { ready })
+        return
+      }
       case '/status': json(res, 200, this.init.agent.statusReport()); return
       default: json(res, 404, { error: { code: 'NOT_FOUND', message: `no such endpoint ${path}` } })
     }

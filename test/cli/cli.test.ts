@@ -34,6 +34,17 @@ describe('the converge command (real child processes)', () => {
     expect(r.stderr).toMatch(/datasets\.0\.sourceOfTruth\.0: region "mars" is neither this agent nor one of its peers/)
   })
 
+  it('exits 1 with a clear message when a store cannot be reached, leaving nothing running', async () => {
+    const path = join(dir.path, 'unreachable.json')
+    await writeFile(path, JSON.stringify({
+      cluster: 'cli', region: 'solo', dataDir: join(dir.path, 'unreachable'), status: { host: '127.0.0.1', port: await freePort() },
+      datasets: [{ name: 'orders', schema: ORDERS_SCHEMA, store: { kind: 'postgres', connectionString: 'postgres://postgres@127.0.0.1:5432/converge_no_such_db', table: 'orders' }, sourceOfTruth: ['solo'] }]
+    }))
+    const r = await converge(['agent', '--config', path])
+    expect(r.code).toBe(1)
+    expect(r.stderr).toMatch(/cannot reach PostgreSQL for public\.orders: .*converge_no_such_db.*\[CONVERGE_STORE_UNAVAILABLE\]/)
+  })
+
   it('keygen writes a private key file and prints its peer id', async () => {
     const out = join(dir.path, 'peer.key')
     const r = await converge(['keygen', '--out', out])
