@@ -44,6 +44,8 @@ export interface DemoResult {
 
 export async function runDemo (options: DemoOptions): Promise<DemoResult> {
   const out = options.out ?? process.stdout
+  // a reader that goes away (| head) must not kill the demo before it stops its agents and cleans up
+  out.on('error', () => undefined)
   const say = (line = ''): void => { out.write(line + '\n') }
   const dir = options.dir ?? await mkdtemp(join(tmpdir(), 'converge-demo-'))
   await mkdir(dir, { recursive: true })

@@ -27,7 +27,8 @@ export async function launchAgent (dir: string, config: ConfigInput & { status: 
   const logPath = join(dir, `${config.region}.log`)
   await writeFile(configPath, JSON.stringify(config, null, 2))
   const log = createWriteStream(logPath)
-  const child = spawn(process.execPath, ['--import', TSX, CLI, 'agent', '--config', configPath], { stdio: ['ignore', 'pipe', 'pipe'] })
+  // the IPC channel closes when this process dies, however it dies: the agent then stops itself
+  const child = spawn(process.execPath, ['--import', TSX, CLI, 'agent', '--config', configPath], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] })
   child.stdout?.pipe(log)
   child.stderr?.pipe(log)
   const exited = new Promise<number | null>(resolve => child.once('exit', code => resolve(code)))
