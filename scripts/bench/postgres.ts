@@ -22,6 +22,7 @@
  */
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
+import { Writable } from 'node:stream'
 import pg from 'pg'
 import { Agent } from '../../src/agent/agent.ts'
 import { parseConfig } from '../../src/config/load.ts'
@@ -30,10 +31,11 @@ import { RowCodec } from '../../src/digest/row-codec.ts'
 import type { DatasetSchema } from '../../src/digest/schema.ts'
 import { DigestIndex } from '../../src/index/digest-index.ts'
 import { StateDb } from '../../src/index/state-db.ts'
-import { silentLogger } from '../../src/observability/logger.ts'
+import { createLogger, silentLogger } from '../../src/observability/logger.ts'
 import { planRestore } from '../../src/policy/restore.ts'
 import { PgStore } from '../../src/stores/pg-store.ts'
 import { memoryChannelPair } from '../../src/sync/channel.ts'
+import type { ReplicaView } from '../../src/sync/replica-view.ts'
 import { runClientSync, serveSync, type SyncStats } from '../../src/sync/session.ts'
 import { startByteProxy, type ByteCounts, type ByteProxy } from './byte-proxy.ts'
 import { memorySnapshot, type MemorySnapshot } from './memory.ts'
@@ -64,6 +66,8 @@ const STEADY_TARGET_MS = 1000
 /** Longest wait for one steady-state repair before the run fails. */
 const STEADY_TIMEOUT_MS = 30_000
 const GOSSIP_INTERVAL_MS = 200
+/** After a repair, how long to wait for further syncs it set off before counting them. */
+const SETTLE_MS = 1500
 const RSS_SAMPLE_MS = 50
 const ROWS_PER_SCALE = 100_000
 
@@ -165,6 +169,25 @@ class RssSampler {
 
 // ---------------------------------------------------------------- (a) first pass
 
+interface CallTally { calls: number, items: number, ms: number }
+type ViewTally = Record<'listMany' | 'getRows', CallTally>
+
+/** The index as a ReplicaView that tallies its index reads (listMany) and store reads (getRows). */
+function tallied (index: DigestIndex): { view: ReplicaView, tally: ViewTally } {
+  const tally: ViewTally = { listMany: { calls: 0, items: 0, ms: 0 }, getRows: { calls: 0, items: 0, ms: 0 } }
+  const count = async <T>(t: CallTally, items: number, fn: () => Promise<T>): Promise<T> => {
+    const start = performance.now()
+    try { return await fn() } finally { t.calls++; t.items += items; t.ms += performance.now() - start }
+  }
+  const view: ReplicaView = {
+    get tree () { return index.tree },
+    list: async (level, i, options) => (await count(tally.listMany, 1, async () => await index.listMany([{ level, index: i }], options)))[0]!,
+    listMany: async (nodes, options) => await count(tally.listMany, nodes.length, async () => await index.listMany(nodes, options)),
+    getRows: async (keys, options) => await count(tally.getRows, keys.length, async () => await index.getRows(keys, options))
+  }
+  return { view, tally }
+}
+
 interface FirstPass {
   sotIndexMs: number
   replicaIndexMs: number
@@ -173,6 +196,8 @@ interface FirstPass {
   catchUpMs: number
   totalMs: number
   stats: SyncStats
+  /** Where the exchange spent its time: index reads and store reads on each side. */
+  tally: { sot: ViewTally, replica: ViewTally }
   result: { changed: number, missing: number, extra: number, unresolved: number, upserts: number, deletes: number }
   /** Sum of the encoded SoT rows the exchange brought back. */
   payloadBytes: number
@@ -224,10 +249,12 @@ async function firstPass (dbs: BenchDatabases, root: string, codec: RowCodec): P
     const after = memorySnapshot()
 
     progress('4a: one exchange, replica against the SoT')
+    const sotView = tallied(s.index)
+    const replicaView = tallied(r.index)
     const { value: outcome, ms: exchangeMs } = await timed(async () => {
       const [client, server] = memoryChannelPair()
-      const served = serveSync(server, { resolve: () => ({ region: 'sot', codec, view: s.index, clock: () => ({}) }) })
-      const out = await runClientSync(client, { dataset: DATASET, region: 'replica', codec, view: r.index, clock: {}, correlationId: 'bench-pg-first-pass' })
+      const served = serveSync(server, { resolve: () => ({ region: 'sot', codec, view: sotView.view, clock: () => ({}) }) })
+      const out = await runClientSync(client, { dataset: DATASET, region: 'replica', codec, view: replicaView.view, clock: {}, correlationId: 'bench-pg-first-pass' })
       await served
       return out
     })
@@ -246,6 +273,7 @@ async function firstPass (dbs: BenchDatabases, root: string, codec: RowCodec): P
       sotIndexMs, replicaIndexMs, exchangeMs, applyMs, catchUpMs,
       totalMs: sotIndexMs + replicaIndexMs + exchangeMs + applyMs + catchUpMs,
       stats,
+      tally: { sot: sotView.tally, replica: replicaView.tally },
       result: { changed: result.changed, missing: result.missing, extra: result.extra, unresolved: result.unresolved, upserts: result.upserts.length, deletes: result.deletes.length },
       payloadBytes: result.upserts.reduce((sum, row) => sum + row.length, 0),
       fixes,
@@ -322,8 +350,31 @@ async function runComparator (dbs: BenchDatabases, tools: PgTools): Promise<Comp
 
 // ---------------------------------------------------------------- (c) steady state
 
+/** The replica agent's info logs about its syncs, as they were written. */
+interface SyncLogEntry { at: number, msg: string, bytes?: number, roundTrips?: number, dialMs?: number, exchangeMs?: number, upserts?: number, deletes?: number }
+
+function syncLogCollector (): { destination: Writable, entries: SyncLogEntry[] } {
+  const entries: SyncLogEntry[] = []
+  const destination = new Writable({
+    write (chunk: Buffer, _encoding, callback) {
+      const at = performance.now()
+      for (const line of chunk.toString().split('\n')) {
+        if (line.trim() === '') continue
+        try {
+          const e = JSON.parse(line) as SyncLogEntry
+          if (/^sync found|^fix applied/.test(e.msg)) entries.push({ ...e, at })
+        } catch { /* not JSON */ }
+      }
+      callback()
+    }
+  })
+  return { destination, entries }
+}
+
 interface SteadyRun {
   drift: Drift
+  /** Syncs the replica ran for this drift, in order, timed from the commit. */
+  syncLog: Array<SyncLogEntry & { sinceCommitMs: number }>
   /** Commit → the replica's index holds the write (its root differs from the SoT's). */
   detectMs: number
   /** Commit → the roots are equal again. */
@@ -342,7 +393,8 @@ interface SteadyState {
   indexPhases: { sot: string, replica: string }
   initialMs: number
   runs: SteadyRun[]
-  rss: number
+  /** Both agents running, after the repeats. */
+  memory: MemorySnapshot
 }
 
 function agentConfig (root: string, region: string, url: string, peers: Array<{ region: string, address: string }>): ConfigInput {
@@ -394,6 +446,7 @@ function watchRepair (sot: Agent, replica: Agent): { settled: Promise<{ diverged
 async function steadyState (dbs: BenchDatabases, root: string, n: number, sotDigest: TableDigest): Promise<SteadyState> {
   const agents: Agent[] = []
   const phases = { sot: new Set<string>(), replica: new Set<string>() }
+  const log = syncLogCollector()
   try {
     progress('4c: starting the SoT agent over "one" (index from 4a)')
     const sot = new Agent({ config: parseConfig(agentConfig(root, 'sot', dbs.url('one'), [])), logger: silentLogger, onIndexProgress: (_, p) => phases.sot.add(p.phase) })
@@ -402,13 +455,15 @@ async function steadyState (dbs: BenchDatabases, root: string, n: number, sotDig
     progress('4c: starting the replica agent over "two"')
     const replica = new Agent({
       config: parseConfig(agentConfig(root, 'replica', dbs.url('two'), [{ region: 'sot', address: sot.listenAddresses[0]! }])),
-      logger: silentLogger,
+      logger: createLogger({ level: 'info', region: 'replica', destination: log.destination }),
       onIndexProgress: (_, p) => phases.replica.add(p.phase)
     })
     agents.push(replica)
     const { ms: replicaStartMs } = await timed(async () => await replica.start())
     const rep = replica.datasets.get(DATASET)!
     const { ms: initialMs } = await timed(async () => await waitUntil('the replica agent to report in-sync', () => rep.state === 'in-sync' && rep.status().sourceRoot !== null, 60_000))
+    // every repeat starts with the replica's sync worker idle (past its sync.minIntervalMs pause)
+    await new Promise(resolve => setTimeout(resolve, SETTLE_MS))
 
     const runs: SteadyRun[] = []
     for (let i = 0; i < STEADY_REPEATS; i++) {
@@ -419,14 +474,20 @@ async function steadyState (dbs: BenchDatabases, root: string, n: number, sotDig
         inserted: Array.from({ length: STEADY_DRIFT.inserts }, (_, j) => n + 1000 * (i + 1) + j)
       }
       const before = { ...rep.counters }
+      const logFrom = log.entries.length
       let watch: ReturnType<typeof watchRepair> | undefined
       progress(`4c: repeat ${i + 1}: ${STEADY_DRIFT.updates} updates, ${STEADY_DRIFT.deletes} deletes, ${STEADY_DRIFT.inserts} inserts on "two" with plain SQL`)
       const committedAt = await writeDrift(dbs.url('two'), drift, `steady-${i + 1}`, () => { watch = watchRepair(sot, replica) })
       const { divergedAt, equalAt } = await watch!.settled
-      const after = rep.counters
       const digest = await tableDigest(dbs.url('two'))
+      // syncs scheduled while the repair ran come after it (sync.minIntervalMs apart): let them run before counting
+      const settle = SETTLE_MS - (performance.now() - equalAt)
+      if (settle > 0) await new Promise(resolve => setTimeout(resolve, settle))
+      await waitUntil('the replica agent to settle', () => rep.state === 'in-sync', 10_000)
+      const after = { ...rep.counters }
       runs.push({
         drift,
+        syncLog: log.entries.slice(logFrom).map(e => ({ ...e, sinceCommitMs: e.at - committedAt })),
         detectMs: divergedAt - committedAt,
         repairMs: equalAt - committedAt,
         syncs: after.syncs - before.syncs,
@@ -440,7 +501,7 @@ async function steadyState (dbs: BenchDatabases, root: string, n: number, sotDig
     return {
       sotStartMs, replicaStartMs, initialMs, runs,
       indexPhases: { sot: [...phases.sot].join(', ') || 'none', replica: [...phases.replica].join(', ') || 'none' },
-      rss: process.memoryUsage().rss
+      memory: memorySnapshot()
     }
   } finally {
     for (const agent of agents.reverse()) await agent.stop().catch(() => undefined)
@@ -528,7 +589,7 @@ export function postgresSkipped (why: string): string {
 }
 
 const ms = (x: number): string => `${int(x)} ms`
-const wire = (c: ByteCounts): string => `${int(c.toServer + c.toClient)} B (${int(c.toServer)} to / ${int(c.toClient)} from the server)`
+const gcNote = (m: MemorySnapshot): string => m.collected ? ' (after a forced GC)' : ' (no forced GC: heap includes garbage)'
 
 export function postgresReport (r: PgResult): string {
   const f = r.first
@@ -556,26 +617,41 @@ export function postgresReport (r: PgResult): string {
       `**${seconds(c.ms)}** (spawn to exit; its own total ${statSeconds('total time')}: checksum ${statSeconds('checksum')}, summary ${statSeconds('summary')}, merge ${statSeconds('merge')}, synchro ${statSeconds('synchro')})`],
     ['differences found and repaired', `${int(f.result.changed + f.result.missing + f.result.extra)} (${int(f.result.changed)} changed, ${int(f.result.missing)} missing)`,
       `${stat('diffs found')} (${int(c.reported.update)} UPDATE, ${int(c.reported.insert)} INSERT, ${int(c.reported.delete)} DELETE)`],
-    ['bytes between the two sides', `**${int(exchangeBytes)} B** agent to agent (${int(f.stats.bytesSent)} replica→SoT, ${int(f.stats.bytesReceived)} SoT→replica), ${f.stats.roundTrips} round trips; the rows themselves are ${int(f.payloadBytes)} B encoded`,
-      `**${int(cmpBytes)} B** over its two PostgreSQL connections: SoT "one" ${wire(c.toOne)}, target "three" ${wire(c.toThree)}`],
-    ['bytes to the local database', `a full scan per side for the index build: ${wire(r.scan.counts)} for ${int(r.scan.rows)} rows (${fixed((r.scan.counts.toServer + r.scan.counts.toClient) / r.scan.rows, 1)} B a row), measured separately`,
-      'all of the above: it runs beside one database and reads the other remotely; checksums are computed in the server (pgcmp)'],
+    ['bytes between the regions, the tool running beside the replica', `**${int(exchangeBytes)} B** agent to agent (${int(f.stats.bytesSent)} replica→SoT, ${int(f.stats.bytesReceived)} SoT→replica), ${f.stats.roundTrips} round trips; the ${int(f.result.upserts)} rows themselves are ${int(f.payloadBytes)} B encoded`,
+      `**${int(c.toOne.toServer + c.toOne.toClient)} B**: its connection to the SoT "one" (${int(c.toOne.toServer)} to / ${int(c.toOne.toClient)} from the server)`],
+    ['bytes to the local database', `a full scan per side for the index build, once: ${int(r.scan.counts.toServer + r.scan.counts.toClient)} B for ${int(r.scan.rows)} rows (${fixed((r.scan.counts.toServer + r.scan.counts.toClient) / r.scan.rows, 1)} B a row; measured separately, see below), then the fix`,
+      `${int(c.toThree.toServer + c.toThree.toClient)} B: its connection to the target "three" (${int(c.toThree.toServer)} to / ${int(c.toThree.toClient)} from the server), fix included`],
+    ['all PostgreSQL traffic', `about ${bytes(2 * (r.scan.counts.toServer + r.scan.counts.toClient))} (two full scans) + the fix`, `${int(cmpBytes)} B (${bytes(cmpBytes)}); checksums are computed in the server (pgcmp), only summaries and checksum rows travel`],
     ['tables equal afterwards', `${passFail(sameDigest(f.digests.replica, r.sotDigest))} (${digestNote(f.digests.replica)}); tree roots equal: ${f.rootsEqual ? 'yes' : '**no**'}`,
       `${passFail(sameDigest(c.digest, r.sotDigest))} (${digestNote(c.digest)})`]
   ])
 
-  const steadyRows = s.runs.map((run, i) => [
-    String(i + 1), `${run.drift.updated.length} / ${run.drift.deleted.length} / ${run.drift.inserted.length}`,
-    ms(run.detectMs), `**${ms(run.repairMs)}**`, String(run.syncs), String(run.roundTrips), int(run.bytes),
-    `${int(run.upserted)} / ${int(run.deleted)}`, passFail(run.rowsEqual)
-  ])
+  const steadyRows = s.runs.map((run, i) => {
+    const found = run.syncLog.find(e => e.msg === 'sync found drift')
+    const fixLog = run.syncLog.find(e => e.msg === 'fix applied')
+    const withDrift = run.syncLog.filter(e => e.msg === 'sync found drift').length
+    const without = run.syncLog.filter(e => e.msg === 'sync found no drift').length
+    return [
+      String(i + 1), `${run.drift.updated.length} / ${run.drift.deleted.length} / ${run.drift.inserted.length}`,
+      ms(run.detectMs),
+      found === undefined ? '?' : `${ms(found.sinceCommitMs)} (dial ${ms(found.dialMs ?? 0)}, exchange ${ms(found.exchangeMs ?? 0)})`,
+      fixLog === undefined ? '?' : ms(fixLog.sinceCommitMs),
+      `**${ms(run.repairMs)}**`,
+      `${run.syncs} (${withDrift} with drift, ${without} without)`, String(run.roundTrips), int(run.bytes),
+      `${int(run.upserted)} / ${int(run.deleted)}`, passFail(run.rowsEqual)
+    ]
+  })
+  const redundant = s.runs.reduce((sum, run) => sum + run.syncLog.filter(e => e.msg === 'sync found no drift').length, 0)
+  const redundantBytes = s.runs.flatMap(run => run.syncLog.filter(e => e.msg === 'sync found no drift').map(e => e.bytes ?? 0))
+  const tally = (t: ViewTally): string =>
+    `index reads (listMany) ${int(t.listMany.calls)} calls for ${int(t.listMany.items)} nodes, ${ms(t.listMany.ms)}; store reads (getRows) ${int(t.getRows.calls)} calls for ${int(t.getRows.items)} rows, ${ms(t.getRows.ms)}`
 
   const memory = table(['memory (process RSS sampled every 50 ms)', 'value'], [
     ['RSS before the index builds', bytes(f.rssBefore)],
     [`**peak RSS during the two ${int(r.rows)}-row index builds** (${int(f.rssSamples)} samples)`, `**${bytes(f.rssPeak)}**`],
-    ['after both builds, indexes open: RSS / V8 heap used / external', `${bytes(f.after.rss)} / ${bytes(f.after.heapUsed)} / ${bytes(f.after.external)}${f.after.collected ? ' (after a forced GC)' : ' (no forced GC: heap includes garbage)'}`],
+    ['after both builds, indexes open: RSS / V8 heap used / external', `${bytes(f.after.rss)} / ${bytes(f.after.heapUsed)} / ${bytes(f.after.external)}${gcNote(f.after)}`],
     [`one index on disk (LevelDB, tree depth ${f.treeDepth}, ${int(f.treeRows)} rows)`, bytes(f.indexBytes)],
-    ['steady state, both agents running, after the repeats: RSS', bytes(s.rss)]
+    ['steady state, both agents running, after the repeats: RSS / V8 heap used / external', `${bytes(s.memory.rss)} / ${bytes(s.memory.heapUsed)} / ${bytes(s.memory.external)}${gcNote(s.memory)}`]
   ])
 
   return [
@@ -593,6 +669,8 @@ export function postgresReport (r: PgResult): string {
     '',
     phases,
     '',
+    `Inside the exchange's ${ms(f.exchangeMs)}: SoT side ${tally(f.tally.sot)}; replica side ${tally(f.tally.replica)}.`,
+    '',
     versus,
     '',
     `pg_comparator: \`${c.command}\` (all three non-key columns compared; key aid). Its bytes are every byte of its two PostgreSQL connections (startup, queries, results, the synchronizing writes), ` +
@@ -607,12 +685,16 @@ export function postgresReport (r: PgResult): string {
     `Two Agents in this process over libp2p on loopback (SoT over "one", replica over "two"; gossip every ${GOSSIP_INTERVAL_MS} ms, sync defaults), each reusing the index built above ` +
     `(index start phase reported: SoT ${s.indexPhases.sot}, replica ${s.indexPhases.replica}; agent start ${seconds(s.sotStartMs)} and ${seconds(s.replicaStartMs)}; ` +
     `replica in-sync ${seconds(s.initialMs)} after its start). Each repeat writes ${STEADY_DRIFT.updates} updates, ${STEADY_DRIFT.deletes} deletes and ${STEADY_DRIFT.inserts} inserts of new aids ` +
-    'to "two" in one transaction with plain SQL; the clock starts when COMMIT returns and stops when the replica\'s tree root equals the SoT\'s again ' +
+    `to "two" in one transaction with plain SQL, ${seconds(SETTLE_MS)} or more after the previous repair (so the replica's sync worker is idle); ` +
+    'the clock starts when COMMIT returns and stops when the replica\'s tree root equals the SoT\'s again ' +
     '(checked on every index change event and every 5 ms); "detected" is when the replica\'s root first differed. Rows checked equal afterwards (md5, whole table).',
     '',
-    table(['repeat', 'upd / del / ins', 'commit → detected', 'commit → roots equal', 'syncs', 'round trips', 'exchange B', 'rows upserted / deleted', 'rows equal'], steadyRows),
+    table(['repeat', 'upd / del / ins', 'commit → detected', 'commit → sync found the drift', 'commit → fix committed', 'commit → roots equal', 'syncs', 'round trips', 'exchange B', 'rows upserted / deleted', 'rows equal'], steadyRows),
     '',
-    `Median commit → roots equal: **${ms(med)}** (target under ${int(STEADY_TARGET_MS)} ms: ${passFail(med < STEADY_TARGET_MS)}; slowest ${ms(Math.max(...repairs))}).`,
+    `Median commit → roots equal: **${ms(med)}** (target under ${int(STEADY_TARGET_MS)} ms: ${passFail(med < STEADY_TARGET_MS)}; slowest ${ms(Math.max(...repairs))}). ` +
+    'The middle columns come from the replica agent\'s own info logs ("sync found drift" with its dial and exchange times, "fix applied"), stamped as they were written; ' +
+    `syncs, round trips and bytes count every sync the drift set off, up to ${seconds(SETTLE_MS)} after the roots were equal` +
+    (redundant > 0 ? `; ${redundant} of them found no drift (${redundantBytes.map(b => `${int(b)} B`).join(', ')}).` : '.'),
     '',
     '### Memory',
     '',

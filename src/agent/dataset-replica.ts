@@ -97,6 +97,7 @@ export class DatasetReplica {
   /** The SoT's root as last seen (gossip or sync), with the local time it was seen. */
   private sotRoot: { count: number, sum: bigint, seenAt: number } | undefined
   private wanted = false
+  private syncStartedAt = 0
   private worker: Promise<void> | undefined
   private readonly stopping = new AbortController()
   private failures = 0
@@ -136,6 +137,8 @@ export class DatasetReplica {
     // nothing heard from the source yet and no peer to ask: wait for its summary
     if (sot === undefined && s === undefined && source.peerId === undefined) return
     this.firstDriftAt ??= Date.now()
+    // during a sync the roots differ until its fix lands: only news from the source calls for another
+    if (this.state === 'syncing' && (sot === undefined || sot.seenAt <= this.syncStartedAt)) return
     if (this.state !== 'syncing') this.state = 'drifted'
     this.wanted = true
     this.worker ??= this.work().finally(() => { this.worker = undefined; if (this.wanted && !this.stopping.signal.aborted) this.evaluate() })
@@ -158,6 +161,7 @@ export class DatasetReplica {
       const source = this.host.sourceOf(this.config)
       if (source?.peerId === undefined || source.region === this.host.region) return
       const started = Date.now()
+      this.syncStartedAt = started
       try {
         this.host.log.debug({ dataset: this.name, source: source.region }, 'sync starting')
         this.state = 'syncing'
@@ -179,7 +183,10 @@ export class DatasetReplica {
       const root = this.index.tree.root
       const sot = this.sotRoot
       this.state = sot !== undefined && sot.count === root.count && sot.sum === root.sum ? 'in-sync' : 'drifted'
-      if (this.state === 'in-sync') this.firstDriftAt = undefined
+      // level with the newest root heard: whatever asked for another sync meanwhile is already done
+      if (this.state === 'in-sync') { this.firstDriftAt = undefined; this.wanted = false }
+      // still apart (a local write meanwhile, a newer source root, a row left unresolved): go again
+      else this.wanted = true
       const wait = this.minIntervalMs - (Date.now() - started)
       if (wait > 0) await sleep(wait, this.stopping.signal).catch(() => undefined)
     }
@@ -228,7 +235,10 @@ export class DatasetReplica {
     this.counters.bytesReceived += stats.bytesReceived
     this.counters.unresolved += result.unresolved
     this.lastSyncAt = Date.now()
-    this.sotRoot = { count: opened.count, sum: new DataView(opened.sum.buffer, opened.sum.byteOffset, 8).getBigUint64(0), seenAt: Date.now() }
+    // the root the source opened with, unless a newer summary arrived meanwhile
+    if (this.sotRoot === undefined || this.sotRoot.seenAt <= this.syncStartedAt) {
+      this.sotRoot = { count: opened.count, sum: new DataView(opened.sum.buffer, opened.sum.byteOffset, 8).getBigUint64(0), seenAt: Date.now() }
+    }
     await this.host.setClock(merge(this.host.clock(), opened.clock))
     const fixes = planRestore(result, this.codec)
     log.info({

@@ -20,4 +20,6 @@ export async function agentCommand (opts: { config: string }): Promise<void> {
     if (stopRequested !== undefined) requestStop(stopRequested)
     else if (process.send !== undefined && !process.connected) requestStop('supervisor exited')
   })
+  // an open IPC channel would keep the process alive after the agent stopped
+  if (process.connected) process.disconnect()
 }

@@ -16,6 +16,8 @@ import { decodeNodeSet, decodeReconcileBlock, encodeChildSums, encodeReconciledB
 
 /** Most nodes one request may name, across all its parts. */
 const MAX_NODES_PER_ROUND = 1 << 20
+/** Rows read from the store per call while answering a round. */
+const ROW_READ_BATCH = 10_000
 /** Most entry hashes one request may carry. */
 const MAX_HASHES_PER_ROUND = 1 << 21
 
@@ -58,15 +60,13 @@ export class Responder {
     const first: ReplyMessage = { t: 'reply' }
     if (expand.length > 0) first.children = encodeChildSums(expand.flatMap(n => this.childSums(n)), round.sumBytes)
 
-    const rowBatches: Array<Array<{ row: Uint8Array }>> = []
+    // rows to send, read from the store in one go after every node is settled (one query per round, not per node)
+    const wanted: IndexEntry[] = []
+    const fetchAllSpans: Array<[number, number]> = []
     if (fetchAll.length > 0) {
-      first.nodes = []
-      const lists = await this.view.listMany(fetchAll, { signal })
-      for (const entries of lists) {
-        throwIfAborted(signal)
-        const rows = await this.verifiedRows(entries, signal)
-        first.nodes.push([rows.length, u64ToBytes(sumOf(rows.map(r => r.entry)))])
-        rowBatches.push(rows)
+      for (const entries of await this.view.listMany(fetchAll, { signal })) {
+        fetchAllSpans.push([wanted.length, wanted.length + entries.length])
+        wanted.push(...entries)
       }
     }
     if (round.reconcile.length > 0) {
@@ -97,23 +97,30 @@ export class Responder {
         const unmatched: number[] = []
         for (const at of positions.values()) unmatched.push(...at)
         reconciled.push({ count: entries.length, sum: sumOf(entries.map(e => e.entry)), unmatched })
-        rowBatches.push(await this.verifiedRows(toSend, signal))
+        wanted.push(...toSend)
       }
       first.reconciled = encodeReconciledBlock(reconciled)
     }
 
+    const rows = await this.verifiedRows(wanted, signal)
+    if (fetchAll.length > 0) {
+      first.nodes = fetchAllSpans.map(([from, to]) => {
+        const sent = rows.slice(from, to).filter(r => r !== undefined)
+        return [sent.length, u64ToBytes(sumOf(sent.map(r => r.entry)))]
+      })
+    }
+
     let pending: ReplyMessage = first
     let pendingBytes = 0
-    for (const batch of rowBatches) {
-      for (const { row } of batch) {
-        if (pendingBytes + row.length > RESPONSE_CHUNK_BYTES && pendingBytes > 0) {
-          yield { ...pending, more: true }
-          pending = { t: 'reply' }
-          pendingBytes = 0
-        }
-        (pending.rows ??= []).push(row)
-        pendingBytes += row.length
+    for (const r of rows) {
+      if (r === undefined) continue
+      if (pendingBytes + r.row.length > RESPONSE_CHUNK_BYTES && pendingBytes > 0) {
+        yield { ...pending, more: true }
+        pending = { t: 'reply' }
+        pendingBytes = 0
       }
+      (pending.rows ??= []).push(r.row)
+      pendingBytes += r.row.length
     }
     yield pending
   }
@@ -125,15 +132,21 @@ export class Responder {
     return out
   }
 
-  /** Reads rows and keeps those whose current digest is still the one the index listed. */
-  private async verifiedRows (entries: IndexEntry[], signal?: AbortSignal): Promise<Array<{ row: Uint8Array, entry: bigint }>> {
-    if (entries.length === 0) return []
-    const rows = await this.view.getRows(entries.map(e => e.key), { signal })
-    const out: Array<{ row: Uint8Array, entry: bigint }> = []
-    rows.forEach((row, i) => {
-      const e = entries[i]!
-      if (row !== undefined && entryHash(e.keyHash, this.codec.rowDigest(row)) === e.entry) out.push({ row, entry: e.entry })
-    })
+  /**
+   * Reads the rows for the entries, in batches, and keeps each only if its
+   * current digest is still the one the index listed (undefined otherwise).
+   */
+  private async verifiedRows (entries: IndexEntry[], signal?: AbortSignal): Promise<Array<{ row: Uint8Array, entry: bigint } | undefined>> {
+    const out: Array<{ row: Uint8Array, entry: bigint } | undefined> = []
+    for (let from = 0; from < entries.length; from += ROW_READ_BATCH) {
+      throwIfAborted(signal)
+      const part = entries.slice(from, from + ROW_READ_BATCH)
+      const rows = await this.view.getRows(part.map(e => e.key), { signal })
+      rows.forEach((row, i) => {
+        const e = part[i]!
+        out.push(row !== undefined && entryHash(e.keyHash, this.codec.rowDigest(row)) === e.entry ? { row, entry: e.entry } : undefined)
+      })
+    }
     return out
   }
 }

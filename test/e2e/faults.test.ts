@@ -104,10 +104,11 @@ describe('faults', () => {
     const bConfig = { ...agentConfig(dir.path, 'b', [{ region: 'sot', address: `/ip4/127.0.0.1/tcp/${sotP2p}` }], ['sot']), status: { host: '127.0.0.1', port: bStatus } }
     let b: AgentProcess = await launchAgent(dir.path, bConfig)
 
-    type S = { datasets: Array<{ state: string, root: { sum: string, count: number } }> }
+    // while an agent starts, its status lists no dataset, or one still indexing (no root yet)
+    type S = { datasets: Array<{ state: string, root?: { sum: string, count: number } }> }
     const converged = async (): Promise<boolean> => {
-      const [s, r] = [await fetchStatus<S>(sot), await fetchStatus<S>(b)]
-      return s !== undefined && r !== undefined && r.datasets[0]!.state === 'in-sync' && r.datasets[0]!.root.sum === s.datasets[0]!.root.sum
+      const [s, r] = [(await fetchStatus<S>(sot))?.datasets[0], (await fetchStatus<S>(b))?.datasets[0]]
+      return r?.state === 'in-sync' && r.root !== undefined && r.root.sum === s?.root?.sum
     }
     await waitFor('b to converge', converged, 60_000, 100)
 
