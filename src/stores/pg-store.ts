@@ -26,7 +26,7 @@ import pg from 'pg'
 import Cursor from 'pg-cursor'
 import { SCAN_BATCH_ROWS } from '../constants.ts'
 import { ChangesTrimmedError, StoreNotOpenError, StoreSchemaError, StoreUnavailableError, throwIfAborted } from '../errors.ts'
-import type { Row, RowCodec, Value } from '../digest/row-codec.ts'
+import { packValues, type Row, type RowCodec, type Value } from '../digest/row-codec.ts'
 import type { ColumnType, DatasetSchema } from '../digest/schema.ts'
 import type { ApplyRequest, ApplyResult, ChangeBatch, ReplicaStore, RowChange, StoredRow } from './replica-store.ts'
 
@@ -376,8 +376,9 @@ export class PgStore implements ReplicaStore {
   }
 
   private stored (r: Row): StoredRow {
-    const row = this.codec.encodeRow(r)
-    return { key: this.codec.keyOfEncodedRow(row), row }
+    // normalize once; the key comes from the same values (no second decode of the row)
+    const values = this.codec.normalize(r)
+    return { key: this.codec.keyOfValues(values), row: packValues(values) }
   }
 
   private selectList (alias?: string): string {
