@@ -504,6 +504,18 @@ export function describeReplicaStoreCompliance (name: string, makeStore: StoreFa
       })
     })
 
+    it('a scan stops with CONVERGE_ABORTED when its signal aborts', async () => {
+      const codec = new RowCodec(ITEMS)
+      await withStore(makeStore, ITEMS, async ({ store }) => {
+        await store.apply({ upserts: Array.from({ length: 500 }, (_, i) => codec.encodeRow(item(i))), deletes: [] })
+        const controller = new AbortController()
+        let batches = 0
+        const scanning = (async () => { for await (const _ of store.scan({ batchSize: 100, signal: controller.signal })) { if (++batches === 2) controller.abort() } })()
+        await expect(scanning).rejects.toMatchObject({ code: 'CONVERGE_ABORTED' })
+        expect(batches).toBe(2)
+      })
+    })
+
     it('get returns canonical rows in request order and undefined for absent keys', async () => {
       await withStore(makeStore, ITEMS, async ({ store }, codec) => {
         const key = (id: number): Bytes => codec.encodeKey({ id })

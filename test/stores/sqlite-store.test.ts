@@ -237,16 +237,6 @@ describe('SqliteStore', () => {
     expect(feed.flatMap(b => b.changes).map(ch => [hex(ch.key), hex(ch.row)])).toEqual([[hex(c.encodeKey(nul)), hex(c.encodeRow({ ...nul, v: 'x\u0000y' }))]])
   })
 
-  it('stops a scan when its signal aborts', async () => {
-    const store = await openStore()
-    await store.apply({ upserts: rows(0, 500), deletes: [] })
-    const controller = new AbortController()
-    let batches = 0
-    const scanning = (async () => { for await (const _ of store.scan({ batchSize: 100, signal: controller.signal })) { if (++batches === 2) controller.abort() } })()
-    await expect(scanning).rejects.toMatchObject({ code: 'CONVERGE_ABORTED' })
-    expect(batches).toBe(2)
-  })
-
   it('returns before-images in request order (upserts then deletes) and applies all or nothing', async () => {
     const store = await openStore()
     await store.apply({ upserts: rows(1, 6), deletes: [] })
