@@ -65,6 +65,8 @@ export class Agent implements ReplicaHost {
   private readonly startedAt = Date.now()
   private running = false
   private validating = false
+  /** Summaries from the topic that were malformed or claimed a region their sender does not hold. */
+  summariesRefused = 0
   /** Stores opened whose dataset is not set up yet: closed if start fails. */
   private readonly openingStores = new Set<ReplicaStore>()
   /** Datasets whose index is being built, with the rows read so far. */
@@ -249,6 +251,7 @@ export class Agent implements ReplicaHost {
       clock: this.vectorClock,
       peers: this.peers(),
       ready: this.running,
+      summariesRefused: this.summariesRefused,
       datasets: [
         ...[...this.datasets.values()].map(d => d.status()),
         ...[...this.indexing.entries()].map(([name, rows]) => ({ name, state: 'indexing', rowsIndexed: rows }))
@@ -272,11 +275,12 @@ export class Agent implements ReplicaHost {
     try {
       summary = decodeSummary(data)
     } catch (err) {
+      this.summariesRefused++
       this.log.warn({ peerId, err: (err as Error).message }, 'malformed summary refused')
       return
     }
-    if (summary.region === this.region) { this.log.warn({ peerId, region: summary.region }, 'summary claims this agent\'s own region; refused'); return }
-    if (!this.board.accept(peerId, summary)) { this.log.warn({ peerId, region: summary.region }, 'summary from a peer not bound to its region; refused'); return }
+    if (summary.region === this.region) { this.summariesRefused++; this.log.warn({ peerId, region: summary.region }, 'summary claims this agent\'s own region; refused'); return }
+    if (!this.board.accept(peerId, summary)) { this.summariesRefused++; this.log.warn({ peerId, region: summary.region }, 'summary from a peer not bound to its region; refused'); return }
     const replica = this.datasets.get(summary.dataset)
     if (replica === undefined) return
     const source = this.sourceOf(replica.config)
