@@ -13,6 +13,7 @@ import { StateDb } from '../index/state-db.ts'
 import type { ReplicaStore } from '../stores/replica-store.ts'
 import { memoryChannelPair } from './channel.ts'
 import { runClientSync, serveSync } from './session.ts'
+import { hexOf } from '../util/bytes.ts'
 
 export interface StoreDifference {
   /** Rows only the left store holds. */
@@ -26,7 +27,7 @@ export interface StoreDifference {
   bytes: number
 }
 
-const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex')
+const hex = hexOf
 
 export async function compareStores (left: ReplicaStore, right: ReplicaStore, codec: RowCodec, options: { signal?: AbortSignal } = {}): Promise<StoreDifference> {
   const dir = await mkdtemp(join(tmpdir(), 'converge-diff-'))

@@ -7,8 +7,9 @@ import { entryHash } from '../digest/hash.ts'
 import type { RowCodec } from '../digest/row-codec.ts'
 import { depthFor, MerkleTree, nodeRange } from '../tree/merkle-tree.ts'
 import type { IndexEntry, ReplicaView } from './replica-view.ts'
+import { hexOf } from '../util/bytes.ts'
 
-const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex')
+const hex = hexOf
 
 export class MemoryReplica implements ReplicaView {
   readonly tree: MerkleTree

@@ -25,6 +25,7 @@ import { nodeOf, nodeRange } from '../tree/merkle-tree.ts'
 import type { OpenedMessage, ReplyMessage, RoundMessage } from './messages.ts'
 import type { IndexEntry, ReplicaView } from './replica-view.ts'
 import { decodeChildSums, decodeReconciledBlock, encodeNodeSet, encodeReconcileBlock, shortSum, type HashWidth, type SumWidth } from './wire.ts'
+import { hexOf } from '../util/bytes.ts'
 
 /** Bounds on one request, so that each answer fits its frames. */
 const MAX_EXPAND_PER_ROUND = 16_384
@@ -58,7 +59,7 @@ interface Reconcile extends NodeRef { wide: boolean, local: IndexEntry[], width:
 interface Received { rows: Uint8Array[], entries: bigint[], keys: string[] }
 
 const nodeKey = (level: number, index: number): string => `${level}:${index}`
-const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex')
+const hex = hexOf
 const byNode = (a: NodeRef, b: NodeRef): number => a.level - b.level || a.index - b.index
 const sumOf = (xs: Iterable<bigint>): bigint => { let s = 0n; for (const x of xs) s += x; return BigInt.asUintN(64, s) }
 

@@ -1,3 +1,5 @@
+import { setTimeout as wait } from 'node:timers/promises'
+
 /** Runs async tasks one at a time, in call order; a failed task does not block the next. */
 export class SerialQueue {
   private tail: Promise<unknown> = Promise.resolve()
@@ -11,10 +13,5 @@ export class SerialQueue {
 
 /** Resolves after `ms`, or rejects when the signal aborts. */
 export async function sleep (ms: number, signal?: AbortSignal): Promise<void> {
-  const { setTimeout: wait } = await import('node:timers/promises')
   await wait(ms, undefined, { signal })
-}
-
-export function hexOf (bytes: Uint8Array): string {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex')
 }
