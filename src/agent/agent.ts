@@ -8,7 +8,7 @@
  */
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
-import type { PeerId, Stream } from '@libp2p/interface'
+import type { Stream } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { AuditLog } from '../audit/audit-log.ts'
@@ -325,4 +325,3 @@ export class Agent implements ReplicaHost {
   }
 }
 
-export type { PeerId }

@@ -316,7 +316,8 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
           if (++applied % 64 === 0) await this.store.trimChanges(this.seq)
           this.release()
           this.emit('change')
-          await this.maybeResize(controller.signal)
+          // a rescan for a new depth goes in turn with batches and validation corrections
+          await this.updates.run(async () => await this.maybeResize(controller.signal))
         }
       } catch (err) {
         if (err instanceof AbortedError || controller.signal.aborted) return

@@ -107,16 +107,6 @@ export class MerkleTree {
     }
   }
 
-  /** A copy of this tree cut to a shallower depth (no data is lost above it). */
-  truncated (depth: number): MerkleTree {
-    const out = new MerkleTree(Math.min(depth, this.depth))
-    for (let level = 0; level <= out.depth; level++) {
-      out.counts[level]!.set(this.counts[level]!)
-      out.sums[level]!.set(this.sums[level]!)
-    }
-    return out
-  }
-
   private update (keyHash: bigint, delta: bigint, countDelta: number): void {
     const hi = Number(keyHash >> 32n)
     for (let level = 0; level <= this.depth; level++) {

@@ -561,6 +561,11 @@ export function describeReplicaStoreCompliance (name: string, makeStore: StoreFa
 
         expect((await store.apply({ upserts: [], deletes: [] })).before, 'an empty apply').toEqual([])
         await expectHolds(store, codec, model)
+
+        // a key both upserted and deleted in one request: both before-images are the prior row, and the delete wins
+        const both = await store.apply({ upserts: [row(4, 2)], deletes: [key(4)] })
+        expect(both.before.map(hexOrNull)).toEqual([hex(row(4)), hex(row(4))])
+        expect(await store.get([key(4)])).toEqual([undefined])
       })
     })
 

@@ -82,23 +82,6 @@ describe('LevelStore', () => {
     await rm(dir, { recursive: true, force: true })
   })
 
-  it('returns before-images, null where absent, upserts first then deletes, in request order', async () => {
-    const store = await openStore()
-    await store.apply({ upserts: rows(1, 6), deletes: [] })
-    const result = await store.apply({
-      upserts: [row(3, 1), row(10), row(1, 1)],
-      deletes: [key(2), key(11), key(5)]
-    })
-    expect(result.before.map(hex)).toEqual([hex(row(3)), null, hex(row(1)), hex(row(2)), null, hex(row(5))])
-    expect((await store.get([key(1), key(2), key(3), key(4), key(5), key(10), key(11)])).map(hex))
-      .toEqual([hex(row(1, 1)), undefined, hex(row(3, 1)), hex(row(4)), undefined, hex(row(10)), undefined])
-    // a key both upserted and deleted in one request: both before-images are the prior row, and the delete wins
-    const both = await store.apply({ upserts: [row(4, 2)], deletes: [key(4)] })
-    expect(both.before.map(hex)).toEqual([hex(row(4)), hex(row(4))])
-    expect(await store.get([key(4)])).toEqual([undefined])
-    expect((await store.apply({ upserts: [], deletes: [] })).before).toEqual([])
-  })
-
   it('assigns increasing seqs, also to concurrent applies, and each is recorded whole', async () => {
     const store = await openStore()
     expect(await store.lastSeq()).toBe(0)

@@ -182,33 +182,6 @@ describe('MerkleTree', () => {
     }), { numRuns: 100 })
   })
 
-  it('truncated(d) equals a fresh tree of depth d over the same rows (property)', () => {
-    fc.assert(fc.property(fc.integer({ min: 1, max: 4 }), fc.array(entryArb, { maxLength: 200 }), (depth, entries) => {
-      const tree = new MerkleTree(depth)
-      for (const [k, e] of entries) tree.add(k, e)
-      for (let d = 1; d <= depth; d++) {
-        const cut = tree.truncated(d)
-        expect(cut.depth).toBe(d)
-        expect(snapshot(cut)).toEqual(snapshot(fromScratch(d, entries)))
-      }
-      // asking for more depth than there is keeps the tree as deep as it is
-      const same = tree.truncated(depth + 1 > 6 ? 6 : depth + 1)
-      expect(same.depth).toBe(depth)
-      expect(snapshot(same)).toEqual(snapshot(tree))
-    }), { numRuns: 40 })
-  })
-
-  it('truncated copies: later changes to either tree do not leak into the other', () => {
-    const tree = new MerkleTree(3)
-    tree.add(0x1230000000000000n, 9n)
-    const cut = tree.truncated(2)
-    tree.add(0x1240000000000000n, 4n)
-    expect(cut.root).toEqual({ count: 1, sum: 9n })
-    cut.add(0x9990000000000000n, 1n)
-    expect(tree.root).toEqual({ count: 2, sum: 13n })
-    expect(tree.node(1, 9)).toEqual({ count: 0, sum: 0n })
-  })
-
   it('returns every node to zero when every added entry is removed (property)', () => {
     fc.assert(fc.property(depthArb, fc.array(entryArb, { minLength: 1, maxLength: 200 }), fc.nat(), (depth, entries, seed) => {
       const tree = new MerkleTree(depth)
