@@ -10,7 +10,7 @@ import { randomUUID } from 'node:crypto'
 import type { AuditLog } from '../audit/audit-log.ts'
 import { merge, tick, type VectorClock } from '../audit/vector-clock.ts'
 import type { DatasetConfig } from '../config/schema.ts'
-import { ConvergeError } from '../errors.ts'
+import { ConvergeError, RemoteError, SchemaMismatchError } from '../errors.ts'
 import { u64Hex } from '../digest/hash.ts'
 import type { RowCodec } from '../digest/row-codec.ts'
 import type { DatasetSummary } from '../gossip/summary.ts'
@@ -170,6 +170,13 @@ export class DatasetReplica {
         this.lastError = undefined
       } catch (err) {
         if (this.stopping.signal.aborted) return
+        if (isSchemaMismatch(err)) {
+          // retrying cannot help: wait for a summary that carries another schema (evaluate() runs on each)
+          this.state = 'schema-mismatch'
+          this.lastError = (err as Error).message
+          this.host.log.warn({ dataset: this.name, source: source.region, err: this.lastError }, 'schemas differ; nothing is applied until they agree')
+          return
+        }
         this.failures++
         this.counters.syncErrors++
         this.lastError = (err as Error).message
@@ -291,4 +298,8 @@ export class DatasetReplica {
       counters: this.counters
     }
   }
+}
+
+function isSchemaMismatch (err: unknown): boolean {
+  return err instanceof SchemaMismatchError || (err instanceof RemoteError && err.remoteCode === 'CONVERGE_SCHEMA_MISMATCH')
 }
