@@ -347,9 +347,8 @@ function shuffled (value: unknown, seed: number): unknown {
   if (value !== null && typeof value === 'object') {
     const entries = Object.entries(value)
     const order = seed % 2 === 0 ? entries.reverse() : entries
-    const out: Record<string, unknown> = {}
-    for (const [k, v] of order) out[k] = shuffled(v, seed)
-    return out
+    // fromEntries, not assignment: a "__proto__" key must stay an own key
+    return Object.fromEntries(order.map(([k, v]) => [k, shuffled(v, seed)]))
   }
   return value
 }
