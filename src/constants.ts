@@ -11,6 +11,17 @@ export const TARGET_LEAF_ROWS = 32
 /** Deepest tree kept in memory: 16^6 = 16.7M leaves, enough for ~500M rows at the target leaf size. */
 export const MAX_TREE_DEPTH = 6
 
+/**
+ * Tree level of a partition: a partitioned dataset's key hash starts with
+ * 4 hex digits (16 bits) taken from the partition value, so each partition is
+ * one node at this level (65,536 buckets: 100 partitions share one with about
+ * 7% odds, and then reconcile together) and the tree is never shallower.
+ */
+export const PARTITION_LEVEL = 4
+
+/** Partitions of one dataset reconciled at the same time. */
+export const PARTITION_CONCURRENCY = 4
+
 /** A mismatched node with this many rows or fewer on either side is listed instead of expanded. */
 export const LIST_THRESHOLD = 24
 

@@ -11,16 +11,21 @@ import type { AuditLog } from '../audit/audit-log.ts'
 import { merge, tick, type VectorClock } from '../audit/vector-clock.ts'
 import type { DatasetConfig } from '../config/schema.ts'
 import { ConvergeError, RemoteError, SchemaMismatchError } from '../errors.ts'
-import { u64Hex } from '../digest/hash.ts'
-import type { RowCodec } from '../digest/row-codec.ts'
+import { PARTITION_CONCURRENCY, PARTITION_LEVEL } from '../constants.ts'
+import { bytesToU64, u64Hex } from '../digest/hash.ts'
+import type { RowCodec, Value } from '../digest/row-codec.ts'
+import type { ColumnType } from '../digest/schema.ts'
 import type { DatasetSummary } from '../gossip/summary.ts'
 import type { DigestIndex, ValidationReport } from '../index/digest-index.ts'
 import type { Logger } from '../observability/logger.ts'
 import { planRestore } from '../policy/restore.ts'
 import type { ReplicaStore } from '../stores/replica-store.ts'
 import type { FrameChannel } from '../sync/channel.ts'
-import { runClientSync } from '../sync/session.ts'
-import { sleep } from '../util/serial.ts'
+import type { NarrowingResult, NodeRef } from '../sync/narrowing.ts'
+import { runClientSync, type ClientSyncOutcome } from '../sync/session.ts'
+import { retryDelayMs, sleep } from '../util/serial.ts'
+import pLimit from 'p-limit'
+import { PartitionBoard } from './partition-board.ts'
 
 export type DriftState = 'starting' | 'source' | 'in-sync' | 'drifted' | 'syncing' | 'no-source' | 'schema-mismatch' | 'error'
 
@@ -64,7 +69,14 @@ export interface DatasetReplicaInit {
   timeoutMs: number
 }
 
-const MAX_BACKOFF_MS = 30_000
+/** One sync's context, shared by its survey and partition sessions. */
+interface Session {
+  sourceRegion: string
+  peerId: string
+  correlationId: string
+  signal: AbortSignal
+  log: Logger
+}
 
 export interface SyncReport {
   correlationId: string
@@ -101,6 +113,8 @@ export class DatasetReplica {
   private worker: Promise<void> | undefined
   private readonly stopping = new AbortController()
   private failures = 0
+  /** Drifted partitions of a partitioned dataset, each with its own state and backoff. */
+  readonly partitions = new PartitionBoard()
 
   constructor (init: DatasetReplicaInit) {
     this.config = init.config
@@ -130,7 +144,7 @@ export class DatasetReplica {
     const root = this.index.tree.root
     const sot = this.sotRoot
     if (sot !== undefined && sot.count === root.count && sot.sum === root.sum) {
-      if (this.state !== 'syncing') this.state = 'in-sync'
+      if (this.state !== 'syncing') { this.state = 'in-sync'; this.partitions.clear() }
       this.firstDriftAt = undefined
       return
     }
@@ -167,7 +181,8 @@ export class DatasetReplica {
         this.state = 'syncing'
         await this.syncOnce(source.region, source.peerId)
         this.failures = 0
-        this.lastError = undefined
+        const failing = this.partitions.failing
+        this.lastError = failing === 0 ? undefined : `${failing} partition${failing === 1 ? '' : 's'} failing (see partitions); the others are reconciled`
       } catch (err) {
         if (this.stopping.signal.aborted) return
         if (isSchemaMismatch(err)) {
@@ -183,18 +198,20 @@ export class DatasetReplica {
         this.state = 'error'
         this.host.log.warn({ dataset: this.name, source: source.region, err: (err as Error).message, code: (err as { code?: string }).code }, 'sync failed')
         this.wanted = true
-        const backoff = Math.min(MAX_BACKOFF_MS, 500 * 2 ** Math.min(this.failures, 10))
-        await sleep(backoff / 2 + Math.random() * backoff / 2, this.stopping.signal).catch(() => undefined)
+        await sleep(retryDelayMs(this.failures), this.stopping.signal).catch(() => undefined)
         continue
       }
       const root = this.index.tree.root
       const sot = this.sotRoot
       this.state = sot !== undefined && sot.count === root.count && sot.sum === root.sum ? 'in-sync' : 'drifted'
       // level with the newest root heard: whatever asked for another sync meanwhile is already done
-      if (this.state === 'in-sync') { this.firstDriftAt = undefined; this.wanted = false }
+      if (this.state === 'in-sync') { this.firstDriftAt = undefined; this.wanted = false; this.partitions.clear() }
       // still apart (a local write meanwhile, a newer source root, a row left unresolved): go again
       else this.wanted = true
-      const wait = this.minIntervalMs - (Date.now() - started)
+      let wait = this.minIntervalMs - (Date.now() - started)
+      // apart only by partitions that back off: nothing to do before the first of them is due
+      const retryAt = this.partitions.nextRetryAt()
+      if (this.state === 'drifted' && retryAt !== undefined && this.partitions.failing > 0) wait = Math.max(wait, retryAt - Date.now())
       if (wait > 0) await sleep(wait, this.stopping.signal).catch(() => undefined)
     }
   }
@@ -229,52 +246,111 @@ export class DatasetReplica {
   private async syncOnce (sourceRegion: string, peerId: string): Promise<SyncReport> {
     const signal = AbortSignal.any([this.stopping.signal, AbortSignal.timeout(this.timeoutMs)])
     const correlationId = randomUUID()
-    const log = this.host.log.child({ dataset: this.name, cid: correlationId, source: sourceRegion })
+    const session: Session = { sourceRegion, peerId, correlationId, signal, log: this.host.log.child({ dataset: this.name, cid: correlationId, source: sourceRegion }) }
+    const report: SyncReport = { correlationId, sourceRegion, missing: 0, changed: 0, extra: 0, unresolved: 0, fixes: 0, roundTrips: 0, bytesSent: 0, bytesReceived: 0 }
+    if (!this.codec.partitioned) {
+      const { result } = await this.exchange(session, report, {})
+      await this.repair(session, report, result)
+    } else {
+      // survey down to the partition level, then one session per drifted partition, side by side
+      const { result } = await this.exchange(session, report, { surveyLevel: PARTITION_LEVEL })
+      const due = this.partitions.survey(result.diverged.map(n => n.index))
+      const limit = pLimit(PARTITION_CONCURRENCY)
+      await Promise.all(due.map(async bucket => await limit(async () => { await this.syncPartition(session, report, bucket) })))
+    }
+    await this.index.catchUp({ signal })
+    return report
+  }
+
+  /**
+   * One partition's own session and fix. Its failure is its own: it is
+   * recorded on the partition, which backs off, and the others go on.
+   */
+  private async syncPartition (session: Session, report: SyncReport, bucket: number): Promise<void> {
+    if (session.signal.aborted) return
+    const cid = randomUUID()
+    const part: Session = { ...session, correlationId: cid, log: session.log.child({ partitionBucket: bucket, cid }) }
+    this.partitions.started(bucket)
+    let value: string | undefined
+    try {
+      const { result } = await this.exchange(part, report, { at: { level: PARTITION_LEVEL, index: bucket } })
+      value = this.partitionValue(result)
+      await this.repair(part, report, result, value)
+      this.partitions.succeeded(bucket, value)
+    } catch (err) {
+      if (this.stopping.signal.aborted) return
+      if (isSchemaMismatch(err)) throw err
+      this.counters.syncErrors++
+      this.partitions.failed(bucket, (err as Error).message, value)
+      part.log.warn({ err: (err as Error).message, code: (err as { code?: string }).code }, 'partition sync failed; the other partitions go on')
+    }
+  }
+
+  /** Runs one exchange with the SoT and counts it; also remembers the SoT's root when the exchange started there. */
+  private async exchange (session: Session, report: SyncReport, options: { at?: NodeRef, surveyLevel?: number }): Promise<ClientSyncOutcome> {
+    const { signal } = session
     const t0 = performance.now()
-    const channel = await this.host.openSyncChannel(peerId, signal)
+    const channel = await this.host.openSyncChannel(session.peerId, signal)
     const tOpen = performance.now()
-    const { opened, result, stats } = await runClientSync(channel, {
-      dataset: this.name, region: this.host.region, codec: this.codec, view: this.index, clock: this.host.clock(), correlationId, signal
+    const outcome = await runClientSync(channel, {
+      dataset: this.name, region: this.host.region, codec: this.codec, view: this.index, clock: this.host.clock(), correlationId: session.correlationId, signal, ...options
     })
+    const { opened, result, stats } = outcome
     this.counters.syncs++
     this.counters.roundTrips += stats.roundTrips
     this.counters.bytesSent += stats.bytesSent
     this.counters.bytesReceived += stats.bytesReceived
     this.counters.unresolved += result.unresolved
+    report.roundTrips += stats.roundTrips
+    report.bytesSent += stats.bytesSent
+    report.bytesReceived += stats.bytesReceived
+    report.unresolved += result.unresolved
     this.lastSyncAt = Date.now()
     // the root the source opened with, unless a newer summary arrived meanwhile
-    if (this.sotRoot === undefined || this.sotRoot.seenAt <= this.syncStartedAt) {
-      this.sotRoot = { count: opened.count, sum: new DataView(opened.sum.buffer, opened.sum.byteOffset, 8).getBigUint64(0), seenAt: Date.now() }
+    if (options.at === undefined && (this.sotRoot === undefined || this.sotRoot.seenAt <= this.syncStartedAt)) {
+      this.sotRoot = { count: opened.count, sum: bytesToU64(opened.sum), seenAt: Date.now() }
     }
     await this.host.setClock(merge(this.host.clock(), opened.clock))
+    session.log.info({
+      ...(options.surveyLevel === undefined ? { missing: result.missing, changed: result.changed, extra: result.extra, unresolved: result.unresolved } : { drifted: result.diverged.length }),
+      roundTrips: stats.roundTrips, bytes: stats.bytesSent + stats.bytesReceived, dialMs: Math.round(tOpen - t0), exchangeMs: Math.round(performance.now() - tOpen)
+    }, options.surveyLevel !== undefined ? 'partition survey done' : result.upserts.length + result.deletes.length === 0 ? 'sync found no drift' : 'sync found drift')
+    return outcome
+  }
+
+  /** Applies the `restore` of a difference as one or more audited fixes. */
+  private async repair (session: Session, report: SyncReport, result: NarrowingResult, partition?: string): Promise<void> {
     const fixes = planRestore(result, this.codec)
-    log.info({
-      missing: result.missing, changed: result.changed, extra: result.extra, unresolved: result.unresolved, roundTrips: stats.roundTrips,
-      bytes: stats.bytesSent + stats.bytesReceived, dialMs: Math.round(tOpen - t0), exchangeMs: Math.round(performance.now() - tOpen)
-    }, fixes.length === 0 ? 'sync found no drift' : 'sync found drift')
     for (const fix of fixes) {
-      if (signal.aborted) break
+      if (session.signal.aborted) break
       const fixId = randomUUID()
       const clock = tick(this.host.clock(), this.host.region)
       await this.host.setClock(clock)
-      const common = { fixId, correlationId, dataset: this.name, region: this.host.region, clock, sourceRegion, rule: this.config.rule }
+      const common = { fixId, correlationId: session.correlationId, dataset: this.name, region: this.host.region, clock, sourceRegion: session.sourceRegion, rule: this.config.rule, ...(partition === undefined ? {} : { partition }) }
       await this.host.audit.append({ ...common, kind: 'intent', detected: { missing: result.missing, changed: result.changed, extra: result.extra }, upserts: fix.upserts, deletes: fix.deletes })
       const applied = await this.store.apply({ upserts: fix.upserts, deletes: fix.deletes, origin: 'converge' })
       await this.host.audit.append({ ...common, kind: 'commit', before: applied.before, storeSeq: applied.seq })
       this.counters.fixes++
       this.counters.rowsUpserted += fix.upserts.length
       this.counters.rowsDeleted += fix.deletes.length
+      report.fixes++
       this.lastFixAt = Date.now()
-      log.info({ fixId, upserts: fix.upserts.length, deletes: fix.deletes.length, storeSeq: applied.seq }, 'fix applied')
+      session.log.info({ fixId, upserts: fix.upserts.length, deletes: fix.deletes.length, storeSeq: applied.seq }, 'fix applied')
     }
     this.counters.missing += result.missing
     this.counters.changed += result.changed
     this.counters.extra += result.extra
-    await this.index.catchUp({ signal })
-    return {
-      correlationId, sourceRegion, missing: result.missing, changed: result.changed, extra: result.extra, unresolved: result.unresolved,
-      fixes: fixes.length, roundTrips: stats.roundTrips, bytesSent: stats.bytesSent, bytesReceived: stats.bytesReceived
-    }
+    report.missing += result.missing
+    report.changed += result.changed
+    report.extra += result.extra
+  }
+
+  /** The partition value a partition session dealt with, for status and audit (from any key it touched). */
+  private partitionValue (result: NarrowingResult): string | undefined {
+    const key = result.deletes[0] ?? (result.upserts[0] === undefined ? undefined : this.codec.keyOfEncodedRow(result.upserts[0]))
+    if (key === undefined) return undefined
+    const type = this.codec.columns[this.codec.keyPositions[this.codec.partitionKeyPosition!]!]!.type
+    return displayValue(this.codec.partitionOf(key), type)
   }
 
   /** A JSON-ready view for the status port. */
@@ -295,6 +371,7 @@ export class DatasetReplica {
       lastFixAt: this.lastFixAt ?? null,
       driftSince: this.firstDriftAt ?? null,
       lastValidation: this.lastValidation ?? null,
+      ...(this.codec.partitioned ? { partitionColumn: this.codec.schema.partitionColumn, partitions: this.partitions.status() } : {}),
       counters: this.counters
     }
   }
@@ -302,4 +379,12 @@ export class DatasetReplica {
 
 function isSchemaMismatch (err: unknown): boolean {
   return err instanceof SchemaMismatchError || (err instanceof RemoteError && err.remoteCode === 'CONVERGE_SCHEMA_MISMATCH')
+}
+
+/** A partition value as operators write it: dates as ISO strings (timestamp columns hold UTC ms), bytes in hex. */
+function displayValue (v: Value | undefined, type: ColumnType): string | undefined {
+  if (v === undefined) return undefined
+  if (v instanceof Uint8Array) return Buffer.from(v).toString('hex')
+  if (type === 'timestamp' && typeof v === 'number') return new Date(v).toISOString()
+  return String(v)
 }

@@ -34,6 +34,8 @@ export interface AuditRecord {
   before?: Array<Uint8Array | null>
   storeSeq?: number
   reason?: string
+  /** The partition value a fix of a partitioned dataset belongs to. */
+  partition?: string
 }
 
 export interface AuditEntry extends AuditRecord {

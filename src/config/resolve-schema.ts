@@ -10,8 +10,12 @@ export async function resolveSchema (dataset: DatasetConfig): Promise<DatasetSch
   const { readCatalogSchema } = await import('../stores/pg-store.ts')
   const read = await readCatalogSchema(dataset.store.connectionString, dataset.store.table)
   const columns = new Set(read.columns.map(c => c.name))
-  for (const name of [...schema.ignoreColumns, ...(schema.eventTimeColumn === undefined ? [] : [schema.eventTimeColumn])]) {
+  const named = [...schema.ignoreColumns, schema.eventTimeColumn, schema.partitionColumn].filter(n => n !== undefined)
+  for (const name of named) {
     if (!columns.has(name)) throw new ConfigError(`dataset "${dataset.name}": column "${name}" is not in table ${dataset.store.table}`)
   }
-  return { ...read, version: schema.version, ignoreColumns: schema.ignoreColumns, eventTimeColumn: schema.eventTimeColumn }
+  if (schema.partitionColumn !== undefined && !read.primaryKey.includes(schema.partitionColumn)) {
+    throw new ConfigError(`dataset "${dataset.name}": partition column "${schema.partitionColumn}" is not in the primary key of ${dataset.store.table} (${read.primaryKey.join(', ')})`)
+  }
+  return { ...read, version: schema.version, ignoreColumns: schema.ignoreColumns, eventTimeColumn: schema.eventTimeColumn, partitionColumn: schema.partitionColumn }
 }

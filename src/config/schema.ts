@@ -19,7 +19,9 @@ export const datasetSchemaSchema = z.object({
   columns: z.array(column).min(1),
   primaryKey: z.array(z.string().min(1)).min(1),
   ignoreColumns: z.array(z.string()).default([]),
-  eventTimeColumn: z.string().optional()
+  eventTimeColumn: z.string().optional(),
+  /** A key column naming each row's partition (a day, a tenant); partitions are reconciled independently. */
+  partitionColumn: z.string().optional()
 }).strict().superRefine((s, ctx) => {
   const names = new Set<string>()
   s.columns.forEach((c, i) => {
@@ -32,6 +34,7 @@ export const datasetSchemaSchema = z.object({
     if (s.primaryKey.includes(k)) ctx.addIssue({ code: 'custom', path: ['ignoreColumns', i], message: `key column "${k}" cannot be ignored` })
   })
   if (s.eventTimeColumn !== undefined && !names.has(s.eventTimeColumn)) ctx.addIssue({ code: 'custom', path: ['eventTimeColumn'], message: `"${s.eventTimeColumn}" is not a column` })
+  if (s.partitionColumn !== undefined && !s.primaryKey.includes(s.partitionColumn)) ctx.addIssue({ code: 'custom', path: ['partitionColumn'], message: `"${s.partitionColumn}" must be one of the primary key columns` })
 })
 
 const levelStore = z.object({
@@ -62,7 +65,8 @@ const catalogSchema = z.object({
   fromCatalog: z.literal(true),
   version: z.number().int().min(1).default(1),
   ignoreColumns: z.array(z.string()).default([]),
-  eventTimeColumn: z.string().optional()
+  eventTimeColumn: z.string().optional(),
+  partitionColumn: z.string().optional()
 }).strict()
 
 const dataset = z.object({

@@ -14,7 +14,8 @@
  */
 import { Packr } from 'msgpackr'
 import { RowEncodingError } from '../errors.ts'
-import { xxh64 } from './hash.ts'
+import { PARTITION_LEVEL } from '../constants.ts'
+import { u64Hex, xxh64 } from './hash.ts'
 import { schemaFingerprint, type ColumnSpec, type ColumnType, type DatasetSchema } from './schema.ts'
 
 /** A value as it appears in a canonical row. */
@@ -23,6 +24,10 @@ export type Value = null | boolean | number | bigint | string | Uint8Array
 export type Row = Record<string, unknown>
 
 const packr = new Packr({ useRecords: false, moreTypes: false, int64AsType: 'bigint', mapsAsObjects: true })
+
+const U64_MASK = (1n << 64n) - 1n
+/** The key-hash bits taken from the partition value: one hex digit per level down to PARTITION_LEVEL. */
+const PARTITION_MASK = ((1n << BigInt(4 * PARTITION_LEVEL)) - 1n) << BigInt(64 - 4 * PARTITION_LEVEL)
 
 export function packValues (values: readonly Value[]): Uint8Array {
   return packr.pack(values)
@@ -143,6 +148,8 @@ export class RowCodec {
   /** Positions kept in the digest; undefined when no column is ignored (then digest bytes = row bytes). */
   private readonly digestPositions: readonly number[] | undefined
   readonly eventTimePosition: number | undefined
+  /** Position of the partition column among the key columns, when the dataset is partitioned. */
+  readonly partitionKeyPosition: number | undefined
 
   constructor (schema: DatasetSchema) {
     this.schema = schema
@@ -159,7 +166,29 @@ export class RowCodec {
     for (const k of this.keyPositions) if (ignored.has(k)) throw new RowEncodingError(`key column "${schema.columns[k]?.name}" cannot be ignored`)
     this.digestPositions = ignored.size === 0 ? undefined : schema.columns.map((_, i) => i).filter(i => !ignored.has(i))
     this.eventTimePosition = schema.eventTimeColumn === undefined ? undefined : position(schema.eventTimeColumn)
+    if (schema.partitionColumn === undefined) this.partitionKeyPosition = undefined
+    else {
+      const p = this.keyPositions.indexOf(position(schema.partitionColumn))
+      // a partition value outside the key could change without the key hash, moving a row between subtrees unseen
+      if (p < 0) throw new RowEncodingError(`partition column "${schema.partitionColumn}" must be one of the primary key columns`)
+      this.partitionKeyPosition = p
+    }
   }
+
+  /**
+   * Identifies how keys are laid out (key columns, their types, the partition
+   * column): a store that orders rows by key hash was written under one layout
+   * and cannot be read under another.
+   */
+  get keyLayout (): string {
+    const key = this.keyPositions.map(i => [this.columns[i]!.name, this.columns[i]!.type])
+    return u64Hex(xxh64(packValues([JSON.stringify(key), this.schema.partitionColumn ?? null])))
+  }
+
+  get partitioned (): boolean { return this.partitionKeyPosition !== undefined }
+
+  /** The shallowest tree this dataset may have: deep enough that every partition is a node of its own. */
+  get minTreeDepth (): number { return this.partitioned ? PARTITION_LEVEL : 1 }
 
   /** Normalizes a row object to canonical values in column order. */
   normalize (row: Row): Value[] {
@@ -222,7 +251,23 @@ export class RowCodec {
     return key
   }
 
-  keyHash (keyBytes: Uint8Array): bigint { return xxh64(keyBytes) }
+  /**
+   * The key hash places the row in the tree. For a partitioned dataset its
+   * top 16 bits come from the partition value and the rest from the key, so
+   * that all rows of a partition sit under one node at PARTITION_LEVEL.
+   */
+  keyHash (keyBytes: Uint8Array): bigint {
+    const h = xxh64(keyBytes)
+    if (this.partitionKeyPosition === undefined) return h
+    const value = unpackValues(keyBytes)[this.partitionKeyPosition] ?? null
+    return (xxh64(packValues([value])) & PARTITION_MASK) | (h & ~PARTITION_MASK & U64_MASK)
+  }
+
+  /** The partition value of a key, for display; undefined when the dataset is not partitioned. */
+  partitionOf (keyBytes: Uint8Array): Value | undefined {
+    if (this.partitionKeyPosition === undefined) return undefined
+    return unpackValues(keyBytes)[this.partitionKeyPosition] ?? null
+  }
 
   /** The row digest: xxh64 of the canonical encoding without ignored columns. */
   rowDigest (rowBytes: Uint8Array): bigint {

@@ -27,18 +27,25 @@ export interface DatasetSchema {
   ignoreColumns: string[]
   /** Column holding each row's event time (UTC ms), used by merge and the grace window. */
   eventTimeColumn?: string
+  /**
+   * A key column whose value names the row's partition (a day, a tenant).
+   * Partitions are reconciled independently: each is a subtree of its own.
+   */
+  partitionColumn?: string
 }
 
 /**
- * A stable fingerprint of what the digest depends on: columns, types, key and
- * ignored columns. The version is not part of it, so a version bump that
- * changes nothing else keeps peers comparable.
+ * A stable fingerprint of what the digest depends on: columns, types, key,
+ * ignored columns and the partition column. The version is not part of it,
+ * so a version bump that changes nothing else keeps peers comparable.
  */
 export function schemaFingerprint (schema: DatasetSchema): string {
-  const shape = [
+  const shape: unknown[] = [
     schema.columns.map(c => [c.name, c.type]),
     schema.primaryKey,
     [...schema.ignoreColumns].sort()
   ]
+  // the partition column moves every key hash; appended only when set, so unpartitioned fingerprints stay as they were
+  if (schema.partitionColumn !== undefined) shape.push(['partition', schema.partitionColumn])
   return u64Hex(xxh64(encode(shape)))
 }

@@ -25,14 +25,12 @@ import type { RowCodec } from '../digest/row-codec.ts'
 import type { ReplicaStore, RowChange } from '../stores/replica-store.ts'
 import type { IndexEntry, ReplicaView } from '../sync/replica-view.ts'
 import { depthFor, LeafBuffer, MerkleTree, nodeOf, nodeRange } from '../tree/merkle-tree.ts'
-import { hashRange, READ_AHEAD, readRanges, type ByteSublevel, type StateDb } from './state-db.ts'
+import { EntryBulkWriter, hashRange, READ_AHEAD, readRanges, type ByteSublevel, type StateDb } from './state-db.ts'
 
 const META_KEY = new TextEncoder().encode('meta')
 /** Pause before following a store's change feed again after it failed, doubling up to the max. */
 const FOLLOW_RETRY_MS = 500
 const FOLLOW_RETRY_MAX_MS = 30_000
-/** Index entries written per LevelDB batch during a rebuild. */
-const INDEX_WRITE_BATCH = 20_000
 
 interface IndexMeta { fp: string, storeId: string, seq: number, complete: boolean }
 
@@ -142,7 +140,7 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
       }
       options.onProgress?.({ phase: 'scan', rows: leaves.length })
     }
-    this.currentTree = leaves.build()
+    this.currentTree = leaves.build(this.codec.minTreeDepth)
     this.seq = seq
     await this.store.trimChanges(seq)
     this.emit('change')
@@ -158,28 +156,26 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
     const seqAtStart = await this.store.lastSeq()
     const leaves = new LeafBuffer()
     let rows = 0
-    // index writes go out in large batches, one in flight while the scan reads on
-    let writing: Promise<void> | undefined
-    let ops = this.entries.batch()
-    for await (const batch of this.store.scan({ signal, batchSize: SCAN_BATCH_ROWS })) {
-      throwIfAborted(signal)
-      for (const { key, row } of batch) {
-        const keyHash = this.codec.keyHash(key)
-        const rowDigest = this.codec.rowDigest(row)
-        ops.put(indexKey(keyHash, key), u64ToBytes(rowDigest))
-        leaves.push(keyHash, entryHash(keyHash, rowDigest))
+    const writer = new EntryBulkWriter(this.db, this.entries)
+    try {
+      for await (const batch of this.store.scan({ signal, batchSize: SCAN_BATCH_ROWS })) {
+        throwIfAborted(signal)
+        for (const { key, row } of batch) {
+          const keyHash = this.codec.keyHash(key)
+          const rowDigest = this.codec.rowDigest(row)
+          writer.put(keyHash, key, rowDigest)
+          leaves.push(keyHash, entryHash(keyHash, rowDigest))
+        }
+        rows += batch.length
+        await writer.flush()
+        options.onProgress?.({ phase: 'scan', rows })
       }
-      rows += batch.length
-      if (ops.length >= INDEX_WRITE_BATCH) {
-        await writing
-        writing = ops.write()
-        ops = this.entries.batch()
-      }
-      options.onProgress?.({ phase: 'scan', rows })
+      await writer.finish()
+    } catch (err) {
+      await writer.abandon()
+      throw err
     }
-    await writing
-    await ops.write()
-    this.currentTree = leaves.build()
+    this.currentTree = leaves.build(this.codec.minTreeDepth)
     this.seq = seqAtStart
     await this.writeMeta({ fp: this.codec.fingerprint, storeId: this.store.id, seq: seqAtStart, complete: true })
     await this.store.trimChanges(seqAtStart)
@@ -202,7 +198,7 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
     } finally {
       await it.close()
     }
-    this.currentTree = leaves.build()
+    this.currentTree = leaves.build(this.codec.minTreeDepth)
     this.emit('change')
   }
 
@@ -257,7 +253,7 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
       scanned += batch.length
       options.onProgress?.({ phase: 'scan', rows: scanned })
     }
-    const fresh = leaves.build()
+    const fresh = leaves.build(this.codec.minTreeDepth)
     if (this.storeBacked) {
       // the store is the index: only the in-memory tree can be wrong; rebuild it if it is
       const same = fresh.depth === this.tree.depth && fresh.root.sum === this.tree.root.sum && fresh.root.count === this.tree.root.count
@@ -387,7 +383,8 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
     const rows = this.currentTree.rowCount
     const depth = this.currentTree.depth
     // hysteresis: only when the ideal depth is off by one even at twice or half the rows
-    if (depthFor(rows / 2) > depth || depthFor(rows * 2) < depth) await this.loadTree({ signal })
+    const min = this.codec.minTreeDepth
+    if (depthFor(rows / 2, min) > depth || depthFor(rows * 2, min) < depth) await this.loadTree({ signal })
   }
 
   private release (): void {

@@ -3,7 +3,7 @@
  *
  *   rows     key hash (8 bytes) ‖ canonical key → canonical row
  *   changes  seq (8 bytes, big-endian) → msgpack [origin, [[key, row|null, before|null], …]]
- *   meta     'seq' → last committed seq; 'id' → this store's identity
+ *   meta     'seq' → last committed seq; 'id' → this store's identity; 'layout' → the codec's key layout
  *
  * Rows are kept in key-hash order, so the rows under any tree node are one
  * range scan: the store is its own digest index (`supports.keyHashOrder`) and
@@ -20,7 +20,7 @@ import type { AbstractIterator, AbstractSublevel } from 'abstract-level'
 import { Level } from 'level'
 import { pack, unpack } from 'msgpackr'
 import { SCAN_BATCH_ROWS } from '../constants.ts'
-import { AbortedError, ChangesTrimmedError, StoreNotOpenError, throwIfAborted } from '../errors.ts'
+import { AbortedError, ChangesTrimmedError, StoreNotOpenError, StoreSchemaError, throwIfAborted } from '../errors.ts'
 import { bytesToU64 } from '../digest/hash.ts'
 import type { RowCodec } from '../digest/row-codec.ts'
 import { hashRange, READ_AHEAD, readRanges } from '../index/state-db.ts'
@@ -44,6 +44,7 @@ function seqKey (seq: number): Uint8Array {
 
 const SEQ = new TextEncoder().encode('seq')
 const ID = new TextEncoder().encode('id')
+const LAYOUT = new TextEncoder().encode('layout')
 
 export class LevelStore implements ReplicaStore {
   readonly kind = 'level'
@@ -58,9 +59,11 @@ export class LevelStore implements ReplicaStore {
   private seq = 0
   private opened = false
   private storeId: string | undefined
+  private readonly path: string
 
   constructor (init: LevelStoreInit) {
     this.codec = init.codec
+    this.path = init.path
     this.db = new Level<Bytes, Bytes>(init.path, { keyEncoding: 'view', valueEncoding: 'view' })
     const sub = (name: string): Sub => this.db.sublevel<Bytes, Bytes>(name, { keyEncoding: 'view', valueEncoding: 'view' })
     this.rows = sub('rows')
@@ -80,7 +83,28 @@ export class LevelStore implements ReplicaStore {
     } else {
       this.storeId = new TextDecoder().decode(id)
     }
+    await this.checkKeyLayout()
     this.opened = true
+  }
+
+  /** Rows sit in key-hash order: a store written under another key layout (key or partition column) cannot be read. */
+  private async checkKeyLayout (): Promise<void> {
+    const layout = this.codec.keyLayout
+    const stored = await this.meta.get(LAYOUT)
+    if (stored === undefined) {
+      // stores from before layouts were recorded were written unpartitioned
+      if (this.codec.partitioned && (await this.rows.keys({ limit: 1 }).all()).length > 0) {
+        await this.db.close()
+        throw new StoreSchemaError(`LevelDB store ${this.path} was written without a partition column; a partition column changes every row's place: re-create the store, or drop partitionColumn`)
+      }
+      await this.meta.put(LAYOUT, new TextEncoder().encode(layout))
+      return
+    }
+    const was = new TextDecoder().decode(stored)
+    if (was !== layout) {
+      await this.db.close()
+      throw new StoreSchemaError(`LevelDB store ${this.path} was written under key layout ${was}, the dataset's schema gives ${layout} (the primary key or partition column changed): re-create the store, or restore the previous key`)
+    }
   }
 
   get id (): string {

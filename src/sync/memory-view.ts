@@ -27,7 +27,7 @@ export class MemoryReplica implements ReplicaView {
     }
     entries.sort((a, b) => (a.keyHash < b.keyHash ? -1 : a.keyHash > b.keyHash ? 1 : 0))
     this.entries = entries
-    this.tree = new MerkleTree(depth ?? depthFor(entries.length))
+    this.tree = new MerkleTree(depth ?? depthFor(entries.length, codec.minTreeDepth))
     for (const e of entries) this.tree.addLeaf(e.keyHash, e.entry)
     this.tree.rollUp()
   }

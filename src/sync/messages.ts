@@ -3,8 +3,8 @@
  * map with a `t` field; it is size-bounded by the framing and schema-checked
  * here before any field is used.
  *
- *   client → server  open     dataset, region, schema fingerprint, vector clock, correlation id
- *   server → client  opened   region, fingerprint, clock, tree depth, root, children of the root
+ *   client → server  open     dataset, region, schema fingerprint, vector clock, correlation id, optional start node
+ *   server → client  opened   region, fingerprint, clock, tree depth, the root (or the node `open.at` names) and its children
  *   client → server  round    nodes to expand, nodes to fetch whole, nodes to settle row by row (with the client's entry hashes)
  *   server → client  reply    children sums, node sums, unmatched positions, rows; `more` while rows keep coming
  *   either           error    a stable code and a message, then the stream closes
@@ -29,7 +29,9 @@ export const openSchema = z.object({
   dataset: name,
   region: name,
   fp: z.string().max(64),
-  clock: vectorClockSchema
+  clock: vectorClockSchema,
+  /** Start at this node (a partition) instead of the root: [level, index]. */
+  at: z.tuple([level, z.number().int().min(0)]).refine(([l, i]) => i < 16 ** l, { message: 'node index outside its level' }).optional()
 })
 
 export const openedSchema = z.object({
@@ -39,9 +41,9 @@ export const openedSchema = z.object({
   fp: z.string().max(64),
   clock: vectorClockSchema,
   depth: z.number().int().min(1).max(MAX_TREE_DEPTH),
+  /** Count, sum and child sums of the node asked for in `open.at`, or of the root. */
   count,
   sum: sum8,
-  /** Sums of the root's children. */
   children: bytes
 })
 

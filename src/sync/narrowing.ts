@@ -52,9 +52,22 @@ export interface NarrowingResult {
   extra: number
   /** Nodes whose result did not check out against the SoT's sum; nothing was taken from them. */
   unresolved: number
+  /** In a survey: the nodes at the survey level whose sums differ, left for sessions of their own. */
+  diverged: NodeRef[]
 }
 
-interface NodeRef { level: number, index: number }
+export interface NodeRef { level: number, index: number }
+
+export interface NarrowingOptions {
+  /** Narrow only under this node instead of the root (the SoT's `opened` describes it). */
+  at?: NodeRef
+  /**
+   * Expand every mismatched node down to this level and report the mismatched
+   * nodes there instead of settling them: how a partitioned dataset finds its
+   * drifted partitions, each then reconciled on its own.
+   */
+  surveyLevel?: number
+}
 interface Reconcile extends NodeRef { wide: boolean, local: IndexEntry[], width: HashWidth }
 interface Received { rows: Uint8Array[], entries: bigint[], keys: string[] }
 
@@ -72,6 +85,9 @@ function groupByLevel (nodes: NodeRef[]): Array<[number, Uint8Array]> {
 export class Narrowing {
   private readonly local: ReplicaView
   private readonly codec: RowCodec
+  private readonly at: NodeRef
+  private readonly surveyLevel: number | undefined
+  private readonly diverged: NodeRef[] = []
   private maxLevel = 0
   private rounds = 0
 
@@ -91,9 +107,11 @@ export class Narrowing {
   private readonly deletes = new Map<string, Uint8Array>()
   private readonly counts = { missing: 0, changed: 0, extra: 0, unresolved: 0 }
 
-  constructor (local: ReplicaView, codec: RowCodec) {
+  constructor (local: ReplicaView, codec: RowCodec, options: NarrowingOptions = {}) {
     this.local = local
     this.codec = codec
+    this.at = options.at ?? { level: 0, index: 0 }
+    this.surveyLevel = options.surveyLevel
   }
 
   get roundTrips (): number { return this.rounds }
@@ -103,9 +121,13 @@ export class Narrowing {
     this.rounds = 1
     const tree = this.local.tree
     this.maxLevel = Math.min(tree.depth, opened.depth)
-    if (tree.count(0, 0) === opened.count && tree.sum(0, 0) === bytesToU64(opened.sum)) return undefined
-    const root = { level: 0, index: 0 }
-    if (opened.count === 0) this.deleteAll.push(root)
+    const root = this.at
+    if (root.level > this.maxLevel || (this.surveyLevel !== undefined && this.surveyLevel > this.maxLevel)) {
+      throw new ProtocolViolationError(`node level ${Math.max(root.level, this.surveyLevel ?? 0)} is deeper than the common tree depth ${this.maxLevel}`)
+    }
+    if (tree.count(root.level, root.index) === opened.count && tree.sum(root.level, root.index) === bytesToU64(opened.sum)) return undefined
+    if (this.surveyLevel === root.level) { this.diverged.push(root); return undefined }
+    if (opened.count === 0 && this.surveyLevel === undefined) this.deleteAll.push(root)
     else {
       const decision = this.decide(root)
       if (decision === 'expand') this.compareChildren(root, decodeChildSums(opened.children, TREE_FANOUT, OPENED_SUM_WIDTH), OPENED_SUM_WIDTH)
@@ -170,10 +192,11 @@ export class Narrowing {
   }
 
   result (): NarrowingResult {
-    return { upserts: [...this.upserts.values()], deletes: [...this.deletes.values()], ...this.counts }
+    return { upserts: [...this.upserts.values()], deletes: [...this.deletes.values()], ...this.counts, diverged: this.diverged }
   }
 
   private decide (node: NodeRef): 'expand' | 'reconcile' | 'fetchAll' {
+    if (this.surveyLevel !== undefined) return 'expand'
     const localCount = this.local.tree.count(node.level, node.index)
     if (localCount === 0) return 'fetchAll'
     if (node.level >= this.maxLevel || localCount <= LIST_THRESHOLD) return 'reconcile'
@@ -190,6 +213,7 @@ export class Narrowing {
     for (let j = 0; j < TREE_FANOUT; j++) {
       const child = { level: parent.level + 1, index: parent.index * TREE_FANOUT + j }
       if (shortSum(tree.sum(child.level, child.index), width) === remoteSums[j]) continue
+      if (child.level === this.surveyLevel) { this.diverged.push(child); continue }
       const decision = this.decide(child)
       if (decision === 'expand') this.toExpand.push(child)
       else this.schedule(child, decision)

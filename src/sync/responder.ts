@@ -45,9 +45,13 @@ function sumOf (entries: Iterable<bigint>): bigint {
 export class Responder {
   constructor (private readonly view: ReplicaView, private readonly codec: RowCodec) {}
 
-  /** Sums of the root's children, as sent in `opened`. */
-  rootChildren (): Uint8Array {
-    return encodeChildSums(this.childSums({ level: 0, index: 0 }), 3)
+  /** Sums of a node's children (the root's by default), as sent in `opened`. */
+  childrenOf (node: NodeRef = { level: 0, index: 0 }): Uint8Array {
+    const depth = this.view.tree.depth
+    if (node.level > depth) throw new MalformedMessageError(`open: level ${node.level} is deeper than this tree (depth ${depth})`)
+    // a leaf has no children; the client settles it row by row
+    if (node.level === depth) return new Uint8Array()
+    return encodeChildSums(this.childSums(node), 3)
   }
 
   /** Answers one round; yields one or more reply frames, all but the last marked `more`. */

@@ -10,7 +10,7 @@ import { u64ToBytes } from '../digest/hash.ts'
 import type { RowCodec } from '../digest/row-codec.ts'
 import type { FrameChannel } from './channel.ts'
 import { checkMessage, decodeFrame, errorSchema, isErrorFrame, openedSchema, openSchema, replySchema, roundSchema, type OpenedMessage, type OpenMessage, type ReplyMessage, type SyncMessage } from './messages.ts'
-import { Narrowing, type NarrowingResult } from './narrowing.ts'
+import { Narrowing, type NarrowingResult, type NodeRef } from './narrowing.ts'
 import type { ReplicaView } from './replica-view.ts'
 import { Responder } from './responder.ts'
 
@@ -29,6 +29,10 @@ export interface ClientSyncInit {
   view: ReplicaView
   clock: VectorClock
   correlationId: string
+  /** Narrow only under this node (a partition): [level, index]. */
+  at?: NodeRef
+  /** Stop at this level and report its mismatched nodes instead of settling them (the partition survey). */
+  surveyLevel?: number
   signal?: AbortSignal
 }
 
@@ -55,10 +59,11 @@ async function receive<T> (channel: FrameChannel, schema: import('zod').ZodType<
 export async function runClientSync (channel: FrameChannel, init: ClientSyncInit): Promise<ClientSyncOutcome> {
   const { signal } = init
   try {
-    await send(channel, { t: 'open', v: PROTOCOL_VERSION, cid: init.correlationId, dataset: init.dataset, region: init.region, fp: init.codec.fingerprint, clock: init.clock }, signal)
+    const at = init.at === undefined ? undefined : [init.at.level, init.at.index] as [number, number]
+    await send(channel, { t: 'open', v: PROTOCOL_VERSION, cid: init.correlationId, dataset: init.dataset, region: init.region, fp: init.codec.fingerprint, clock: init.clock, ...(at === undefined ? {} : { at }) }, signal)
     const opened = await receive(channel, openedSchema, 'opened', signal)
     if (opened.fp !== init.codec.fingerprint) throw new SchemaMismatchError(init.dataset, init.codec.fingerprint, opened.fp)
-    const narrowing = new Narrowing(init.view, init.codec)
+    const narrowing = new Narrowing(init.view, init.codec, { at: init.at, surveyLevel: init.surveyLevel })
     let request = await narrowing.start(opened)
     while (request !== undefined) {
       await send(channel, request, signal)
@@ -108,10 +113,12 @@ export async function serveSync (channel: FrameChannel, init: ServeSyncInit): Pr
     if (open.fp !== served.codec.fingerprint) throw new SchemaMismatchError(open.dataset, served.codec.fingerprint, open.fp)
     init.onOpen?.(open)
     const responder = new Responder(served.view, served.codec)
-    const root = served.view.tree.root
+    const tree = served.view.tree
+    const at = open.at === undefined ? { level: 0, index: 0 } : { level: open.at[0], index: open.at[1] }
+    const children = responder.childrenOf(at)
     await send(channel, {
       t: 'opened', v: PROTOCOL_VERSION, region: served.region, fp: served.codec.fingerprint, clock: served.clock(),
-      depth: served.view.tree.depth, count: root.count, sum: u64ToBytes(root.sum), children: responder.rootChildren()
+      depth: tree.depth, count: tree.count(at.level, at.index), sum: u64ToBytes(tree.sum(at.level, at.index)), children
     }, signal)
     for (;;) {
       let frame: Uint8Array

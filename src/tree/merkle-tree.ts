@@ -37,8 +37,8 @@ export function isUnder (keyHash: bigint, level: number, index: number): boolean
 }
 
 /** Tree depth for a row count: the shallowest that keeps leaves at or under the target size. */
-export function depthFor (rows: number): number {
-  let depth = 1
+export function depthFor (rows: number, minDepth = 1): number {
+  let depth = minDepth
   while (depth < MAX_TREE_DEPTH && rows / TREE_FANOUT ** depth > TARGET_LEAF_ROWS) depth++
   return depth
 }
@@ -140,8 +140,8 @@ export class LeafBuffer {
     this.length++
   }
 
-  build (): MerkleTree {
-    const tree = new MerkleTree(depthFor(this.length))
+  build (minDepth = 1): MerkleTree {
+    const tree = new MerkleTree(depthFor(this.length, minDepth))
     for (let i = 0; i < this.length; i++) tree.addLeafAt(this.hi[i]!, this.entries[i]!)
     tree.rollUp()
     return tree

@@ -15,3 +15,12 @@ export class SerialQueue {
 export async function sleep (ms: number, signal?: AbortSignal): Promise<void> {
   await wait(ms, undefined, { signal })
 }
+
+/** Longest pause between two retries of one failing thing. */
+export const MAX_RETRY_DELAY_MS = 30_000
+
+/** Exponential backoff with full jitter in its upper half: 0.5-1 s after the first failure, doubling, capped. */
+export function retryDelayMs (failures: number, random = Math.random): number {
+  const ceiling = Math.min(MAX_RETRY_DELAY_MS, 500 * 2 ** Math.min(failures, 10))
+  return ceiling / 2 + random() * ceiling / 2
+}

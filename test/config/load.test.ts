@@ -68,4 +68,12 @@ describe('config', () => {
     await expect(loadConfig(bad)).rejects.toThrow(/bad\.yaml does not parse/)
     await expect(loadConfig(join(dir.path, 'missing.yaml'))).rejects.toThrow(/cannot read config file/)
   })
+
+  it('takes a partition column only from the primary key', () => {
+    const schema = { ...ORDERS_SCHEMA, partitionColumn: 'region' }
+    const e = errorOf({ ...valid, datasets: [{ ...valid.datasets[0], schema }] })
+    expect(e.message).toMatch(/datasets\.0\.schema\.partitionColumn: "region" must be one of the primary key columns/)
+    const keyed = { ...ORDERS_SCHEMA, primaryKey: ['region', 'order_id'], partitionColumn: 'region' }
+    expect(parseConfig({ ...valid, datasets: [{ ...valid.datasets[0], schema: keyed }] }).datasets[0]!.schema).toMatchObject({ partitionColumn: 'region' })
+  })
 })

@@ -36,7 +36,7 @@ describe('faults', () => {
       const channel = streamChannel(stream)
       await channel.receive()
       const root = sotView.tree.root
-      await channel.send(pack({ t: 'opened', v: PROTOCOL_VERSION, region: 'sot', fp: ordersCodec.fingerprint, clock: { sot: 1 }, depth: sotView.tree.depth, count: root.count, sum: u64ToBytes(root.sum), children: new Responder(sotView, ordersCodec).rootChildren() }))
+      await channel.send(pack({ t: 'opened', v: PROTOCOL_VERSION, region: 'sot', fp: ordersCodec.fingerprint, clock: { sot: 1 }, depth: sotView.tree.depth, count: root.count, sum: u64ToBytes(root.sum), children: new Responder(sotView, ordersCodec).childrenOf() }))
       opened++
       await channel.receive()
       stream.abort(new Error('gone'))

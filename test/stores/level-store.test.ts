@@ -2,10 +2,11 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { StoreNotOpenError } from '../../src/errors.ts'
+import { RowCodec } from '../../src/digest/row-codec.ts'
+import { StoreNotOpenError, StoreSchemaError } from '../../src/errors.ts'
 import { LevelStore } from '../../src/stores/level-store.ts'
 import type { ChangeBatch } from '../../src/stores/replica-store.ts'
-import { ordersCodec as codec, order } from '../helpers/datasets.ts'
+import { ordersCodec as codec, order, ordersSchema } from '../helpers/datasets.ts'
 
 const hex = (b: Uint8Array | null | undefined): string | null | undefined =>
   b === null || b === undefined ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex')
@@ -290,5 +291,22 @@ describe('LevelStore', () => {
     expect(outcome).not.toBe('timeout')
     expect((outcome as { error?: { code?: string } }).error?.code).toBe('CONVERGE_CHANGES_TRIMMED')
     expect(got).toEqual([])
+  })
+
+  it('refuses to open under another key layout: rows sit in key-hash order, and a partition column moves them', async () => {
+    const store = new LevelStore({ path: dir, codec })
+    await store.open()
+    await store.apply({ upserts: rows(0, 10), deletes: [] })
+    await store.close()
+    const partitioned = new RowCodec({ ...ordersSchema, primaryKey: ['id', 'customer'], partitionColumn: 'customer' })
+    const other = new LevelStore({ path: dir, codec: partitioned })
+    const err = await other.open().catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(StoreSchemaError)
+    expect((err as StoreSchemaError).message).toMatch(/key layout .*\(the primary key or partition column changed\)/)
+    // the store itself is untouched and opens again under its own layout
+    const again = new LevelStore({ path: dir, codec })
+    await again.open()
+    expect(await again.get([key(3)])).toEqual([row(3)])
+    await again.close()
   })
 })
