@@ -104,3 +104,69 @@ export class PeerKeyError extends ConvergeError {
 export function throwIfAborted (signal?: AbortSignal): void {
   if (signal?.aborted === true) throw new AbortedError(signal.reason instanceof Error ? signal.reason.message : undefined)
 }
+
+/** Thrown when the audit log has no intent for a fix id. */
+export class FixNotFoundError extends ConvergeError {
+  readonly fixId: string
+  constructor (fixId: string) {
+    super('CONVERGE_FIX_NOT_FOUND', `no fix ${fixId} in the audit log`)
+    this.fixId = fixId
+  }
+}
+
+/** Thrown when a fix is to be rolled back but never committed (it was aborted, or is still in flight). */
+export class FixNotCommittedError extends ConvergeError {
+  readonly fixId: string
+  constructor (fixId: string, state: string) {
+    super('CONVERGE_FIX_NOT_COMMITTED', `fix ${fixId} never committed (${state}): there is nothing to roll back`)
+    this.fixId = fixId
+  }
+}
+
+/** Thrown when a fix to roll back already was rolled back; roll back the rollback to re-apply it. */
+export class FixAlreadyRolledBackError extends ConvergeError {
+  readonly fixId: string
+  readonly rollbackFixId: string
+  constructor (fixId: string, rollbackFixId: string) {
+    super('CONVERGE_FIX_ALREADY_ROLLED_BACK', `fix ${fixId} was already rolled back by fix ${rollbackFixId}; to apply it again, roll back ${rollbackFixId}`)
+    this.fixId = fixId
+    this.rollbackFixId = rollbackFixId
+  }
+}
+
+/** Thrown when rows a fix wrote have changed since, so rolling it back would overwrite later writes (unless forced). */
+export class RollbackConflictError extends ConvergeError {
+  readonly fixId: string
+  readonly changed: number
+  /** Hex of the first changed keys. */
+  readonly keys: string[]
+  constructor (fixId: string, changed: number, total: number, keys: string[]) {
+    super('CONVERGE_ROLLBACK_CONFLICT', `cannot roll back fix ${fixId}: ${changed} of its ${total} rows changed since it was applied (keys ${keys.join(', ')}${changed > keys.length ? ', …' : ''}); force it to overwrite them`)
+    this.fixId = fixId
+    this.changed = changed
+    this.keys = keys
+  }
+}
+
+/** Thrown when a fix's audit entries hold no usable before-images, so it cannot be rolled back. */
+export class RollbackUnavailableError extends ConvergeError {
+  readonly fixId: string
+  constructor (fixId: string) {
+    super('CONVERGE_ROLLBACK_UNAVAILABLE', `fix ${fixId} recorded no before-images: it cannot be rolled back`)
+    this.fixId = fixId
+  }
+}
+
+/** Thrown when a fix is to be rolled back against a store of another dataset. */
+export class FixDatasetMismatchError extends ConvergeError {
+  constructor (fixId: string, fixDataset: string, dataset: string) {
+    super('CONVERGE_FIX_DATASET_MISMATCH', `fix ${fixId} belongs to dataset "${fixDataset}", not "${dataset}"`)
+  }
+}
+
+/** Thrown when an offline command finds the agent's LevelDB locked by the running agent. */
+export class AgentRunningError extends ConvergeError {
+  constructor (dataDir: string, options?: { cause?: unknown }) {
+    super('CONVERGE_AGENT_RUNNING', `the agent at ${dataDir} is running; ask it over its status port, or stop it`, options)
+  }
+}

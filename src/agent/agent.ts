@@ -12,10 +12,12 @@ import type { Stream } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { AuditLog } from '../audit/audit-log.ts'
+import { recoverPendingFixes } from '../audit/recovery.ts'
+import { rollbackFix, type RollbackReport } from '../audit/rollback.ts'
 import type { VectorClock } from '../audit/vector-clock.ts'
 import type { AgentConfig, DatasetConfig } from '../config/schema.ts'
 import { SYNC_PROTOCOL, summaryTopic } from '../constants.ts'
-import { ConvergeError, UnknownDatasetError } from '../errors.ts'
+import { ConvergeError, FixNotFoundError, UnknownDatasetError } from '../errors.ts'
 import { resolveSchema } from '../config/resolve-schema.ts'
 import { RowCodec } from '../digest/row-codec.ts'
 import { decodeSummary, encodeSummary, summarize } from '../gossip/summary.ts'
@@ -24,12 +26,16 @@ import { StateDb } from '../index/state-db.ts'
 import { createAgentNode, type AgentNode } from '../net/node.ts'
 import { loadOrCreatePeerKey } from '../net/peer-key.ts'
 import { createLogger, type Logger } from '../observability/logger.ts'
+import { ReviewQueue } from '../review/review-queue.ts'
+import { TokenRing, type Caller } from '../status/auth.ts'
 import { StatusServer } from '../status/server.ts'
 import { createStore } from '../stores/open-store.ts'
 import type { ReplicaStore } from '../stores/replica-store.ts'
 import { streamChannel, type FrameChannel } from '../sync/channel.ts'
 import { serveSync } from '../sync/session.ts'
+import { Admin } from './admin.ts'
 import { DatasetReplica, type ReplicaHost } from './dataset-replica.ts'
+import { Repairer } from './repairer.ts'
 import { SummaryBoard } from './summary-board.ts'
 
 const CLOCK_KEY = new TextEncoder().encode('clock')
@@ -52,6 +58,7 @@ export class Agent implements ReplicaHost {
   readonly log: Logger
   readonly state: StateDb
   readonly audit: AuditLog
+  readonly reviews: ReviewQueue
   readonly datasets = new Map<string, DatasetReplica>()
   private node: AgentNode | undefined
   private status: StatusServer | undefined
@@ -78,6 +85,7 @@ export class Agent implements ReplicaHost {
     this.log = init.logger ?? createLogger({ region: this.region })
     this.state = new StateDb(join(init.config.dataDir, 'state'))
     this.audit = new AuditLog(this.state)
+    this.reviews = new ReviewQueue(this.state)
     this.topic = summaryTopic(init.config.cluster)
     this.onIndexProgress = init.onIndexProgress
     this.board = new SummaryBoard(this.config.peers.flatMap(p => {
@@ -105,12 +113,15 @@ export class Agent implements ReplicaHost {
     await mkdir(this.config.dataDir, { recursive: true })
     await this.state.open()
     await this.audit.open()
+    await this.reviews.open()
+    // secrets are read before anything listens, so a bad token file stops the start
+    const tokens = await TokenRing.load(this.config.status?.tokens ?? [])
     const storedClock = await this.state.sublevel('meta').get(CLOCK_KEY)
     this.vectorClock = storedClock === undefined ? {} : JSON.parse(new TextDecoder().decode(storedClock)) as VectorClock
 
     // the status port answers from the start, so a long first index build shows its progress
     if (this.config.status !== undefined) {
-      this.status = new StatusServer({ agent: this, host: this.config.status.host, port: this.config.status.port })
+      this.status = new StatusServer({ agent: this, tokens, host: this.config.status.host, port: this.config.status.port })
       await this.status.start()
     }
 
@@ -127,10 +138,17 @@ export class Agent implements ReplicaHost {
       this.indexing.delete(dataset.name)
       this.log.info({ dataset: dataset.name, rows: index.tree.rowCount, depth: index.tree.depth, ms: Date.now() - t0 }, 'digest index ready')
       this.openingStores.delete(store)
+      const repairer = new Repairer({
+        config: dataset, codec, store, state: this.state, audit: this.audit, reviews: this.reviews, region: this.region,
+        clock: () => this.clock(), setClock: async clock => { await this.setClock(clock) }
+      })
+      await repairer.open()
       this.datasets.set(dataset.name, new DatasetReplica({
-        config: dataset, codec, store, index, host: this, minIntervalMs: this.config.sync.minIntervalMs, timeoutMs: this.config.sync.timeoutMs
+        config: dataset, codec, store, index, repairer, host: this, minIntervalMs: this.config.sync.minIntervalMs, timeoutMs: this.config.sync.timeoutMs, roundIntervalMs: this.config.gossip.intervalMs
       }))
     }
+
+    await this.recover(signal)
 
     const privateKey = await loadOrCreatePeerKey(this.config.keyFile!)
     const node = await createAgentNode({ privateKey, listen: this.config.listen })
@@ -146,6 +164,7 @@ export class Agent implements ReplicaHost {
       // a new peer may be a source of truth: tell it where we stand and look again
       for (const d of this.datasets.values()) { this.publish(d); d.evaluate() }
     })
+    this.status?.attach(new Admin(this))
     this.running = true
     this.dialPeers()
     this.timers.push(setInterval(() => this.dialPeers(), REDIAL_MIN_MS))
@@ -171,6 +190,40 @@ export class Agent implements ReplicaHost {
     for (const store of this.openingStores) await store.close().catch(() => undefined)
     await this.state.close()
     this.log.info('agent stopped')
+  }
+
+  /**
+   * Finishes or undoes every fix that has an intent and no commit (the agent
+   * died mid-fix), before any new fix can start: none is left half-applied.
+   */
+  private async recover (signal?: AbortSignal): Promise<void> {
+    const stores = new Map([...this.datasets.values()].map(d => [d.name, { store: d.store, codec: d.codec }]))
+    const reports = await recoverPendingFixes({ audit: this.audit, stores, region: this.region, clock: () => this.clock(), setClock: async c => { await this.setClock(c) }, signal })
+    for (const r of reports) {
+      const level = r.outcome === 'unknown-dataset' ? 'warn' : 'info'
+      this.log[level]({ fixId: r.fixId, dataset: r.dataset, cid: r.correlationId, outcome: r.outcome, rows: r.rows, found: r.found }, r.outcome === 'unknown-dataset' ? 'fix left in flight: its dataset is not configured' : 'fix without a commit settled at start')
+    }
+    for (const d of this.datasets.values()) if (reports.some(r => r.dataset === d.name && r.outcome !== 'unknown-dataset')) await d.index.catchUp({ signal })
+  }
+
+  /**
+   * Rolls a fix back as a new audited fix and holds its keys, so the next
+   * sync proposes a review instead of quietly redoing what was undone.
+   */
+  async rollback (fixId: string, caller: Caller, reason: string, force: boolean): Promise<RollbackReport> {
+    const found = await this.audit.fixOf(fixId)
+    if (found === undefined) throw new FixNotFoundError(fixId)
+    const replica = this.datasets.get(found.intent.dataset)
+    if (replica === undefined) throw new UnknownDatasetError(found.intent.dataset)
+    const report = await rollbackFix({
+      audit: this.audit, store: replica.store, codec: replica.codec, region: this.region, clock: () => this.clock(), setClock: async c => { await this.setClock(c) },
+      fixId, force, by: caller.name, reason, dataset: replica.name
+    })
+    await replica.repairer.hold(report.keys, `rolled back fix ${fixId} by ${caller.name}: ${reason}`)
+    this.log.warn({ dataset: replica.name, fixId: report.fixId, rollbackOf: fixId, by: caller.name, rows: report.rows, forced: force }, 'fix rolled back; its keys are held for review')
+    await replica.index.catchUp()
+    replica.evaluate()
+    return report
   }
 
   /** The scheduled deep pass over every dataset, one at a time. */

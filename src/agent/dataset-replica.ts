@@ -8,7 +8,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import type { AuditLog } from '../audit/audit-log.ts'
-import { merge, tick, type VectorClock } from '../audit/vector-clock.ts'
+import { merge, type VectorClock } from '../audit/vector-clock.ts'
 import type { DatasetConfig } from '../config/schema.ts'
 import { ConvergeError, RemoteError, SchemaMismatchError } from '../errors.ts'
 import { PARTITION_CONCURRENCY, PARTITION_LEVEL } from '../constants.ts'
@@ -18,7 +18,6 @@ import type { ColumnType } from '../digest/schema.ts'
 import type { DatasetSummary } from '../gossip/summary.ts'
 import type { DigestIndex, ValidationReport } from '../index/digest-index.ts'
 import type { Logger } from '../observability/logger.ts'
-import { planRestore } from '../policy/restore.ts'
 import type { ReplicaStore } from '../stores/replica-store.ts'
 import type { FrameChannel } from '../sync/channel.ts'
 import type { NarrowingResult, NodeRef } from '../sync/narrowing.ts'
@@ -26,8 +25,10 @@ import { runClientSync, type ClientSyncOutcome } from '../sync/session.ts'
 import { retryDelayMs, sleep } from '../util/serial.ts'
 import pLimit from 'p-limit'
 import { PartitionBoard } from './partition-board.ts'
+import type { Repairer } from './repairer.ts'
 
-export type DriftState = 'starting' | 'source' | 'in-sync' | 'drifted' | 'syncing' | 'no-source' | 'schema-mismatch' | 'error'
+/** `held`: apart from the SoT, but the policy applies nothing more (tolerated, waiting for review, kept local under merge). */
+export type DriftState = 'starting' | 'source' | 'in-sync' | 'drifted' | 'held' | 'syncing' | 'no-source' | 'schema-mismatch' | 'error'
 
 export interface DatasetCounters {
   syncs: number
@@ -44,6 +45,8 @@ export interface DatasetCounters {
   syncErrors: number
   validations: number
   validationCorrections: number
+  /** Fixes the policy held for review. */
+  reviewsRaised: number
 }
 
 /** What the replica needs from its agent. */
@@ -64,9 +67,12 @@ export interface DatasetReplicaInit {
   codec: RowCodec
   store: ReplicaStore
   index: DigestIndex
+  repairer: Repairer
   host: ReplicaHost
   minIntervalMs: number
   timeoutMs: number
+  /** The gossip interval: one round of the confirmation count, and how soon rows in flight are looked at again. */
+  roundIntervalMs: number
 }
 
 /** One sync's context, shared by its survey and partition sessions. */
@@ -89,13 +95,23 @@ export interface SyncReport {
   roundTrips: number
   bytesSent: number
   bytesReceived: number
+  /** Rows the policy left for a later round: in their grace window, or not yet seen apart often enough. */
+  waiting: number
 }
+
+/**
+ * Where a sync left the replica when the policy applied nothing more (drift
+ * tolerated, held for review, kept local under merge): until either root
+ * moves, another sync would decide the same, so none is started.
+ */
+interface Settled { sotSum: bigint, localSum: bigint, until: number }
 
 export class DatasetReplica {
   readonly config: DatasetConfig
   readonly codec: RowCodec
   readonly store: ReplicaStore
   readonly index: DigestIndex
+  readonly repairer: Repairer
   private readonly host: ReplicaHost
   private readonly minIntervalMs: number
   private readonly timeoutMs: number
@@ -105,7 +121,7 @@ export class DatasetReplica {
   lastFixAt: number | undefined
   firstDriftAt: number | undefined
   lastValidation: (ValidationReport & { at: number }) | undefined
-  readonly counters: DatasetCounters = { syncs: 0, fixes: 0, rowsUpserted: 0, rowsDeleted: 0, missing: 0, changed: 0, extra: 0, unresolved: 0, roundTrips: 0, bytesSent: 0, bytesReceived: 0, syncErrors: 0, validations: 0, validationCorrections: 0 }
+  readonly counters: DatasetCounters = { syncs: 0, fixes: 0, rowsUpserted: 0, rowsDeleted: 0, missing: 0, changed: 0, extra: 0, unresolved: 0, roundTrips: 0, bytesSent: 0, bytesReceived: 0, syncErrors: 0, validations: 0, validationCorrections: 0, reviewsRaised: 0 }
   /** The SoT's root as last seen (gossip or sync), with the local time it was seen. */
   private sotRoot: { count: number, sum: bigint, seenAt: number } | undefined
   private wanted = false
@@ -113,6 +129,9 @@ export class DatasetReplica {
   private worker: Promise<void> | undefined
   private readonly stopping = new AbortController()
   private failures = 0
+  private settled: Settled | undefined
+  /** How long a round is: rows waiting on time or confirmation are looked at again after this. */
+  private readonly roundIntervalMs: number
   /** Drifted partitions of a partitioned dataset, each with its own state and backoff. */
   readonly partitions = new PartitionBoard()
 
@@ -121,9 +140,11 @@ export class DatasetReplica {
     this.codec = init.codec
     this.store = init.store
     this.index = init.index
+    this.repairer = init.repairer
     this.host = init.host
     this.minIntervalMs = init.minIntervalMs
     this.timeoutMs = init.timeoutMs
+    this.roundIntervalMs = init.roundIntervalMs
     this.index.on('change', () => { this.host.publish(this); this.evaluate() })
   }
 
@@ -154,6 +175,9 @@ export class DatasetReplica {
     // during a sync the roots differ until its fix lands: only news from the source calls for another
     if (this.state === 'syncing' && (sot === undefined || sot.seenAt <= this.syncStartedAt)) return
     if (this.state !== 'syncing') this.state = 'drifted'
+    const settled = this.settled
+    if (settled !== undefined && sot !== undefined && sot.sum === settled.sotSum && root.sum === settled.localSum && Date.now() < settled.until) { this.state = 'held'; return }
+    this.settled = undefined
     this.wanted = true
     this.worker ??= this.work().finally(() => { this.worker = undefined; if (this.wanted && !this.stopping.signal.aborted) this.evaluate() })
   }
@@ -176,10 +200,11 @@ export class DatasetReplica {
       if (source?.peerId === undefined || source.region === this.host.region) return
       const started = Date.now()
       this.syncStartedAt = started
+      let report: SyncReport | undefined
       try {
         this.host.log.debug({ dataset: this.name, source: source.region }, 'sync starting')
         this.state = 'syncing'
-        await this.syncOnce(source.region, source.peerId)
+        report = await this.syncOnce(source.region, source.peerId)
         this.failures = 0
         const failing = this.partitions.failing
         this.lastError = failing === 0 ? undefined : `${failing} partition${failing === 1 ? '' : 's'} failing (see partitions); the others are reconciled`
@@ -205,9 +230,16 @@ export class DatasetReplica {
       const sot = this.sotRoot
       this.state = sot !== undefined && sot.count === root.count && sot.sum === root.sum ? 'in-sync' : 'drifted'
       // level with the newest root heard: whatever asked for another sync meanwhile is already done
-      if (this.state === 'in-sync') { this.firstDriftAt = undefined; this.wanted = false; this.partitions.clear() }
-      // still apart (a local write meanwhile, a newer source root, a row left unresolved): go again
-      else this.wanted = true
+      if (this.state === 'in-sync') { this.firstDriftAt = undefined; this.wanted = false; this.partitions.clear() } else if (report !== undefined && report.fixes === 0 && report.unresolved === 0 && this.partitions.failing === 0 && sot !== undefined) {
+        // the policy applied nothing: wait for either root to move, or for the next round when rows wait on time or confirmation
+        this.settled = { sotSum: sot.sum, localSum: root.sum, until: report.waiting > 0 ? Date.now() + this.roundIntervalMs : Number.POSITIVE_INFINITY }
+        this.state = 'held'
+        this.wanted = false
+        if (report.waiting > 0) setTimeout(() => this.evaluate(), this.roundIntervalMs).unref()
+      } else {
+        // still apart (a local write meanwhile, a newer source root, a row left unresolved): go again
+        this.wanted = true
+      }
       let wait = this.minIntervalMs - (Date.now() - started)
       // apart only by partitions that back off: nothing to do before the first of them is due
       const retryAt = this.partitions.nextRetryAt()
@@ -247,7 +279,7 @@ export class DatasetReplica {
     const signal = AbortSignal.any([this.stopping.signal, AbortSignal.timeout(this.timeoutMs)])
     const correlationId = randomUUID()
     const session: Session = { sourceRegion, peerId, correlationId, signal, log: this.host.log.child({ dataset: this.name, cid: correlationId, source: sourceRegion }) }
-    const report: SyncReport = { correlationId, sourceRegion, missing: 0, changed: 0, extra: 0, unresolved: 0, fixes: 0, roundTrips: 0, bytesSent: 0, bytesReceived: 0 }
+    const report: SyncReport = { correlationId, sourceRegion, missing: 0, changed: 0, extra: 0, unresolved: 0, fixes: 0, roundTrips: 0, bytesSent: 0, bytesReceived: 0, waiting: 0 }
     if (!this.codec.partitioned) {
       const { result } = await this.exchange(session, report, {})
       await this.repair(session, report, result)
@@ -275,7 +307,7 @@ export class DatasetReplica {
     try {
       const { result } = await this.exchange(part, report, { at: { level: PARTITION_LEVEL, index: bucket } })
       value = this.partitionValue(result)
-      await this.repair(part, report, result, value)
+      await this.repair(part, report, result, { bucket, value })
       this.partitions.succeeded(bucket, value)
     } catch (err) {
       if (this.stopping.signal.aborted) return
@@ -318,25 +350,21 @@ export class DatasetReplica {
     return outcome
   }
 
-  /** Applies the `restore` of a difference as one or more audited fixes. */
-  private async repair (session: Session, report: SyncReport, result: NarrowingResult, partition?: string): Promise<void> {
-    const fixes = planRestore(result, this.codec)
-    for (const fix of fixes) {
-      if (session.signal.aborted) break
-      const fixId = randomUUID()
-      const clock = tick(this.host.clock(), this.host.region)
-      await this.host.setClock(clock)
-      const common = { fixId, correlationId: session.correlationId, dataset: this.name, region: this.host.region, clock, sourceRegion: session.sourceRegion, rule: this.config.rule, ...(partition === undefined ? {} : { partition }) }
-      await this.host.audit.append({ ...common, kind: 'intent', detected: { missing: result.missing, changed: result.changed, extra: result.extra }, upserts: fix.upserts, deletes: fix.deletes })
-      const applied = await this.store.apply({ upserts: fix.upserts, deletes: fix.deletes, origin: 'converge' })
-      await this.host.audit.append({ ...common, kind: 'commit', before: applied.before, storeSeq: applied.seq })
-      this.counters.fixes++
-      this.counters.rowsUpserted += fix.upserts.length
-      this.counters.rowsDeleted += fix.deletes.length
-      report.fixes++
-      this.lastFixAt = Date.now()
-      session.log.info({ fixId, upserts: fix.upserts.length, deletes: fix.deletes.length, storeSeq: applied.seq }, 'fix applied')
-    }
+  /** Hands a difference to the policy, which applies it, holds it for review, or leaves it (tolerated, in flight, unconfirmed). */
+  private async repair (session: Session, report: SyncReport, result: NarrowingResult, partition?: { bucket: number, value?: string }): Promise<void> {
+    const tree = this.index.tree
+    const totalRows = partition === undefined ? tree.root.count : tree.count(PARTITION_LEVEL, partition.bucket)
+    const outcome = await this.repairer.handle(result, {
+      correlationId: session.correlationId, sourceRegion: session.sourceRegion, partition: partition?.value, totalRows, signal: session.signal, log: session.log
+    })
+    const fixes = outcome.fixIds.length
+    this.counters.fixes += fixes
+    this.counters.rowsUpserted += outcome.rowsUpserted
+    this.counters.rowsDeleted += outcome.rowsDeleted
+    if (fixes > 0) this.lastFixAt = Date.now()
+    if (outcome.review !== undefined) this.counters.reviewsRaised++
+    report.fixes += fixes
+    report.waiting += outcome.decision.deferred.inFlight + outcome.decision.deferred.unconfirmed
     this.counters.missing += result.missing
     this.counters.changed += result.changed
     this.counters.extra += result.extra
@@ -371,6 +399,7 @@ export class DatasetReplica {
       lastFixAt: this.lastFixAt ?? null,
       driftSince: this.firstDriftAt ?? null,
       lastValidation: this.lastValidation ?? null,
+      policy: { rule: this.config.rule, lastDecision: this.repairer.lastDecision ?? null, heldKeys: this.repairer.heldCount },
       ...(this.codec.partitioned ? { partitionColumn: this.codec.schema.partitionColumn, partitions: this.partitions.status() } : {}),
       counters: this.counters
     }

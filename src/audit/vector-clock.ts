@@ -25,3 +25,8 @@ export function compare (a: VectorClock, b: VectorClock): -1 | 0 | 1 {
   }
   return less && !more ? -1 : more && !less ? 1 : 0
 }
+
+/** Whether `a` has seen everything `b` has (every counter of a at least b's). */
+export function descends (a: VectorClock, b: VectorClock): boolean {
+  return Object.entries(b).every(([region, n]) => (a[region] ?? 0) >= n)
+}

@@ -11,6 +11,8 @@ import { keygenCommand } from './keygen-command.ts'
 import { statusCommand } from './status-command.ts'
 import { demoCommand } from './demo-command.ts'
 import { diffCommand, type DiffOptions } from './diff-command.ts'
+import { registerReviewCommands } from './review-commands.ts'
+import { registerAuditCommand } from './audit-command.ts'
 
 export const EXIT = { ok: 0, failure: 1, usage: 2 } as const
 
@@ -51,6 +53,9 @@ export function buildProgram (context: { exitCode: number } = { exitCode: 0 }): 
     .addOption(new Option('--limit <n>', 'most rows to print').default(1000).argParser(positiveInt))
     .addHelpText('after', '\nExit code: 0 when the stores agree, 1 when rows differ, 2 on bad usage.\n\nExample:\n  converge diff --schema orders.yaml --left postgres://db/shop#public.orders --right sqlite:./edge.db#orders')
     .action(async (opts: DiffOptions) => { if (await diffCommand(opts)) context.exitCode = EXIT.failure })
+
+  registerReviewCommands(program)
+  registerAuditCommand(program, context)
 
   const cluster = program.command('cluster').description('the local cluster simulator')
   cluster.command('demo')

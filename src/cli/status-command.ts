@@ -1,4 +1,5 @@
-import { ConvergeError } from '../errors.ts'
+import { callAgent } from './admin-client.ts'
+import { table } from './table.ts'
 
 interface StatusReport {
   region: string
@@ -7,20 +8,8 @@ interface StatusReport {
   datasets: Array<{ name: string, state: string, rowsIndexed?: number, sourceOfTruth?: string | null, root?: { count: number, sum: string }, sourceRoot?: { count: number, sum: string } | null, counters?: { fixes: number, rowsUpserted: number, rowsDeleted: number }, lastError?: string | null }>
 }
 
-function table (rows: string[][]): string {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map(r => r[i]!.length)))
-  return rows.map(r => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n')
-}
-
 export async function statusCommand (opts: { url: string, json?: boolean }): Promise<void> {
-  let res: Response
-  try {
-    res = await fetch(new URL('/status', opts.url), { signal: AbortSignal.timeout(5000) })
-  } catch (err) {
-    throw new ConvergeError('CONVERGE_STATUS_UNREACHABLE', `cannot reach ${opts.url}: ${(err as Error).cause instanceof Error ? ((err as Error).cause as Error).message : (err as Error).message}`)
-  }
-  if (!res.ok) throw new ConvergeError('CONVERGE_STATUS_ERROR', `${opts.url} answered ${res.status}`)
-  const report = await res.json() as StatusReport
+  const report = await callAgent<StatusReport>({ url: opts.url }, '/status', { timeoutMs: 5000 })
   if (opts.json === true) { process.stdout.write(JSON.stringify(report, null, 2) + '\n'); return }
   const out = [`region ${report.region}  peer ${report.peerId ?? '-'}`, '']
   out.push(table([

@@ -21,6 +21,7 @@ export function parseConfig (value: unknown, baseDir = process.cwd(), source = '
   config.dataDir = abs(config.dataDir)
   config.keyFile = abs(config.keyFile ?? resolve(config.dataDir, 'peer.key'))
   for (const d of config.datasets) if (d.store.kind !== 'postgres') d.store.path = abs(d.store.path)
+  for (const t of config.status?.tokens ?? []) if (t.tokenFile !== undefined) t.tokenFile = abs(t.tokenFile)
   return config
 }
 

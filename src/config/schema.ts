@@ -69,14 +69,66 @@ const catalogSchema = z.object({
   partitionColumn: z.string().optional()
 }).strict()
 
+export const TOLERANCE_DEFAULTS = { graceMs: 0, confirmations: 1, acceptableRows: 0 }
+
+/** What counts as drift worth fixing. */
+export const toleranceSchema = z.object({
+  /** Rows whose event time is younger than this are in flight, not drift (needs schema.eventTimeColumn). */
+  graceMs: z.number().int().min(0).default(0),
+  /** Rounds in a row that a row must be seen apart before it is fixed. */
+  confirmations: z.number().int().min(1).max(100).default(1),
+  /** A drift of at most this many rows is reported, not applied. */
+  acceptableRows: z.number().int().min(0).default(0)
+}).strict()
+
+export const RISK_DEFAULTS = { reviewDeletes: false, history: 10 }
+
+/** When an automatic fix turns into a review item instead. */
+export const riskSchema = z.object({
+  /** A fix of more rows than this. */
+  maxRows: z.number().int().min(1).optional(),
+  /** A fix touching more than this share (0-1) of the rows of its partition, or of the dataset when unpartitioned. */
+  maxShare: z.number().min(0).max(1).optional(),
+  /** Any fix that deletes a row. */
+  reviewDeletes: z.boolean().default(false),
+  /** A fix larger than this many times the largest of the last `history` fixes. */
+  growthFactor: z.number().min(1).optional(),
+  history: z.number().int().min(1).max(1000).default(10)
+}).strict()
+
 const dataset = z.object({
   name,
   schema: z.union([datasetSchemaSchema, catalogSchema]),
   store: z.discriminatedUnion('kind', [levelStore, postgresStore, sqliteStore]),
-  /** Regions whose rows are canonical, in order of preference. */
+  /** Regions whose rows are canonical, in order of preference: the first one reachable serves, and it serves again once it is back. */
   sourceOfTruth: z.array(name).min(1),
-  rule: z.enum(['restore']).default('restore')
-}).strict()
+  /** restore: the SoT wins; merge: the later event time wins, local extra rows are kept; review: every fix waits for a person. */
+  rule: z.enum(['restore', 'merge', 'review']).default('restore'),
+  tolerance: toleranceSchema.default(TOLERANCE_DEFAULTS),
+  risk: riskSchema.default(RISK_DEFAULTS),
+  review: z.object({
+    /** Names (from status tokens) allowed to approve or reject this dataset's fixes; empty: any token with the approver role. */
+    approvers: z.array(z.string().min(1).max(128)).default([])
+  }).strict().default({ approvers: [] })
+}).strict().superRefine((d, ctx) => {
+  const schema = d.schema
+  const eventTime = 'eventTimeColumn' in schema ? schema.eventTimeColumn : undefined
+  if (d.rule === 'merge' && eventTime === undefined) ctx.addIssue({ code: 'custom', path: ['rule'], message: 'the merge rule needs schema.eventTimeColumn (the later event time wins)' })
+  if (d.tolerance.graceMs > 0 && eventTime === undefined) ctx.addIssue({ code: 'custom', path: ['tolerance', 'graceMs'], message: 'a grace window needs schema.eventTimeColumn' })
+})
+
+/**
+ * A bearer token for the status port. Its secret comes from a file or an
+ * environment variable, never from the config itself, so configs can be
+ * shared and logged.
+ */
+const statusToken = z.object({
+  /** Who holds it: approvals and rollbacks are recorded under this name. */
+  name: z.string().min(1).max(128),
+  role: z.enum(['viewer', 'approver', 'admin']),
+  tokenFile: z.string().min(1).optional(),
+  tokenEnv: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/).optional()
+}).strict().refine(t => (t.tokenFile === undefined) !== (t.tokenEnv === undefined), { message: 'give exactly one of tokenFile or tokenEnv' })
 
 const peer = z.object({
   region: name,
@@ -97,7 +149,9 @@ export const configSchema = z.object({
   status: z.object({
     host: z.string().default('127.0.0.1'),
     /** 0 picks a free port; omit the block to turn the status port off. */
-    port: z.number().int().min(0).max(65535)
+    port: z.number().int().min(0).max(65535),
+    /** Bearer tokens for the port's actions and audit reads; without any, actions are refused. */
+    tokens: z.array(statusToken).default([])
   }).strict().optional(),
   gossip: z.object({
     /** How often each dataset's summary is published even when nothing changed. */

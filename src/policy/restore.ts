@@ -12,18 +12,33 @@ export interface PlannedFix {
   deletes: Uint8Array[]
 }
 
-const compareBytes = (a: Uint8Array, b: Uint8Array): number => Buffer.compare(a, b)
+/** A canonical row with its canonical key, so that sorting does not decode it again. */
+export interface KeyedRow {
+  key: Uint8Array
+  row: Uint8Array
+}
+
+export const compareBytes = (a: Uint8Array, b: Uint8Array): number => Buffer.compare(a, b)
 
 /** Splits the restore of a difference into fixes of at most `maxRows` rows, each applied atomically. */
 export function planRestore (diff: NarrowingResult, codec: RowCodec, maxRows = MAX_FIX_ROWS): PlannedFix[] {
-  const upserts = diff.upserts.map(row => ({ key: codec.keyOfEncodedRow(row), row })).sort((a, b) => compareBytes(a.key, b.key)).map(u => u.row)
-  const deletes = [...diff.deletes].sort(compareBytes)
+  return splitFix(diff.upserts.map(row => ({ key: codec.keyOfEncodedRow(row), row })), diff.deletes, maxRows)
+}
+
+/**
+ * Sorts upserts and deletes by key and cuts them into fixes of at most
+ * `maxRows` rows, upserts first and then deletes. Sorting makes the fixes a
+ * function of the difference alone, whatever order it was found in.
+ */
+export function splitFix (upserts: readonly KeyedRow[], deletes: readonly Uint8Array[], maxRows = MAX_FIX_ROWS): PlannedFix[] {
+  const rows = [...upserts].sort((a, b) => compareBytes(a.key, b.key)).map(u => u.row)
+  const keys = [...deletes].sort(compareBytes)
   const fixes: PlannedFix[] = []
   let u = 0; let d = 0
-  while (u < upserts.length || d < deletes.length) {
-    const takeU = Math.min(maxRows, upserts.length - u)
-    const takeD = Math.min(maxRows - takeU, deletes.length - d)
-    fixes.push({ upserts: upserts.slice(u, u + takeU), deletes: deletes.slice(d, d + takeD) })
+  while (u < rows.length || d < keys.length) {
+    const takeU = Math.min(maxRows, rows.length - u)
+    const takeD = Math.min(maxRows - takeU, keys.length - d)
+    fixes.push({ upserts: rows.slice(u, u + takeU), deletes: keys.slice(d, d + takeD) })
     u += takeU; d += takeD
   }
   return fixes

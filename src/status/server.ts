@@ -1,24 +1,111 @@
 /**
  * The status port: a small HTTP server, bound to loopback unless configured
- * otherwise. GET /healthz, /readyz and /status (JSON).
+ * otherwise.
+ *
+ *   GET  /livez /healthz /readyz /status                 open
+ *   GET  /reviews /reviews/ID /audit /audit/verify /fixes/ID   viewer
+ *   POST /reviews/ID/approve  /reviews/ID/reject         approver (and named in the dataset's approvers, if any)
+ *   POST /fixes/ID/rollback  /datasets/NAME/reconcile    admin
+ *
+ * Actions take a JSON body ({ "reason": "…" }, and "force" for a rollback) of
+ * at most 64 KiB. Errors are JSON { error: { code, message } } with a stable
+ * code. Callers are named by their bearer token (see auth.ts).
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { z } from 'zod'
+import { ConvergeError } from '../errors.ts'
+import { hasRole, type Caller, type Role, type TokenRing } from './auth.ts'
 
 export interface StatusSource {
   statusReport: () => Record<string, unknown>
 }
 
+/** What the port's governance endpoints ask of the agent. */
+export interface AdminActions {
+  reviews: (filter: { dataset?: string, state?: string }) => unknown
+  review: (id: string) => unknown
+  approve: (id: string, caller: Caller, reason: string) => Promise<unknown>
+  reject: (id: string, caller: Caller, reason: string) => Promise<unknown>
+  rollback: (fixId: string, caller: Caller, reason: string, force: boolean) => Promise<unknown>
+  reconcile: (dataset: string, caller: Caller) => Promise<unknown>
+  audit: (filter: AuditQuery) => Promise<unknown>
+  verifyAudit: () => Promise<unknown>
+  fix: (fixId: string) => Promise<unknown>
+}
+
+export interface AuditQuery { dataset?: string, since?: number, until?: number, fixId?: string, correlationId?: string, kind?: string, limit: number }
+
 export interface StatusServerInit {
   agent: StatusSource
+  admin?: AdminActions
+  tokens?: TokenRing
   host: string
   port: number
 }
 
+const MAX_BODY_BYTES = 64 * 1024
+const MAX_AUDIT_LIMIT = 10_000
+
+/** An error answered with its HTTP status and stable code. */
+export class HttpError extends ConvergeError {
+  constructor (readonly status: number, code: string, message: string) { super(code, message) }
+}
+
+/** Maps the agent's error codes to HTTP statuses; anything else is a 500 with its code. */
+const STATUS_OF_CODE: Record<string, number> = {
+  CONVERGE_REVIEW_NOT_FOUND: 404,
+  CONVERGE_FIX_NOT_FOUND: 404,
+  CONVERGE_UNKNOWN_DATASET: 404,
+  CONVERGE_REVIEW_CLOSED: 409,
+  CONVERGE_REVIEW_STALE: 409,
+  CONVERGE_ROLLBACK_CONFLICT: 409,
+  CONVERGE_FIX_ALREADY_ROLLED_BACK: 409,
+  CONVERGE_FIX_NOT_COMMITTED: 409,
+  CONVERGE_ROLLBACK_UNAVAILABLE: 409,
+  CONVERGE_FIX_DATASET_MISMATCH: 409,
+  CONVERGE_NOT_APPROVER: 403,
+  CONVERGE_IS_SOURCE: 409,
+  CONVERGE_NO_SOURCE: 503
+}
+
 function json (res: ServerResponse, code: number, body: unknown): void {
-  const text = JSON.stringify(body, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))
+  const text = JSON.stringify(body, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v instanceof Uint8Array ? Buffer.from(v).toString('hex') : v))
   res.writeHead(code, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' })
   res.end(text)
+}
+
+const actionBody = z.object({ reason: z.string().trim().min(1, 'give a reason').max(2000), force: z.boolean().default(false) }).strict()
+const reconcileBody = z.object({ reason: z.string().max(2000).optional() }).strict()
+
+async function readJson (req: IncomingMessage): Promise<unknown> {
+  const declared = Number(req.headers['content-length'] ?? 0)
+  if (declared > MAX_BODY_BYTES) throw new HttpError(413, 'BODY_TOO_LARGE', `request body over ${MAX_BODY_BYTES} bytes`)
+  const chunks: Buffer[] = []
+  let size = 0
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length
+    if (size > MAX_BODY_BYTES) throw new HttpError(413, 'BODY_TOO_LARGE', `request body over ${MAX_BODY_BYTES} bytes`)
+    chunks.push(chunk as Buffer)
+  }
+  if (size === 0) return {}
+  try { return JSON.parse(Buffer.concat(chunks).toString('utf8')) } catch {
+    throw new HttpError(400, 'BAD_REQUEST', 'request body is not valid JSON')
+  }
+}
+
+function parse<T> (schema: z.ZodType<T>, value: unknown): T {
+  const r = schema.safeParse(value)
+  if (!r.success) throw new HttpError(400, 'BAD_REQUEST', r.error.issues.map(i => `${i.path.join('.') || 'body'}: ${i.message}`).join('; '))
+  return r.data
+}
+
+function timeParam (q: URLSearchParams, name: string): number | undefined {
+  const v = q.get(name)
+  if (v === null) return undefined
+  const t = /^\d+$/.test(v) ? Number(v) : Date.parse(v)
+  if (!Number.isFinite(t)) throw new HttpError(400, 'BAD_REQUEST', `${name}: not a time (ISO 8601 or ms since the epoch)`)
+  return t
 }
 
 export class StatusServer {
@@ -28,8 +115,13 @@ export class StatusServer {
 
   constructor (init: StatusServerInit) {
     this.init = init
-    this.server = createServer((req, res) => { this.route(req, res) })
+    this.server = createServer((req, res) => {
+      this.route(req, res).catch((err: unknown) => this.fail(res, err))
+    })
   }
+
+  /** The governance endpoints answer once the agent's datasets are set up. */
+  attach (admin: AdminActions): void { this.init.admin = admin }
 
   get url (): string | undefined {
     return this.address === undefined ? undefined : `http://${this.address.family === 'IPv6' ? `[${this.address.address}]` : this.address.address}:${this.address.port}`
@@ -48,20 +140,91 @@ export class StatusServer {
     await new Promise<void>(resolve => this.server.close(() => resolve()))
   }
 
-  private route (req: IncomingMessage, res: ServerResponse): void {
-    const path = new URL(req.url ?? '/', 'http://status').pathname
-    if (req.method !== 'GET') { json(res, 405, { error: { code: 'METHOD_NOT_ALLOWED', message: `${req.method} is not allowed on ${path}` } }); return }
-    switch (path) {
-      case '/healthz':
-      case '/livez': json(res, 200, { ok: true }); return
-      case '/readyz': {
-        // ready once every index is built and the node is up
-        const ready = this.init.agent.statusReport().ready === true
-        json(res, ready ? 200 : 503, { ready })
+  private fail (res: ServerResponse, err: unknown): void {
+    if (res.headersSent) { res.destroy(); return }
+    if (err instanceof HttpError) { json(res, err.status, { error: { code: err.code, message: err.message } }); return }
+    if (err instanceof ConvergeError) { json(res, STATUS_OF_CODE[err.code] ?? 500, { error: { code: err.code, message: err.message } }); return }
+    json(res, 500, { error: { code: 'INTERNAL', message: (err as Error).message } })
+  }
+
+  /** The caller behind the request, who must hold at least `role`. */
+  private caller (req: IncomingMessage, role: Role): Caller {
+    const tokens = this.init.tokens
+    if (tokens === undefined || tokens.size === 0) throw new HttpError(403, 'NO_TOKENS', 'this agent has no status tokens configured (status.tokens); its governance endpoints are closed')
+    const caller = tokens.authenticate(req.headers.authorization)
+    if (caller === undefined) throw new HttpError(401, 'UNAUTHORIZED', 'a valid bearer token is needed (Authorization: Bearer …)')
+    if (!hasRole(caller, role)) throw new HttpError(403, 'FORBIDDEN', `"${caller.name}" has the ${caller.role} role; this needs ${role}`)
+    return caller
+  }
+
+  private admin (): AdminActions {
+    if (this.init.admin === undefined) throw new HttpError(503, 'NOT_READY', 'the agent is still starting')
+    return this.init.admin
+  }
+
+  private async route (req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://status')
+    const path = url.pathname
+    const parts = path.split('/').filter(p => p !== '').map(decodeURIComponent)
+    const method = req.method ?? 'GET'
+    const get = method === 'GET'
+    const post = method === 'POST'
+    const q = url.searchParams
+
+    if (get && (path === '/healthz' || path === '/livez')) { json(res, 200, { ok: true }); return }
+    if (get && path === '/readyz') {
+      // ready once every index is built and the node is up, and not while stopping
+      const ready = this.init.agent.statusReport().ready === true
+      json(res, ready ? 200 : 503, { ready })
+      return
+    }
+    if (get && path === '/status') { json(res, 200, this.init.agent.statusReport()); return }
+
+    if (parts[0] === 'reviews') {
+      if (get && parts.length === 1) {
+        this.caller(req, 'viewer')
+        json(res, 200, { reviews: this.admin().reviews({ dataset: q.get('dataset') ?? undefined, state: q.get('state') ?? undefined }) })
         return
       }
-      case '/status': json(res, 200, this.init.agent.statusReport()); return
-      default: json(res, 404, { error: { code: 'NOT_FOUND', message: `no such endpoint ${path}` } })
+      if (get && parts.length === 2) { this.caller(req, 'viewer'); json(res, 200, this.admin().review(parts[1]!)); return }
+      if (post && parts.length === 3 && (parts[2] === 'approve' || parts[2] === 'reject')) {
+        const caller = this.caller(req, 'approver')
+        const body = parse(actionBody, await readJson(req))
+        const admin = this.admin()
+        json(res, 200, parts[2] === 'approve' ? await admin.approve(parts[1]!, caller, body.reason) : await admin.reject(parts[1]!, caller, body.reason))
+        return
+      }
     }
+    if (parts[0] === 'fixes' && parts.length >= 2) {
+      if (get && parts.length === 2) { this.caller(req, 'viewer'); json(res, 200, await this.admin().fix(parts[1]!)); return }
+      if (post && parts.length === 3 && parts[2] === 'rollback') {
+        const caller = this.caller(req, 'admin')
+        const body = parse(actionBody, await readJson(req))
+        json(res, 200, await this.admin().rollback(parts[1]!, caller, body.reason, body.force))
+        return
+      }
+    }
+    if (post && parts[0] === 'datasets' && parts.length === 3 && parts[2] === 'reconcile') {
+      const caller = this.caller(req, 'admin')
+      parse(reconcileBody, await readJson(req))
+      json(res, 200, await this.admin().reconcile(parts[1]!, caller))
+      return
+    }
+    if (get && path === '/audit/verify') { this.caller(req, 'viewer'); json(res, 200, await this.admin().verifyAudit()); return }
+    if (get && path === '/audit') {
+      this.caller(req, 'viewer')
+      const limit = q.get('limit') === null ? 100 : Number(q.get('limit'))
+      if (!Number.isInteger(limit) || limit < 1 || limit > MAX_AUDIT_LIMIT) throw new HttpError(400, 'BAD_REQUEST', `limit: an integer from 1 to ${MAX_AUDIT_LIMIT}`)
+      const filter: AuditQuery = {
+        dataset: q.get('dataset') ?? undefined, since: timeParam(q, 'since'), until: timeParam(q, 'until'),
+        fixId: q.get('fix') ?? undefined, correlationId: q.get('cid') ?? undefined, kind: q.get('kind') ?? undefined, limit
+      }
+      json(res, 200, await this.admin().audit(filter))
+      return
+    }
+    const known = ['/healthz', '/livez', '/readyz', '/status', '/audit', '/audit/verify'].includes(path) || ['reviews', 'fixes', 'datasets'].includes(parts[0] ?? '')
+    if (known && !get && !post) throw new HttpError(405, 'METHOD_NOT_ALLOWED', `${method} is not allowed on ${path}`)
+    if (known && (get || post)) throw new HttpError(get ? 404 : 405, get ? 'NOT_FOUND' : 'METHOD_NOT_ALLOWED', get ? `no such endpoint ${path}` : `POST is not allowed on ${path}`)
+    throw new HttpError(404, 'NOT_FOUND', `no such endpoint ${path}`)
   }
 }

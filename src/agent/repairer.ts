@@ -1,0 +1,237 @@
+/**
+ * Turns an exact difference into what happens to the replica, under the
+ * dataset's written policy: nothing (tolerated, in flight, not yet
+ * confirmed), an audited fix applied at once, or a review item that waits
+ * for a person. Also applies approved reviews and keeps the keys an operator
+ * rolled back on hold, so the next sync does not silently undo a rollback.
+ *
+ * Every fix is one store transaction between an audit `intent` (after-images
+ * and the rows as read just before) and a `commit` (the before-images the
+ * store returned).
+ */
+import { randomUUID } from 'node:crypto'
+import { applyFixOnce, type FixPlan } from '../audit/apply-fix.ts'
+import type { AuditLog } from '../audit/audit-log.ts'
+import { tick, type VectorClock } from '../audit/vector-clock.ts'
+import type { DatasetConfig } from '../config/schema.ts'
+import type { RowCodec } from '../digest/row-codec.ts'
+import type { ByteSublevel, StateDb } from '../index/state-db.ts'
+import type { Logger } from '../observability/logger.ts'
+import { decide, type Decision, type DriftRow } from '../policy/decide.ts'
+import { splitFix, type PlannedFix } from '../policy/restore.ts'
+import { ReviewClosedError, ReviewNotFoundError, ReviewStaleError } from '../review/errors.ts'
+import type { ReviewItem, ReviewQueue } from '../review/review-queue.ts'
+import type { ReplicaStore } from '../stores/replica-store.ts'
+import type { NarrowingResult } from '../sync/narrowing.ts'
+import { hexOf } from '../util/bytes.ts'
+
+export interface FixContext {
+  correlationId: string
+  sourceRegion: string
+  partition?: string
+  /** Rows in the partition (or the dataset) here, for the share-of-rows risk. */
+  totalRows: number
+  signal?: AbortSignal
+  log: Logger
+}
+
+export interface RepairOutcome {
+  decision: Decision
+  fixIds: string[]
+  rowsUpserted: number
+  rowsDeleted: number
+  /** The review the fix waits in, when it went to review. */
+  review?: ReviewItem
+}
+
+export interface RepairerInit {
+  config: DatasetConfig
+  codec: RowCodec
+  store: ReplicaStore
+  state: StateDb
+  audit: AuditLog
+  reviews: ReviewQueue
+  region: string
+  clock: () => VectorClock
+  setClock: (clock: VectorClock) => Promise<void>
+}
+
+/** What the policy saw last, for the status port. */
+export interface LastDecision {
+  at: number
+  partition?: string
+  action: Decision['action']
+  reasons: string[]
+  drift: number
+  deferred: Decision['deferred']
+  reviewId?: string
+}
+
+const enc = new TextEncoder()
+const dec = new TextDecoder()
+
+export class Repairer {
+  private readonly init: RepairerInit
+  /** Per place (partition value, or '' for the whole dataset): consecutive sightings of each drifted key. */
+  private readonly sightings = new Map<string, Map<string, number>>()
+  /** Rows of the fixes applied lately, oldest first, for the growth risk. */
+  private readonly recentFixRows: number[] = []
+  private readonly held: ByteSublevel
+  private heldKeys = new Set<string>()
+  lastDecision: LastDecision | undefined
+
+  constructor (init: RepairerInit) {
+    this.init = init
+    this.held = init.state.sublevel(`held:${init.config.name}`)
+  }
+
+  get heldCount (): number { return this.heldKeys.size }
+
+  async open (): Promise<void> {
+    for await (const key of this.held.keys()) this.heldKeys.add(dec.decode(key))
+  }
+
+  /** Decides on one difference and carries the decision out. */
+  async handle (diff: NarrowingResult, ctx: FixContext): Promise<RepairOutcome> {
+    const { config, codec, store } = this.init
+    const rows = await this.driftRows(diff, ctx.signal)
+    const place = ctx.partition ?? ''
+    const decision = decide({
+      codec,
+      rule: config.rule,
+      tolerance: config.tolerance,
+      risk: config.risk,
+      rows,
+      now: Date.now(),
+      totalRows: ctx.totalRows,
+      recentFixRows: this.recentFixRows,
+      sightings: this.sightings.get(place) ?? new Map(),
+      heldKeys: this.heldKeys
+    })
+    if (decision.sightings.size === 0) this.sightings.delete(place); else this.sightings.set(place, decision.sightings)
+    const outcome: RepairOutcome = { decision, fixIds: [], rowsUpserted: 0, rowsDeleted: 0 }
+    this.lastDecision = { at: Date.now(), partition: ctx.partition, action: decision.action, reasons: decision.reasons, drift: decision.drift, deferred: decision.deferred }
+    if (decision.action === 'apply') {
+      Object.assign(outcome, await this.applyFixes(decision.fixes, { ...ctx, rule: config.rule, by: 'converge' }))
+    } else if (decision.action === 'review') {
+      const upserts = decision.fixes.flatMap(f => f.upserts)
+      const deletes = decision.fixes.flatMap(f => f.deletes)
+      const expected = await store.get([...upserts.map(r => codec.keyOfEncodedRow(r)), ...deletes])
+      const { review, created } = await this.init.reviews.propose({
+        dataset: config.name, ...(ctx.partition === undefined ? {} : { partition: ctx.partition }), correlationId: ctx.correlationId, sourceRegion: ctx.sourceRegion,
+        rule: config.rule, reasons: decision.reasons, upserts, deletes, expected: expected.map(r => r ?? null)
+      })
+      outcome.review = review
+      this.lastDecision.reviewId = review.id
+      if (created) {
+        await this.appendAudit({ kind: 'review', fixId: review.id, reviewId: review.id, correlationId: ctx.correlationId, sourceRegion: ctx.sourceRegion, partition: ctx.partition, reason: decision.reasons.join('; '), detected: { missing: diff.missing, changed: diff.changed, extra: diff.extra } })
+        ctx.log.warn({ reviewId: review.id, upserts: upserts.length, deletes: deletes.length, reasons: decision.reasons }, 'fix held for review')
+      }
+    } else if (decision.drift > 0) {
+      ctx.log.info({ drift: decision.drift, deferred: decision.deferred, reasons: decision.reasons }, 'drift seen, nothing applied')
+    }
+    return outcome
+  }
+
+  /**
+   * Applies planned fixes, each audited as intent then commit, at most once
+   * per fix id (src/audit/apply-fix.ts). The rows read just before each fix
+   * go into its intent, so a restart can tell whether a fix without a commit
+   * was applied.
+   */
+  async applyFixes (fixes: readonly PlannedFix[], meta: { correlationId: string, sourceRegion: string, partition?: string, rule: string, by: string, reviewId?: string, signal?: AbortSignal, log: Logger }): Promise<{ fixIds: string[], rowsUpserted: number, rowsDeleted: number }> {
+    const out = { fixIds: [] as string[], rowsUpserted: 0, rowsDeleted: 0 }
+    for (const fix of fixes) {
+      if (meta.signal?.aborted === true) break
+      const clock = tick(this.init.clock(), this.init.region)
+      await this.init.setClock(clock)
+      const plan: FixPlan = {
+        fixId: randomUUID(), correlationId: meta.correlationId, dataset: this.init.config.name, region: this.init.region, clock,
+        sourceRegion: meta.sourceRegion, rule: meta.rule, by: meta.by, upserts: fix.upserts, deletes: fix.deletes,
+        ...(meta.partition === undefined ? {} : { partition: meta.partition }), ...(meta.reviewId === undefined ? {} : { reviewId: meta.reviewId })
+      }
+      const { commit } = await applyFixOnce({ audit: this.init.audit, store: this.init.store, fix: plan, signal: meta.signal })
+      out.fixIds.push(plan.fixId)
+      out.rowsUpserted += fix.upserts.length
+      out.rowsDeleted += fix.deletes.length
+      this.recentFixRows.push(fix.upserts.length + fix.deletes.length)
+      if (this.recentFixRows.length > this.init.config.risk.history) this.recentFixRows.shift()
+      meta.log.info({ fixId: plan.fixId, upserts: fix.upserts.length, deletes: fix.deletes.length, storeSeq: commit.storeSeq, by: meta.by }, 'fix applied')
+    }
+    return out
+  }
+
+  /**
+   * Applies an approved review after checking that the rows it would change
+   * are still as they were when it was proposed; refuses it otherwise.
+   */
+  async approve (id: string, by: string, reason: string, log: Logger): Promise<ReviewItem> {
+    const review = this.openReview(id)
+    const { codec, store } = this.init
+    const keys = [...review.upserts.map(r => codec.keyOfEncodedRow(r)), ...review.deletes]
+    const now = await store.get(keys)
+    const changed = now.filter((row, i) => !sameBytes(row ?? null, review.expected[i] ?? null)).length
+    if (changed > 0) {
+      await this.init.reviews.settle(id, { state: 'refused', by, reason: `${changed} rows changed since it was proposed` })
+      await this.appendAudit({ kind: 'review-refused', fixId: id, reviewId: id, correlationId: review.correlationId, by, reason: `approved (${reason}) but ${changed} rows changed since it was proposed`, partition: review.partition })
+      throw new ReviewStaleError(id, changed)
+    }
+    await this.appendAudit({ kind: 'review-approved', fixId: id, reviewId: id, correlationId: review.correlationId, by, reason, partition: review.partition })
+    // keys the approver has now seen and accepted are no longer held
+    for (const k of keys) await this.release(hexOf(k))
+    // an approved review applies as fixes of at most MAX_FIX_ROWS rows, like any other
+    const fixes = splitFix(review.upserts.map((row, i) => ({ key: keys[i]!, row })), review.deletes)
+    const applied = await this.applyFixes(fixes, { correlationId: review.correlationId, sourceRegion: review.sourceRegion, partition: review.partition, rule: review.rule, by, reviewId: id, log })
+    return await this.init.reviews.settle(id, { state: 'applied', by, reason, fixIds: applied.fixIds })
+  }
+
+  async reject (id: string, by: string, reason: string): Promise<ReviewItem> {
+    const review = this.openReview(id)
+    await this.appendAudit({ kind: 'review-rejected', fixId: id, reviewId: id, correlationId: review.correlationId, by, reason, partition: review.partition })
+    return await this.init.reviews.settle(id, { state: 'rejected', by, reason })
+  }
+
+  /** Keys a rollback restored: a later fix touching them goes to review instead of undoing the rollback. */
+  async hold (keysHex: readonly string[], reason: string): Promise<void> {
+    for (const k of keysHex) {
+      await this.held.put(enc.encode(k), enc.encode(reason))
+      this.heldKeys.add(k)
+    }
+  }
+
+  private async release (keyHex: string): Promise<void> {
+    if (!this.heldKeys.delete(keyHex)) return
+    await this.held.del(enc.encode(keyHex))
+  }
+
+  private openReview (id: string): ReviewItem {
+    const review = this.init.reviews.get(id)
+    if (review === undefined || review.dataset !== this.init.config.name) throw new ReviewNotFoundError(id)
+    if (review.state !== 'pending') throw new ReviewClosedError(id, review.state)
+    return review
+  }
+
+  /** Each differing key with the SoT's row (if any) and this replica's (if any). */
+  private async driftRows (diff: NarrowingResult, signal?: AbortSignal): Promise<DriftRow[]> {
+    const { codec, store } = this.init
+    const upsertKeys = diff.upserts.map(r => codec.keyOfEncodedRow(r))
+    signal?.throwIfAborted()
+    const local = await store.get([...upsertKeys, ...diff.deletes])
+    const rows: DriftRow[] = diff.upserts.map((sot, i) => ({ key: upsertKeys[i]!, sot, local: local[i] ?? undefined }))
+    diff.deletes.forEach((key, i) => rows.push({ key, local: local[upsertKeys.length + i] ?? undefined }))
+    return rows
+  }
+
+  /** Appends a governance entry (a review and what became of it) for this dataset, with a ticked clock. */
+  private async appendAudit (record: Omit<Parameters<AuditLog['append']>[0], 'dataset' | 'region' | 'clock'>): Promise<void> {
+    const clock = tick(this.init.clock(), this.init.region)
+    await this.init.setClock(clock)
+    const defined = Object.fromEntries(Object.entries(record).filter(([, v]) => v !== undefined)) as typeof record
+    await this.init.audit.append({ ...defined, dataset: this.init.config.name, region: this.init.region, clock })
+  }
+}
+
+function sameBytes (a: Uint8Array | null, b: Uint8Array | null): boolean {
+  if (a === null || b === null) return a === b
+  return Buffer.compare(a, b) === 0
+}

@@ -1,0 +1,70 @@
+/**
+ * Applying one fix, audited and at most once per fix id:
+ *
+ *   1. the fix id already has a commit → nothing is read, written or appended;
+ *   2. otherwise: read the rows (before-images), append the intent, apply the
+ *      fix as one store batch, append the commit.
+ *
+ * So retrying a fix (an approval sent twice, a caller that lost the answer)
+ * is harmless. A fix id whose earlier attempt has no commit (it was aborted,
+ * or its apply failed) is simply attempted again.
+ */
+import { throwIfAborted } from '../errors.ts'
+import type { ApplyResult, ReplicaStore } from '../stores/replica-store.ts'
+import type { AuditEntry, AuditLog, AuditRecord } from './audit-log.ts'
+import { withFixLock } from './fix-lock.ts'
+import { afterImages, beforeImages, fixIdentity, fixKeys, mergedBefore } from './fix-rows.ts'
+import { settleFix } from './settle.ts'
+
+/** A fix to apply: what its intent records, with its rows. */
+export interface FixPlan extends Omit<AuditRecord, 'kind' | 'before' | 'storeSeq' | 'upserts' | 'deletes'> {
+  /** Canonical rows to write. */
+  upserts: Uint8Array[]
+  /** Canonical keys to delete. */
+  deletes: Uint8Array[]
+}
+
+export interface FixResult {
+  /** False when the fix id had already committed: nothing was written or appended. */
+  applied: boolean
+  intent: AuditEntry
+  commit: AuditEntry
+}
+
+export interface ApplyFixInit {
+  audit: AuditLog
+  store: ReplicaStore
+  fix: FixPlan
+  /** Cancels up to the intent; once the intent is appended the fix is carried through, so a cancel never leaves it in flight. */
+  signal?: AbortSignal
+}
+
+export async function applyFixOnce (init: ApplyFixInit): Promise<FixResult> {
+  const { audit, store, fix, signal } = init
+  return await withFixLock(audit, fix.fixId, async () => {
+    const known = await audit.fixOf(fix.fixId, { signal })
+    if (known?.commit !== undefined) return { applied: false, intent: known.intent, commit: known.commit }
+    const keys = fixKeys(fix, store.codec)
+    const after = afterImages(fix)
+    const before = (await store.get(keys, { signal })).map(row => row ?? null)
+    throwIfAborted(signal)
+    const common = { ...fixIdentity(fix as AuditRecord), reason: fix.reason }
+    const intent = await audit.append({ ...common, kind: 'intent', detected: fix.detected, upserts: fix.upserts, deletes: fix.deletes, before })
+    let applied: ApplyResult
+    try {
+      applied = await store.apply({ upserts: fix.upserts, deletes: fix.deletes, origin: 'converge' })
+    } catch (err) {
+      // the write may have landed before the error (a lost acknowledgement): record what the rows say, when they can be read
+      const message = (err as Error).message
+      await settleFix({
+        audit, store, codec: store.codec, intent, region: fix.region, finish: false,
+        reasons: { applied: `applied, though the store reported: ${message}`, notApplied: `not applied: ${message}`, finished: '' }
+      }).catch(() => undefined)
+      throw err
+    }
+    // an earlier attempt left pending may have written some rows already: what it replaced is the truer before-image
+    const earlier = known !== undefined && known.abort === undefined ? beforeImages(known.intent, keys.length) : undefined
+    const commit = await audit.append({ ...common, kind: 'commit', before: mergedBefore(earlier, after, applied.before), storeSeq: applied.seq })
+    return { applied: true, intent, commit }
+  })
+}

@@ -1,0 +1,87 @@
+/**
+ * Turns the caller's difference into checked rows the rules can work on:
+ * sorted by key (so every later step sees one order whatever order the
+ * difference was found in), each side decoded once, its key checked, its
+ * digest and event time taken.
+ */
+import { u64Hex } from '../digest/hash.ts'
+import type { RowCodec, Value } from '../digest/row-codec.ts'
+import { hexOf } from '../util/bytes.ts'
+import { PolicyInputError } from './errors.ts'
+import { compareBytes } from './restore.ts'
+import type { DriftRow } from './types.ts'
+
+/** One key on which the two sides really differ. */
+export interface ApartRow {
+  key: Uint8Array
+  keyHex: string
+  sot: Uint8Array | undefined
+  local: Uint8Array | undefined
+  /** Row digests as hex; undefined for an absent side. */
+  sotDigest: string | undefined
+  localDigest: string | undefined
+  /** Event times in UTC ms; undefined when the schema has no event-time column, the side is absent or its value is null. */
+  sotTime: number | undefined
+  localTime: number | undefined
+}
+
+/**
+ * Checked, sorted rows. A row whose two sides have the same digest is left
+ * out: they differ only in ignored columns, or the replica caught up between
+ * narrowing and this call; either way nothing is apart.
+ */
+export function apartRows (codec: RowCodec, rows: readonly DriftRow[]): ApartRow[] {
+  const sorted = [...rows].sort((a, b) => compareBytes(a.key, b.key))
+  const out: ApartRow[] = []
+  let previous: Uint8Array | undefined
+  for (const row of sorted) {
+    const keyHex = hexOf(row.key)
+    if (previous !== undefined && compareBytes(previous, row.key) === 0) throw new PolicyInputError(`key ${keyHex} is in the difference twice`)
+    previous = row.key
+    if (row.sot === undefined && row.local === undefined) throw new PolicyInputError(`key ${keyHex}: neither a SoT row nor a local row`)
+    const sot = row.sot === undefined ? undefined : side(codec, row.key, keyHex, row.sot, 'SoT')
+    const local = row.local === undefined ? undefined : side(codec, row.key, keyHex, row.local, 'local')
+    if (sot !== undefined && local !== undefined && sot.digest === local.digest) continue
+    out.push({
+      key: row.key,
+      keyHex,
+      sot: row.sot,
+      local: row.local,
+      sotDigest: sot?.digest,
+      localDigest: local?.digest,
+      sotTime: sot?.time,
+      localTime: local?.time
+    })
+  }
+  return out
+}
+
+function side (codec: RowCodec, key: Uint8Array, keyHex: string, bytes: Uint8Array, which: string): { digest: string, time: number | undefined } {
+  let values: Value[]
+  let digest: bigint
+  try {
+    values = codec.decodeValues(bytes)
+    digest = codec.rowDigest(bytes)
+  } catch (err) {
+    throw new PolicyInputError(`key ${keyHex}: the ${which} row does not decode under the dataset schema: ${(err as Error).message}`, { cause: err })
+  }
+  // a row filed under another key would make the fix write or delete the wrong row
+  if (compareBytes(codec.keyOfValues(values), key) !== 0) throw new PolicyInputError(`key ${keyHex}: the ${which} row has another key`)
+  return { digest: u64Hex(digest), time: eventTimeOf(codec, values, keyHex, which) }
+}
+
+/**
+ * The event time of a row, or undefined when it has none (null counts as the
+ * oldest). Timestamps are canonical UTC ms numbers; an integer column beyond
+ * 2^53 decodes as a bigint and is compared at double precision.
+ */
+function eventTimeOf (codec: RowCodec, values: readonly Value[], keyHex: string, which: string): number | undefined {
+  const position = codec.eventTimePosition
+  if (position === undefined) return undefined
+  const v = values[position]
+  if (v === null || v === undefined) return undefined
+  if (typeof v === 'bigint') return Number(v)
+  if (typeof v === 'number' && !Number.isNaN(v)) return v
+  const column = codec.columns[position]?.name ?? String(position)
+  throw new PolicyInputError(`key ${keyHex}: the ${which} row's event time (column "${column}") is ${typeof v === 'number' ? 'NaN' : `a ${v instanceof Uint8Array ? 'bytes' : typeof v} value`}, not a time`)
+}

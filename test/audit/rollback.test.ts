@@ -1,0 +1,187 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { applyFixOnce } from '../../src/audit/apply-fix.ts'
+import { recoverPendingFixes } from '../../src/audit/recovery.ts'
+import { rollbackFix, type RollbackInit } from '../../src/audit/rollback.ts'
+import type { VectorClock } from '../../src/audit/vector-clock.ts'
+import { codec, crashAfterIntent, entries, hex, key, openAudit, openStore, plan, row, rowsOf, type AuditKit, type StoreKind, type StoreKit } from './fixtures.ts'
+
+describe.each<StoreKind>(['level', 'postgres'])('rolling back a fix, against a real %s store', kind => {
+  let kit: AuditKit
+  let s: StoreKit
+  let clock: VectorClock
+  beforeEach(async () => {
+    kit = await openAudit()
+    s = await openStore(kind)
+    clock = { b: 10 }
+  })
+  afterEach(async () => {
+    await s.cleanup()
+    await kit.cleanup()
+  })
+
+  const rollback = async (fixId: string, over: Partial<RollbackInit> = {}) => await rollbackFix({
+    audit: kit.audit, store: s.store, codec, region: 'b', clock: () => clock, setClock: async c => { clock = c }, fixId, by: 'alice', reason: 'wrong snapshot', ...over
+  })
+  const original = (): Array<string | null> => [hex(row(1)), hex(row(2)), null]
+  const fixed = (): Array<string | null> => [hex(row(1, 1)), null, hex(row(11))]
+
+  it('applies a fix once: intent with the rows read before, then commit; a second apply changes and appends nothing', async () => {
+    const fix = plan()
+    const first = await applyFixOnce({ audit: kit.audit, store: s.store, fix })
+    expect(first.applied).toBe(true)
+    expect(first.intent).toMatchObject({ kind: 'intent', fixId: fix.fixId, by: 'converge' })
+    expect(first.intent.before!.map(b => (b === null ? null : hex(b)))).toEqual([hex(row(1)), null, hex(row(2))])
+    expect(first.commit).toMatchObject({ kind: 'commit', fixId: fix.fixId })
+    expect(await rowsOf(s.store, [1, 2, 11])).toEqual(fixed())
+
+    const length = kit.audit.length
+    const storeSeq = await s.store.lastSeq()
+    const again = await applyFixOnce({ audit: kit.audit, store: s.store, fix })
+    expect(again).toMatchObject({ applied: false, commit: { seq: first.commit.seq }, intent: { seq: first.intent.seq } })
+    expect(kit.audit.length).toBe(length)
+    expect(await s.store.lastSeq()).toBe(storeSeq)
+  })
+
+  it('applies one fix id once even when asked twice at the same time', async () => {
+    const fix = plan()
+    const both = await Promise.all([applyFixOnce({ audit: kit.audit, store: s.store, fix }), applyFixOnce({ audit: kit.audit, store: s.store, fix })])
+    expect(both.map(r => r.applied).sort()).toEqual([false, true])
+    expect((await entries(kit.audit)).map(e => e.kind)).toEqual(['intent', 'commit'])
+  })
+
+  it('restores the before-images as a new audited fix and reports the keys it wrote', async () => {
+    const fix = plan()
+    await applyFixOnce({ audit: kit.audit, store: s.store, fix })
+    const report = await rollback(fix.fixId)
+
+    expect(await rowsOf(s.store, [1, 2, 11])).toEqual(original())
+    expect(report).toMatchObject({ rollbackOf: fix.fixId, dataset: 'orders', upserts: 2, deletes: 1, rows: 3, overwritten: 0 })
+    expect(report.keys.sort()).toEqual([hex(key(1)), hex(key(2)), hex(key(11))].sort())
+    const done = await kit.audit.fixOf(report.fixId)
+    expect(done?.intent).toMatchObject({ rule: 'rollback', rollbackOf: fix.fixId, by: 'alice', reason: 'wrong snapshot', region: 'b', correlationId: report.correlationId })
+    expect(done?.commit).toMatchObject({ rule: 'rollback', rollbackOf: fix.fixId, storeSeq: report.storeSeq })
+    // the rollback's own intent records the fix's after-images as the rows it replaces
+    expect(new Set(done!.intent.before!.map(b => (b === null ? null : hex(b))))).toEqual(new Set(fixed()))
+    expect(clock).toEqual({ b: 11 })
+    expect((await kit.audit.rolledBackBy(fix.fixId))?.fixId).toBe(report.fixId)
+    expect(await kit.audit.verify()).toBe(4)
+  })
+
+  it('refuses when rows changed since the fix, naming how many and which, and writes nothing', async () => {
+    const fix = plan()
+    await applyFixOnce({ audit: kit.audit, store: s.store, fix })
+    await s.writeBehind([row(1, 9)], [])
+    const length = kit.audit.length
+
+    const err = await rollback(fix.fixId).catch((e: unknown) => e)
+    expect(err).toMatchObject({ code: 'CONVERGE_ROLLBACK_CONFLICT', changed: 1, keys: [hex(key(1))] })
+    expect((err as Error).message).toContain(`1 of its 3 rows changed since it was applied (keys ${hex(key(1))})`)
+    expect(kit.audit.length).toBe(length)
+    expect(await rowsOf(s.store, [1, 2, 11])).toEqual([hex(row(1, 9)), null, hex(row(11))])
+  })
+
+  it('overwrites rows changed since the fix when forced', async () => {
+    const fix = plan()
+    await applyFixOnce({ audit: kit.audit, store: s.store, fix })
+    await s.writeBehind([row(1, 9)], [key(11)])
+    const report = await rollback(fix.fixId, { force: true })
+    expect(report.overwritten).toBe(2)
+    expect(await rowsOf(s.store, [1, 2, 11])).toEqual(original())
+  })
+
+  it('refuses an unknown fix, and a fix that never committed', async () => {
+    await expect(rollback('no-such-fix')).rejects.toMatchObject({ code: 'CONVERGE_FIX_NOT_FOUND', message: 'no fix no-such-fix in the audit log' })
+
+    const pending = plan()
+    await crashAfterIntent(kit.audit, s.store, pending)
+    await expect(rollback(pending.fixId)).rejects.toMatchObject({ code: 'CONVERGE_FIX_NOT_COMMITTED', message: expect.stringContaining('still in flight') })
+
+    const aborted = plan()
+    await crashAfterIntent(kit.audit, s.store, aborted)
+    await kit.audit.append({ ...aborted, upserts: undefined, deletes: undefined, kind: 'abort', reason: 'found not applied at restart' })
+    await expect(rollback(aborted.fixId)).rejects.toMatchObject({ code: 'CONVERGE_FIX_NOT_COMMITTED', message: expect.stringContaining('aborted: found not applied at restart') })
+  })
+
+  it('refuses a fix of another dataset than the one named', async () => {
+    const fix = plan()
+    await applyFixOnce({ audit: kit.audit, store: s.store, fix })
+    await expect(rollback(fix.fixId, { dataset: 'payments' })).rejects.toMatchObject({ code: 'CONVERGE_FIX_DATASET_MISMATCH' })
+  })
+
+  it('refuses a second rollback of one fix (also two at once); a rollback can itself be rolled back', async () => {
+    const fix = plan()
+    await applyFixOnce({ audit: kit.audit, store: s.store, fix })
+    const results = await Promise.allSettled([rollback(fix.fixId), rollback(fix.fixId)])
+    expect(results.map(r => r.status).sort()).toEqual(['fulfilled', 'rejected'])
+    const first = (results.find(r => r.status === 'fulfilled') as PromiseFulfilledResult<Awaited<ReturnType<typeof rollback>>>).value
+    const refused = (results.find(r => r.status === 'rejected') as PromiseRejectedResult).reason as Error
+    expect(refused).toMatchObject({ code: 'CONVERGE_FIX_ALREADY_ROLLED_BACK', rollbackFixId: first.fixId })
+    expect(refused.message).toBe(`fix ${fix.fixId} was already rolled back by fix ${first.fixId}; to apply it again, roll back ${first.fixId}`)
+    // forcing does not help: force is about rows written since, not about rolling back twice
+    await expect(rollback(fix.fixId, { force: true })).rejects.toMatchObject({ code: 'CONVERGE_FIX_ALREADY_ROLLED_BACK' })
+
+    const redo = await rollback(first.fixId)
+    expect(redo.rollbackOf).toBe(first.fixId)
+    expect(await rowsOf(s.store, [1, 2, 11])).toEqual(fixed())
+    await expect(rollback(fix.fixId)).rejects.toMatchObject({ code: 'CONVERGE_FIX_ALREADY_ROLLED_BACK' })
+    expect(await kit.audit.verify()).toBe(6)
+  })
+
+  it('rolls back a fix committed by recovery after a crash', async () => {
+    const fix = plan()
+    await crashAfterIntent(kit.audit, s.store, fix)
+    await s.store.apply({ upserts: fix.upserts, deletes: fix.deletes, origin: 'converge' })
+    await recoverPendingFixes({ audit: await kit.reopen(), stores: new Map([['orders', { store: s.store, codec }]]), region: 'b', clock: () => clock })
+    await rollback(fix.fixId)
+    expect(await rowsOf(s.store, [1, 2, 11])).toEqual(original())
+  })
+
+  it('refuses a fix that recorded no before-images', async () => {
+    const fix = plan()
+    await crashAfterIntent(kit.audit, s.store, fix, { withBefore: false })
+    await s.store.apply({ upserts: fix.upserts, deletes: fix.deletes })
+    await kit.audit.append({ ...fix, upserts: undefined, deletes: undefined, kind: 'commit' })
+    await expect(rollback(fix.fixId)).rejects.toMatchObject({ code: 'CONVERGE_ROLLBACK_UNAVAILABLE' })
+  })
+})
+
+describe('a fix whose store write fails', () => {
+  let kit: AuditKit
+  let s: StoreKit
+  beforeEach(async () => { kit = await openAudit(); s = await openStore('level') })
+  afterEach(async () => { await s.cleanup(); await kit.cleanup() })
+
+  /** The store fails its next apply: before writing, or after (an acknowledgement lost). */
+  const failingOnce = (when: 'before' | 'after'): StoreKit['store'] => {
+    let failed = false
+    return new Proxy(s.store, {
+      get: (target, prop, receiver) => prop !== 'apply'
+        ? Reflect.get(target, prop, receiver)
+        : async (...args: Parameters<StoreKit['store']['apply']>) => {
+          if (failed) return await target.apply(...args)
+          failed = true
+          if (when === 'after') await target.apply(...args)
+          throw new Error('connection reset')
+        }
+    })
+  }
+
+  it('is aborted when nothing landed, and applied in full when tried again with its fix id', async () => {
+    const store = failingOnce('before')
+    const fix = plan()
+    await expect(applyFixOnce({ audit: kit.audit, store, fix })).rejects.toThrow('connection reset')
+    expect((await kit.audit.fixOf(fix.fixId))?.abort).toMatchObject({ reason: 'not applied: connection reset' })
+    const retry = await applyFixOnce({ audit: kit.audit, store, fix })
+    expect(retry.applied).toBe(true)
+    expect((await entries(kit.audit)).map(e => e.kind)).toEqual(['intent', 'abort', 'intent', 'commit'])
+    expect(await rowsOf(s.store, [1, 2, 11])).toEqual([hex(row(1, 1)), null, hex(row(11))])
+  })
+
+  it('is committed when the write landed though the store reported an error', async () => {
+    const store = failingOnce('after')
+    const fix = plan()
+    await expect(applyFixOnce({ audit: kit.audit, store, fix })).rejects.toThrow('connection reset')
+    expect((await kit.audit.fixOf(fix.fixId))?.commit).toMatchObject({ reason: 'applied, though the store reported: connection reset' })
+    expect((await applyFixOnce({ audit: kit.audit, store, fix })).applied).toBe(false)
+  })
+})
