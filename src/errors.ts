@@ -1,3 +1,5 @@
+import type { DatasetSchema } from './digest/schema.ts'
+
 /**
  * One error class per condition, each with a stable `code` that tests and
  * callers match on (never the message). `cause` carries the underlying error.
@@ -56,6 +58,17 @@ export class UnknownDatasetError extends ConvergeError {
 export class SchemaMismatchError extends ConvergeError {
   constructor (dataset: string, local: string, remote: string) {
     super('CONVERGE_SCHEMA_MISMATCH', `dataset "${dataset}": schema fingerprint ${remote} differs from local ${local}`)
+  }
+}
+
+/**
+ * Thrown by a sync client when the source answers under a comparison schema
+ * (the two schemas differ compatibly): the replica sets up a view under
+ * `shape` and opens again.
+ */
+export class ShapeOfferedError extends ConvergeError {
+  constructor (dataset: string, readonly shape: DatasetSchema) {
+    super('CONVERGE_SHAPE_OFFERED', `dataset "${dataset}": the source compares on a schema of the columns both sides share`)
   }
 }
 

@@ -20,6 +20,7 @@ import { SYNC_PROTOCOL, summaryTopic } from '../constants.ts'
 import { ConvergeError, FixNotFoundError, UnknownDatasetError } from '../errors.ts'
 import { resolveSchema } from '../config/resolve-schema.ts'
 import { RowCodec } from '../digest/row-codec.ts'
+import { compareSchemas, SchemaIncompatibleError } from '../digest/schema-compat.ts'
 import { decodeSummary, encodeSummary, summarize } from '../gossip/summary.ts'
 import { DigestIndex, type IndexProgress } from '../index/digest-index.ts'
 import { StateDb } from '../index/state-db.ts'
@@ -36,6 +37,7 @@ import { serveSync } from '../sync/session.ts'
 import { Admin } from './admin.ts'
 import { DatasetReplica, type ReplicaHost } from './dataset-replica.ts'
 import { Repairer } from './repairer.ts'
+import { ShapeViews } from './shape-views.ts'
 import { SummaryBoard } from './summary-board.ts'
 
 const CLOCK_KEY = new TextEncoder().encode('clock')
@@ -138,14 +140,18 @@ export class Agent implements ReplicaHost {
       this.indexing.delete(dataset.name)
       this.log.info({ dataset: dataset.name, rows: index.tree.rowCount, depth: index.tree.depth, ms: Date.now() - t0 }, 'digest index ready')
       this.openingStores.delete(store)
+      // fixes go through whatever the replica compares through (its own view, or a comparison view while schemas differ)
+      let replica: DatasetReplica | undefined
       const repairer = new Repairer({
-        config: dataset, codec, store, state: this.state, audit: this.audit, reviews: this.reviews, region: this.region,
+        config: dataset, view: () => replica!.compare, state: this.state, audit: this.audit, reviews: this.reviews, region: this.region,
         clock: () => this.clock(), setClock: async clock => { await this.setClock(clock) }
       })
       await repairer.open()
-      this.datasets.set(dataset.name, new DatasetReplica({
-        config: dataset, codec, store, index, repairer, host: this, minIntervalMs: this.config.sync.minIntervalMs, timeoutMs: this.config.sync.timeoutMs, roundIntervalMs: this.config.gossip.intervalMs
-      }))
+      const shapes = new ShapeViews({ dataset: dataset.name, schema: codec.schema, store, state: this.state, log: this.log, onChange: () => replica?.evaluate() })
+      replica = new DatasetReplica({
+        config: dataset, codec, store, index, repairer, shapes, host: this, minIntervalMs: this.config.sync.minIntervalMs, timeoutMs: this.config.sync.timeoutMs, roundIntervalMs: this.config.gossip.intervalMs
+      })
+      this.datasets.set(dataset.name, replica)
     }
 
     await this.recover(signal)
@@ -184,6 +190,7 @@ export class Agent implements ReplicaHost {
     await Promise.all([...this.datasets.values()].map(async d => await d.stop()))
     await this.node?.stop()
     for (const d of this.datasets.values()) {
+      await d.shapes.stop()
       await d.index.stop()
       await d.store.close()
     }
@@ -347,10 +354,16 @@ export class Agent implements ReplicaHost {
     try {
       const { open, rounds } = await serveSync(channel, {
         signal,
-        resolve: (open) => {
+        resolve: async (open) => {
           const replica = this.datasets.get(open.dataset)
           if (replica === undefined) throw new UnknownDatasetError(open.dataset)
-          return { region: this.region, codec: replica.codec, view: replica.index, clock: () => this.clock() }
+          const served = { region: this.region, clock: () => this.clock() }
+          if (open.fp === replica.codec.fingerprint || open.schema === undefined) return { ...served, codec: replica.codec, view: replica.index }
+          // the replica's schema differs: serve its rows under the comparison schema of the two, or refuse incompatible ones
+          const compat = compareSchemas(open.schema, replica.codec.schema)
+          if (!compat.compatible) throw new SchemaIncompatibleError(compat.reasons)
+          const view = await replica.shapes.view(compat.shape, {}, signal)
+          return { ...served, shape: view.shape, codec: view.codec, view: view.index }
         }
       })
       this.log.debug({ dataset: open?.dataset, peer: open?.region, cid: open?.cid, rounds }, 'served sync')

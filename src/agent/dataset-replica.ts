@@ -10,11 +10,14 @@ import { randomUUID } from 'node:crypto'
 import type { AuditLog } from '../audit/audit-log.ts'
 import { merge, type VectorClock } from '../audit/vector-clock.ts'
 import type { DatasetConfig } from '../config/schema.ts'
-import { ConvergeError, RemoteError, SchemaMismatchError } from '../errors.ts'
+import { ConvergeError, RemoteError, RowEncodingError, SchemaMismatchError, ShapeOfferedError } from '../errors.ts'
+import { renameSchema, SchemaIncompatibleError } from '../digest/schema-compat.ts'
+import type { ColumnType, DatasetSchema } from '../digest/schema.ts'
+import { wireSchema } from '../sync/messages.ts'
+import type { ShapeView, ShapeViews } from './shape-views.ts'
 import { PARTITION_CONCURRENCY, PARTITION_LEVEL } from '../constants.ts'
 import { bytesToU64, u64Hex } from '../digest/hash.ts'
 import type { RowCodec, Value } from '../digest/row-codec.ts'
-import type { ColumnType } from '../digest/schema.ts'
 import type { DatasetSummary } from '../gossip/summary.ts'
 import type { DigestIndex, ValidationReport } from '../index/digest-index.ts'
 import type { Logger } from '../observability/logger.ts'
@@ -27,8 +30,22 @@ import pLimit from 'p-limit'
 import { PartitionBoard } from './partition-board.ts'
 import type { Repairer } from './repairer.ts'
 
-/** `held`: apart from the SoT, but the policy applies nothing more (tolerated, waiting for review, kept local under merge). */
-export type DriftState = 'starting' | 'source' | 'in-sync' | 'drifted' | 'held' | 'syncing' | 'no-source' | 'schema-mismatch' | 'error'
+/**
+ * `held`: apart from the SoT, but the policy applies nothing more (tolerated, waiting for review, kept local under merge).
+ * `quarantined`: the SoT's schema is incompatible with this one; nothing is applied until they agree.
+ */
+export type DriftState = 'starting' | 'source' | 'in-sync' | 'drifted' | 'held' | 'syncing' | 'no-source' | 'quarantined' | 'error'
+
+/**
+ * How this replica's schema stands with the SoT's: the same, compatibly
+ * different (rows are compared through a view under the comparison schema),
+ * or incompatible (quarantined). `sourceFp` is the SoT's own fingerprint
+ * when the agreement was made: a summary with another one reopens it.
+ */
+type Agreement =
+  | { kind: 'same' }
+  | { kind: 'shape', sourceFp: string | undefined, view: ShapeView }
+  | { kind: 'quarantined', sourceFp: string | undefined, reasons: string[], since: number }
 
 export interface DatasetCounters {
   syncs: number
@@ -68,6 +85,7 @@ export interface DatasetReplicaInit {
   store: ReplicaStore
   index: DigestIndex
   repairer: Repairer
+  shapes: ShapeViews
   host: ReplicaHost
   minIntervalMs: number
   timeoutMs: number
@@ -106,6 +124,9 @@ export interface SyncReport {
  */
 interface Settled { sotSum: bigint, localSum: bigint, until: number }
 
+/** What a sync compares through: the dataset's own codec, store and index, or a comparison view's. */
+interface CompareView { codec: RowCodec, store: ReplicaStore, index: DigestIndex }
+
 export class DatasetReplica {
   readonly config: DatasetConfig
   readonly codec: RowCodec
@@ -134,6 +155,13 @@ export class DatasetReplica {
   private readonly roundIntervalMs: number
   /** Drifted partitions of a partitioned dataset, each with its own state and backoff. */
   readonly partitions = new PartitionBoard()
+  /** Views under comparison schemas: served to replicas whose schemas differ, or used here against a differing SoT. */
+  readonly shapes: ShapeViews
+  private agreement: Agreement = { kind: 'same' }
+  /** Quarantine reasons to record as lifted once a sync goes through again. */
+  private liftedFrom: string[] | undefined
+  /** The SoT's own root sum as last gossiped, while its roots cannot be compared with ours (its schema differs). */
+  private sourceSum: bigint | undefined
 
   constructor (init: DatasetReplicaInit) {
     this.config = init.config
@@ -145,6 +173,7 @@ export class DatasetReplica {
     this.minIntervalMs = init.minIntervalMs
     this.timeoutMs = init.timeoutMs
     this.roundIntervalMs = init.roundIntervalMs
+    this.shapes = init.shapes
     this.index.on('change', () => { this.host.publish(this); this.evaluate() })
   }
 
@@ -157,12 +186,18 @@ export class DatasetReplica {
     if (source === undefined) { this.state = 'no-source'; return }
     if (source.region === this.host.region) { this.state = 'source'; return }
     const s = source.summary
-    if (s !== undefined && s.fp !== this.codec.fingerprint) {
-      this.state = 'schema-mismatch'
-      this.lastError = `source ${source.region} has schema ${s.fp}, local ${this.codec.fingerprint}`
-      return
+    const agreement = this.agreement
+    if (agreement.kind === 'quarantined') {
+      if (s === undefined || s.fp === agreement.sourceFp) { this.state = 'quarantined'; return }
+      // the source's schema changed: the next exchange looks again
+      this.liftedFrom = agreement.reasons
+      this.agreement = { kind: 'same' }
+      this.sotRoot = undefined
+    } else if (agreement.kind === 'shape' && s !== undefined && s.fp !== agreement.sourceFp) {
+      this.agreement = { kind: 'same' }
+      this.sotRoot = undefined
     }
-    const root = this.index.tree.root
+    const root = this.compare.index.tree.root
     const sot = this.sotRoot
     if (sot !== undefined && sot.count === root.count && sot.sum === root.sum) {
       if (this.state !== 'syncing') { this.state = 'in-sync'; this.partitions.clear() }
@@ -184,8 +219,19 @@ export class DatasetReplica {
 
   /** A summary from the serving SoT arrived. */
   onSourceSummary (summary: DatasetSummary): void {
-    this.sotRoot = { count: summary.count, sum: summary.sum, seenAt: Date.now() }
+    if (summary.fp === this.compare.codec.fingerprint) {
+      this.sotRoot = { count: summary.count, sum: summary.sum, seenAt: Date.now() }
+    } else if (summary.sum !== this.sourceSum) {
+      // its tree is under another schema: not comparable with ours, but a change there calls for an exchange
+      this.sotRoot = undefined
+    }
+    this.sourceSum = summary.sum
     this.evaluate()
+  }
+
+  /** The codec, store and index syncs compare through. */
+  get compare (): CompareView {
+    return this.agreement.kind === 'shape' ? this.agreement.view : { codec: this.codec, store: this.store, index: this.index }
   }
 
   async stop (): Promise<void> {
@@ -206,15 +252,20 @@ export class DatasetReplica {
         this.state = 'syncing'
         report = await this.syncOnce(source.region, source.peerId)
         this.failures = 0
+        if (this.liftedFrom !== undefined) await this.liftQuarantine()
         const failing = this.partitions.failing
         this.lastError = failing === 0 ? undefined : `${failing} partition${failing === 1 ? '' : 's'} failing (see partitions); the others are reconciled`
       } catch (err) {
         if (this.stopping.signal.aborted) return
-        if (isSchemaMismatch(err)) {
+        if (err instanceof ShapeOfferedError) {
+          // the schemas differ compatibly: compare through a view under the schema the source offered, then go again
+          if (await this.adoptShape(err.shape, source.summary?.fp)) { this.wanted = true; continue }
+          return
+        }
+        const reasons = incompatibility(err)
+        if (reasons !== undefined) {
           // retrying cannot help: wait for a summary that carries another schema (evaluate() runs on each)
-          this.state = 'schema-mismatch'
-          this.lastError = (err as Error).message
-          this.host.log.warn({ dataset: this.name, source: source.region, err: this.lastError }, 'schemas differ; nothing is applied until they agree')
+          await this.quarantine(reasons, source.summary?.fp)
           return
         }
         this.failures++
@@ -226,7 +277,7 @@ export class DatasetReplica {
         await sleep(retryDelayMs(this.failures), this.stopping.signal).catch(() => undefined)
         continue
       }
-      const root = this.index.tree.root
+      const root = this.compare.index.tree.root
       const sot = this.sotRoot
       this.state = sot !== undefined && sot.count === root.count && sot.sum === root.sum ? 'in-sync' : 'drifted'
       // level with the newest root heard: whatever asked for another sync meanwhile is already done
@@ -290,7 +341,7 @@ export class DatasetReplica {
       const limit = pLimit(PARTITION_CONCURRENCY)
       await Promise.all(due.map(async bucket => await limit(async () => { await this.syncPartition(session, report, bucket) })))
     }
-    await this.index.catchUp({ signal })
+    await this.compare.index.catchUp({ signal })
     return report
   }
 
@@ -311,7 +362,7 @@ export class DatasetReplica {
       this.partitions.succeeded(bucket, value)
     } catch (err) {
       if (this.stopping.signal.aborted) return
-      if (isSchemaMismatch(err)) throw err
+      if (incompatibility(err) !== undefined || err instanceof ShapeOfferedError) throw err
       this.counters.syncErrors++
       this.partitions.failed(bucket, (err as Error).message, value)
       part.log.warn({ err: (err as Error).message, code: (err as { code?: string }).code }, 'partition sync failed; the other partitions go on')
@@ -324,8 +375,10 @@ export class DatasetReplica {
     const t0 = performance.now()
     const channel = await this.host.openSyncChannel(session.peerId, signal)
     const tOpen = performance.now()
+    const { codec, index } = this.compare
+    const schema = this.schemaToSend()
     const outcome = await runClientSync(channel, {
-      dataset: this.name, region: this.host.region, codec: this.codec, view: this.index, clock: this.host.clock(), correlationId: session.correlationId, signal, ...options
+      dataset: this.name, region: this.host.region, codec, view: index, clock: this.host.clock(), correlationId: session.correlationId, signal, ...options, ...(schema === undefined ? {} : { schema })
     })
     const { opened, result, stats } = outcome
     this.counters.syncs++
@@ -352,7 +405,7 @@ export class DatasetReplica {
 
   /** Hands a difference to the policy, which applies it, holds it for review, or leaves it (tolerated, in flight, unconfirmed). */
   private async repair (session: Session, report: SyncReport, result: NarrowingResult, partition?: { bucket: number, value?: string }): Promise<void> {
-    const tree = this.index.tree
+    const tree = this.compare.index.tree
     const totalRows = partition === undefined ? tree.root.count : tree.count(PARTITION_LEVEL, partition.bucket)
     const outcome = await this.repairer.handle(result, {
       correlationId: session.correlationId, sourceRegion: session.sourceRegion, partition: partition?.value, totalRows, signal: session.signal, log: session.log
@@ -381,6 +434,62 @@ export class DatasetReplica {
     return displayValue(this.codec.partitionOf(key), type)
   }
 
+  /**
+   * This side's schema in the source's column names, sent while the two may
+   * differ (the source's fingerprint is unknown, differs, or a comparison
+   * schema is in use), so the source can offer the comparison schema.
+   */
+  private schemaToSend (): DatasetSchema | undefined {
+    const summary = this.host.sourceOf(this.config)?.summary
+    if (this.agreement.kind === 'same' && summary !== undefined && summary.fp === this.codec.fingerprint) return undefined
+    return wireSchema(renameSchema(this.codec.schema, this.config.renames))
+  }
+
+  /** Compares through a view under `shape` from now on; false (and quarantined) when the shape does not fit this schema. */
+  private async adoptShape (shape: DatasetSchema, sourceFp: string | undefined): Promise<boolean> {
+    let view: ShapeView
+    try {
+      view = await this.shapes.view(shape, this.config.renames, this.stopping.signal)
+    } catch (err) {
+      if (err instanceof SchemaIncompatibleError || err instanceof RowEncodingError) { await this.quarantine([(err as Error).message], sourceFp); return false }
+      throw err
+    }
+    this.agreement = { kind: 'shape', sourceFp, view }
+    this.sotRoot = undefined
+    this.host.log.warn({ dataset: this.name, shape: view.codec.fingerprint, columns: shape.columns.map(c => c.name) }, 'schemas differ compatibly; comparing on the columns both share')
+    if (this.liftedFrom !== undefined) await this.liftQuarantine()
+    return true
+  }
+
+  private async quarantine (reasons: string[], sourceFp: string | undefined): Promise<void> {
+    const was = this.agreement.kind === 'quarantined' ? this.agreement.reasons : this.liftedFrom
+    this.agreement = { kind: 'quarantined', sourceFp, reasons, since: Date.now() }
+    this.liftedFrom = undefined
+    this.state = 'quarantined'
+    this.lastError = `quarantined: ${reasons.join('; ')}`
+    // the same reasons again (the source changed its schema, but not this way) are not news
+    if (was !== undefined && was.join() === reasons.join()) return
+    this.host.log.warn({ dataset: this.name, reasons }, 'schemas are incompatible; dataset quarantined: nothing is applied until they agree')
+    await this.repairer.record({ kind: 'quarantine', reason: reasons.join('; ') })
+  }
+
+  private async liftQuarantine (): Promise<void> {
+    const reasons = this.liftedFrom
+    this.liftedFrom = undefined
+    this.host.log.info({ dataset: this.name, was: reasons }, 'schemas agree again; quarantine lifted')
+    await this.repairer.record({ kind: 'quarantine-lifted', reason: `was: ${(reasons ?? []).join('; ')}` })
+  }
+
+  private schemaStatus (): Record<string, unknown> {
+    const a = this.agreement
+    return {
+      fingerprint: this.codec.fingerprint,
+      version: this.codec.schema.version,
+      comparison: a.kind === 'shape' ? { fingerprint: a.view.codec.fingerprint, columns: a.view.shape.columns.map(c => c.name), sourceFingerprint: a.sourceFp ?? null } : null,
+      quarantine: a.kind === 'quarantined' ? { reasons: a.reasons, since: a.since, sourceFingerprint: a.sourceFp ?? null } : null
+    }
+  }
+
   /** A JSON-ready view for the status port. */
   status (): Record<string, unknown> {
     const root = this.index.tree.root
@@ -393,7 +502,7 @@ export class DatasetReplica {
       sourceRoot: this.sotRoot === undefined ? null : { count: this.sotRoot.count, sum: u64Hex(this.sotRoot.sum) },
       depth: this.index.tree.depth,
       indexSeq: this.index.appliedSeq,
-      schema: this.codec.fingerprint,
+      schema: this.schemaStatus(),
       lastError: this.lastError ?? null,
       lastSyncAt: this.lastSyncAt ?? null,
       lastFixAt: this.lastFixAt ?? null,
@@ -406,8 +515,12 @@ export class DatasetReplica {
   }
 }
 
-function isSchemaMismatch (err: unknown): boolean {
-  return err instanceof SchemaMismatchError || (err instanceof RemoteError && err.remoteCode === 'CONVERGE_SCHEMA_MISMATCH')
+/** The reasons a schema disagreement cannot be bridged, when `err` is one; undefined otherwise. */
+function incompatibility (err: unknown): string[] | undefined {
+  if (err instanceof SchemaIncompatibleError) return [...err.reasons]
+  if (err instanceof SchemaMismatchError) return [err.message]
+  if (err instanceof RemoteError && (err.remoteCode === 'CONVERGE_SCHEMA_INCOMPATIBLE' || err.remoteCode === 'CONVERGE_SCHEMA_MISMATCH')) return [err.message]
+  return undefined
 }
 
 /** A partition value as operators write it: dates as ISO strings (timestamp columns hold UTC ms), bytes in hex. */

@@ -46,8 +46,8 @@ export interface RepairOutcome {
 
 export interface RepairerInit {
   config: DatasetConfig
-  codec: RowCodec
-  store: ReplicaStore
+  /** The codec and store fixes are written through: the dataset's own, or a comparison view while the schemas differ. */
+  view: () => { codec: RowCodec, store: ReplicaStore }
   state: StateDb
   audit: AuditLog
   reviews: ReviewQueue
@@ -93,7 +93,8 @@ export class Repairer {
 
   /** Decides on one difference and carries the decision out. */
   async handle (diff: NarrowingResult, ctx: FixContext): Promise<RepairOutcome> {
-    const { config, codec, store } = this.init
+    const { config } = this.init
+    const { codec, store } = this.init.view()
     const rows = await this.driftRows(diff, ctx.signal)
     const place = ctx.partition ?? ''
     const decision = decide({
@@ -150,7 +151,7 @@ export class Repairer {
         sourceRegion: meta.sourceRegion, rule: meta.rule, by: meta.by, upserts: fix.upserts, deletes: fix.deletes,
         ...(meta.partition === undefined ? {} : { partition: meta.partition }), ...(meta.reviewId === undefined ? {} : { reviewId: meta.reviewId })
       }
-      const { commit } = await applyFixOnce({ audit: this.init.audit, store: this.init.store, fix: plan, signal: meta.signal })
+      const { commit } = await applyFixOnce({ audit: this.init.audit, store: this.init.view().store, fix: plan, signal: meta.signal })
       out.fixIds.push(plan.fixId)
       out.rowsUpserted += fix.upserts.length
       out.rowsDeleted += fix.deletes.length
@@ -167,7 +168,7 @@ export class Repairer {
    */
   async approve (id: string, by: string, reason: string, log: Logger): Promise<ReviewItem> {
     const review = this.openReview(id)
-    const { codec, store } = this.init
+    const { codec, store } = this.init.view()
     const keys = [...review.upserts.map(r => codec.keyOfEncodedRow(r)), ...review.deletes]
     const now = await store.get(keys)
     const changed = now.filter((row, i) => !sameBytes(row ?? null, review.expected[i] ?? null)).length
@@ -213,13 +214,18 @@ export class Repairer {
 
   /** Each differing key with the SoT's row (if any) and this replica's (if any). */
   private async driftRows (diff: NarrowingResult, signal?: AbortSignal): Promise<DriftRow[]> {
-    const { codec, store } = this.init
+    const { codec, store } = this.init.view()
     const upsertKeys = diff.upserts.map(r => codec.keyOfEncodedRow(r))
     signal?.throwIfAborted()
     const local = await store.get([...upsertKeys, ...diff.deletes])
     const rows: DriftRow[] = diff.upserts.map((sot, i) => ({ key: upsertKeys[i]!, sot, local: local[i] ?? undefined }))
     diff.deletes.forEach((key, i) => rows.push({ key, local: local[upsertKeys.length + i] ?? undefined }))
     return rows
+  }
+
+  /** Records a dataset event (a quarantine and its lifting) in the audit. */
+  async record (event: { kind: 'quarantine' | 'quarantine-lifted', reason: string }): Promise<void> {
+    await this.appendAudit({ ...event, fixId: randomUUID(), correlationId: randomUUID() })
   }
 
   /** Appends a governance entry (a review and what became of it) for this dataset, with a ticked clock. */

@@ -100,6 +100,8 @@ const dataset = z.object({
   name,
   schema: z.union([datasetSchemaSchema, catalogSchema]),
   store: z.discriminatedUnion('kind', [levelStore, postgresStore, sqliteStore]),
+  /** Columns renamed here: { localName: sourceName }; rows are then compared with the source's under its names. */
+  renames: z.record(z.string().min(1).max(128), z.string().min(1).max(128)).default({}),
   /** Regions whose rows are canonical, in order of preference: the first one reachable serves, and it serves again once it is back. */
   sourceOfTruth: z.array(name).min(1),
   /** restore: the SoT wins; merge: the later event time wins, local extra rows are kept; review: every fix waits for a person. */

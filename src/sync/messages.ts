@@ -13,6 +13,7 @@ import { Unpackr } from 'msgpackr'
 import { z } from 'zod'
 import { MAX_TREE_DEPTH, PROTOCOL_VERSION } from '../constants.ts'
 import { MalformedMessageError } from '../errors.ts'
+import { COLUMN_TYPES, type DatasetSchema } from '../digest/schema.ts'
 
 const bytes = z.custom<Uint8Array>(v => v instanceof Uint8Array, { message: 'expected bytes' })
 const sum8 = bytes.refine(b => b.length === 8, { message: 'expected 8 bytes' })
@@ -22,6 +23,28 @@ const count = z.number().int().min(0).max(2 ** 32 - 1)
 export const vectorClockSchema = z.record(name, z.number().int().nonnegative())
   .refine(c => Object.keys(c).length <= 1024, { message: 'vector clock has more than 1024 regions' })
 
+/** A dataset schema on the wire, bounded: the replica's own in `open`, the comparison schema in `opened`. */
+export const schemaWire = z.object({
+  version: z.number().int().min(0).max(2 ** 31),
+  columns: z.array(z.object({ name, type: z.enum(COLUMN_TYPES), nullable: z.boolean().optional() })).min(1).max(1024),
+  primaryKey: z.array(name).min(1).max(64),
+  ignoreColumns: z.array(name).max(1024),
+  eventTimeColumn: name.optional(),
+  partitionColumn: name.optional()
+})
+
+/** A schema as sent: fields that are not set are left out (msgpack would carry them as nil, which the check refuses). */
+export function wireSchema (schema: DatasetSchema): DatasetSchema {
+  return {
+    version: schema.version,
+    columns: schema.columns.map(c => (c.nullable === undefined ? { name: c.name, type: c.type } : { name: c.name, type: c.type, nullable: c.nullable })),
+    primaryKey: [...schema.primaryKey],
+    ignoreColumns: [...schema.ignoreColumns],
+    ...(schema.eventTimeColumn === undefined ? {} : { eventTimeColumn: schema.eventTimeColumn }),
+    ...(schema.partitionColumn === undefined ? {} : { partitionColumn: schema.partitionColumn })
+  }
+}
+
 export const openSchema = z.object({
   t: z.literal('open'),
   v: z.literal(PROTOCOL_VERSION),
@@ -30,6 +53,12 @@ export const openSchema = z.object({
   region: name,
   fp: z.string().max(64),
   clock: vectorClockSchema,
+  /**
+   * The client's schema in the source's column names, sent when its
+   * fingerprint may differ from the source's: the source then serves the
+   * rows under the comparison schema of the two, or refuses incompatible ones.
+   */
+  schema: schemaWire.optional(),
   /** Start at this node (a partition) instead of the root: [level, index]. */
   at: z.tuple([level, z.number().int().min(0)]).refine(([l, i]) => i < 16 ** l, { message: 'node index outside its level' }).optional()
 })
@@ -41,6 +70,8 @@ export const openedSchema = z.object({
   fp: z.string().max(64),
   clock: vectorClockSchema,
   depth: z.number().int().min(1).max(MAX_TREE_DEPTH),
+  /** When the schemas differ compatibly: the comparison schema this exchange uses (its fingerprint is `fp`). */
+  shape: schemaWire.optional(),
   /** Count, sum and child sums of the node asked for in `open.at`, or of the root. */
   count,
   sum: sum8,

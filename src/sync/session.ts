@@ -5,7 +5,8 @@
  */
 import { pack } from 'msgpackr'
 import { PROTOCOL_VERSION } from '../constants.ts'
-import { ConvergeError, RemoteError, SchemaMismatchError, StreamEndedError } from '../errors.ts'
+import { ConvergeError, RemoteError, SchemaMismatchError, ShapeOfferedError, StreamEndedError } from '../errors.ts'
+import type { DatasetSchema } from '../digest/schema.ts'
 import { u64ToBytes } from '../digest/hash.ts'
 import type { RowCodec } from '../digest/row-codec.ts'
 import type { FrameChannel } from './channel.ts'
@@ -29,6 +30,8 @@ export interface ClientSyncInit {
   view: ReplicaView
   clock: VectorClock
   correlationId: string
+  /** This side's schema in the source's names, sent so the source can offer a comparison schema when theirs differ. */
+  schema?: DatasetSchema
   /** Narrow only under this node (a partition): [level, index]. */
   at?: NodeRef
   /** Stop at this level and report its mismatched nodes instead of settling them (the partition survey). */
@@ -60,9 +63,16 @@ export async function runClientSync (channel: FrameChannel, init: ClientSyncInit
   const { signal } = init
   try {
     const at = init.at === undefined ? undefined : [init.at.level, init.at.index] as [number, number]
-    await send(channel, { t: 'open', v: PROTOCOL_VERSION, cid: init.correlationId, dataset: init.dataset, region: init.region, fp: init.codec.fingerprint, clock: init.clock, ...(at === undefined ? {} : { at }) }, signal)
+    await send(channel, {
+      t: 'open', v: PROTOCOL_VERSION, cid: init.correlationId, dataset: init.dataset, region: init.region, fp: init.codec.fingerprint, clock: init.clock,
+      ...(init.schema === undefined ? {} : { schema: init.schema }), ...(at === undefined ? {} : { at })
+    }, signal)
     const opened = await receive(channel, openedSchema, 'opened', signal)
-    if (opened.fp !== init.codec.fingerprint) throw new SchemaMismatchError(init.dataset, init.codec.fingerprint, opened.fp)
+    if (opened.fp !== init.codec.fingerprint) {
+      // the source compares under another schema: the caller sets up that view and opens again
+      if (opened.shape !== undefined) throw new ShapeOfferedError(init.dataset, opened.shape)
+      throw new SchemaMismatchError(init.dataset, init.codec.fingerprint, opened.fp)
+    }
     const narrowing = new Narrowing(init.view, init.codec, { at: init.at, surveyLevel: init.surveyLevel })
     let request = await narrowing.start(opened)
     while (request !== undefined) {
@@ -85,6 +95,8 @@ export async function runClientSync (channel: FrameChannel, init: ClientSyncInit
 
 /** What a server needs to answer for one dataset. */
 export interface ServedDataset {
+  /** Set when the client's schema differs compatibly: the comparison schema served (codec and view are under it). */
+  shape?: DatasetSchema
   region: string
   codec: RowCodec
   view: ReplicaView
@@ -93,7 +105,7 @@ export interface ServedDataset {
 
 export interface ServeSyncInit {
   /** Finds the dataset the client opened; throws a ConvergeError (sent back as an error frame) when it cannot be served. */
-  resolve: (open: OpenMessage) => ServedDataset
+  resolve: (open: OpenMessage) => ServedDataset | Promise<ServedDataset>
   signal?: AbortSignal
   /** Called once the open is accepted, with the client's clock and correlation id. */
   onOpen?: (open: OpenMessage) => void
@@ -109,8 +121,8 @@ export async function serveSync (channel: FrameChannel, init: ServeSyncInit): Pr
   let rounds = 0
   try {
     open = await receive(channel, openSchema, 'open', signal)
-    const served = init.resolve(open)
-    if (open.fp !== served.codec.fingerprint) throw new SchemaMismatchError(open.dataset, served.codec.fingerprint, open.fp)
+    const served = await init.resolve(open)
+    if (open.fp !== served.codec.fingerprint && served.shape === undefined) throw new SchemaMismatchError(open.dataset, served.codec.fingerprint, open.fp)
     init.onOpen?.(open)
     const responder = new Responder(served.view, served.codec)
     const tree = served.view.tree
@@ -118,7 +130,8 @@ export async function serveSync (channel: FrameChannel, init: ServeSyncInit): Pr
     const children = responder.childrenOf(at)
     await send(channel, {
       t: 'opened', v: PROTOCOL_VERSION, region: served.region, fp: served.codec.fingerprint, clock: served.clock(),
-      depth: tree.depth, count: tree.count(at.level, at.index), sum: u64ToBytes(tree.sum(at.level, at.index)), children
+      depth: tree.depth, count: tree.count(at.level, at.index), sum: u64ToBytes(tree.sum(at.level, at.index)), children,
+      ...(served.shape === undefined ? {} : { shape: served.shape })
     }, signal)
     for (;;) {
       let frame: Uint8Array
