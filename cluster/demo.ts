@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createPeerKeyFile, peerIdOf } from '../src/net/peer-key.ts'
 import { LevelStore } from '../src/stores/level-store.ts'
-import { freePort } from './free-port.ts'
+import { freePorts } from './free-port.ts'
 import { fetchStatus, launchAgent, stopAgent, type AgentProcess } from './launcher.ts'
 import { injectDrift, ORDERS_SCHEMA, ordersCodec, seedOrders, type InjectedDrift } from './orders.ts'
 
@@ -56,9 +56,10 @@ export async function runDemo (options: DemoOptions): Promise<DemoResult> {
 
     // identities and ports first: every agent's config names its peers' addresses
     const nodes = []
-    for (const region of REGIONS) {
+    const ports = await freePorts(2 * REGIONS.length)
+    for (const [i, region] of REGIONS.entries()) {
       const key = await createPeerKeyFile(join(dir, region, 'agent', 'peer.key'))
-      nodes.push({ region, peerId: peerIdOf(key), p2pPort: await freePort(), statusPort: await freePort() })
+      nodes.push({ region, peerId: peerIdOf(key), p2pPort: ports[2 * i]!, statusPort: ports[2 * i + 1]! })
     }
 
     const t0 = Date.now()

@@ -67,7 +67,8 @@ export interface DriftSpec {
 
 export interface InjectedDrift { updated: number, inserted: number, deleted: number }
 
-function rng (seed: number): () => number {
+/** A small seeded generator (uniform in [0, 1)): the same seed, the same drift. */
+export function rng (seed: number): () => number {
   let s = seed >>> 0
   return () => { s = (Math.imul(s ^ (s >>> 15), 0x2c1b3c6d) + 0x6d2b79f5) >>> 0; return s / 2 ** 32 }
 }

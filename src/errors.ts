@@ -183,3 +183,54 @@ export class AgentRunningError extends ConvergeError {
     super('CONVERGE_AGENT_RUNNING', `the agent at ${dataDir} is running; ask it over its status port, or stop it`, options)
   }
 }
+
+/** Thrown when a secret file (peer key, pre-shared key) can be read by group or others; the message names the chmod to run. */
+export class SecretFileModeError extends ConvergeError {
+  readonly path: string
+  constructor (what: string, path: string, mode: number) {
+    super('CONVERGE_SECRET_FILE_MODE', `${what} ${path} is readable by group or others (mode ${mode.toString(8)}); run chmod 600 ${path}`)
+    this.path = path
+  }
+}
+
+/** Thrown when the cluster's pre-shared key is missing, unreadable or not in the swarm key format. */
+export class PskInvalidError extends ConvergeError {
+  constructor (message: string, options?: { cause?: unknown }) { super('CONVERGE_PSK_INVALID', message, options) }
+}
+
+/** Thrown when bytes from a peer nest deeper than the decoder allows; refused before they are decoded. */
+export class MessageTooDeepError extends ConvergeError {
+  constructor (what: string, maxDepth: number) { super('CONVERGE_MESSAGE_TOO_DEEP', `${what}: nested deeper than ${maxDepth} levels`) }
+}
+
+/** Thrown when the peer serving as a dataset's source of truth answers a sync under another region's name. */
+export class SourceRegionMismatchError extends ConvergeError {
+  constructor (expected: string, answered: string) {
+    super('CONVERGE_SOURCE_REGION_MISMATCH', `the source of truth was dialed as region "${expected}" but answered as "${answered}"`)
+  }
+}
+
+/** Thrown when a row sent by the source of truth is not a canonical row of the dataset schema (wrong types, a null key, another encoding). */
+export class InvalidSourceRowError extends ConvergeError {
+  constructor (message: string) { super('CONVERGE_INVALID_SOURCE_ROW', message) }
+}
+
+/** Thrown when the replies to one sync round add up to more bytes than a client holds for a round. */
+export class ReplyTooLargeError extends ConvergeError {
+  constructor (max: number) { super('CONVERGE_REPLY_TOO_LARGE', `the replies to one round exceed ${max} bytes`) }
+}
+
+/** Thrown (and sent as an error frame) when a peer opens more sync streams at once than it may. */
+export class TooManyStreamsError extends ConvergeError {
+  constructor (peerId: string, max: number) { super('CONVERGE_TOO_MANY_STREAMS', `peer ${peerId} already has ${max} sync streams open here`) }
+}
+
+/** Thrown (and sent as an error frame) when a sync `open` names a region that is bound to another peer. */
+export class RegionClaimError extends ConvergeError {
+  constructor (region: string) { super('CONVERGE_REGION_CLAIM_REFUSED', `region "${region}" belongs to another peer`) }
+}
+
+/** Thrown when a secret file cannot be read, is not a regular file or is too large. */
+export class SecretFileError extends ConvergeError {
+  constructor (message: string, options?: { cause?: unknown }) { super('CONVERGE_SECRET_FILE', message, options) }
+}

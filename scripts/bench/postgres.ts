@@ -189,8 +189,11 @@ function tallied (index: DigestIndex): { view: ReplicaView, tally: ViewTally } {
 }
 
 interface FirstPass {
+  /** Each side's index build, timed on its own while both ran at once. */
   sotIndexMs: number
   replicaIndexMs: number
+  /** Wall time of the two builds together (from both starts to the later end). */
+  indexBuildsMs: number
   exchangeMs: number
   applyMs: number
   catchUpMs: number
@@ -237,14 +240,17 @@ async function firstPass (dbs: BenchDatabases, root: string, codec: RowCodec): P
   try {
     const sampler = new RssSampler(RSS_SAMPLE_MS)
     const rssBefore = sampler.peak
-    progress('4a: index build over "one" (PgStore.open + DigestIndex.start, full cursor scan)')
+    progress('4a: index builds over "one" and "two", at the same time (PgStore.open + DigestIndex.start, a full cursor scan each)')
     sot = await openReplica(dbs.url('one'), join(root, 'sot', 'agent'), codec)
-    const s = sot
-    const { ms: sotIndexMs } = await timed(async () => { await s.store.open(); await s.index.start() })
-    progress('4a: index build over "two"')
     replica = await openReplica(dbs.url('two'), join(root, 'replica', 'agent'), codec)
+    const s = sot
     const r = replica
-    const { ms: replicaIndexMs } = await timed(async () => { await r.store.open(); await r.index.start() })
+    // the SoT's and the replica's agents build their indexes at the same time, each on its own host;
+    // here they share this process (one JS thread) and this machine's cores
+    const build = async (side: OpenReplica): Promise<number> => (await timed(async () => { await side.store.open(); await side.index.start() })).ms
+    const { value: builds, ms: indexBuildsMs } = await timed(async () => await Promise.allSettled([build(s), build(r)]))
+    for (const b of builds) if (b.status === 'rejected') throw b.reason
+    const [sotIndexMs, replicaIndexMs] = builds.map(b => (b as PromiseFulfilledResult<number>).value) as [number, number]
     sampler.stop()
     const after = memorySnapshot()
 
@@ -270,8 +276,8 @@ async function firstPass (dbs: BenchDatabases, root: string, codec: RowCodec): P
     progress('4a: checking the tables are equal')
     const digests = { sot: await tableDigest(dbs.url('one')), replica: await tableDigest(dbs.url('two')) }
     return {
-      sotIndexMs, replicaIndexMs, exchangeMs, applyMs, catchUpMs,
-      totalMs: sotIndexMs + replicaIndexMs + exchangeMs + applyMs + catchUpMs,
+      sotIndexMs, replicaIndexMs, indexBuildsMs, exchangeMs, applyMs, catchUpMs,
+      totalMs: indexBuildsMs + exchangeMs + applyMs + catchUpMs,
       stats,
       tally: { sot: sotView.tally, replica: replicaView.tally },
       result: { changed: result.changed, missing: result.missing, extra: result.extra, unresolved: result.unresolved, upserts: result.upserts.length, deletes: result.deletes.length },
@@ -604,16 +610,17 @@ export function postgresReport (r: PgResult): string {
   const med = median(repairs)
 
   const phases = table(['phase', 'time', 'notes'], [
-    ['index build, SoT ("one"): PgStore.open (capture triggers) + DigestIndex.start() (full cursor scan, index entries written)', seconds(f.sotIndexMs), rate(r.rows, f.sotIndexMs)],
-    ['index build, replica ("two"): the same', seconds(f.replicaIndexMs), rate(r.rows - FIRST_DRIFT.deletes, f.replicaIndexMs)],
+    ['index build, SoT ("one"): PgStore.open (capture triggers) + DigestIndex.start() (full cursor scan, index entries written)', seconds(f.sotIndexMs), `${rate(r.rows, f.sotIndexMs)}; at the same time as the replica's`],
+    ['index build, replica ("two"): the same', seconds(f.replicaIndexMs), `${rate(r.rows - FIRST_DRIFT.deletes, f.replicaIndexMs)}; at the same time as the SoT's`],
+    ['both index builds, at the same time (wall)', seconds(f.indexBuildsMs), 'one process, one JS thread, both PostgreSQL backends on this machine'],
     ['exchange: runClientSync / serveSync over memoryChannelPair', ms(f.exchangeMs), `${f.stats.roundTrips} round trips, ${int(exchangeBytes)} B`],
     ['planRestore + PgStore.apply', ms(f.applyMs), `${f.fixes} fix${f.fixes === 1 ? '' : 'es'}: ${int(f.result.upserts)} upserts, ${int(f.result.deletes)} deletes, one transaction each`],
     ['replica index catches up on the fix (change feed)', ms(f.catchUpMs), ''],
-    ['**total** (sum of the phases)', `**${seconds(f.totalMs)}**`, `found: ${int(f.result.changed)} changed, ${int(f.result.missing)} missing, ${int(f.result.extra)} extra, ${f.result.unresolved} unresolved`]
+    ['**total** (builds wall + the phases after)', `**${seconds(f.totalMs)}**`, `found: ${int(f.result.changed)} changed, ${int(f.result.missing)} missing, ${int(f.result.extra)} extra, ${f.result.unresolved} unresolved`]
   ])
 
   const versus = table(['', 'converge, first pass from nothing', 'pg_comparator --synchronize --do-it'], [
-    ['wall time', `**${seconds(f.totalMs)}** (index builds ${seconds(f.sotIndexMs + f.replicaIndexMs)}, exchange + repair ${seconds(f.exchangeMs + f.applyMs + f.catchUpMs)})`,
+    ['wall time', `**${seconds(f.totalMs)}** (index builds ${seconds(f.indexBuildsMs)} wall for both at once, exchange + repair ${seconds(f.exchangeMs + f.applyMs + f.catchUpMs)})`,
       `**${seconds(c.ms)}** (spawn to exit; its own total ${statSeconds('total time')}: checksum ${statSeconds('checksum')}, summary ${statSeconds('summary')}, merge ${statSeconds('merge')}, synchro ${statSeconds('synchro')})`],
     ['differences found and repaired', `${int(f.result.changed + f.result.missing + f.result.extra)} (${int(f.result.changed)} changed, ${int(f.result.missing)} missing)`,
       `${stat('diffs found')} (${int(c.reported.update)} UPDATE, ${int(c.reported.insert)} INSERT, ${int(c.reported.delete)} DELETE)`],
@@ -665,7 +672,9 @@ export function postgresReport (r: PgResult): string {
     '',
     '### First detect-and-repair, from nothing',
     '',
-    'A PgStore and a fresh DigestIndex (no prior index, new LevelDB) per database, built one after the other in this one process; then one exchange, the replica narrowing against the SoT; then the restore.',
+    'A PgStore and a fresh DigestIndex (no prior index, new LevelDB) per database. The two indexes belong to two agents that in a deployment run on their own hosts and build at the same time, ' +
+    'so here they are built concurrently (Promise.all) in this one process: they share its JS thread and this machine\'s cores with both PostgreSQL backends, ' +
+    'so each side\'s time is longer than it would be alone. Then one exchange, the replica narrowing against the SoT; then the restore.',
     '',
     phases,
     '',
@@ -678,7 +687,7 @@ export function postgresReport (r: PgResult): string {
     `Its --stats: ${stat('query number')} queries, ${stat('fetched sums')} summary and ${stat('fetched chks')} checksum rows fetched, ${stat('levels')} levels, folding factor ${stat('folding factor')}. ` +
     'converge\'s exchange bytes are its sync frames as the channel counts them (msgpack frames and length prefixes); its own index-build reads do not go through a proxy ' +
     '(that would slow them), so the local-database row comes from one extra PgStore scan of "one" through the proxy after the timed runs. ' +
-    `On separate hosts the two index builds would run at the same time, so a first pass would take about ${seconds(Math.max(f.sotIndexMs, f.replicaIndexMs) + f.exchangeMs + f.applyMs + f.catchUpMs)}.`,
+    `The total counts the two builds once, at their concurrent wall time (${seconds(f.indexBuildsMs)}), not as the sum of the two sides.`,
     '',
     '### Steady state: a drift behind the agent\'s back',
     '',

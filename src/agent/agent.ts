@@ -8,7 +8,9 @@
  */
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
-import type { Stream } from '@libp2p/interface'
+import { TopicValidatorResult } from '@libp2p/gossipsub'
+import type { Message } from '@libp2p/gossipsub'
+import type { PeerId, Stream } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { AuditLog } from '../audit/audit-log.ts'
@@ -17,16 +19,22 @@ import { rollbackFix, type RollbackReport } from '../audit/rollback.ts'
 import type { VectorClock } from '../audit/vector-clock.ts'
 import type { AgentConfig, DatasetConfig } from '../config/schema.ts'
 import { SYNC_PROTOCOL, summaryTopic } from '../constants.ts'
-import { ConvergeError, FixNotFoundError, UnknownDatasetError } from '../errors.ts'
+import { ConvergeError, FixNotFoundError, RegionClaimError, UnknownDatasetError } from '../errors.ts'
 import { resolveSchema } from '../config/resolve-schema.ts'
 import { RowCodec } from '../digest/row-codec.ts'
 import { compareSchemas, SchemaIncompatibleError } from '../digest/schema-compat.ts'
-import { decodeSummary, encodeSummary, summarize } from '../gossip/summary.ts'
+import { decodeSummary, encodeSummary, summarize, type DatasetSummary } from '../gossip/summary.ts'
+import { judgeSummary } from '../gossip/validator.ts'
 import { DigestIndex, type IndexProgress } from '../index/digest-index.ts'
 import { StateDb } from '../index/state-db.ts'
 import { createAgentNode, type AgentNode } from '../net/node.ts'
 import { loadOrCreatePeerKey } from '../net/peer-key.ts'
+import { NetworkSecurity } from '../security/network.ts'
+import { refuseStream } from '../security/refuse.ts'
 import { createLogger, type Logger } from '../observability/logger.ts'
+import { AgentMetrics } from '../observability/metrics.ts'
+import { MIN_GAP_MS } from '../observability/drift-history.ts'
+import { answerStatus, gatherClusterView, MAX_INBOUND_STATUS_STREAMS, MAX_STATUS_BYTES, STATUS_PROTOCOL, type ClusterView } from '../status/cluster-view.ts'
 import { ReviewQueue } from '../review/review-queue.ts'
 import { TokenRing, type Caller } from '../status/auth.ts'
 import { StatusServer } from '../status/server.ts'
@@ -38,6 +46,8 @@ import { Admin } from './admin.ts'
 import { DatasetReplica, type ReplicaHost } from './dataset-replica.ts'
 import { Repairer } from './repairer.ts'
 import { ShapeViews } from './shape-views.ts'
+import { Breakers, RowBudget, syncBulkhead } from './resilience.ts'
+import type { BulkheadPolicy } from 'cockatiel'
 import { SummaryBoard } from './summary-board.ts'
 
 const CLOCK_KEY = new TextEncoder().encode('clock')
@@ -52,6 +62,8 @@ export interface AgentInit {
   logger?: Logger
   /** Called as each dataset's index is built or loaded. */
   onIndexProgress?: (dataset: string, progress: IndexProgress) => void
+  /** Called as a scheduled deep pass reads each dataset's store (`expected`: the rows the index holds). */
+  onValidationProgress?: (dataset: string, progress: IndexProgress & { expected: number }) => void
 }
 
 export class Agent implements ReplicaHost {
@@ -62,6 +74,13 @@ export class Agent implements ReplicaHost {
   readonly audit: AuditLog
   readonly reviews: ReviewQueue
   readonly datasets = new Map<string, DatasetReplica>()
+  /** Prometheus metrics (libp2p's too), on a registry of this agent's own. */
+  readonly metrics: AgentMetrics
+  /** Set once the agent is stopping: /readyz answers 503, no new sync or fix starts, actions are refused. */
+  draining = false
+  readonly breakers = new Breakers()
+  readonly maxRowsPerExchange: number
+  private readonly syncSlots: BulkheadPolicy
   private node: AgentNode | undefined
   private status: StatusServer | undefined
   private board: SummaryBoard
@@ -71,11 +90,16 @@ export class Agent implements ReplicaHost {
   private readonly publishPending = new Set<string>()
   private readonly redial = new Map<string, { at: number, delay: number }>()
   private readonly onIndexProgress: AgentInit['onIndexProgress']
+  private readonly onValidationProgress: AgentInit['onValidationProgress']
   private readonly startedAt = Date.now()
   private running = false
   private validating = false
   /** Summaries from the topic that were malformed or claimed a region their sender does not hold. */
   summariesRefused = 0
+  /** Allowlist, bans, pre-shared key, peer guard and stream slots (security/network.ts); set at start. */
+  network: NetworkSecurity | undefined
+  /** Summaries the topic validator accepted, decoded once, for the message handler. */
+  private readonly judged = new WeakMap<Message, DatasetSummary>()
   /** Stores opened whose dataset is not set up yet: closed if start fails. */
   private readonly openingStores = new Set<ReplicaStore>()
   /** Datasets whose index is being built, with the rows read so far. */
@@ -88,8 +112,13 @@ export class Agent implements ReplicaHost {
     this.state = new StateDb(join(init.config.dataDir, 'state'))
     this.audit = new AuditLog(this.state)
     this.reviews = new ReviewQueue(this.state)
+    this.metrics = new AgentMetrics({ region: this.region, cluster: init.config.cluster })
+    this.metrics.bind(this)
+    this.syncSlots = syncBulkhead(init.config.sync.concurrency)
+    this.maxRowsPerExchange = init.config.sync.maxRowsPerExchange
     this.topic = summaryTopic(init.config.cluster)
     this.onIndexProgress = init.onIndexProgress
+    this.onValidationProgress = init.onValidationProgress
     this.board = new SummaryBoard(this.config.peers.flatMap(p => {
       const id = multiaddr(p.address).getComponents().find(c => c.name === 'p2p')?.value
       return id === undefined ? [] : [[p.region, id] as [string, string]]
@@ -118,12 +147,15 @@ export class Agent implements ReplicaHost {
     await this.reviews.open()
     // secrets are read before anything listens, so a bad token file stops the start
     const tokens = await TokenRing.load(this.config.status?.tokens ?? [])
+    // so are the peer key and the pre-shared key (modes checked), and the security rules, before minutes of index building
+    const privateKey = await loadOrCreatePeerKey(this.config.keyFile!)
+    const network = await NetworkSecurity.prepare(this.config, this.log)
     const storedClock = await this.state.sublevel('meta').get(CLOCK_KEY)
     this.vectorClock = storedClock === undefined ? {} : JSON.parse(new TextDecoder().decode(storedClock)) as VectorClock
 
     // the status port answers from the start, so a long first index build shows its progress
     if (this.config.status !== undefined) {
-      this.status = new StatusServer({ agent: this, tokens, host: this.config.status.host, port: this.config.status.port })
+      this.status = new StatusServer({ agent: this, tokens, metrics: this.metrics, host: this.config.status.host, port: this.config.status.port })
       await this.status.start()
     }
 
@@ -143,7 +175,7 @@ export class Agent implements ReplicaHost {
       // fixes go through whatever the replica compares through (its own view, or a comparison view while schemas differ)
       let replica: DatasetReplica | undefined
       const repairer = new Repairer({
-        config: dataset, view: () => replica!.compare, state: this.state, audit: this.audit, reviews: this.reviews, region: this.region,
+        config: dataset, view: () => replica!.compare, budget: new RowBudget(this.config.sync.maxRowsPerSecond), state: this.state, audit: this.audit, reviews: this.reviews, region: this.region, metrics: this.metrics,
         clock: () => this.clock(), setClock: async clock => { await this.setClock(clock) }
       })
       await repairer.open()
@@ -156,15 +188,22 @@ export class Agent implements ReplicaHost {
 
     await this.recover(signal)
 
-    const privateKey = await loadOrCreatePeerKey(this.config.keyFile!)
-    const node = await createAgentNode({ privateKey, listen: this.config.listen })
+    const node = await createAgentNode({ privateKey, listen: this.config.listen, metrics: this.metrics.libp2pMetrics(), security: network.nodeOptions(this.topic) })
     this.node = node
-    await node.handle(SYNC_PROTOCOL, (stream) => { void this.serve(stream) }, { maxInboundStreams: 16 })
+    this.network = network
+    network.attach(node)
+    // the cluster view: a peer asks for this agent's status report (one bounded frame)
+    await node.handle(STATUS_PROTOCOL, (stream) => { void answerStatus(stream, () => this.statusReport()) }, { maxInboundStreams: MAX_INBOUND_STATUS_STREAMS })
+    // a peer's streams past maxStreamsPerPeer get an error frame from serve(); a couple more than that are reset by libp2p itself
+    await node.handle(SYNC_PROTOCOL, (stream, connection) => { void this.serve(stream, connection.remotePeer.toString()) }, { maxInboundStreams: network.maxStreamsPerPeer + 2 })
+    // every summary is judged before gossipsub delivers or forwards it; a rejection counts against the sender's score
+    node.services.pubsub.topicValidators.set(this.topic, (source, msg) => this.judge(source, msg))
     node.services.pubsub.subscribe(this.topic)
     node.services.pubsub.addEventListener('message', (evt) => {
       const msg = evt.detail
       if (msg.topic !== this.topic || msg.type !== 'signed') return
-      this.onSummary(msg.from.toString(), msg.data)
+      const summary = this.judged.get(msg)
+      if (summary !== undefined) this.onSummary(summary)
     })
     node.addEventListener('peer:connect', () => {
       // a new peer may be a source of truth: tell it where we stand and look again
@@ -174,6 +213,7 @@ export class Agent implements ReplicaHost {
     this.running = true
     this.dialPeers()
     this.timers.push(setInterval(() => this.dialPeers(), REDIAL_MIN_MS))
+    this.timers.push(setInterval(() => this.metrics.sample(), MIN_GAP_MS))
     this.timers.push(setInterval(() => { for (const d of this.datasets.values()) { this.publishNow(d); d.evaluate() } }, this.config.gossip.intervalMs))
     for (const d of this.datasets.values()) { this.publishNow(d); d.evaluate() }
     if (this.config.validation.intervalMs > 0) {
@@ -183,11 +223,22 @@ export class Agent implements ReplicaHost {
     this.log.info({ peerId: node.peerId.toString(), listen: this.listenAddresses, status: this.statusUrl }, 'agent started')
   }
 
-  async stop (): Promise<void> {
+  /**
+   * The first half of a stop: /readyz turns 503, actions are refused, no new
+   * sync or fix starts, and the dataset workers finish their current step (a
+   * fix whose intent is written is carried through; one not yet begun is not
+   * begun). The status port keeps answering until stop() ends.
+   */
+  async drain (): Promise<void> {
+    this.draining = true
     this.running = false
     for (const t of this.timers.splice(0)) clearInterval(t)
-    await this.status?.stop()
     await Promise.all([...this.datasets.values()].map(async d => await d.stop()))
+  }
+
+  async stop (): Promise<void> {
+    await this.drain()
+    this.network?.stop()
     await this.node?.stop()
     for (const d of this.datasets.values()) {
       await d.shapes.stop()
@@ -195,7 +246,9 @@ export class Agent implements ReplicaHost {
       await d.store.close()
     }
     for (const store of this.openingStores) await store.close().catch(() => undefined)
+    // closing the state database flushes the audit log
     await this.state.close()
+    await this.status?.stop()
     this.log.info('agent stopped')
   }
 
@@ -227,6 +280,7 @@ export class Agent implements ReplicaHost {
       fixId, force, by: caller.name, reason, dataset: replica.name
     })
     await replica.repairer.hold(report.keys, `rolled back fix ${fixId} by ${caller.name}: ${reason}`)
+    this.metrics.fixRolledBack(replica.name)
     this.log.warn({ dataset: replica.name, fixId: report.fixId, rollbackOf: fixId, by: caller.name, rows: report.rows, forced: force }, 'fix rolled back; its keys are held for review')
     await replica.index.catchUp()
     replica.evaluate()
@@ -240,7 +294,8 @@ export class Agent implements ReplicaHost {
     try {
       for (const d of this.datasets.values()) {
         if (!this.running) return
-        await d.validateNow().catch((err: Error) => this.log.error({ dataset: d.name, err: err.message }, 'deep pass failed'))
+        const expected = d.index.tree.rowCount
+        await d.validateNow(p => this.onValidationProgress?.(d.name, { ...p, expected })).catch((err: Error) => this.log.error({ dataset: d.name, err: err.message }, 'deep pass failed'))
       }
     } finally {
       this.validating = false
@@ -269,6 +324,10 @@ export class Agent implements ReplicaHost {
     return undefined
   }
 
+  async syncSlot<T> (task: () => Promise<T>, signal: AbortSignal): Promise<T> {
+    return await this.syncSlots.execute(async () => await task(), signal)
+  }
+
   async openSyncChannel (peerId: string, signal: AbortSignal): Promise<FrameChannel> {
     if (this.node === undefined) throw new ConvergeError('CONVERGE_NOT_STARTED', 'agent is not started')
     const stream = await this.node.dialProtocol(peerIdFromString(peerId), SYNC_PROTOCOL, { signal })
@@ -280,6 +339,27 @@ export class Agent implements ReplicaHost {
     if (this.publishPending.has(replica.name)) return
     this.publishPending.add(replica.name)
     setTimeout(() => { this.publishPending.delete(replica.name); this.publishNow(replica) }, 100).unref()
+  }
+
+  /** Summaries heard from peers (for metrics: how far each peer's tree is from ours). */
+  heardSummaries (): ReturnType<SummaryBoard['all']> { return this.board.all() }
+
+  /** Datasets whose index is still being built, with the rows read so far. */
+  indexingDatasets (): ReadonlyMap<string, number> { return this.indexing }
+
+  /** This agent's report and every connected peer's, asked over libp2p. */
+  async clusterView (): Promise<ClusterView> {
+    const node = this.node
+    const regions = new Map(this.peers().map(p => [String(p.peerId), typeof p.region === 'string' ? p.region : null]))
+    const peers = (node?.getPeers() ?? []).map(id => ({ peerId: id.toString(), region: regions.get(id.toString()) ?? null }))
+    return await gatherClusterView({
+      self: this.statusReport(),
+      peers,
+      open: async (peerId, signal) => {
+        if (node === undefined) throw new ConvergeError('CONVERGE_NOT_STARTED', 'agent is not started')
+        return streamChannel(await node.dialProtocol(peerIdFromString(peerId), STATUS_PROTOCOL, { signal }), MAX_STATUS_BYTES)
+      }
+    })
   }
 
   /** Peers as this agent sees them. */
@@ -311,7 +391,9 @@ export class Agent implements ReplicaHost {
       clock: this.vectorClock,
       peers: this.peers(),
       ready: this.running,
+      draining: this.draining,
       summariesRefused: this.summariesRefused,
+      breakers: this.breakers.notClosed(),
       datasets: [
         ...[...this.datasets.values()].map(d => d.status()),
         ...[...this.indexing.entries()].map(([name, rows]) => ({ name, state: 'indexing', rowsIndexed: rows }))
@@ -330,17 +412,30 @@ export class Agent implements ReplicaHost {
     node.services.pubsub.publish(this.topic, data).catch((err: Error) => this.log.debug({ err: err.message }, 'summary not published'))
   }
 
-  private onSummary (peerId: string, data: Uint8Array): void {
-    let summary
-    try {
-      summary = decodeSummary(data)
-    } catch (err) {
-      this.summariesRefused++
-      this.log.warn({ peerId, err: (err as Error).message }, 'malformed summary refused')
-      return
+  /**
+   * The topic validator (gossip/validator.ts): decodes and checks a summary
+   * before gossipsub delivers or forwards it, and binds its author to its
+   * region. Refusals are counted and logged; a rejection also has the peer
+   * guard look at the sender's score.
+   */
+  private judge (source: PeerId, msg: Message): TopicValidatorResult {
+    if (msg.type !== 'signed') return TopicValidatorResult.Reject
+    const author = msg.from.toString()
+    const from = source.toString()
+    const j = judgeSummary({ region: this.region, claim: (peer, region) => this.board.verdict(peer, region) }, author, from, msg.data)
+    if (j.verdict === 'accept') {
+      // datasets this agent does not carry are forwarded, and bind their region, but are not kept
+      this.board.accept(author, j.summary!, Date.now(), this.datasets.has(j.summary!.dataset))
+      this.judged.set(msg, j.summary!)
+      return TopicValidatorResult.Accept
     }
-    if (summary.region === this.region) { this.summariesRefused++; this.log.warn({ peerId, region: summary.region }, 'summary claims this agent\'s own region; refused'); return }
-    if (!this.board.accept(peerId, summary)) { this.summariesRefused++; this.log.warn({ peerId, region: summary.region }, 'summary from a peer not bound to its region; refused'); return }
+    this.summariesRefused++
+    this.log.warn({ peerId: author, from, region: j.summary?.region, verdict: j.verdict, err: j.reason }, 'summary refused')
+    if (j.verdict === 'reject') { this.network?.rejected(from); return TopicValidatorResult.Reject }
+    return TopicValidatorResult.Ignore
+  }
+
+  private onSummary (summary: DatasetSummary): void {
     const replica = this.datasets.get(summary.dataset)
     if (replica === undefined) return
     const source = this.sourceOf(replica.config)
@@ -348,13 +443,24 @@ export class Agent implements ReplicaHost {
     else replica.evaluate()
   }
 
-  private async serve (stream: Stream): Promise<void> {
+  private async serve (stream: Stream, peerId: string): Promise<void> {
     const channel = streamChannel(stream)
     const signal = AbortSignal.timeout(this.config.sync.timeoutMs)
+    let release: () => void
+    try {
+      release = this.network!.acquireStream(peerId)
+    } catch (err) {
+      this.log.warn({ peerId, err: (err as Error).message, code: (err as ConvergeError).code }, 'sync stream refused')
+      await refuseStream(channel, err as ConvergeError, signal)
+      return
+    }
     try {
       const { open, rounds } = await serveSync(channel, {
         signal,
         resolve: async (open) => {
+          // a peer may speak for its own region only: this agent's, or one bound to another peer, is not its to claim
+          const claim = this.board.verdict(peerId, open.region)
+          if (open.region === this.region || claim === 'region-taken' || claim === 'peer-has-another-region') throw new RegionClaimError(open.region)
           const replica = this.datasets.get(open.dataset)
           if (replica === undefined) throw new UnknownDatasetError(open.dataset)
           const served = { region: this.region, clock: () => this.clock() }
@@ -366,9 +472,13 @@ export class Agent implements ReplicaHost {
           return { ...served, shape: view.shape, codec: view.codec, view: view.index }
         }
       })
-      this.log.debug({ dataset: open?.dataset, peer: open?.region, cid: open?.cid, rounds }, 'served sync')
+      if (open !== undefined) this.metrics.syncServed(open.dataset)
+      // the replica logs the same correlation id: one sync can be followed across both agents
+      this.log.info({ dataset: open?.dataset, peer: open?.region, cid: open?.cid, rounds }, 'served sync')
     } catch (err) {
-      this.log.warn({ err: (err as Error).message, code: (err as { code?: string }).code }, 'sync stream refused')
+      this.log.warn({ peerId, err: (err as Error).message, code: (err as { code?: string }).code }, 'sync stream refused')
+    } finally {
+      release()
     }
   }
 

@@ -15,12 +15,14 @@ import { renameSchema, SchemaIncompatibleError } from '../digest/schema-compat.t
 import type { ColumnType, DatasetSchema } from '../digest/schema.ts'
 import { wireSchema } from '../sync/messages.ts'
 import type { ShapeView, ShapeViews } from './shape-views.ts'
+import type { Breakers } from './resilience.ts'
 import { PARTITION_CONCURRENCY, PARTITION_LEVEL } from '../constants.ts'
 import { bytesToU64, u64Hex } from '../digest/hash.ts'
 import type { RowCodec, Value } from '../digest/row-codec.ts'
 import type { DatasetSummary } from '../gossip/summary.ts'
-import type { DigestIndex, ValidationReport } from '../index/digest-index.ts'
+import type { DigestIndex, IndexProgress, ValidationReport } from '../index/digest-index.ts'
 import type { Logger } from '../observability/logger.ts'
+import type { AgentMetrics } from '../observability/metrics.ts'
 import type { ReplicaStore } from '../stores/replica-store.ts'
 import type { FrameChannel } from '../sync/channel.ts'
 import type { NarrowingResult, NodeRef } from '../sync/narrowing.ts'
@@ -76,7 +78,15 @@ export interface ReplicaHost {
   /** The region serving as SoT for this dataset now, and its latest summary; undefined when none is reachable. */
   sourceOf: (dataset: DatasetConfig) => { region: string, peerId?: string, summary?: DatasetSummary } | undefined
   openSyncChannel: (peerId: string, signal: AbortSignal) => Promise<FrameChannel>
+  /** Breakers per peer and per store: a failing one is left alone for a while. */
+  readonly breakers: Breakers
+  /** Runs a whole sync when one of the agent's sync slots is free. */
+  syncSlot: <T>(task: () => Promise<T>, signal: AbortSignal) => Promise<T>
+  /** Rows one exchange takes at most. */
+  readonly maxRowsPerExchange: number
   publish: (replica: DatasetReplica) => void
+  /** Where syncs, drift and fixes are counted. */
+  readonly metrics?: AgentMetrics
 }
 
 export interface DatasetReplicaInit {
@@ -115,6 +125,8 @@ export interface SyncReport {
   bytesReceived: number
   /** Rows the policy left for a later round: in their grace window, or not yet seen apart often enough. */
   waiting: number
+  /** An exchange stopped at its row limit: more drift is left for the next sync. */
+  truncated: boolean
 }
 
 /**
@@ -151,6 +163,8 @@ export class DatasetReplica {
   private readonly stopping = new AbortController()
   private failures = 0
   private settled: Settled | undefined
+  /** Syncs in a row that found the roots apart but no row that differs. */
+  private emptyRounds = 0
   /** How long a round is: rows waiting on time or confirmation are looked at again after this. */
   private readonly roundIntervalMs: number
   /** Drifted partitions of a partitioned dataset, each with its own state and backoff. */
@@ -201,7 +215,10 @@ export class DatasetReplica {
     const sot = this.sotRoot
     if (sot !== undefined && sot.count === root.count && sot.sum === root.sum) {
       if (this.state !== 'syncing') { this.state = 'in-sync'; this.partitions.clear() }
+      this.host.metrics?.level(this.name, this.firstDriftAt, source.region)
       this.firstDriftAt = undefined
+      // a hold is for one pair of roots; agreeing ends it (a rollback can bring the same pair back)
+      this.settled = undefined
       return
     }
     // nothing heard from the source yet and no peer to ask: wait for its summary
@@ -250,8 +267,10 @@ export class DatasetReplica {
       try {
         this.host.log.debug({ dataset: this.name, source: source.region }, 'sync starting')
         this.state = 'syncing'
-        report = await this.syncOnce(source.region, source.peerId)
+        const peerId = source.peerId
+        report = await this.host.syncSlot(async () => await this.syncOnce(source.region, peerId), this.stopping.signal)
         this.failures = 0
+        this.host.metrics?.syncSucceeded(this.name, source.region, report.missing + report.changed + report.extra, started)
         if (this.liftedFrom !== undefined) await this.liftQuarantine()
         const failing = this.partitions.failing
         this.lastError = failing === 0 ? undefined : `${failing} partition${failing === 1 ? '' : 's'} failing (see partitions); the others are reconciled`
@@ -265,9 +284,11 @@ export class DatasetReplica {
         const reasons = incompatibility(err)
         if (reasons !== undefined) {
           // retrying cannot help: wait for a summary that carries another schema (evaluate() runs on each)
+          this.host.metrics?.syncFailed(this.name, source.region, 'quarantined')
           await this.quarantine(reasons, source.summary?.fp)
           return
         }
+        this.host.metrics?.syncFailed(this.name, source.region)
         this.failures++
         this.counters.syncErrors++
         this.lastError = (err as Error).message
@@ -281,7 +302,7 @@ export class DatasetReplica {
       const sot = this.sotRoot
       this.state = sot !== undefined && sot.count === root.count && sot.sum === root.sum ? 'in-sync' : 'drifted'
       // level with the newest root heard: whatever asked for another sync meanwhile is already done
-      if (this.state === 'in-sync') { this.firstDriftAt = undefined; this.wanted = false; this.partitions.clear() } else if (report !== undefined && report.fixes === 0 && report.unresolved === 0 && this.partitions.failing === 0 && sot !== undefined) {
+      if (this.state === 'in-sync') { this.host.metrics?.level(this.name, this.firstDriftAt, source.region); this.firstDriftAt = undefined; this.wanted = false; this.partitions.clear(); this.settled = undefined } else if (report !== undefined && report.fixes === 0 && report.unresolved === 0 && !report.truncated && this.partitions.failing === 0 && sot !== undefined && report.missing + report.changed + report.extra > 0) {
         // the policy applied nothing: wait for either root to move, or for the next round when rows wait on time or confirmation
         this.settled = { sotSum: sot.sum, localSum: root.sum, until: report.waiting > 0 ? Date.now() + this.roundIntervalMs : Number.POSITIVE_INFINITY }
         this.state = 'held'
@@ -292,6 +313,10 @@ export class DatasetReplica {
         this.wanted = true
       }
       let wait = this.minIntervalMs - (Date.now() - started)
+      // apart, yet the exchange found no row: something moved under it; look again, more slowly each time
+      const foundNothing = this.state !== 'in-sync' && report !== undefined && report.missing + report.changed + report.extra + report.unresolved === 0 && !report.truncated && this.partitions.failing === 0
+      this.emptyRounds = foundNothing ? this.emptyRounds + 1 : 0
+      if (this.emptyRounds > 1) wait = Math.max(wait, retryDelayMs(this.emptyRounds - 1))
       // apart only by partitions that back off: nothing to do before the first of them is due
       const retryAt = this.partitions.nextRetryAt()
       if (this.state === 'drifted' && retryAt !== undefined && this.partitions.failing > 0) wait = Math.max(wait, retryAt - Date.now())
@@ -304,10 +329,11 @@ export class DatasetReplica {
    * digest index. Corrections change the tree, which starts a sync when the
    * replica now differs from its source.
    */
-  async validateNow (): Promise<ValidationReport> {
-    const report = await this.index.validate({ signal: this.stopping.signal })
+  async validateNow (onProgress?: (p: IndexProgress) => void): Promise<ValidationReport> {
+    const report = await this.index.validate({ signal: this.stopping.signal, onProgress })
     this.counters.validations++
     this.counters.validationCorrections += report.corrected
+    this.host.metrics?.validated(this.name, report.corrected)
     this.lastValidation = { ...report, at: Date.now() }
     this.host.log[report.corrected > 0 ? 'warn' : 'info']({ dataset: this.name, ...report }, report.corrected > 0 ? 'deep pass found rows the change feed missed' : 'deep pass found the index exact')
     return report
@@ -330,7 +356,7 @@ export class DatasetReplica {
     const signal = AbortSignal.any([this.stopping.signal, AbortSignal.timeout(this.timeoutMs)])
     const correlationId = randomUUID()
     const session: Session = { sourceRegion, peerId, correlationId, signal, log: this.host.log.child({ dataset: this.name, cid: correlationId, source: sourceRegion }) }
-    const report: SyncReport = { correlationId, sourceRegion, missing: 0, changed: 0, extra: 0, unresolved: 0, fixes: 0, roundTrips: 0, bytesSent: 0, bytesReceived: 0, waiting: 0 }
+    const report: SyncReport = { correlationId, sourceRegion, missing: 0, changed: 0, extra: 0, unresolved: 0, fixes: 0, roundTrips: 0, bytesSent: 0, bytesReceived: 0, waiting: 0, truncated: false }
     if (!this.codec.partitioned) {
       const { result } = await this.exchange(session, report, {})
       await this.repair(session, report, result)
@@ -373,13 +399,22 @@ export class DatasetReplica {
   private async exchange (session: Session, report: SyncReport, options: { at?: NodeRef, surveyLevel?: number }): Promise<ClientSyncOutcome> {
     const { signal } = session
     const t0 = performance.now()
-    const channel = await this.host.openSyncChannel(session.peerId, signal)
-    const tOpen = performance.now()
+    let tOpen = t0
     const { codec, index } = this.compare
     const schema = this.schemaToSend()
-    const outcome = await runClientSync(channel, {
-      dataset: this.name, region: this.host.region, codec, view: index, clock: this.host.clock(), correlationId: session.correlationId, signal, ...options, ...(schema === undefined ? {} : { schema })
+    // the source's own signed word on its size: an exchange claiming it is empty while this says otherwise deletes nothing
+    const heard = this.host.sourceOf(this.config)
+    const sourceCount = options.at === undefined && heard?.region === session.sourceRegion ? heard.summary?.count : undefined
+    // a peer that keeps failing (dials, streams, lies) trips its breaker: every dataset leaves it alone for a while
+    const outcome = await this.host.breakers.run(`peer:${session.peerId}`, async () => {
+      const channel = await this.host.openSyncChannel(session.peerId, signal)
+      tOpen = performance.now()
+      return await runClientSync(channel, {
+        dataset: this.name, region: this.host.region, codec, view: index, clock: this.host.clock(), correlationId: session.correlationId, signal,
+        maxRows: this.host.maxRowsPerExchange, sourceRegion: session.sourceRegion, sourceCount, ...options, ...(schema === undefined ? {} : { schema })
+      })
     })
+    if (outcome.result.truncated) report.truncated = true
     const { opened, result, stats } = outcome
     this.counters.syncs++
     this.counters.roundTrips += stats.roundTrips
@@ -390,6 +425,7 @@ export class DatasetReplica {
     report.bytesSent += stats.bytesSent
     report.bytesReceived += stats.bytesReceived
     report.unresolved += result.unresolved
+    this.host.metrics?.exchanged(this.name, session.sourceRegion, stats, result.missing + result.changed + result.extra, this.firstDriftAt)
     this.lastSyncAt = Date.now()
     // the root the source opened with, unless a newer summary arrived meanwhile
     if (options.at === undefined && (this.sotRoot === undefined || this.sotRoot.seenAt <= this.syncStartedAt)) {
@@ -400,6 +436,7 @@ export class DatasetReplica {
       ...(options.surveyLevel === undefined ? { missing: result.missing, changed: result.changed, extra: result.extra, unresolved: result.unresolved } : { drifted: result.diverged.length }),
       roundTrips: stats.roundTrips, bytes: stats.bytesSent + stats.bytesReceived, dialMs: Math.round(tOpen - t0), exchangeMs: Math.round(performance.now() - tOpen)
     }, options.surveyLevel !== undefined ? 'partition survey done' : result.upserts.length + result.deletes.length === 0 ? 'sync found no drift' : 'sync found drift')
+    if ((result.inconsistent ?? 0) > 0) session.log.warn({ inconsistent: result.inconsistent }, 'the source\'s answers contradict each other (a source that lies, or changed mid-exchange): nothing taken from those nodes')
     return outcome
   }
 
@@ -407,9 +444,9 @@ export class DatasetReplica {
   private async repair (session: Session, report: SyncReport, result: NarrowingResult, partition?: { bucket: number, value?: string }): Promise<void> {
     const tree = this.compare.index.tree
     const totalRows = partition === undefined ? tree.root.count : tree.count(PARTITION_LEVEL, partition.bucket)
-    const outcome = await this.repairer.handle(result, {
+    const outcome = await this.host.breakers.run(`store:${this.name}`, async () => await this.repairer.handle(result, {
       correlationId: session.correlationId, sourceRegion: session.sourceRegion, partition: partition?.value, totalRows, signal: session.signal, log: session.log
-    })
+    }))
     const fixes = outcome.fixIds.length
     this.counters.fixes += fixes
     this.counters.rowsUpserted += outcome.rowsUpserted

@@ -17,12 +17,14 @@ import type { DatasetConfig } from '../config/schema.ts'
 import type { RowCodec } from '../digest/row-codec.ts'
 import type { ByteSublevel, StateDb } from '../index/state-db.ts'
 import type { Logger } from '../observability/logger.ts'
+import type { AgentMetrics } from '../observability/metrics.ts'
 import { decide, type Decision, type DriftRow } from '../policy/decide.ts'
 import { splitFix, type PlannedFix } from '../policy/restore.ts'
 import { ReviewClosedError, ReviewNotFoundError, ReviewStaleError } from '../review/errors.ts'
 import type { ReviewItem, ReviewQueue } from '../review/review-queue.ts'
 import type { ReplicaStore } from '../stores/replica-store.ts'
 import type { NarrowingResult } from '../sync/narrowing.ts'
+import type { RowBudget } from './resilience.ts'
 import { hexOf } from '../util/bytes.ts'
 
 export interface FixContext {
@@ -48,12 +50,16 @@ export interface RepairerInit {
   config: DatasetConfig
   /** The codec and store fixes are written through: the dataset's own, or a comparison view while the schemas differ. */
   view: () => { codec: RowCodec, store: ReplicaStore }
+  /** Rows per second repairs may write into this store. */
+  budget: RowBudget
   state: StateDb
   audit: AuditLog
   reviews: ReviewQueue
   region: string
   clock: () => VectorClock
   setClock: (clock: VectorClock) => Promise<void>
+  /** Where fixes and reviews are counted. */
+  metrics?: AgentMetrics
 }
 
 /** What the policy saw last, for the status port. */
@@ -125,6 +131,7 @@ export class Repairer {
       outcome.review = review
       this.lastDecision.reviewId = review.id
       if (created) {
+        this.init.metrics?.review(config.name, 'raised')
         await this.appendAudit({ kind: 'review', fixId: review.id, reviewId: review.id, correlationId: ctx.correlationId, sourceRegion: ctx.sourceRegion, partition: ctx.partition, reason: decision.reasons.join('; '), detected: { missing: diff.missing, changed: diff.changed, extra: diff.extra } })
         ctx.log.warn({ reviewId: review.id, upserts: upserts.length, deletes: deletes.length, reasons: decision.reasons }, 'fix held for review')
       }
@@ -142,8 +149,9 @@ export class Repairer {
    */
   async applyFixes (fixes: readonly PlannedFix[], meta: { correlationId: string, sourceRegion: string, partition?: string, rule: string, by: string, reviewId?: string, signal?: AbortSignal, log: Logger }): Promise<{ fixIds: string[], rowsUpserted: number, rowsDeleted: number }> {
     const out = { fixIds: [] as string[], rowsUpserted: 0, rowsDeleted: 0 }
-    for (const fix of fixes) {
+    for (const fix of this.paced(fixes)) {
       if (meta.signal?.aborted === true) break
+      await this.init.budget.take(fix.upserts.length + fix.deletes.length, meta.signal)
       const clock = tick(this.init.clock(), this.init.region)
       await this.init.setClock(clock)
       const plan: FixPlan = {
@@ -151,15 +159,25 @@ export class Repairer {
         sourceRegion: meta.sourceRegion, rule: meta.rule, by: meta.by, upserts: fix.upserts, deletes: fix.deletes,
         ...(meta.partition === undefined ? {} : { partition: meta.partition }), ...(meta.reviewId === undefined ? {} : { reviewId: meta.reviewId })
       }
+      // said before the write: the write's own change event may find the replica level with its source already
+      this.init.metrics?.fixing(this.init.config.name)
       const { commit } = await applyFixOnce({ audit: this.init.audit, store: this.init.view().store, fix: plan, signal: meta.signal })
       out.fixIds.push(plan.fixId)
       out.rowsUpserted += fix.upserts.length
       out.rowsDeleted += fix.deletes.length
+      this.init.metrics?.fixApplied(this.init.config.name, { upserts: fix.upserts, deletes: fix.deletes, reviewId: meta.reviewId })
       this.recentFixRows.push(fix.upserts.length + fix.deletes.length)
       if (this.recentFixRows.length > this.init.config.risk.history) this.recentFixRows.shift()
       meta.log.info({ fixId: plan.fixId, upserts: fix.upserts.length, deletes: fix.deletes.length, storeSeq: commit.storeSeq, by: meta.by }, 'fix applied')
     }
     return out
+  }
+
+  /** With a rows-per-second budget, fixes are cut to at most one second's worth each, so writes come in an even stream. */
+  private paced (fixes: readonly PlannedFix[]): readonly PlannedFix[] {
+    const rate = this.init.budget.rate
+    if (rate === 0 || fixes.every(f => f.upserts.length + f.deletes.length <= rate)) return fixes
+    return fixes.flatMap(f => splitFix(f.upserts.map(row => ({ key: this.init.view().codec.keyOfEncodedRow(row), row })), f.deletes, rate))
   }
 
   /**
@@ -174,9 +192,11 @@ export class Repairer {
     const changed = now.filter((row, i) => !sameBytes(row ?? null, review.expected[i] ?? null)).length
     if (changed > 0) {
       await this.init.reviews.settle(id, { state: 'refused', by, reason: `${changed} rows changed since it was proposed` })
+      this.init.metrics?.review(this.init.config.name, 'refused')
       await this.appendAudit({ kind: 'review-refused', fixId: id, reviewId: id, correlationId: review.correlationId, by, reason: `approved (${reason}) but ${changed} rows changed since it was proposed`, partition: review.partition })
       throw new ReviewStaleError(id, changed)
     }
+    this.init.metrics?.review(this.init.config.name, 'approved')
     await this.appendAudit({ kind: 'review-approved', fixId: id, reviewId: id, correlationId: review.correlationId, by, reason, partition: review.partition })
     // keys the approver has now seen and accepted are no longer held
     for (const k of keys) await this.release(hexOf(k))
@@ -188,6 +208,7 @@ export class Repairer {
 
   async reject (id: string, by: string, reason: string): Promise<ReviewItem> {
     const review = this.openReview(id)
+    this.init.metrics?.review(this.init.config.name, 'rejected')
     await this.appendAudit({ kind: 'review-rejected', fixId: id, reviewId: id, correlationId: review.correlationId, by, reason, partition: review.partition })
     return await this.init.reviews.settle(id, { state: 'rejected', by, reason })
   }

@@ -1,25 +1,91 @@
+import { Option, type Command } from 'commander'
 import { Agent } from '../agent/agent.ts'
 import { loadConfig } from '../config/load.ts'
+import { ConfigError } from '../errors.ts'
+import { createLogger } from '../observability/logger.ts'
+import { runAgent, STOP_DEFAULTS } from './lifecycle.ts'
+import { createProgress, type Progress } from './progress.ts'
+import { parseLogLevel, parseMs, resolveSetting } from './settings.ts'
 
-/** Runs an agent until SIGTERM or SIGINT (or, when a supervisor started it over IPC, until that supervisor goes), then stops it in order. */
-export async function agentCommand (opts: { config: string }): Promise<void> {
+export interface AgentOptions {
+  config: string
+  logLevel?: string
+  statusPort?: string
+  drainDelay?: string
+  stopTimeout?: string
+}
+
+/**
+ * Runs an agent until SIGTERM or SIGINT (or, when a supervisor started it
+ * over IPC, until that supervisor goes), then stops it in order (see
+ * lifecycle.ts). Settings: a flag wins over its CONVERGE_* variable, which
+ * wins over the config file.
+ */
+export async function agentCommand (opts: AgentOptions): Promise<void> {
   const config = await loadConfig(opts.config)
-  const agent = new Agent({ config })
-  let stopRequested: string | undefined
-  let requestStop = (reason: string): void => { stopRequested ??= reason }
-  process.once('SIGTERM', () => requestStop('SIGTERM'))
-  process.once('SIGINT', () => requestStop('SIGINT'))
-  if (process.send !== undefined) process.once('disconnect', () => requestStop('supervisor exited'))
-  await agent.start()
-  await new Promise<void>((resolve) => {
-    requestStop = (reason: string): void => {
-      agent.log.info({ reason }, 'stopping')
-      agent.stop().then(resolve, (err: Error) => { agent.log.error({ err: err.message }, 'stop failed'); resolve() })
+  const level = resolveSetting('log-level', { flag: opts.logLevel, env: 'CONVERGE_LOG_LEVEL', default: 'info', parse: parseLogLevel })
+  const port = resolveSetting('status-port', { flag: opts.statusPort, env: 'CONVERGE_STATUS_PORT', config: config.status?.port, default: undefined as number | undefined, parse: parsePort })
+  if (port.value !== undefined) config.status = { host: config.status?.host ?? '127.0.0.1', tokens: config.status?.tokens ?? [], port: port.value }
+  const drainDelayMs = resolveSetting('drain-delay', { flag: opts.drainDelay, env: 'CONVERGE_DRAIN_DELAY_MS', default: STOP_DEFAULTS.drainDelayMs, parse: parseMs }).value
+  const stopTimeoutMs = resolveSetting('stop-timeout', { flag: opts.stopTimeout, env: 'CONVERGE_STOP_TIMEOUT_MS', default: STOP_DEFAULTS.stopTimeoutMs, parse: parseMs }).value
+
+  // the first full scan of a large store takes a while: on a terminal, show how far it is
+  const bars = new Map<string, Progress>()
+  const agent = new Agent({
+    config,
+    logger: createLogger({ level: level.value, region: config.region }),
+    onIndexProgress: (dataset, p) => {
+      let bar = bars.get(dataset)
+      if (bar === undefined) {
+        for (const other of bars.values()) other.done()
+        bar = createProgress(`${p.phase === 'load' ? 'loading' : 'indexing'} ${dataset}`)
+        bars.set(dataset, bar)
+      }
+      bar.update(p.rows)
+    },
+    // a deep pass rereads every store: the rows the index holds give its length
+    onValidationProgress: (dataset, p) => {
+      const key = `validate:${dataset}`
+      let bar = bars.get(key)
+      if (bar === undefined) { bar = createProgress(`validating ${dataset}`, { total: p.expected }); bars.set(key, bar) }
+      bar.update(p.rows)
+      if (p.rows >= p.expected) { bar.done(); bars.delete(key) }
     }
-    // a stop asked for while starting, or a supervisor already gone, takes effect now
-    if (stopRequested !== undefined) requestStop(stopRequested)
-    else if (process.send !== undefined && !process.connected) requestStop('supervisor exited')
   })
+  try {
+    await runAgent(agent, { drainDelayMs, stopTimeoutMs })
+  } finally {
+    for (const bar of bars.values()) bar.done()
+  }
   // an open IPC channel would keep the process alive after the agent stopped
   if (process.connected) process.disconnect()
+}
+
+function parsePort (text: string, what: string): number {
+  const v = parseMs(text, what)
+  if (v > 65535) throw new ConfigError(`${what}: "${text}" is not a port`)
+  return v
+}
+
+export function registerAgentCommand (program: Command): void {
+  program.command('agent')
+    .description('run the sidecar agent for one region')
+    .addOption(new Option('-c, --config <file>', 'config file (YAML or JSON)').env('CONVERGE_CONFIG').makeOptionMandatory())
+    .addOption(new Option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent [env CONVERGE_LOG_LEVEL; default info]'))
+    .addOption(new Option('--status-port <port>', 'status port, over the config file\'s status.port (0: any free port) [env CONVERGE_STATUS_PORT]'))
+    .addOption(new Option('--drain-delay <ms>', 'after SIGTERM, how long /readyz answers 503 before the agent stops [env CONVERGE_DRAIN_DELAY_MS; default 0]'))
+    .addOption(new Option('--stop-timeout <ms>', 'the most a stop may take before the process exits with code 1 [env CONVERGE_STOP_TIMEOUT_MS; default 30000]'))
+    .addHelpText('after', [
+      '',
+      'Settings: a flag wins over its environment variable, which wins over the config file.',
+      'On SIGTERM or SIGINT: /readyz turns 503, no new sync or fix starts, a fix in flight is finished,',
+      'the audit is flushed, libp2p stops. A second signal exits at once.',
+      'Exit code: 0 after a clean stop, 1 on a run-time failure or a stop over its bound, 2 on a bad config.',
+      '',
+      'Example:',
+      '  converge agent --config /etc/converge/us-east.yaml',
+      '  CONVERGE_LOG_LEVEL=debug converge agent --config eu-west.yaml --status-port 7601',
+      '  converge agent --config eu-west.yaml --drain-delay 5000 --stop-timeout 20000'
+    ].join('\n'))
+    .action(async (opts: AgentOptions) => { await agentCommand(opts) })
 }

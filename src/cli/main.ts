@@ -6,13 +6,14 @@
  */
 import { Command, CommanderError, Option } from 'commander'
 import { ConfigError, ConvergeError } from '../errors.ts'
-import { agentCommand } from './agent-command.ts'
+import { registerAgentCommand } from './agent-command.ts'
 import { keygenCommand } from './keygen-command.ts'
-import { statusCommand } from './status-command.ts'
+import { registerStatusCommand } from './status-command.ts'
 import { demoCommand } from './demo-command.ts'
 import { diffCommand, type DiffOptions } from './diff-command.ts'
 import { registerReviewCommands } from './review-commands.ts'
 import { registerAuditCommand } from './audit-command.ts'
+import { registerClusterRunCommand } from './cluster-run-command.ts'
 
 export const EXIT = { ok: 0, failure: 1, usage: 2 } as const
 
@@ -23,11 +24,7 @@ export function buildProgram (context: { exitCode: number } = { exitCode: 0 }): 
     .exitOverride()
     .showHelpAfterError()
 
-  program.command('agent')
-    .description('run the sidecar agent for one region')
-    .requiredOption('-c, --config <file>', 'config file (YAML or JSON)')
-    .addHelpText('after', '\nExample:\n  converge agent --config /etc/converge/us-east.yaml')
-    .action(async (opts: { config: string }) => { await agentCommand(opts) })
+  registerAgentCommand(program)
 
   program.command('keygen')
     .description('create a peer key file (mode 600) and print its peer id')
@@ -35,12 +32,7 @@ export function buildProgram (context: { exitCode: number } = { exitCode: 0 }): 
     .addHelpText('after', '\nExample:\n  converge keygen --out /var/lib/converge/peer.key')
     .action(async (opts: { out: string }) => { await keygenCommand(opts) })
 
-  program.command('status')
-    .description("show what an agent sees: its datasets, roots, drift and peers")
-    .option('-u, --url <url>', 'status port of the agent', 'http://127.0.0.1:7600')
-    .option('--json', 'print the raw JSON')
-    .addHelpText('after', '\nExample:\n  converge status --url http://127.0.0.1:7601')
-    .action(async (opts: { url: string, json?: boolean }) => { await statusCommand(opts) })
+  registerStatusCommand(program, context)
 
   program.command('diff')
     .description('compare two stores of one dataset once and print the rows that differ (+ left, - right)')
@@ -65,6 +57,7 @@ export function buildProgram (context: { exitCode: number } = { exitCode: 0 }): 
     .option('--dir <dir>', 'keep the cluster in this directory (default: a temporary one, removed afterwards)')
     .addHelpText('after', '\nExample:\n  converge cluster demo --rows 200000 --drift 0.5')
     .action(async (opts: { rows: number, drift: number, dir?: string }) => { await demoCommand(opts) })
+  registerClusterRunCommand(cluster, context)
 
   return program
 }

@@ -18,10 +18,15 @@ interface ReviewDetail extends ReviewSummary {
 const out = (text: string): void => { process.stdout.write(text.endsWith('\n') ? text : `${text}\n`) }
 const show = (v: unknown): string => JSON.stringify(v)
 
-/** --url and --token-file, shared by every command that talks to an agent. */
-export function portOptions (cmd: Command): Command {
+/**
+ * --url and --token-file, shared by every command that talks to an agent.
+ * Without `defaultUrl` --url has no default (a command that can also work
+ * without an agent, like `audit`, must tell whether it was given).
+ */
+export function portOptions (cmd: Command, options: { defaultUrl?: boolean } = {}): Command {
+  const url = new Option('-u, --url <url>', 'status port of the agent').env('CONVERGE_URL')
   return cmd
-    .addOption(new Option('-u, --url <url>', 'status port of the agent').env('CONVERGE_URL').default(DEFAULT_STATUS_URL))
+    .addOption(options.defaultUrl === false ? url : url.default(DEFAULT_STATUS_URL))
     .addOption(new Option('--token-file <file>', 'file holding a bearer token (default: the CONVERGE_TOKEN variable)').env('CONVERGE_TOKEN_FILE'))
 }
 

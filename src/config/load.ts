@@ -7,8 +7,10 @@ import { dirname, isAbsolute, resolve } from 'node:path'
 import { parse as parseYaml } from 'yaml'
 import { ConfigError } from '../errors.ts'
 import { configSchema, type AgentConfig } from './schema.ts'
+import { maxBracketDepth } from '../security/text-shape.ts'
 
 const MAX_CONFIG_BYTES = 1024 * 1024
+const MAX_CONFIG_DEPTH = 64
 
 export function parseConfig (value: unknown, baseDir = process.cwd(), source = 'config'): AgentConfig {
   const parsed = configSchema.safeParse(value)
@@ -20,6 +22,7 @@ export function parseConfig (value: unknown, baseDir = process.cwd(), source = '
   const abs = (p: string): string => (isAbsolute(p) ? p : resolve(baseDir, p))
   config.dataDir = abs(config.dataDir)
   config.keyFile = abs(config.keyFile ?? resolve(config.dataDir, 'peer.key'))
+  if (config.security.pskFile !== undefined) config.security.pskFile = abs(config.security.pskFile)
   for (const d of config.datasets) if (d.store.kind !== 'postgres') d.store.path = abs(d.store.path)
   for (const t of config.status?.tokens ?? []) if (t.tokenFile !== undefined) t.tokenFile = abs(t.tokenFile)
   return config
@@ -33,6 +36,8 @@ export async function loadConfig (path: string): Promise<AgentConfig> {
     throw new ConfigError(`cannot read config file ${path}: ${(err as Error).message}`, { cause: err })
   }
   if (text.length > MAX_CONFIG_BYTES) throw new ConfigError(`config file ${path} is larger than ${MAX_CONFIG_BYTES} bytes`)
+  // the parsers recurse per level: refuse deep nesting before they run (a real config nests about 6 deep)
+  if (maxBracketDepth(text) > MAX_CONFIG_DEPTH) throw new ConfigError(`config file ${path} nests brackets deeper than ${MAX_CONFIG_DEPTH} levels`)
   let value: unknown
   try {
     value = /\.json$/i.test(path) ? JSON.parse(text) : parseYaml(text, { maxAliasCount: 100 })

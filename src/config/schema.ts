@@ -5,6 +5,7 @@
  */
 import { z } from 'zod'
 import { COLUMN_TYPES } from '../digest/schema.ts'
+import { MAX_FRAME_BYTES } from '../constants.ts'
 
 const name = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'must be 1-128 letters, digits, dot, dash or underscore, starting with a letter or digit')
 
@@ -166,8 +167,41 @@ export const configSchema = z.object({
   sync: z.object({
     /** Shortest pause between two syncs of one dataset. */
     minIntervalMs: z.number().int().min(0).default(250),
-    timeoutMs: z.number().int().min(1000).default(60_000)
-  }).strict().default({ minIntervalMs: 250, timeoutMs: 60_000 }),
+    timeoutMs: z.number().int().min(1000).default(60_000),
+    /** Syncs running at once across all datasets; the others wait their turn. */
+    concurrency: z.number().int().min(1).max(256).default(4),
+    /** Rows a repair may write per second into each store (0: no limit), so it yields to the replica's own traffic. */
+    maxRowsPerSecond: z.number().int().min(0).default(0),
+    /** Rows one exchange takes from the source at most; the rest follow in the next (bounds memory per sync). */
+    maxRowsPerExchange: z.number().int().min(1).default(200_000)
+  }).strict().default({ minIntervalMs: 250, timeoutMs: 60_000, concurrency: 4, maxRowsPerSecond: 0, maxRowsPerExchange: 200_000 }),
+  /**
+   * Who may connect and what a peer may cost; see the README's threat model.
+   * The defaults keep a cluster open to any peer (as before) but bounded.
+   */
+  security: z.object({
+    /** Peer ids that may connect, besides those pinned by /p2p/<id> in `peers`; empty: any peer that passes the other checks. */
+    allowPeers: z.array(z.string().regex(/^[1-9A-HJ-NP-Za-km-z]{32,128}$/, 'must be a peer id (base58, as `converge keygen` prints)')).max(4096).default([]),
+    /** The cluster's pre-shared key (swarm key format), mode 600: peers without it cannot connect at all. */
+    pskFile: z.string().min(1).optional(),
+    /** The same key from an environment variable instead (the swarm key text, or its 64 hex digits). */
+    pskEnv: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/).optional(),
+    /** Refuse to start when a dataset's source of truth is a peer region without /p2p/<id> in its address. */
+    requirePinnedSources: z.boolean().default(false),
+    /** Open connections at most, in and out. */
+    maxConnections: z.number().int().min(2).max(10_000).default(64),
+    /** Sync streams one peer may have this agent serve at once (a replica runs up to sync.concurrency syncs of up to 4 partition sessions); more are refused (CONVERGE_TOO_MANY_STREAMS). */
+    maxStreamsPerPeer: z.number().int().min(1).max(256).default(16),
+    /**
+     * Bytes a stream may hold unsent (its reader is slow) or unread before it
+     * is reset. At least two sync frames (2 x 4 MiB, the protocol's frame
+     * limit): one being sent and the next queued behind it.
+     */
+    maxBufferedBytes: z.number().int().min(2 * MAX_FRAME_BYTES + 64 * 1024).max(1024 * 1024 * 1024).default(16 * 1024 * 1024),
+    /** How long a peer cut off for bad gossip is refused. */
+    banMs: z.number().int().min(0).default(600_000)
+  }).strict().refine(s => s.pskFile === undefined || s.pskEnv === undefined, { message: 'give at most one of pskFile or pskEnv' })
+    .default({ allowPeers: [], requirePinnedSources: false, maxConnections: 64, maxStreamsPerPeer: 16, maxBufferedBytes: 16 * 1024 * 1024, banMs: 600_000 }),
   datasets: z.array(dataset).min(1)
 }).strict().superRefine((c, ctx) => {
   const seen = new Set<string>()

@@ -49,11 +49,22 @@ export function encodeSummary (s: DatasetSummary): Uint8Array {
   return pack({ v: 1, region: s.region, dataset: s.dataset, fp: s.fp, depth: s.depth, count: s.count, sum: u64ToBytes(s.sum), children, at: s.at })
 }
 
-/** Size-bounded, then schema-checked; throws MalformedMessageError naming the problem. */
+/**
+ * Size-bounded, shape-checked before decoding (decodeFrame), schema-checked
+ * after, then checked for consistency: a root's sum is the sum of its
+ * children's (mod 2^64), and an empty tree sums to zero. Throws
+ * MalformedMessageError naming the problem.
+ */
 export function decodeSummary (data: Uint8Array): DatasetSummary {
   if (data.length > MAX_SUMMARY_BYTES) throw new MalformedMessageError(`summary of ${data.length} bytes exceeds ${MAX_SUMMARY_BYTES}`)
   const m = checkMessage(summarySchema, decodeFrame(data, 'summary'), 'summary')
   const children: bigint[] = []
   for (let j = 0; j < TREE_FANOUT; j++) children.push(bytesToU64(m.children, j * 8))
-  return { region: m.region, dataset: m.dataset, fp: m.fp, depth: m.depth, count: m.count, sum: bytesToU64(m.sum), children, at: m.at }
+  const sum = bytesToU64(m.sum)
+  // a summary that contradicts itself cannot describe any tree: believing its root would start syncs against nothing
+  let total = 0n
+  for (const c of children) total += c
+  if (BigInt.asUintN(64, total) !== sum) throw new MalformedMessageError('summary: root sum is not the sum of its children')
+  if (m.count === 0 && sum !== 0n) throw new MalformedMessageError('summary: an empty tree with a non-zero sum')
+  return { region: m.region, dataset: m.dataset, fp: m.fp, depth: m.depth, count: m.count, sum, children, at: m.at }
 }

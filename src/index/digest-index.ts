@@ -225,7 +225,7 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
         return { keyHash, key, rowDigest, entry: entryHash(keyHash, rowDigest) }
       }))
     }
-    return await readRanges(this.entries.iterator(), ranges.map(([start, end]) => hashRange(start, end)), toEntry, options.signal)
+    return await readRanges(this.entries, ranges.map(([start, end]) => hashRange(start, end)), toEntry, options.signal)
   }
 
   async getRows (keys: Uint8Array[], options: { signal?: AbortSignal } = {}): Promise<Array<Uint8Array | undefined>> {

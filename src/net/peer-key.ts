@@ -3,12 +3,13 @@
  * only by its owner. The same key gives the same peer id on every start,
  * which is what peers' allowlists and SoT bindings refer to.
  */
-import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises'
+import { mkdir, stat, writeFile } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
 import type { PrivateKey } from '@libp2p/interface'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
-import { PeerKeyError } from '../errors.ts'
+import { PeerKeyError, SecretFileError } from '../errors.ts'
+import { readSecretFile } from '../security/secret-file.ts'
 
 interface KeyFile { type: 'converge-peer-key', key: string }
 
@@ -20,15 +21,19 @@ export async function createPeerKeyFile (path: string): Promise<PrivateKey> {
   return key
 }
 
+/**
+ * Reads the key file. Refused (SecretFileModeError, naming the file and the
+ * chmod to run) when group or others may read it: whoever can read the key
+ * can speak as this agent, so a key that leaked is not used quietly.
+ */
 export async function readPeerKeyFile (path: string): Promise<PrivateKey> {
   let text: string
   try {
-    text = await readFile(path, 'utf8')
+    text = await readSecretFile('peer key file', path)
   } catch (err) {
-    throw new PeerKeyError(`cannot read peer key file ${path}: ${(err as Error).message}`, { cause: err })
+    if (err instanceof SecretFileError) throw new PeerKeyError(err.message, { cause: err })
+    throw err
   }
-  const mode = (await stat(path)).mode & 0o777
-  if ((mode & 0o077) !== 0) throw new PeerKeyError(`peer key file ${path} is readable by others (mode ${mode.toString(8)}); run chmod 600 ${path}`)
   try {
     const body = JSON.parse(text) as Partial<KeyFile>
     if (body.type !== 'converge-peer-key' || typeof body.key !== 'string') throw new Error('not a converge peer key file')
@@ -38,7 +43,11 @@ export async function readPeerKeyFile (path: string): Promise<PrivateKey> {
   }
 }
 
-/** Reads the key file, creating it (mode 600) when it does not exist yet. */
+/**
+ * Reads the key file, creating it (mode 600) when it does not exist yet. An
+ * existing file's mode is checked, never silently fixed: a key that others
+ * could read may already be copied.
+ */
 export async function loadOrCreatePeerKey (path: string): Promise<PrivateKey> {
   try {
     await stat(path)
@@ -46,7 +55,6 @@ export async function loadOrCreatePeerKey (path: string): Promise<PrivateKey> {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return await createPeerKeyFile(path)
     throw err
   }
-  await chmod(path, 0o600).catch(() => undefined)
   return await readPeerKeyFile(path)
 }
 

@@ -11,7 +11,14 @@ export function createLogger (options: { level?: string, region?: string, destin
   return pino({
     level,
     base: options.region === undefined ? undefined : { region: options.region },
-    redact: { paths: ['token', '*.token', 'authorization', '*.authorization', 'privateKey', '*.privateKey', 'psk'], censor: '[redacted]' }
+    redact: {
+      paths: [
+        'token', '*.token', 'authorization', '*.authorization', 'headers.authorization', '*.headers.authorization', 'privateKey', '*.privateKey', 'psk', '*.psk',
+        // a PostgreSQL connection string may carry its password
+        'password', '*.password', 'connectionString', '*.connectionString', '*.*.connectionString', 'secret', '*.secret'
+      ],
+      censor: '[redacted]'
+    }
   }, options.destination as pino.DestinationStream | undefined)
 }
 

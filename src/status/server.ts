@@ -2,10 +2,15 @@
  * The status port: a small HTTP server, bound to loopback unless configured
  * otherwise.
  *
- *   GET  /livez /healthz /readyz /status                 open
- *   GET  /reviews /reviews/ID /audit /audit/verify /fixes/ID   viewer
+ *   GET  /livez /healthz /readyz /status /metrics /drift  open
+ *   GET  /dashboard (and its assets under /dashboard/)    open: a static page; it asks the endpoints below with the token typed in
+ *   GET  /whoami /reviews /reviews/ID /audit /audit/verify /fixes/ID   viewer (/audit?order=desc: newest first)
  *   POST /reviews/ID/approve  /reviews/ID/reject         approver (and named in the dataset's approvers, if any)
+ *   GET  /cluster                                        admin: every connected peer's status, asked over libp2p
  *   POST /fixes/ID/rollback  /datasets/NAME/reconcile    admin
+ *
+ * While the agent drains (SIGTERM), /readyz answers 503 and every action is
+ * refused with 503 CONVERGE_DRAINING: no new fix starts.
  *
  * Actions take a JSON body ({ "reason": "…" }, and "force" for a rollback) of
  * at most 64 KiB. Errors are JSON { error: { code, message } } with a stable
@@ -16,9 +21,21 @@ import type { AddressInfo } from 'node:net'
 import { z } from 'zod'
 import { ConvergeError } from '../errors.ts'
 import { hasRole, type Caller, type Role, type TokenRing } from './auth.ts'
+import { serveDashboard } from './dashboard.ts'
 
 export interface StatusSource {
   statusReport: () => Record<string, unknown>
+  /** True once the agent is stopping: actions are refused. */
+  readonly draining?: boolean
+  /** Every connected peer's status, asked over libp2p. */
+  clusterView?: () => Promise<unknown>
+}
+
+/** The agent's metrics, as /metrics and /drift read them. */
+export interface MetricsSource {
+  text: () => Promise<string>
+  readonly contentType: string
+  history: { toJSON: (since?: number) => unknown }
 }
 
 /** What the port's governance endpoints ask of the agent. */
@@ -34,12 +51,13 @@ export interface AdminActions {
   fix: (fixId: string) => Promise<unknown>
 }
 
-export interface AuditQuery { dataset?: string, since?: number, until?: number, fixId?: string, correlationId?: string, kind?: string, limit: number }
+export interface AuditQuery { dataset?: string, since?: number, until?: number, fixId?: string, correlationId?: string, kind?: string, limit: number, reverse?: boolean }
 
 export interface StatusServerInit {
   agent: StatusSource
   admin?: AdminActions
   tokens?: TokenRing
+  metrics?: MetricsSource
   host: string
   port: number
 }
@@ -70,7 +88,12 @@ const STATUS_OF_CODE: Record<string, number> = {
 }
 
 function json (res: ServerResponse, code: number, body: unknown): void {
-  const text = JSON.stringify(body, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v instanceof Uint8Array ? Buffer.from(v).toString('hex') : v))
+  // the holder's raw value, not `v`: Buffer.toJSON runs before a replacer sees it, and bytes go out as hex
+  const text = JSON.stringify(body, function (this: Record<string, unknown>, k: string, v: unknown) {
+    const raw = this[k]
+    if (raw instanceof Uint8Array) return Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString('hex')
+    return typeof v === 'bigint' ? v.toString() : v
+  })
   res.writeHead(code, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' })
   res.end(text)
 }
@@ -162,6 +185,12 @@ export class StatusServer {
     return this.init.admin
   }
 
+  /** An action (anything that may write): refused while the agent drains, so no new fix starts. */
+  private action (): AdminActions {
+    if (this.init.agent.draining === true) throw new HttpError(503, 'CONVERGE_DRAINING', 'the agent is stopping; it takes no new actions')
+    return this.admin()
+  }
+
   private async route (req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://status')
     const path = url.pathname
@@ -179,6 +208,31 @@ export class StatusServer {
       return
     }
     if (get && path === '/status') { json(res, 200, this.init.agent.statusReport()); return }
+    if (get && path === '/metrics') {
+      const metrics = this.init.metrics
+      if (metrics === undefined) throw new HttpError(404, 'NOT_FOUND', 'this agent keeps no metrics')
+      const text = await metrics.text()
+      res.writeHead(200, { 'content-type': metrics.contentType, 'cache-control': 'no-store' })
+      res.end(text)
+      return
+    }
+    if (get && path === '/drift') {
+      const since = timeParam(q, 'since') ?? 0
+      json(res, 200, { at: Date.now(), datasets: this.init.metrics?.history.toJSON(since) ?? {} })
+      return
+    }
+    if (get && path === '/whoami') { json(res, 200, this.caller(req, 'viewer')); return }
+    if (get && path === '/cluster') {
+      this.caller(req, 'admin')
+      if (this.init.agent.clusterView === undefined) throw new HttpError(404, 'NOT_FOUND', 'this agent cannot ask its peers')
+      json(res, 200, await this.init.agent.clusterView())
+      return
+    }
+    if (get && (path === '/' || path === '/dashboard' || path.startsWith('/dashboard/'))) {
+      if (path === '/') { res.writeHead(302, { location: '/dashboard' }); res.end(); return }
+      if (await serveDashboard(path, res)) return
+      throw new HttpError(404, 'NOT_FOUND', `no such endpoint ${path}`)
+    }
 
     if (parts[0] === 'reviews') {
       if (get && parts.length === 1) {
@@ -190,7 +244,7 @@ export class StatusServer {
       if (post && parts.length === 3 && (parts[2] === 'approve' || parts[2] === 'reject')) {
         const caller = this.caller(req, 'approver')
         const body = parse(actionBody, await readJson(req))
-        const admin = this.admin()
+        const admin = this.action()
         json(res, 200, parts[2] === 'approve' ? await admin.approve(parts[1]!, caller, body.reason) : await admin.reject(parts[1]!, caller, body.reason))
         return
       }
@@ -200,14 +254,14 @@ export class StatusServer {
       if (post && parts.length === 3 && parts[2] === 'rollback') {
         const caller = this.caller(req, 'admin')
         const body = parse(actionBody, await readJson(req))
-        json(res, 200, await this.admin().rollback(parts[1]!, caller, body.reason, body.force))
+        json(res, 200, await this.action().rollback(parts[1]!, caller, body.reason, body.force))
         return
       }
     }
     if (post && parts[0] === 'datasets' && parts.length === 3 && parts[2] === 'reconcile') {
       const caller = this.caller(req, 'admin')
       parse(reconcileBody, await readJson(req))
-      json(res, 200, await this.admin().reconcile(parts[1]!, caller))
+      json(res, 200, await this.action().reconcile(parts[1]!, caller))
       return
     }
     if (get && path === '/audit/verify') { this.caller(req, 'viewer'); json(res, 200, await this.admin().verifyAudit()); return }
@@ -217,12 +271,14 @@ export class StatusServer {
       if (!Number.isInteger(limit) || limit < 1 || limit > MAX_AUDIT_LIMIT) throw new HttpError(400, 'BAD_REQUEST', `limit: an integer from 1 to ${MAX_AUDIT_LIMIT}`)
       const filter: AuditQuery = {
         dataset: q.get('dataset') ?? undefined, since: timeParam(q, 'since'), until: timeParam(q, 'until'),
-        fixId: q.get('fix') ?? undefined, correlationId: q.get('cid') ?? undefined, kind: q.get('kind') ?? undefined, limit
+        fixId: q.get('fix') ?? undefined, correlationId: q.get('cid') ?? undefined, kind: q.get('kind') ?? undefined, limit,
+        // newest first: the dashboard's recent fixes
+        ...(q.get('order') === 'desc' ? { reverse: true } : {})
       }
       json(res, 200, await this.admin().audit(filter))
       return
     }
-    const known = ['/healthz', '/livez', '/readyz', '/status', '/audit', '/audit/verify'].includes(path) || ['reviews', 'fixes', 'datasets'].includes(parts[0] ?? '')
+    const known = ['/healthz', '/livez', '/readyz', '/status', '/metrics', '/drift', '/whoami', '/cluster', '/dashboard', '/audit', '/audit/verify'].includes(path) || ['reviews', 'fixes', 'datasets'].includes(parts[0] ?? '')
     if (known && !get && !post) throw new HttpError(405, 'METHOD_NOT_ALLOWED', `${method} is not allowed on ${path}`)
     if (known && (get || post)) throw new HttpError(get ? 404 : 405, get ? 'NOT_FOUND' : 'METHOD_NOT_ALLOWED', get ? `no such endpoint ${path}` : `POST is not allowed on ${path}`)
     throw new HttpError(404, 'NOT_FOUND', `no such endpoint ${path}`)

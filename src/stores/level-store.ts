@@ -133,10 +133,10 @@ export class LevelStore implements ReplicaStore {
     return await this.writes.run(async () => ({ seq: this.seq, rows: this.readRows(this.rows.iterator(READ_AHEAD), options) }))
   }
 
-  /** For each [start, end) key-hash interval, its rows in key-hash order; one iterator seeks across them. */
+  /** For each [start, end) key-hash interval, its rows in key-hash order; iterators seek across them (see readRanges). */
   async listRanges (ranges: ReadonlyArray<readonly [bigint, bigint]>, options: { signal?: AbortSignal } = {}): Promise<HashedRow[][]> {
     this.assertOpen()
-    return await readRanges(this.rows.iterator(), ranges.map(([start, end]) => hashRange(start, end)),
+    return await readRanges(this.rows, ranges.map(([start, end]) => hashRange(start, end)),
       (stored, row) => ({ keyHash: bytesToU64(stored, 0), key: stored.subarray(8), row }), options.signal)
   }
 

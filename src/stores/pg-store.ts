@@ -177,11 +177,23 @@ export class PgStore implements ReplicaStore {
   async * scan (options: { signal?: AbortSignal, batchSize?: number } = {}): AsyncGenerator<StoredRow[]> {
     const client = await this.db().connect()
     const cursor = client.query(new Cursor<Row>(`SELECT ${this.selectList()} FROM ${this.table.sql}`))
+    const batchSize = options.batchSize ?? SCAN_BATCH_ROWS
+    const read = (): Promise<Row[]> => {
+      const rows = cursor.read(batchSize)
+      // a read may fail while the caller is busy with the batch before (or gone): marked handled here,
+      // it still throws where it is awaited
+      rows.catch(() => undefined)
+      return rows
+    }
     try {
+      let next = read()
       for (;;) {
         throwIfAborted(options.signal)
-        const rows = await cursor.read(options.batchSize ?? SCAN_BATCH_ROWS)
+        const rows = await next
         if (rows.length === 0) return
+        // ask for the next batch before encoding this one, so the server reads and sends it meanwhile
+        // (pg-cursor takes a read only between batches, as here: one issued mid-batch would never be sent)
+        next = read()
         yield rows.map(r => this.stored(r))
       }
     } finally {

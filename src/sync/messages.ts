@@ -13,6 +13,7 @@ import { Unpackr } from 'msgpackr'
 import { z } from 'zod'
 import { MAX_TREE_DEPTH, PROTOCOL_VERSION } from '../constants.ts'
 import { MalformedMessageError } from '../errors.ts'
+import { checkMsgpackShape } from '../security/msgpack-shape.ts'
 import { COLUMN_TYPES, type DatasetSchema } from '../digest/schema.ts'
 
 const bytes = z.custom<Uint8Array>(v => v instanceof Uint8Array, { message: 'expected bytes' })
@@ -84,8 +85,8 @@ export const roundSchema = z.object({
   t: z.literal('round'),
   /** Nodes whose children's sums are wanted. */
   expand: z.array(nodeSetEntry).max(MAX_TREE_DEPTH + 1).default([]),
-  /** Bytes of each child sum in the answer: 2 while few nodes are compared, 3 when many are. */
-  sumBytes: z.union([z.literal(2), z.literal(3)]).default(3),
+  /** Bytes of each child sum in the answer: 2 while few nodes are compared, 3 when many are, 8 to look again at full width. */
+  sumBytes: z.union([z.literal(2), z.literal(3), z.literal(8)]).default(3),
   /** Nodes empty here: send every row under them. */
   fetchAll: z.array(nodeSetEntry).max(MAX_TREE_DEPTH + 1).default([]),
   /**
@@ -125,8 +126,20 @@ export type SyncMessage = OpenMessage | OpenedMessage | RoundMessage | ReplyMess
 /** The wire decoder: no records or extensions beyond plain msgpack, 64-bit integers as bigint. */
 const wireUnpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'bigint' })
 
-/** Decodes one frame's msgpack body; throws MalformedMessageError on bytes that are not msgpack. */
+/**
+ * Deepest nesting of any message: `open` carries a schema whose columns are
+ * maps in an array in a map in the message (4); the rest leaves room to grow.
+ */
+export const MAX_MESSAGE_DEPTH = 8
+
+/**
+ * Decodes one frame's msgpack body; throws MalformedMessageError on bytes that
+ * are not plain msgpack, declare more than they hold or carry extension types,
+ * and MessageTooDeepError on nesting past MAX_MESSAGE_DEPTH, all before the
+ * decoder runs.
+ */
 export function decodeFrame (frame: Uint8Array, what: string): unknown {
+  checkMsgpackShape(frame, what, { maxDepth: MAX_MESSAGE_DEPTH })
   try {
     return wireUnpackr.unpack(frame)
   } catch (err) {

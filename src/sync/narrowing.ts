@@ -14,11 +14,28 @@
  * Guaranteed: a node's rows and deletes are taken only when the result checks
  * out against the SoT's full 64-bit node sum sent in the same exchange; a node
  * that does not is retried once with full-width hashes, then reported as
- * unresolved with nothing taken from it. Not guaranteed: the SoT holds still
- * during the exchange; a change made meanwhile is found by the next round.
+ * unresolved with nothing taken from it. The SoT's answers must also agree
+ * with each other down the tree: the child sums it sends for a node add up to
+ * what it said of that node before (at the width both were sent), a settled
+ * node's full sum and row count match what it said of that node while
+ * narrowing, a root it says is empty sums to zero, and an exchange that says
+ * the whole dataset is empty while the SoT's own latest summary says it is
+ * not deletes nothing. A node whose answers disagree is `inconsistent`
+ * (counted in `unresolved` too): nothing is taken from it. The price: a node
+ * written to between two rounds of one exchange (a hot spot on a busy SoT)
+ * is not settled by that exchange; it is once its writes pause between two
+ * rounds, while the rest of the tree is settled meanwhile. Every row taken is
+ * a canonical row of the schema (security/canonical-row.ts), or the exchange
+ * fails. Not guaranteed: the SoT holds still during the exchange; a change
+ * made meanwhile is found by the next round (a node that changed between two
+ * rounds shows as inconsistent and is settled next time). Nor that a SoT which
+ * lies consistently (its tree, summaries and rows all describe the same
+ * wrong data) is caught: xxh64 sums detect errors, not forgeries, and the SoT
+ * is trusted by configuration.
  */
 import { LIST_THRESHOLD, TREE_FANOUT } from '../constants.ts'
 import { ProtocolViolationError } from '../errors.ts'
+import { checkCanonicalRow } from '../security/canonical-row.ts'
 import { bytesToU64, entryHash } from '../digest/hash.ts'
 import type { RowCodec } from '../digest/row-codec.ts'
 import { nodeOf, nodeRange } from '../tree/merkle-tree.ts'
@@ -54,6 +71,10 @@ export interface NarrowingResult {
   unresolved: number
   /** In a survey: the nodes at the survey level whose sums differ, left for sessions of their own. */
   diverged: NodeRef[]
+  /** The exchange stopped at `maxRows`: more of the difference is left for the next one. */
+  truncated: boolean
+  /** Nodes whose answers from the SoT contradicted each other (also in `unresolved`); nothing was taken from them. */
+  inconsistent?: number
 }
 
 export interface NodeRef { level: number, index: number }
@@ -67,6 +88,18 @@ export interface NarrowingOptions {
    * drifted partitions, each then reconciled on its own.
    */
   surveyLevel?: number
+  /**
+   * Stop taking rows once this many are taken: the rest of the difference is
+   * left for the next exchange (`truncated`), so one sync holds a bounded
+   * number of rows however large the drift.
+   */
+  maxRows?: number
+  /**
+   * The row count of the SoT's latest gossiped summary of the dataset: an
+   * exchange at the root that says the SoT is empty while this says it is not
+   * deletes nothing.
+   */
+  sourceCount?: number
 }
 interface Reconcile extends NodeRef { wide: boolean, local: IndexEntry[], width: HashWidth }
 interface Received { rows: Uint8Array[], entries: bigint[], keys: string[] }
@@ -87,11 +120,15 @@ export class Narrowing {
   private readonly codec: RowCodec
   private readonly at: NodeRef
   private readonly surveyLevel: number | undefined
+  private readonly maxRows: number
+  private truncated = false
   private readonly diverged: NodeRef[] = []
   private maxLevel = 0
   private rounds = 0
 
   private toExpand: NodeRef[] = []
+  /** Parents to expand again with full 8-byte child sums. */
+  private toExpandWide: NodeRef[] = []
   private toFetchAll: NodeRef[] = []
   private toReconcile: Array<NodeRef & { wide: boolean }> = []
   private deleteAll: NodeRef[] = []
@@ -106,13 +143,30 @@ export class Narrowing {
   private readonly upserts = new Map<string, Uint8Array>()
   private readonly deletes = new Map<string, Uint8Array>()
   private readonly counts = { missing: 0, changed: 0, extra: 0, unresolved: 0 }
+  private inconsistent = 0
+  private readonly sourceCount: number | undefined
+  /** What the SoT said of each node still being narrowed: the low `bits` bits of its sum. */
+  private readonly claimed = new Map<string, { sum: bigint, bits: number }>()
 
   constructor (local: ReplicaView, codec: RowCodec, options: NarrowingOptions = {}) {
     this.local = local
     this.codec = codec
     this.at = options.at ?? { level: 0, index: 0 }
     this.surveyLevel = options.surveyLevel
+    this.maxRows = options.maxRows ?? Number.POSITIVE_INFINITY
+    this.sourceCount = options.sourceCount
   }
+
+  /** Whether `sum` agrees with what the SoT said of the node before, on the low bits both carry. */
+  private agrees (node: NodeRef, sum: bigint, bits: number): boolean {
+    const said = this.claimed.get(nodeKey(node.level, node.index))
+    if (said === undefined) return true
+    const mask = (1n << BigInt(Math.min(bits, said.bits))) - 1n
+    return (said.sum & mask) === (sum & mask)
+  }
+
+  /** The SoT's answers about a node contradict each other: nothing is taken from it. */
+  private contradicted (): void { this.inconsistent++; this.counts.unresolved++ }
 
   get roundTrips (): number { return this.rounds }
 
@@ -125,10 +179,16 @@ export class Narrowing {
     if (root.level > this.maxLevel || (this.surveyLevel !== undefined && this.surveyLevel > this.maxLevel)) {
       throw new ProtocolViolationError(`node level ${Math.max(root.level, this.surveyLevel ?? 0)} is deeper than the common tree depth ${this.maxLevel}`)
     }
-    if (tree.count(root.level, root.index) === opened.count && tree.sum(root.level, root.index) === bytesToU64(opened.sum)) return undefined
+    const openedSum = bytesToU64(opened.sum)
+    if (opened.count === 0 && openedSum !== 0n) throw new ProtocolViolationError('the source says the node is empty but gives it a non-zero sum')
+    if (tree.count(root.level, root.index) === opened.count && tree.sum(root.level, root.index) === openedSum) return undefined
+    this.claimed.set(nodeKey(root.level, root.index), { sum: openedSum, bits: 64 })
     if (this.surveyLevel === root.level) { this.diverged.push(root); return undefined }
-    if (opened.count === 0 && this.surveyLevel === undefined) this.deleteAll.push(root)
-    else {
+    if (opened.count === 0 && this.surveyLevel === undefined) {
+      // deleting every row takes two statements that agree: this exchange, and the source's own signed summary
+      if (root.level === 0 && this.sourceCount !== undefined && this.sourceCount > 0) this.contradicted()
+      else this.deleteAll.push(root)
+    } else {
       const decision = this.decide(root)
       if (decision === 'expand') this.compareChildren(root, decodeChildSums(opened.children, TREE_FANOUT, OPENED_SUM_WIDTH), OPENED_SUM_WIDTH)
       else this.schedule(root, decision)
@@ -158,18 +218,22 @@ export class Narrowing {
     this.sentFetchAll.forEach((node, i) => {
       const [count, sum] = nodes[i]!
       const got = received.get(nodeKey(node.level, node.index)) ?? none
-      if (got.rows.length === count && sumOf(got.entries) === bytesToU64(sum)) this.take(got, new Set())
-      else this.counts.unresolved++
+      const full = bytesToU64(sum)
+      if (got.rows.length !== count || sumOf(got.entries) !== full) this.counts.unresolved++
+      else if (!this.agrees(node, full, 64)) this.contradicted()
+      else this.take(got, new Set())
     })
 
     this.sentReconcile.forEach((node, i) => {
-      const { sum, unmatched: positions } = reconciled[i]!
+      const { count, sum, unmatched: positions } = reconciled[i]!
       const unmatched = positions.map(p => node.local[p]!)
       const got = received.get(nodeKey(node.level, node.index)) ?? none
       let expected = sumOf(node.local.map(e => e.entry))
       for (const e of unmatched) expected -= e.entry
       for (const e of got.entries) expected += e
       if (BigInt.asUintN(64, expected) === sum) {
+        // the rows add up to the sum given with them; both must also match the SoT's count and what it said of the node before
+        if (count !== node.local.length - positions.length + got.rows.length || !this.agrees(node, sum, 64)) { this.contradicted(); return }
         const localKeys = new Set(node.local.map(e => hex(e.key)))
         this.take(got, localKeys)
         const receivedKeys = new Set(got.keys)
@@ -192,7 +256,7 @@ export class Narrowing {
   }
 
   result (): NarrowingResult {
-    return { upserts: [...this.upserts.values()], deletes: [...this.deletes.values()], ...this.counts, diverged: this.diverged }
+    return { upserts: [...this.upserts.values()], deletes: [...this.deletes.values()], ...this.counts, diverged: this.diverged, truncated: this.truncated, inconsistent: this.inconsistent }
   }
 
   private decide (node: NodeRef): 'expand' | 'reconcile' | 'fetchAll' {
@@ -208,16 +272,26 @@ export class Narrowing {
     else this.toFetchAll.push(node)
   }
 
-  private compareChildren (parent: NodeRef, remoteSums: number[], width: SumWidth): void {
+  private compareChildren (parent: NodeRef, remoteSums: bigint[], width: SumWidth): void {
     const tree = this.local.tree
+    // sums are additive, so their low bytes are too: the children must add up to what the SoT said of the parent
+    let total = 0n
+    for (const s of remoteSums) total += s
+    if (!this.agrees(parent, total, 8 * width)) { this.contradicted(); return }
+    let differing = 0
     for (let j = 0; j < TREE_FANOUT; j++) {
       const child = { level: parent.level + 1, index: parent.index * TREE_FANOUT + j }
       if (shortSum(tree.sum(child.level, child.index), width) === remoteSums[j]) continue
+      differing++
+      this.claimed.set(nodeKey(child.level, child.index), { sum: remoteSums[j]!, bits: 8 * width })
       if (child.level === this.surveyLevel) { this.diverged.push(child); continue }
       const decision = this.decide(child)
       if (decision === 'expand') this.toExpand.push(child)
       else this.schedule(child, decision)
     }
+    // the parent differs, yet no child does in the low bytes compared: the difference is in the high bytes only
+    // (about 1 in 65,536 for one differing row at 2 bytes), so look at the children again at full width
+    if (differing === 0 && width !== 8) this.toExpandWide.push(parent)
   }
 
   /** Places each row under the node it was asked for; a row outside them is a protocol violation. */
@@ -228,10 +302,8 @@ export class Narrowing {
     const seen = new Set<string>()
     for (const reply of replies) {
       for (const row of reply.rows ?? []) {
-        let key: Uint8Array
-        try { key = this.codec.keyOfEncodedRow(row) } catch (err) {
-          throw new ProtocolViolationError(`SoT sent a row that does not decode under the dataset schema: ${(err as Error).message}`)
-        }
+        // a row that is not canonical under the schema is never taken (InvalidSourceRowError ends the exchange)
+        const key = this.codec.keyOfValues(checkCanonicalRow(this.codec, row))
         const keyHash = this.codec.keyHash(key)
         const k = hex(key)
         if (seen.has(k)) throw new ProtocolViolationError('SoT sent the same key twice in one round')
@@ -256,6 +328,12 @@ export class Narrowing {
   }
 
   private async nextRequest (): Promise<RoundMessage | undefined> {
+    if (this.upserts.size + this.deletes.size >= this.maxRows && this.toExpand.length + this.toExpandWide.length + this.toFetchAll.length + this.toReconcile.length + this.deleteAll.length > 0) {
+      // enough for one fix's worth of memory: what is left is found again next time
+      this.truncated = true
+      this.toExpand = []; this.toExpandWide = []; this.toFetchAll = []; this.toReconcile = []; this.deleteAll = []
+      return undefined
+    }
     for (const node of this.deleteAll.splice(0)) {
       for (const e of await this.local.list(node.level, node.index)) {
         const k = hex(e.key)
@@ -263,10 +341,13 @@ export class Narrowing {
       }
     }
     this.sentExpand = this.toExpand.splice(0, MAX_EXPAND_PER_ROUND).sort(byNode)
+    const wide = this.toExpandWide.splice(0, MAX_EXPAND_PER_ROUND)
     this.sentFetchAll = this.toFetchAll.splice(0, MAX_FETCH_ALL_PER_ROUND).sort(byNode)
     const chosen: Array<NodeRef & { wide: boolean }> = []
     let hashes = 0
-    while (this.toReconcile.length > 0 && (chosen.length === 0 || hashes < MAX_RECONCILE_HASHES_PER_ROUND)) {
+    // with a row limit, settle only about as many rows as are still allowed; the rest waits for the next round
+    const allowed = Math.min(MAX_RECONCILE_HASHES_PER_ROUND, this.maxRows - this.upserts.size - this.deletes.size)
+    while (this.toReconcile.length > 0 && (chosen.length === 0 || hashes < allowed)) {
       const node = this.toReconcile.shift()!
       hashes += this.local.tree.count(node.level, node.index)
       chosen.push(node)
@@ -287,8 +368,13 @@ export class Narrowing {
     }
     const ordered = [...groups.values()].map(g => g.sort(byNode)).sort((a, b) => a[0]!.level - b[0]!.level || a[0]!.width - b[0]!.width)
     this.sentReconcile = ordered.flat()
-    if (this.sentExpand.length + this.sentFetchAll.length + this.sentReconcile.length === 0) return undefined
+    if (this.sentExpand.length + wide.length + this.sentFetchAll.length + this.sentReconcile.length === 0) return undefined
     this.sentSumWidth = this.sentExpand.length <= NARROW_SUMS_UP_TO_PARENTS ? 2 : 3
+    if (wide.length > 0) {
+      // rare: the round carries full sums for every parent it expands
+      this.sentExpand = [...wide, ...this.sentExpand].sort(byNode)
+      this.sentSumWidth = 8
+    }
     return {
       t: 'round',
       expand: groupByLevel(this.sentExpand),

@@ -5,7 +5,7 @@
  */
 import { pack } from 'msgpackr'
 import { PROTOCOL_VERSION } from '../constants.ts'
-import { ConvergeError, RemoteError, SchemaMismatchError, ShapeOfferedError, StreamEndedError } from '../errors.ts'
+import { ConvergeError, RemoteError, ReplyTooLargeError, SchemaMismatchError, ShapeOfferedError, SourceRegionMismatchError, StreamEndedError } from '../errors.ts'
 import type { DatasetSchema } from '../digest/schema.ts'
 import { u64ToBytes } from '../digest/hash.ts'
 import type { RowCodec } from '../digest/row-codec.ts'
@@ -36,8 +36,25 @@ export interface ClientSyncInit {
   at?: NodeRef
   /** Stop at this level and report its mismatched nodes instead of settling them (the partition survey). */
   surveyLevel?: number
+  /** Most rows to take in this exchange; see NarrowingOptions.maxRows. */
+  maxRows?: number
+  /** The region the source was dialed as: an `opened` under another name ends the exchange (SourceRegionMismatchError). */
+  sourceRegion?: string
+  /** The row count of the source's latest gossiped summary; see NarrowingOptions.sourceCount. */
+  sourceCount?: number
+  /** Bytes of replies to one round held at most (default MAX_ROUND_REPLY_BYTES). */
+  maxReplyBytes?: number
   signal?: AbortSignal
 }
+
+/**
+ * Bytes of replies to one round a client holds at most. A source answers a
+ * round in frames of about 256 KiB while `more` is set; without a ceiling a
+ * peer that never stops setting it would be buffered until memory runs out.
+ * 512 MiB is several million rows of a typical table: a first fetch of a
+ * larger dataset into an empty replica needs sync.maxRowsPerExchange below it.
+ */
+export const MAX_ROUND_REPLY_BYTES = 512 * 1024 * 1024
 
 export interface ClientSyncOutcome {
   opened: OpenedMessage
@@ -68,20 +85,24 @@ export async function runClientSync (channel: FrameChannel, init: ClientSyncInit
       ...(init.schema === undefined ? {} : { schema: init.schema }), ...(at === undefined ? {} : { at })
     }, signal)
     const opened = await receive(channel, openedSchema, 'opened', signal)
+    // rows are taken only from the region this side chose as its source: a peer answering under another name is not it
+    if (init.sourceRegion !== undefined && opened.region !== init.sourceRegion) throw new SourceRegionMismatchError(init.sourceRegion, opened.region)
     if (opened.fp !== init.codec.fingerprint) {
       // the source compares under another schema: the caller sets up that view and opens again
       if (opened.shape !== undefined) throw new ShapeOfferedError(init.dataset, opened.shape)
       throw new SchemaMismatchError(init.dataset, init.codec.fingerprint, opened.fp)
     }
-    const narrowing = new Narrowing(init.view, init.codec, { at: init.at, surveyLevel: init.surveyLevel })
+    const narrowing = new Narrowing(init.view, init.codec, { at: init.at, surveyLevel: init.surveyLevel, maxRows: init.maxRows, sourceCount: init.sourceCount })
     let request = await narrowing.start(opened)
     while (request !== undefined) {
       await send(channel, request, signal)
       const replies: ReplyMessage[] = []
+      const before = channel.bytesReceived
       for (;;) {
         const reply = await receive(channel, replySchema, 'reply', signal)
         replies.push(reply)
         if (reply.more !== true) break
+        if (channel.bytesReceived - before > (init.maxReplyBytes ?? MAX_ROUND_REPLY_BYTES)) throw new ReplyTooLargeError(init.maxReplyBytes ?? MAX_ROUND_REPLY_BYTES)
       }
       request = await narrowing.accept(replies)
     }

@@ -13,7 +13,8 @@ import { decode as varintDecode, encode as varintEncode, encodingLength } from '
 import { MalformedMessageError } from '../errors.ts'
 
 /** Bytes of a truncated child sum on the wire. */
-export type SumWidth = 2 | 3
+/** Bytes of a child sum on the wire: truncated while narrowing, all 8 when a parent must be expanded again at full width. */
+export type SumWidth = 2 | 3 | 8
 /** Bytes of an entry hash on the wire: truncated, or all 8 when settling a node again at full width. */
 export type HashWidth = 2 | 3 | 8
 /** An entry hash as compared: a number when truncated, the full bigint at width 8. */
@@ -65,8 +66,11 @@ class ByteReader {
   varint (): number {
     this.need(1)
     let value: number
-    try { value = varintDecode(this.buf, this.offset) } catch (err) { throw new MalformedMessageError(`${this.what}: bad varint`, { cause: err }) }
-    this.offset += encodingLength(value)
+    let length: number
+    // a varint past 2^53 decodes to an inexact number whose length cannot be computed back: bad input, not a crash
+    try { value = varintDecode(this.buf, this.offset); length = encodingLength(value) } catch (err) { throw new MalformedMessageError(`${this.what}: bad varint`, { cause: err }) }
+    if (!Number.isSafeInteger(value)) throw new MalformedMessageError(`${this.what}: varint out of range`)
+    this.offset += length
     if (this.offset > this.buf.length) throw new MalformedMessageError(`${this.what}: truncated`)
     return value
   }
@@ -117,19 +121,19 @@ export function decodeNodeSet (bytes: Uint8Array, levelSize: number, max: number
 }
 
 /** The truncated form of a node sum compared when expanding children. */
-export function shortSum (sum: bigint, width: SumWidth): number { return Number(sum & ((1n << BigInt(8 * width)) - 1n)) }
+export function shortSum (sum: bigint, width: SumWidth): bigint { return width === 8 ? BigInt.asUintN(64, sum) : sum & ((1n << BigInt(8 * width)) - 1n) }
 
 export function encodeChildSums (sums: readonly bigint[], width: SumWidth): Uint8Array {
   const w = new ByteWriter(sums.length * width)
-  for (const s of sums) w.uintBE(shortSum(s, width), width)
+  for (const s of sums) { if (width === 8) w.u64(BigInt.asUintN(64, s)); else w.uintBE(Number(shortSum(s, width)), width) }
   return w.bytes()
 }
 
-export function decodeChildSums (bytes: Uint8Array, expected: number, width: SumWidth): number[] {
+export function decodeChildSums (bytes: Uint8Array, expected: number, width: SumWidth): bigint[] {
   if (bytes.length !== expected * width) throw new MalformedMessageError(`children block: ${bytes.length} bytes for ${expected} children of ${width} bytes`)
   const r = new ByteReader(bytes, 'children block')
-  const out: number[] = []
-  for (let i = 0; i < expected; i++) out.push(r.uintBE(width))
+  const out: bigint[] = []
+  for (let i = 0; i < expected; i++) out.push(width === 8 ? r.u64() : BigInt(r.uintBE(width)))
   return out
 }
 

@@ -132,7 +132,7 @@ describe('splitting fixes (restore.ts)', () => {
   })
 
   it('planRestore still plans a narrowing result the same way', () => {
-    const fixes = planRestore({ upserts: [row(2), row(1)], deletes: [keyOf(3)], missing: 2, changed: 0, extra: 1, unresolved: 0, diverged: [] }, codec, 2)
+    const fixes = planRestore({ upserts: [row(2), row(1)], deletes: [keyOf(3)], missing: 2, changed: 0, extra: 1, unresolved: 0, diverged: [], truncated: false }, codec, 2)
     expect(fixes.map(f => [f.upserts.length, f.deletes.length])).toEqual([[2, 0], [0, 1]])
     expect(fixKeys(fixes).upserts).toEqual(sortedHex([1, 2]))
   })

@@ -1,0 +1,188 @@
+/**
+ * Reads every agent's GET /status (and its process's memory) every poll:
+ * the time series behind the report and chart, the progress view, fault
+ * triggers ("once eu-west has repaired 500 rows") and the convergence test.
+ *
+ * An agent's counters start from zero in each process; a restart is seen as
+ * a new pid, and the counters of the one before are carried, so the totals
+ * span every incarnation (less whatever a killed one did after its last poll).
+ */
+import { agentMemory } from './launcher.ts'
+import type { AgentSet } from './agent-set.ts'
+
+export interface DatasetCounters {
+  syncs: number, fixes: number, rowsUpserted: number, rowsDeleted: number, missing: number, changed: number, extra: number
+  roundTrips: number, bytesSent: number, bytesReceived: number, syncErrors: number
+}
+export const COUNTER_NAMES: Array<keyof DatasetCounters> = ['syncs', 'fixes', 'rowsUpserted', 'rowsDeleted', 'missing', 'changed', 'extra', 'roundTrips', 'bytesSent', 'bytesReceived', 'syncErrors']
+const zero = (): DatasetCounters => Object.fromEntries(COUNTER_NAMES.map(n => [n, 0])) as unknown as DatasetCounters
+
+interface StatusDataset {
+  name: string
+  state: string
+  sourceOfTruth?: string | null
+  rowsIndexed?: number
+  root?: { count: number, sum: string }
+  counters?: Partial<DatasetCounters>
+  lastError?: string | null
+}
+export interface AgentStatus {
+  region: string
+  ready: boolean
+  uptimeMs: number
+  peers: Array<{ region: string, connected: boolean, lastSummaryAt: number | null }>
+  datasets: StatusDataset[]
+}
+
+export interface DatasetSample {
+  state: string
+  /** The region this one takes its rows from now (null: none reachable; itself when it serves). */
+  source: string | null
+  count?: number
+  sum?: string
+  rowsIndexed?: number
+  /** Counters summed over every incarnation. */
+  counters: DatasetCounters
+  lastError?: string
+}
+
+export interface RegionSample {
+  up: boolean
+  /** Rows written or deleted by fixes, counted per fix (/metrics), summed over incarnations; only when watched. */
+  rowsFixed?: number
+  pid?: number
+  rssBytes?: number
+  /** Peers this agent holds a connection to. */
+  connected: string[]
+  datasets: Record<string, DatasetSample>
+}
+
+export interface Sample { at: number, regions: Record<string, RegionSample> }
+
+async function fetchJson<T> (url: string, timeoutMs: number): Promise<T | undefined> {
+  try {
+    const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) })
+    return res.ok ? await res.json() as T : undefined
+  } catch {
+    return undefined // not listening yet, killed, or restarting
+  }
+}
+
+async function fetchText (url: string, timeoutMs: number): Promise<string | undefined> {
+  try {
+    const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) })
+    return res.ok ? await res.text() : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/** The sum of converge_repaired_rows_total over its labels, from Prometheus text. */
+export function repairedRows (metrics: string): number {
+  let rows = 0
+  for (const line of metrics.split('\n')) {
+    const m = /^converge_repaired_rows_total(?:\{[^}]*\})?\s+([0-9.eE+-]+)$/.exec(line.trim())
+    if (m !== null) rows += Number(m[1])
+  }
+  return rows
+}
+
+export class Observer {
+  readonly samples: Sample[] = []
+  private readonly carried = new Map<string, DatasetCounters>()
+  private readonly lastSeen = new Map<string, { pid: number | undefined, counters: DatasetCounters }>()
+  /** Highest RSS seen per region, in bytes, over every incarnation. */
+  readonly peakRss = new Map<string, number>()
+  private readonly listeners: Array<(s: Sample) => void> = []
+
+  /** Rows fixed per region as of each pid's last /metrics read, and what earlier pids fixed. */
+  private readonly fixedSeen = new Map<string, { pid: number | undefined, rows: number, carried: number }>()
+
+  /**
+   * @param watchFixes also read /metrics each poll: /status counts a sync's
+   * rows once all its fixes are done, /metrics after each fix (what a
+   * "mid-repair" trigger needs).
+   */
+  constructor (private readonly agents: AgentSet, private readonly datasets: string[], private readonly everyMs: number, private readonly watchFixes = false) {}
+
+  onSample (fn: (s: Sample) => void): void { this.listeners.push(fn) }
+
+  get latest (): Sample | undefined { return this.samples.at(-1) }
+
+  /** Polls until the signal aborts. */
+  async run (signal: AbortSignal): Promise<void> {
+    while (!signal.aborted) {
+      const started = Date.now()
+      await this.poll()
+      const wait = this.everyMs - (Date.now() - started)
+      if (wait > 0) await new Promise<void>(resolve => { const t = setTimeout(resolve, wait); signal.addEventListener('abort', () => { clearTimeout(t); resolve() }, { once: true }) })
+    }
+  }
+
+  async poll (): Promise<Sample> {
+    const at = Date.now()
+    const entries = await Promise.all(this.agents.regions.map(async region => [region, await this.sampleRegion(region)] as const))
+    const sample: Sample = { at, regions: Object.fromEntries(entries) }
+    this.samples.push(sample)
+    for (const fn of this.listeners) fn(sample)
+    return sample
+  }
+
+  private async sampleRegion (region: string): Promise<RegionSample> {
+    const agent = this.agents.agent(region)
+    const running = this.agents.isRunning(region)
+    const pid = agent?.child.pid
+    const timeoutMs = Math.max(1000, this.everyMs * 4)
+    const [status, memory, metrics] = running && agent !== undefined
+      ? await Promise.all([fetchJson<AgentStatus>(`${agent.statusUrl}/status`, timeoutMs), agentMemory(agent), this.watchFixes ? fetchText(`${agent.statusUrl}/metrics`, timeoutMs) : undefined])
+      : [undefined, undefined, undefined]
+    let rowsFixed: number | undefined
+    if (this.watchFixes) {
+      const seen = this.fixedSeen.get(region) ?? { pid, rows: 0, carried: 0 }
+      if (seen.pid !== pid) { seen.carried += seen.rows; seen.rows = 0; seen.pid = pid }
+      if (metrics !== undefined) seen.rows = repairedRows(metrics)
+      this.fixedSeen.set(region, seen)
+      rowsFixed = seen.carried + seen.rows
+    }
+    if (memory !== undefined) this.peakRss.set(region, Math.max(this.peakRss.get(region) ?? 0, memory.peak))
+    const datasets: Record<string, DatasetSample> = {}
+    for (const name of this.datasets) {
+      const d = status?.datasets.find(x => x.name === name)
+      datasets[name] = {
+        state: d?.state ?? (running ? 'starting' : 'down'),
+        source: d?.sourceOfTruth ?? (d?.state === 'source' ? region : null),
+        ...(d?.root === undefined ? {} : { count: d.root.count, sum: d.root.sum }),
+        ...(d?.rowsIndexed === undefined ? {} : { rowsIndexed: d.rowsIndexed }),
+        ...(d?.lastError === undefined || d.lastError === null ? {} : { lastError: d.lastError }),
+        counters: this.total(`${region}/${name}`, pid, d?.counters)
+      }
+    }
+    return {
+      up: status !== undefined,
+      ...(rowsFixed === undefined ? {} : { rowsFixed }),
+      ...(pid === undefined ? {} : { pid }),
+      ...(memory === undefined ? {} : { rssBytes: memory.rss }),
+      connected: (status?.peers ?? []).filter(p => p.connected).map(p => p.region),
+      datasets
+    }
+  }
+
+  /** The counters over every incarnation: those of earlier pids carried, plus this one's. */
+  private total (key: string, pid: number | undefined, now: Partial<DatasetCounters> | undefined): DatasetCounters {
+    const seen = this.lastSeen.get(key)
+    let carried = this.carried.get(key) ?? zero()
+    if (seen !== undefined && seen.pid !== pid) {
+      carried = add(carried, seen.counters)
+      this.carried.set(key, carried)
+      this.lastSeen.delete(key)
+    }
+    if (now === undefined) return add(carried, this.lastSeen.get(key)?.counters ?? zero())
+    const current = { ...zero(), ...now }
+    this.lastSeen.set(key, { pid, counters: current })
+    return add(carried, current)
+  }
+}
+
+function add (a: DatasetCounters, b: DatasetCounters): DatasetCounters {
+  return Object.fromEntries(COUNTER_NAMES.map(n => [n, a[n] + b[n]])) as unknown as DatasetCounters
+}

@@ -1,0 +1,174 @@
+/**
+ * Each region's replica of each dataset: provisioned and seeded before the
+ * agents start, written behind their backs (drift, live load) through the
+ * same store classes the agents use, read directly for the end checks, and
+ * dropped afterwards.
+ *
+ *   level     a directory under the run's; the agent holds it locked while
+ *             it runs, so it is written only before start and read only
+ *             after stop. Seeded once and copied (with a new store id) to
+ *             every other LevelDB region: same rows, a fraction of the time.
+ *   postgres  a database per region (created here, dropped at the end), a
+ *             table named after the dataset, seeded with one JSON statement
+ *             per batch before any capture trigger exists.
+ *   sqlite    a file per region; the store creates its table.
+ */
+import { cp, mkdir } from 'node:fs/promises'
+import { join } from 'node:path'
+import { randomBytes } from 'node:crypto'
+import { Level } from 'level'
+import pg from 'pg'
+import type { ColumnType } from '../src/digest/schema.ts'
+import { createStore, type StoreConfig } from '../src/stores/open-store.ts'
+import { LevelStore } from '../src/stores/level-store.ts'
+import type { ReplicaStore } from '../src/stores/replica-store.ts'
+import type { DatasetModel } from './dataset-model.ts'
+import type { StoreKind } from './scenario.ts'
+
+export const DEFAULT_PG_URL = process.env.CONVERGE_TEST_PG ?? 'postgres://postgres@127.0.0.1:5432/postgres'
+
+const SEED_BATCH = 10_000
+
+const PG_TYPES: Record<ColumnType, string> = {
+  integer: 'bigint', float: 'double precision', decimal: 'numeric', string: 'text', boolean: 'boolean', timestamp: 'timestamptz', json: 'jsonb', bytes: 'bytea'
+}
+const quoteIdent = (n: string): string => `"${n.replace(/"/g, '""')}"`
+
+export interface RegionStore {
+  region: string
+  dataset: DatasetModel
+  kind: StoreKind
+  /** The dataset's `store` in the agent's config. */
+  config: StoreConfig
+  /** The PostgreSQL database's URL and name (postgres regions). */
+  pg?: { url: string, database: string }
+}
+
+/** Opens the store for reading or writing from this process. */
+export async function openStore (s: RegionStore): Promise<ReplicaStore> {
+  const store = await createStore(s.config, s.dataset.codec)
+  await store.open()
+  return store
+}
+
+export async function withStore<T> (s: RegionStore, fn: (store: ReplicaStore) => Promise<T>): Promise<T> {
+  const store = await openStore(s)
+  try { return await fn(store) } finally { await store.close() }
+}
+
+async function adminQuery (adminUrl: string, text: string): Promise<void> {
+  const c = new pg.Client({ connectionString: adminUrl })
+  await c.connect()
+  try { await c.query(text) } finally { await c.end() }
+}
+
+/** A fresh database on the server behind `adminUrl`; its URL. */
+async function createDatabase (adminUrl: string, region: string, runId: string): Promise<{ url: string, database: string }> {
+  const database = `converge_cluster_${runId}_${region.replace(/[^A-Za-z0-9]/g, '_').toLowerCase()}`.slice(0, 63)
+  await adminQuery(adminUrl, `CREATE DATABASE ${quoteIdent(database)}`)
+  const url = new URL(adminUrl)
+  url.pathname = `/${database}`
+  return { url: url.toString(), database }
+}
+
+/** Seeds orders [0, rows) into a fresh PostgreSQL table with plain SQL: no capture trigger exists yet, so no change log fills up. */
+async function seedPostgres (url: string, model: DatasetModel, signal: AbortSignal): Promise<void> {
+  const c = new pg.Client({ connectionString: url })
+  await c.connect()
+  try {
+    const cols = model.schema.columns.map(col => `${quoteIdent(col.name)} ${PG_TYPES[col.type]}${col.nullable === true ? '' : ' NOT NULL'}`)
+    await c.query(`CREATE TABLE public.${quoteIdent(model.name)} (${cols.join(', ')}, PRIMARY KEY (${model.schema.primaryKey.map(quoteIdent).join(', ')}))`)
+    const timestamps = model.schema.columns.filter(col => col.type === 'timestamp').map(col => col.name)
+    for (let start = 0; start < model.rows; start += SEED_BATCH) {
+      signal.throwIfAborted()
+      const batch = []
+      for (let id = start; id < Math.min(model.rows, start + SEED_BATCH); id++) {
+        const row = model.row(id)
+        for (const t of timestamps) row[t] = new Date(row[t] as number).toISOString()
+        batch.push(row)
+      }
+      await c.query(`INSERT INTO public.${quoteIdent(model.name)} SELECT * FROM json_populate_recordset(null::public.${quoteIdent(model.name)}, $1::json)`, [JSON.stringify(batch)])
+    }
+  } finally {
+    await c.end()
+  }
+}
+
+async function seedThrough (store: ReplicaStore, model: DatasetModel, signal: AbortSignal): Promise<void> {
+  for (let start = 0; start < model.rows; start += SEED_BATCH) {
+    signal.throwIfAborted()
+    const upserts: Uint8Array[] = []
+    for (let id = start; id < Math.min(model.rows, start + SEED_BATCH); id++) upserts.push(model.encodeRow(id))
+    await store.apply({ upserts, deletes: [], origin: 'seed' })
+  }
+}
+
+/** A copied LevelDB store would share its original's id; drop it so the copy gets its own on first open. */
+async function renewLevelStoreId (path: string): Promise<void> {
+  const db = new Level<Uint8Array, Uint8Array>(path, { keyEncoding: 'view', valueEncoding: 'view' })
+  await db.open()
+  try { await db.sublevel<Uint8Array, Uint8Array>('meta', { keyEncoding: 'view', valueEncoding: 'view' }).del(new TextEncoder().encode('id')) } finally { await db.close() }
+}
+
+export interface ProvisionInit {
+  dir: string
+  regions: Array<{ name: string, store: StoreKind }>
+  datasets: DatasetModel[]
+  pgAdminUrl: string
+  signal: AbortSignal
+  /** Told each step, for the progress view. */
+  say?: (line: string) => void
+}
+
+/**
+ * Creates and seeds every region's store of every dataset. Returns them, and
+ * a drop() that removes what was created outside `dir` (PostgreSQL
+ * databases); call it even when provisioning failed halfway.
+ */
+export function provisionStores (init: ProvisionInit): { stores: RegionStore[], ready: Promise<void>, drop: () => Promise<void> } {
+  const stores: RegionStore[] = []
+  const databases: string[] = []
+  const runId = randomBytes(4).toString('hex')
+  const ready = (async () => {
+    for (const model of init.datasets) {
+      let levelSeed: string | undefined
+      for (const region of init.regions) {
+        init.signal.throwIfAborted()
+        const t = Date.now()
+        const base = join(init.dir, region.name)
+        await mkdir(base, { recursive: true })
+        let s: RegionStore
+        if (region.store === 'level') {
+          const path = join(base, model.name)
+          s = { region: region.name, dataset: model, kind: 'level', config: { kind: 'level', path } }
+          if (levelSeed === undefined) {
+            const store = new LevelStore({ path, codec: model.codec })
+            await store.open()
+            try { await seedThrough(store, model, init.signal) } finally { await store.close() }
+            levelSeed = path
+          } else {
+            await cp(levelSeed, path, { recursive: true })
+            await renewLevelStoreId(path)
+          }
+        } else if (region.store === 'sqlite') {
+          s = { region: region.name, dataset: model, kind: 'sqlite', config: { kind: 'sqlite', path: join(base, `${model.name}.db`), table: model.name, createTable: true } }
+          await withStore(s, async store => { await seedThrough(store, model, init.signal) })
+        } else {
+          const db = await createDatabase(init.pgAdminUrl, region.name, runId)
+          databases.push(db.database)
+          s = { region: region.name, dataset: model, kind: 'postgres', config: { kind: 'postgres', connectionString: db.url, table: `public.${model.name}` }, pg: db }
+          await seedPostgres(db.url, model, init.signal)
+        }
+        stores.push(s)
+        init.say?.(`  seeded ${region.name}/${model.name} (${region.store}, ${model.rows.toLocaleString('en-US')} rows) in ${((Date.now() - t) / 1000).toFixed(1)} s`)
+      }
+    }
+  })()
+  const drop = async (): Promise<void> => {
+    await ready.catch(() => undefined)
+    for (const database of databases.splice(0)) {
+      await adminQuery(init.pgAdminUrl, `DROP DATABASE IF EXISTS ${quoteIdent(database)} WITH (FORCE)`).catch(() => undefined)
+    }
+  }
+  return { stores, ready, drop }
+}

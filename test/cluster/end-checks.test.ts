@@ -1,0 +1,142 @@
+/**
+ * The end checks of a scenario run, each shown to fail when what it guards
+ * is broken: stores that differ, a fix committed twice or never settled, a
+ * load row gone missing. (The scenario tests show them passing on real runs.)
+ */
+import { mkdir } from 'node:fs/promises'
+import { join } from 'node:path'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { reviewAudit } from '../../cluster/audit-review.ts'
+import { DatasetModel } from '../../cluster/dataset-model.ts'
+import { DriftInjector, DriftLedger } from '../../cluster/drift.ts'
+import { measure, percentiles } from '../../cluster/latency.ts'
+import { LiveLoad } from '../../cluster/live-load.ts'
+import { compareStores, fingerprint } from '../../cluster/store-compare.ts'
+import { AuditLog } from '../../src/audit/audit-log.ts'
+import { StateDb } from '../../src/index/state-db.ts'
+import { LevelStore } from '../../src/stores/level-store.ts'
+import { tempDir } from '../helpers/agents.ts'
+
+const model = new DatasetModel('orders', 2000)
+
+describe('end checks', () => {
+  let dir: Awaited<ReturnType<typeof tempDir>>
+  const open: Array<{ close: () => Promise<void> }> = []
+  beforeEach(async () => { dir = await tempDir() })
+  afterEach(async () => { for (const o of open.splice(0)) await o.close(); await dir.remove() })
+
+  async function seeded (name: string, m = model): Promise<LevelStore> {
+    const store = new LevelStore({ path: join(dir.path, name), codec: m.codec })
+    await store.open()
+    open.push(store)
+    const upserts = []
+    for (let id = 0; id < m.rows; id++) upserts.push(m.encodeRow(id))
+    await store.apply({ upserts, deletes: [], origin: 'seed' })
+    return store
+  }
+
+  it('compares two stores row for row and names the rows that differ', async () => {
+    const a = await seeded('a')
+    const b = await seeded('b')
+    const print = async (s: LevelStore): Promise<BigUint64Array> => await fingerprint(s)
+    expect(await compareStores({ store: a, print: await print(a) }, { store: b, print: await print(b) }, model)).toBeUndefined()
+    // one row changed in one column, one deleted, one added
+    await b.apply({ upserts: [model.encodeRow(7, 3), model.encodeRow(5000)], deletes: [model.encodeKey(11)] })
+    const diff = await compareStores({ store: a, print: await print(a) }, { store: b, print: await print(b) }, model)
+    expect(diff).toMatchObject({ onlyInSource: 2, onlyInReplica: 2 })
+    expect(diff!.examples.map(e => `${e.side}:${e.orderId}`).sort()).toEqual(['replica:5000', 'replica:7', 'source:11', 'source:7'])
+  })
+
+  it('finds a fix committed twice and an intent never settled, and a broken chain', async () => {
+    const dataDir = join(dir.path, 'agent')
+    await mkdir(dataDir, { recursive: true })
+    const state = new StateDb(join(dataDir, 'state'))
+    await state.open()
+    const audit = new AuditLog(state)
+    await audit.open()
+    const fix = (fixId: string, kind: 'intent' | 'commit' | 'abort'): Parameters<AuditLog['append']>[0] => ({
+      kind, fixId, correlationId: `cid-${fixId}`, dataset: 'orders', region: 'r', clock: { r: 1 }, sourceRegion: 's',
+      upserts: [model.encodeRow(1, 2)], deletes: [model.encodeKey(3)]
+    })
+    for (const e of [fix('ok', 'intent'), fix('ok', 'commit'), fix('aborted', 'intent'), fix('aborted', 'abort'), fix('twice', 'intent'), fix('twice', 'commit'), fix('twice', 'commit'), fix('lost', 'intent')]) await audit.append(e)
+    await state.close()
+
+    const review = await reviewAudit(dataDir, new Map([['orders', model.codec]]))
+    expect(review).toMatchObject({ entries: 8, chainIntact: true, intents: 4, commits: 3, aborts: 1, appliedTwice: ['twice'], unsettled: ['lost'] })
+    const ok = review.fixes.find(f => f.fixId === 'ok')!
+    expect(ok).toMatchObject({ correlationId: 'cid-ok', upserted: 1, deleted: 1 })
+    expect(ok.keys).toEqual([Buffer.from(model.encodeKey(1)).toString('hex'), Buffer.from(model.encodeKey(3)).toString('hex')])
+
+    // an entry edited behind the log's back breaks the chain
+    const raw = new StateDb(join(dataDir, 'state'))
+    await raw.open()
+    const entries = raw.sublevel('audit')
+    const keys = await entries.keys().all()
+    if (keys.length > 0) await entries.put(keys[0]!, new Uint8Array([1, 2, 3]))
+    await raw.close()
+    const tampered = await reviewAudit(dataDir, new Map([['orders', model.codec]]))
+    expect(tampered.chainIntact).toBe(false)
+    expect(tampered.chainProblem).toMatch(/^entry 1: /)
+  })
+
+  it('the live load keeps a ledger that finds a lost or stale row', async () => {
+    const store = await seeded('sot')
+    const load = new LiveLoad({ model, rowsPerSecond: 2000, mix: { update: 0.5, insert: 0.3, delete: 0.2 }, seed: 3 })
+    await load.run(store, AbortSignal.timeout(600))
+    expect(load.stats.rowsWritten).toBeGreaterThan(500)
+    expect(load.stats.inserted + load.stats.updated + load.stats.deleted).toBe(load.stats.rowsWritten)
+    expect(await load.lostRows(store)).toEqual([])
+    const [updated] = [...load.ledger].find(([, rev]) => rev !== null && rev > 0)!
+    const [deleted] = [...load.ledger].find(([, rev]) => rev === null)!
+    await store.apply({ upserts: [model.encodeRow(updated, 1), model.encodeRow(deleted)], deletes: [] })
+    expect((await load.lostRows(store)).sort()).toEqual([updated, deleted].sort())
+  })
+
+  it('drift lands in the store as recorded, and whole partitions can be lost', async () => {
+    const store = await seeded('replica')
+    const ledger = new DriftLedger()
+    const inj = new DriftInjector(model, 'r', 1, { mix: { update: 1, insert: 1, delete: 1 }, hotKeys: { keys: 3, share: 1 } }, 9, ledger)
+    const counts = await inj.batch(store, 30)
+    expect(counts.updated + counts.inserted + counts.deleted).toBe(30)
+    expect(ledger.counts('r')).toEqual(counts)
+    expect(await store.countRows()).toBe(model.rows + counts.inserted - counts.deleted)
+    // every pick hot (and batches no larger than the hot set): updates fall on the same 3 keys again and again
+    const hot = new DriftInjector(model, 'h', 2, { mix: { update: 1, insert: 0, delete: 0 }, hotKeys: { keys: 3, share: 1 } }, 5, ledger)
+    for (let i = 0; i < 10; i++) await hot.batch(store, 2)
+    expect(new Set(ledger.injections.filter(i => i.region === 'h').map(i => i.key)).size).toBe(3)
+
+    const partitioned = new DatasetModel('orders', 1600, 8)
+    const ps = await seeded('partitioned', partitioned)
+    const lost = await new DriftInjector(partitioned, 'r', 1, { mix: { update: 1, insert: 0, delete: 0 } }, 1, ledger).losePartitions(ps, 2)
+    expect(lost).toHaveLength(2)
+    expect(await ps.countRows()).toBe(1600 - 400)
+  })
+
+  it('measures detect and remediate row by row, from when the drift could be seen', () => {
+    const key = (id: number): string => Buffer.from(model.encodeKey(id)).toString('hex')
+    const t0 = 10_000
+    const result = measure({
+      injections: [
+        { region: 'r', dataset: 'orders', key: key(1), at: 9000, op: 'update' }, // before the agents were ready: counts from ready
+        { region: 'r', dataset: 'orders', key: key(2), at: 12_000, op: 'delete' },
+        { region: 'r', dataset: 'orders', key: key(3), at: 12_000, op: 'update' } // never fixed
+      ],
+      fixes: new Map([['r', [
+        { fixId: 'f1', correlationId: 'c1', dataset: 'orders', intentAt: 10_600, commitAt: 10_700, upserted: 1, deleted: 0, keys: [key(1)] },
+        { fixId: 'f2', correlationId: 'c2', dataset: 'orders', intentAt: 12_500, commitAt: 12_900, upserted: 0, deleted: 1, keys: [key(2)] }
+      ]]]),
+      foundAt: new Map([['r', new Map([['c2', 12_300]])]]),
+      readyAt: new Map([['r', 10_000], ['s', 9500]]),
+      sourceOf: () => 's',
+      skewAt: () => 0,
+      t0,
+      seriesFrom: 9000
+    }).get('r')!
+    expect(result.detect).toEqual({ n: 2, p50: 300, p95: 600, max: 600 })
+    expect(result.remediate).toEqual({ n: 2, p50: 700, p95: 900, max: 900 })
+    expect(result.unmatched).toBe(1)
+    expect(result.outstanding).toEqual([[-1000, 1], [700, 0], [2000, 2], [2900, 1]])
+    expect(percentiles([5, 1, 3, 2, 4])).toEqual({ n: 5, p50: 3, p95: 5, max: 5 })
+    expect(percentiles([])).toBeUndefined()
+  })
+})

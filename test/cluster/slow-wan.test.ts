@@ -1,0 +1,17 @@
+import { describe, expect, it } from 'vitest'
+import { runQuick, SCENARIO_TIMEOUT_MS } from './run-quick.ts'
+
+describe('scenario: slow-wan (quick)', () => {
+  it('every link of ap-south at 100 ms RTT and 10 Mbit/s: it converges, and its repair pays the round trips', async () => {
+    const report = await runQuick('slow-wan')
+    expect(report.faults[0]).toMatchObject({ kind: 'link', target: 'ap-south↔*', fired: true })
+    expect(report.faults[0]!.endMs).toBeUndefined() // to the end of the run
+    const ap = report.regions['ap-south']!
+    expect(ap.roundTrips).toBeGreaterThanOrEqual(3)
+    // a sync is a few round trips of 100 ms each, after the summary that started it came over the same link
+    expect(ap.remediateMs!.p50).toBeGreaterThanOrEqual(300)
+    expect(ap.rowsRepaired.total).toBe(ap.injected.updated + ap.injected.inserted + ap.injected.deleted)
+    const link = report.links.find(l => l.link === 'ap-south→us-east')!
+    expect(link.bytesForward + link.bytesBack).toBeGreaterThan(0)
+  }, SCENARIO_TIMEOUT_MS)
+})
