@@ -126,9 +126,9 @@ const MIN_RANGES_PER_READER = 32
  * than an iterator per range; reading on through the gaps instead measured
  * slower for the leaf-sized ranges a sync settles). Many ranges are split
  * among a few iterators that run in parallel on the threadpool, all on one
- * snapshot, so the result is as consistent as one iterator's; for a sync's
- * thousand-odd leaves that took a third of the time. Returns the entries of
- * each range in the order the ranges were given.
+ * snapshot, so the result is as consistent as one iterator's; a sync's
+ * thousand-odd leaves took about half the time. Returns the entries of each
+ * range in the order the ranges were given.
  */
 export async function readRanges<T> (db: ByteSublevel, ranges: readonly KeyRange[], map: (key: Bytes, value: Bytes) => T, signal?: AbortSignal): Promise<T[][]> {
   const readers = Math.min(RANGE_READERS, Math.floor(ranges.length / MIN_RANGES_PER_READER))

@@ -21,12 +21,12 @@
  * its transaction id. Rows are re-read when the feed delivers a change, so a
  * batch carries the row as it is now (or null when gone).
  */
-import { randomUUID } from 'node:crypto'
+import { createHash, randomUUID } from 'node:crypto'
 import pg from 'pg'
 import Cursor from 'pg-cursor'
 import { SCAN_BATCH_ROWS } from '../constants.ts'
-import { ChangesTrimmedError, StoreNotOpenError, StoreSchemaError, StoreUnavailableError, throwIfAborted } from '../errors.ts'
-import { packValues, type Row, type RowCodec, type Value } from '../digest/row-codec.ts'
+import { ChangesTrimmedError, RowEncodingError, StoreNotOpenError, StoreSchemaError, StoreUnavailableError, throwIfAborted } from '../errors.ts'
+import { normalizeValue, packValues, type Row, type RowCodec, type Value } from '../digest/row-codec.ts'
 import type { ColumnType, DatasetSchema } from '../digest/schema.ts'
 import type { ApplyRequest, ApplyResult, ChangeBatch, ReplicaStore, RowChange, StoredRow } from './replica-store.ts'
 
@@ -128,12 +128,15 @@ export class PgStore implements ReplicaStore {
   private pool: pg.Pool | undefined
   private columns: ColumnInfo[] = []
   private keyColumns: ColumnInfo[] = []
+  /** Per schema column, whether it may be NULL: RowCodec.normalize's rule (declared, else every non-key column). */
+  private readonly nullable: readonly boolean[]
   private storeId: string | undefined
   private readonly closing = new AbortController()
 
   constructor (init: PgStoreInit) {
     this.init = init
     this.codec = init.codec
+    this.nullable = init.codec.columns.map((c, i) => c.nullable ?? !init.codec.keyPositions.includes(i))
     const { schema, name } = splitTableName(init.table)
     this.table = { schema, name, sql: `${quote(schema)}.${quote(name)}`, tag: `${schema}.${name}` }
   }
@@ -176,9 +179,10 @@ export class PgStore implements ReplicaStore {
 
   async * scan (options: { signal?: AbortSignal, batchSize?: number } = {}): AsyncGenerator<StoredRow[]> {
     const client = await this.db().connect()
-    const cursor = client.query(new Cursor<Row>(`SELECT ${this.selectList()} FROM ${this.table.sql}`))
+    // rows as arrays in select-list order: no object per row, no lookups by column name
+    const cursor = client.query(new Cursor<unknown[]>(`SELECT ${this.selectList()} FROM ${this.table.sql}`, [], { rowMode: 'array' }))
     const batchSize = options.batchSize ?? SCAN_BATCH_ROWS
-    const read = (): Promise<Row[]> => {
+    const read = (): Promise<unknown[][]> => {
       const rows = cursor.read(batchSize)
       // a read may fail while the caller is busy with the batch before (or gone): marked handled here,
       // it still throws where it is awaited
@@ -194,7 +198,7 @@ export class PgStore implements ReplicaStore {
         // ask for the next batch before encoding this one, so the server reads and sends it meanwhile
         // (pg-cursor takes a read only between batches, as here: one issued mid-batch would never be sent)
         next = read()
-        yield rows.map(r => this.stored(r))
+        yield rows.map(r => this.storedFromArray(r))
       }
     } finally {
       await cursor.close()
@@ -304,9 +308,10 @@ export class PgStore implements ReplicaStore {
         tbl text NOT NULL, xid xid8 NOT NULL DEFAULT pg_current_xact_id(), seq bigserial, key jsonb NOT NULL, origin text,
         PRIMARY KEY (tbl, xid, seq))`)
       await client.query(`CREATE TABLE IF NOT EXISTS converge.stores (tbl text PRIMARY KEY, id text NOT NULL, trimmed xid8 NOT NULL DEFAULT '0')`)
-      await client.query(`CREATE OR REPLACE FUNCTION converge.notify_changes() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN PERFORM pg_notify('converge_changes', TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME); RETURN NULL; END $$`)
-      await client.query(`CREATE OR REPLACE FUNCTION converge.${quote(`capture_${slug}`)}() RETURNS trigger LANGUAGE plpgsql AS $$
+      await client.query('ALTER TABLE converge.stores ADD COLUMN IF NOT EXISTS setup text')
+      const notifyFn = `CREATE OR REPLACE FUNCTION converge.notify_changes() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN PERFORM pg_notify('converge_changes', TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME); RETURN NULL; END $$`
+      const captureFn = `CREATE OR REPLACE FUNCTION converge.${quote(`capture_${slug}`)}() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
           IF TG_OP = 'DELETE' OR (TG_OP = 'UPDATE' AND (${keyChanged})) THEN
             INSERT INTO converge.changes (tbl, key, origin) VALUES (${literal(this.table.tag)}, ${keyObject('OLD')}, nullif(current_setting('converge.origin', true), ''));
@@ -315,12 +320,21 @@ export class PgStore implements ReplicaStore {
             INSERT INTO converge.changes (tbl, key, origin) VALUES (${literal(this.table.tag)}, ${keyObject('NEW')}, nullif(current_setting('converge.origin', true), ''));
           END IF;
           RETURN NULL;
-        END $$`)
-      await client.query(`CREATE OR REPLACE TRIGGER converge_capture AFTER INSERT OR UPDATE OR DELETE ON ${this.table.sql}
-        FOR EACH ROW EXECUTE FUNCTION converge.${quote(`capture_${slug}`)}()`)
-      await client.query(`CREATE OR REPLACE TRIGGER converge_notify AFTER INSERT OR UPDATE OR DELETE ON ${this.table.sql}
-        FOR EACH STATEMENT EXECUTE FUNCTION converge.notify_changes()`)
-      await client.query('INSERT INTO converge.stores (tbl, id) VALUES ($1, $2) ON CONFLICT (tbl) DO NOTHING', [this.table.tag, randomUUID()])
+        END $$`
+      const triggers = [`CREATE OR REPLACE TRIGGER converge_capture AFTER INSERT OR UPDATE OR DELETE ON ${this.table.sql}
+        FOR EACH ROW EXECUTE FUNCTION converge.${quote(`capture_${slug}`)}()`, `CREATE OR REPLACE TRIGGER converge_notify AFTER INSERT OR UPDATE OR DELETE ON ${this.table.sql}
+        FOR EACH STATEMENT EXECUTE FUNCTION converge.notify_changes()`]
+      // (re)creating a trigger locks the table against writes and waits for every open write transaction on it:
+      // skip it when the same setup is already in place, so an agent restart does not stall the application
+      const setup = createHash('sha256').update([notifyFn, captureFn, ...triggers].join('\n')).digest('hex')
+      const { rows: [state] } = await client.query<{ setup: string | null, triggers: number }>(
+        `SELECT (SELECT setup FROM converge.stores WHERE tbl = $1) AS setup,
+                (SELECT count(*)::int FROM pg_trigger WHERE tgrelid = $2::regclass AND tgname IN ('converge_capture', 'converge_notify') AND tgenabled <> 'D') AS triggers`,
+        [this.table.tag, this.table.sql])
+      if (state?.setup !== setup || state.triggers !== 2) {
+        for (const ddl of [notifyFn, captureFn, ...triggers]) await client.query(ddl)
+      }
+      await client.query('INSERT INTO converge.stores (tbl, id, setup) VALUES ($1, $2, $3) ON CONFLICT (tbl) DO UPDATE SET setup = EXCLUDED.setup', [this.table.tag, randomUUID(), setup])
       const { rows: [row] } = await client.query<{ id: string }>('SELECT id FROM converge.stores WHERE tbl = $1', [this.table.tag])
       await client.query('COMMIT')
       this.storeId = row!.id
@@ -390,6 +404,26 @@ export class PgStore implements ReplicaStore {
   private stored (r: Row): StoredRow {
     // normalize once; the key comes from the same values (no second decode of the row)
     const values = this.codec.normalize(r)
+    return { key: this.codec.keyOfValues(values), row: packValues(values) }
+  }
+
+  /**
+   * As stored(), for a row read as an array in schema column order (the
+   * select list's order): RowCodec.normalize by position; keep the two alike.
+   */
+  private storedFromArray (raw: unknown[]): StoredRow {
+    const columns = this.codec.columns
+    const values = new Array<Value>(columns.length)
+    for (let i = 0; i < columns.length; i++) {
+      const v = raw[i]
+      const column = columns[i]!
+      if (v === null || v === undefined) {
+        if (!this.nullable[i]) throw new RowEncodingError(`column "${column.name}" is not nullable`)
+        values[i] = null
+      } else {
+        values[i] = normalizeValue(column.type, v, column.name)
+      }
+    }
     return { key: this.codec.keyOfValues(values), row: packValues(values) }
   }
 

@@ -132,6 +132,30 @@ describe('PostgreSQL store (real server)', () => {
     await expect(refused).rejects.toMatchObject({ code: 'CONVERGE_CHANGES_TRIMMED' })
   })
 
+  it('opens again without touching its triggers while a write transaction is open on the table, and puts back a dropped trigger', async () => {
+    // an application transaction holds a row write open: trigger DDL would wait for it and block every writer behind it
+    const app = new pg.Client({ connectionString: db.url })
+    await app.connect()
+    try {
+      await app.query('BEGIN')
+      await app.query(`INSERT INTO public.orders VALUES (99, 'c', 'r', 's', 1.5, 'EUR', 1, null, now())`)
+      const again = new PgStore({ connectionString: db.url, table: 'public.orders', codec, pollMs: 200 })
+      const opened = await Promise.race([again.open().then(() => 'opened'), new Promise(resolve => setTimeout(() => resolve('blocked'), 5000))])
+      expect(opened).toBe('opened')
+      expect(again.id).toBe(store.id)
+      await again.close()
+      await app.query('COMMIT')
+    } finally {
+      await app.end()
+    }
+    await sql(db.url, 'DROP TRIGGER converge_capture ON public.orders')
+    const repaired = new PgStore({ connectionString: db.url, table: 'public.orders', codec, pollMs: 200 })
+    await repaired.open()
+    await repaired.close()
+    const { rows: triggers } = await sql(db.url, "SELECT tgname FROM pg_trigger WHERE tgrelid = 'public.orders'::regclass AND NOT tgisinternal ORDER BY tgname")
+    expect(triggers.map(t => t.tgname)).toEqual(['converge_capture', 'converge_notify'])
+  })
+
   it('names a missing column', async () => {
     await sql(db.url, 'ALTER TABLE public.orders DROP COLUMN note')
     const other = new PgStore({ connectionString: db.url, table: 'public.orders', codec })
