@@ -1,10 +1,10 @@
 import { chmod, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import type { Agent } from '../../src/agent/agent.ts'
 import type { ConfigInput } from '../../src/config/schema.ts'
 import { orderRow, ordersCodec as codec, seedOrders } from '../../cluster/orders.ts'
-import { agentConfig, allRows, startAgent, tempDir, waitFor, withOrdersStore } from '../helpers/agents.ts'
+import { agentConfig, agentScope, allRows, startAgent, waitFor, withOrdersStore } from '../helpers/agents.ts'
 
 const ROWS = 2000
 const TOKENS = { alice: 'alice-approver-token-0001', bob: 'bob-approver-token-00002', victor: 'victor-viewer-token-0003', ada: 'ada-admin-token-000000004' }
@@ -17,31 +17,24 @@ type DatasetPolicy = Partial<Pick<ConfigInput['datasets'][number], 'rule' | 'tol
  * and rollbacks undo fixes.
  */
 describe('governance: policies, reviews, rollback through the status port', () => {
-  let dir: Awaited<ReturnType<typeof tempDir>>
-  const agents: Agent[] = []
-
-  beforeEach(async () => { dir = await tempDir() })
-  afterEach(async () => {
-    for (const a of agents.splice(0)) await a.stop()
-    await dir.remove()
-  })
+  const scope = agentScope()
 
   /** A SoT with ROWS orders and a replica with the same rows, the replica under `policy`. */
   async function cluster (policy: DatasetPolicy): Promise<{ sot: Agent, replica: Agent, url: string }> {
-    for (const region of ['sot', 'b']) await withOrdersStore(join(dir.path, region, 'orders'), async store => { await seedOrders(store, 0, ROWS) })
+    for (const region of ['sot', 'b']) await withOrdersStore(join(scope.dir, region, 'orders'), async store => { await seedOrders(store, 0, ROWS) })
     const tokens = []
     for (const [name, secret] of Object.entries(TOKENS)) {
-      const file = join(dir.path, `${name}.token`)
+      const file = join(scope.dir, `${name}.token`)
       await writeFile(file, secret)
       await chmod(file, 0o600)
       tokens.push({ name, role: name === 'victor' ? 'viewer' as const : name === 'ada' ? 'admin' as const : 'approver' as const, tokenFile: file })
     }
-    const sot = await startAgent(agentConfig(dir.path, 'sot', [], ['sot']))
-    agents.push(sot)
-    const config = agentConfig(dir.path, 'b', [{ region: 'sot', address: sot.listenAddresses[0]! }], ['sot'], { status: { port: 0, tokens } })
+    const sot = await startAgent(agentConfig(scope.dir, 'sot', [], ['sot']))
+    scope.agents.push(sot)
+    const config = agentConfig(scope.dir, 'b', [{ region: 'sot', address: sot.listenAddresses[0]! }], ['sot'], { status: { port: 0, tokens } })
     Object.assign(config.datasets[0]!, policy)
     const replica = await startAgent(config)
-    agents.push(replica)
+    scope.agents.push(replica)
     await waitFor('the replica to see its source', () => replica.datasets.get('orders')!.state === 'in-sync', 20_000)
     return { sot, replica, url: replica.statusUrl! }
   }

@@ -1,28 +1,22 @@
 import { join } from 'node:path'
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import type { Agent } from '../../src/agent/agent.ts'
 import { orderRow, ordersCodec as codec, seedOrders } from '../../cluster/orders.ts'
-import { agentConfig, allRows, startAgent, tempDir, waitFor, withOrdersStore } from '../helpers/agents.ts'
+import { agentConfig, agentScope, allRows, startAgent, waitFor, withOrdersStore } from '../helpers/agents.ts'
 
 const ROWS = 4000
 
 describe('repairs that yield to the replica', () => {
-  let dir: Awaited<ReturnType<typeof tempDir>>
-  const agents: Agent[] = []
-  beforeEach(async () => { dir = await tempDir() })
-  afterEach(async () => {
-    for (const a of agents.splice(0)) await a.stop()
-    await dir.remove()
-  })
+  const scope = agentScope()
 
   it('a rows-per-second budget cuts a large repair into fixes of at most one second of writes, and an exchange takes a bounded number of rows', async () => {
-    for (const region of ['sot', 'b']) await withOrdersStore(join(dir.path, region, 'orders'), async store => { await seedOrders(store, 0, ROWS) })
-    const sot = await startAgent(agentConfig(dir.path, 'sot', [], ['sot']))
-    agents.push(sot)
-    const b = await startAgent(agentConfig(dir.path, 'b', [{ region: 'sot', address: sot.listenAddresses[0]! }], ['sot'], {
+    for (const region of ['sot', 'b']) await withOrdersStore(join(scope.dir, region, 'orders'), async store => { await seedOrders(store, 0, ROWS) })
+    const sot = await startAgent(agentConfig(scope.dir, 'sot', [], ['sot']))
+    scope.agents.push(sot)
+    const b = await startAgent(agentConfig(scope.dir, 'b', [{ region: 'sot', address: sot.listenAddresses[0]! }], ['sot'], {
       sync: { minIntervalMs: 50, timeoutMs: 60_000, maxRowsPerSecond: 400, maxRowsPerExchange: 700 }
     }))
-    agents.push(b)
+    scope.agents.push(b)
     const replica = b.datasets.get('orders')!
     await waitFor('in sync', () => replica.state === 'in-sync', 20_000)
     await replica.store.apply({ upserts: Array.from({ length: 1500 }, (_, i) => codec.encodeRow(orderRow(i * 2, 3))), deletes: [], origin: 'test' })

@@ -1,11 +1,11 @@
 import { join } from 'node:path'
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import type { Agent } from '../../src/agent/agent.ts'
 import { RowCodec, type Row } from '../../src/digest/row-codec.ts'
 import type { DatasetSchema } from '../../src/digest/schema.ts'
 import { LevelStore } from '../../src/stores/level-store.ts'
 import { ORDERS_SCHEMA, orderRow, seedOrders } from '../../cluster/orders.ts'
-import { agentConfig, startAgent, tempDir, waitFor, withOrdersStore } from '../helpers/agents.ts'
+import { agentConfig, agentScope, startAgent, waitFor, withOrdersStore } from '../helpers/agents.ts'
 
 const ROWS = 1000
 
@@ -20,19 +20,13 @@ async function seed (path: string, schema: DatasetSchema, count: number, row: (i
 }
 
 describe('schema drift between a replica and its source of truth', () => {
-  let dir: Awaited<ReturnType<typeof tempDir>>
-  const agents: Agent[] = []
-  beforeEach(async () => { dir = await tempDir() })
-  afterEach(async () => {
-    for (const a of agents.splice(0)) await a.stop()
-    await dir.remove()
-  })
+  const scope = agentScope()
 
   async function start (region: string, schema: DatasetSchema, peers: Array<{ region: string, address: string }> = [], extra: Record<string, unknown> = {}): Promise<Agent> {
-    const config = agentConfig(dir.path, region, peers, ['sot'])
+    const config = agentConfig(scope.dir, region, peers, ['sot'])
     Object.assign(config.datasets[0]!, { schema, ...extra })
     const agent = await startAgent(config)
-    agents.push(agent)
+    scope.agents.push(agent)
     return agent
   }
 
@@ -49,11 +43,11 @@ describe('schema drift between a replica and its source of truth', () => {
       const { customer, ...rest } = orderRow(id, revision)
       return { ...rest, client: customer, local_tag: id % 2 === 0 ? `tag-${id}` : null }
     }
-    await withOrdersStore(join(dir.path, 'sot', 'orders'), async store => { await seedOrders(store, 0, ROWS) })
+    await withOrdersStore(join(scope.dir, 'sot', 'orders'), async store => { await seedOrders(store, 0, ROWS) })
     // drift: 20 rows changed on common columns, 5 missing, 3 extra
-    await seed(join(dir.path, 'b', 'orders'), local, ROWS + 3, id => (id < 20 ? localRow(id, 7) : localRow(id)))
+    await seed(join(scope.dir, 'b', 'orders'), local, ROWS + 3, id => (id < 20 ? localRow(id, 7) : localRow(id)))
     const localCodec = new RowCodec(local)
-    const prep = new LevelStore({ path: join(dir.path, 'b', 'orders'), codec: localCodec })
+    const prep = new LevelStore({ path: join(scope.dir, 'b', 'orders'), codec: localCodec })
     await prep.open()
     await prep.apply({ upserts: [], deletes: [100, 101, 102, 103, 104].map(id => localCodec.encodeKey({ order_id: id })) })
     await prep.close()
@@ -85,8 +79,8 @@ describe('schema drift between a replica and its source of truth', () => {
 
   it('an incompatible schema quarantines the dataset: nothing applied, the status and audit say why; it lifts itself once the source agrees', async () => {
     const local: DatasetSchema = { ...ORDERS_SCHEMA, columns: ORDERS_SCHEMA.columns.map(c => (c.name === 'items' ? { ...c, type: 'string' as const } : c)) }
-    await withOrdersStore(join(dir.path, 'sot', 'orders'), async store => { await seedOrders(store, 0, ROWS) })
-    await seed(join(dir.path, 'b', 'orders'), local, 900, id => ({ ...orderRow(id), items: String(orderRow(id).items) }))
+    await withOrdersStore(join(scope.dir, 'sot', 'orders'), async store => { await seedOrders(store, 0, ROWS) })
+    await seed(join(scope.dir, 'b', 'orders'), local, 900, id => ({ ...orderRow(id), items: String(orderRow(id).items) }))
     const sot = await start('sot', ORDERS_SCHEMA)
     const b = await start('b', local, [{ region: 'sot', address: sot.listenAddresses[0]! }])
     const replica = b.datasets.get('orders')!
@@ -105,11 +99,11 @@ describe('schema drift between a replica and its source of truth', () => {
 
     // the source migrates (same identity and address, a migrated copy of its table) to a schema the replica can be compared with
     const address = sot.listenAddresses[0]!
-    await agents.shift()!.stop()
-    await seed(join(dir.path, 'sot-migrated'), local, ROWS, id => ({ ...orderRow(id), items: String(orderRow(id).items) }))
-    const config = agentConfig(dir.path, 'sot', [], ['sot'], { listen: [address.replace(/\/p2p\/.*$/, '')] })
-    Object.assign(config.datasets[0]!, { schema: local, store: { kind: 'level', path: join(dir.path, 'sot-migrated') } })
-    agents.push(await startAgent(config))
+    await scope.agents.shift()!.stop()
+    await seed(join(scope.dir, 'sot-migrated'), local, ROWS, id => ({ ...orderRow(id), items: String(orderRow(id).items) }))
+    const config = agentConfig(scope.dir, 'sot', [], ['sot'], { listen: [address.replace(/\/p2p\/.*$/, '')] })
+    Object.assign(config.datasets[0]!, { schema: local, store: { kind: 'level', path: join(scope.dir, 'sot-migrated') } })
+    scope.agents.push(await startAgent(config))
     await waitFor('the quarantine to lift and the replica to converge', () => replica.state === 'in-sync', 30_000)
     expect(replica.counters.rowsUpserted).toBe(100)
     const after = []

@@ -1,4 +1,5 @@
 import { mkdtemp, rm } from 'node:fs/promises'
+import { afterEach, beforeEach } from 'vitest'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Agent } from '../../src/agent/agent.ts'
@@ -54,4 +55,20 @@ export async function allRows (store: ReplicaStore): Promise<Map<string, string>
   const out = new Map<string, string>()
   for await (const batch of store.scan()) for (const { key, row } of batch) out.set(Buffer.from(key).toString('hex'), Buffer.from(row).toString('hex'))
   return out
+}
+
+/**
+ * A fresh temporary directory per test and the agents started in it: the
+ * hooks it registers stop those agents and remove the directory afterwards,
+ * also when the test fails.
+ */
+export function agentScope (): { dir: string, agents: Agent[] } {
+  const scope = { dir: '', agents: [] as Agent[] }
+  let remove: (() => Promise<void>) | undefined
+  beforeEach(async () => { const d = await tempDir(); scope.dir = d.path; remove = d.remove })
+  afterEach(async () => {
+    for (const a of scope.agents.splice(0)) await a.stop()
+    await remove?.()
+  })
+  return scope
 }
