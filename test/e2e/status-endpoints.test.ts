@@ -62,6 +62,8 @@ describe('status port: metrics, cluster view, dashboard, draining', () => {
     const dataset = replica.datasets.get('orders')!
     await dataset.store.apply({ upserts: [1, 2, 3].map(id => codec.encodeRow(orderRow(id, 7))), deletes: [codec.encodeKey({ order_id: 10 })], origin: 'test' })
     await waitFor('the fix', () => dataset.counters.fixes === 1 && dataset.state === 'in-sync', 20_000)
+    // the per-peer gauges compare with the source's gossiped summary: the replica may have synced before hearing one
+    await waitFor('a summary from the source', () => replica.heardSummaries().some(h => h.summary.region === 'sot' && h.summary.dataset === 'orders'), 20_000)
 
     const res = await call('/metrics')
     expect(res.status).toBe(200)
