@@ -100,7 +100,7 @@ export class Repairer {
   /** Decides on one difference and carries the decision out. */
   async handle (diff: NarrowingResult, ctx: FixContext): Promise<RepairOutcome> {
     const { config } = this.init
-    const { codec, store } = this.init.view()
+    const { codec } = this.init.view()
     const rows = await this.driftRows(diff, ctx.signal)
     const place = ctx.partition ?? ''
     const decision = decide({
@@ -123,10 +123,12 @@ export class Repairer {
     } else if (decision.action === 'review') {
       const upserts = decision.fixes.flatMap(f => f.upserts)
       const deletes = decision.fixes.flatMap(f => f.deletes)
-      const expected = await store.get([...upserts.map(r => codec.keyOfEncodedRow(r)), ...deletes])
+      // this replica's rows as the policy saw them: the approval re-checks against these
+      const seen = new Map(rows.map(r => [hexOf(r.key), r.local ?? null]))
+      const expected = [...upserts.map(r => codec.keyOfEncodedRow(r)), ...deletes].map(k => seen.get(hexOf(k)) ?? null)
       const { review, created } = await this.init.reviews.propose({
         dataset: config.name, ...(ctx.partition === undefined ? {} : { partition: ctx.partition }), correlationId: ctx.correlationId, sourceRegion: ctx.sourceRegion,
-        rule: config.rule, reasons: decision.reasons, upserts, deletes, expected: expected.map(r => r ?? null)
+        rule: config.rule, reasons: decision.reasons, upserts, deletes, expected
       })
       outcome.review = review
       this.lastDecision.reviewId = review.id

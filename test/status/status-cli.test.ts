@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process'
 import { chmod, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Command } from 'commander'
@@ -8,23 +7,12 @@ import { buildProgram } from '../../src/cli/main.ts'
 import { freePort } from '../../cluster/free-port.ts'
 import { orderRow, ordersCodec as codec, ORDERS_SCHEMA, seedOrders } from '../../cluster/orders.ts'
 import { agentConfig, startAgent, tempDir, waitFor, withOrdersStore } from '../helpers/agents.ts'
+import { convergeEnv } from '../helpers/cli-env.ts'
 
-const BIN = new URL('../../bin/converge.js', import.meta.url).pathname
 const ADMIN = 'ada-admin-token-000000004'
 const VIEWER = 'victor-viewer-token-0003'
 
-/** The converge command as a child process, with only `env`'s CONVERGE_* variables. */
-async function converge (args: string[], env: Record<string, string> = {}): Promise<{ code: number, stdout: string, stderr: string }> {
-  const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('CONVERGE_')))
-  return await new Promise(resolve => {
-    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...base, ...env } })
-    let stdout = ''; let stderr = ''
-    child.stdout.on('data', d => { stdout += String(d) })
-    child.stderr.on('data', d => { stderr += String(d) })
-    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000)
-    child.on('close', code => { clearTimeout(timer); resolve({ code: code ?? -1, stdout, stderr }) })
-  })
-}
+const converge = convergeEnv
 
 describe('converge status', () => {
   let dir: Awaited<ReturnType<typeof tempDir>>
