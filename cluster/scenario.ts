@@ -15,8 +15,10 @@
  * every agent has built its index and is ready. Drift without `at` is
  * written into the stores before the agents start.
  */
-import { readFile } from 'node:fs/promises'
-import { basename } from 'node:path'
+import { existsSync } from 'node:fs'
+import { readdir, readFile } from 'node:fs/promises'
+import { basename, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { LineCounter, parseDocument } from 'yaml'
 import { z } from 'zod'
 import { configSchema } from '../src/config/schema.ts'
@@ -324,11 +326,23 @@ export interface LoadOptions {
   set?: string[]
 }
 
-/** Reads, overrides and validates a scenario file. Throws ConfigError naming each bad field and its line. */
+/** Where the scenarios that come with converge live. */
+export const BUILTIN_SCENARIOS = fileURLToPath(new URL('./scenarios/', import.meta.url))
+
+/**
+ * Reads, overrides and validates a scenario file. A bare name with no such
+ * file (`store-faults`) is one of the scenarios in cluster/scenarios. Throws
+ * ConfigError naming each bad field and its line.
+ */
 export async function loadScenario (path: string, options: LoadOptions = {}): Promise<Scenario> {
   let text: string
-  try { text = await readFile(path, 'utf8') } catch (err) { throw new ConfigError(`cannot read scenario ${path}: ${(err as Error).message}`, { cause: err }) }
-  return parseScenario(text, basename(path), options)
+  let file = path
+  if (/^[\w-]+$/.test(path) && !existsSync(path)) file = join(BUILTIN_SCENARIOS, `${path}.yaml`)
+  try { text = await readFile(file, 'utf8') } catch (err) {
+    const builtin = (await readdir(BUILTIN_SCENARIOS).catch(() => [])).filter(f => f.endsWith('.yaml')).map(f => f.slice(0, -5))
+    throw new ConfigError(`cannot read scenario ${path}: ${(err as Error).message} (the built-in ones: ${builtin.join(', ')})`, { cause: err })
+  }
+  return parseScenario(text, basename(file), options)
 }
 
 export function parseScenario (text: string, source = 'scenario', options: LoadOptions = {}): Scenario {

@@ -139,6 +139,8 @@ interface Settled { sotSum: bigint, localSum: bigint, until: number }
 /** What a sync compares through: the dataset's own codec, store and index, or a comparison view's. */
 interface CompareView { codec: RowCodec, store: ReplicaStore, index: DigestIndex }
 
+const LEFTOVER_ERROR = 'a fix left in flight by a failed write cannot be settled yet'
+
 export class DatasetReplica {
   readonly config: DatasetConfig
   readonly codec: RowCodec
@@ -215,6 +217,7 @@ export class DatasetReplica {
     const sot = this.sotRoot
     if (sot !== undefined && sot.count === root.count && sot.sum === root.sum) {
       if (this.state !== 'syncing') { this.state = 'in-sync'; this.partitions.clear() }
+      if (this.repairer.leftoverCount > 0) this.startWorker()
       this.host.metrics?.level(this.name, this.firstDriftAt, source.region)
       this.firstDriftAt = undefined
       // a hold is for one pair of roots; agreeing ends it (a rollback can bring the same pair back)
@@ -231,6 +234,10 @@ export class DatasetReplica {
     if (settled !== undefined && sot !== undefined && sot.sum === settled.sotSum && root.sum === settled.localSum && Date.now() < settled.until) { this.state = 'held'; return }
     this.settled = undefined
     this.wanted = true
+    this.startWorker()
+  }
+
+  private startWorker (): void {
     this.worker ??= this.work().finally(() => { this.worker = undefined; if (this.wanted && !this.stopping.signal.aborted) this.evaluate() })
   }
 
@@ -257,7 +264,22 @@ export class DatasetReplica {
   }
 
   private async work (): Promise<void> {
-    while (this.wanted && !this.stopping.signal.aborted) {
+    while ((this.wanted || this.repairer.leftoverCount > 0) && !this.stopping.signal.aborted) {
+      if (this.repairer.leftoverCount > 0) {
+        // a fix whose write failed waits for its outcome: settle it first, even if the replica looks level now
+        try {
+          const settled = await this.repairer.settleLeftovers(this.stopping.signal)
+          if (settled > 0) this.host.log.info({ dataset: this.name, settled }, 'fixes left in flight by a failed write settled')
+          if (this.lastError?.startsWith(LEFTOVER_ERROR) === true) this.lastError = undefined
+        } catch (err) {
+          if (this.stopping.signal.aborted) return
+          this.failures++
+          this.lastError = `${LEFTOVER_ERROR}: ${(err as Error).message}`
+          await sleep(retryDelayMs(this.failures), this.stopping.signal).catch(() => undefined)
+          continue
+        }
+        if (!this.wanted) return
+      }
       this.wanted = false
       const source = this.host.sourceOf(this.config)
       if (source?.peerId === undefined || source.region === this.host.region) return

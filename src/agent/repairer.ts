@@ -12,6 +12,8 @@
 import { randomUUID } from 'node:crypto'
 import { applyFixOnce, type FixPlan } from '../audit/apply-fix.ts'
 import type { AuditLog } from '../audit/audit-log.ts'
+import { withFixLock } from '../audit/fix-lock.ts'
+import { settleFix } from '../audit/settle.ts'
 import { tick, type VectorClock } from '../audit/vector-clock.ts'
 import type { DatasetConfig } from '../config/schema.ts'
 import type { RowCodec } from '../digest/row-codec.ts'
@@ -73,6 +75,13 @@ export interface LastDecision {
   reviewId?: string
 }
 
+/** What a fix left in flight by a failed write is settled with, once the store answers again. */
+const LEFTOVER_REASONS = {
+  applied: 'found applied when its store answered again',
+  notApplied: 'found not applied when its store answered again',
+  finished: 'found partly applied when its store answered again; finished'
+} as const
+
 const enc = new TextEncoder()
 const dec = new TextDecoder()
 
@@ -84,6 +93,12 @@ export class Repairer {
   private readonly recentFixRows: number[] = []
   private readonly held: ByteSublevel
   private heldKeys = new Set<string>()
+  /**
+   * Fixes whose write failed and whose outcome could not be read then (the
+   * store was gone): their intents have neither commit nor abort. Settled
+   * before this dataset's next write, or as soon as the store answers.
+   */
+  private readonly leftovers = new Set<string>()
   lastDecision: LastDecision | undefined
 
   constructor (init: RepairerInit) {
@@ -92,6 +107,33 @@ export class Repairer {
   }
 
   get heldCount (): number { return this.heldKeys.size }
+
+  /** Fixes of this run left in flight by a failed write (see settleLeftovers). */
+  get leftoverCount (): number { return this.leftovers.size }
+
+  /**
+   * Settles the fixes a failed write left in flight, oldest first, as a
+   * restart would (src/audit/settle.ts): found applied → commit, found not
+   * applied → abort, partly → finished. Runs before any newer write of this
+   * dataset, so an older fix's rows never land over a newer one's. Throws
+   * when the store still does not answer; the rest stay for the next call.
+   */
+  async settleLeftovers (signal?: AbortSignal): Promise<number> {
+    let settled = 0
+    for (const fixId of [...this.leftovers]) {
+      signal?.throwIfAborted()
+      await withFixLock(this.init.audit, fixId, async () => {
+        const known = await this.init.audit.fixOf(fixId, { signal })
+        if (known !== undefined && known.commit === undefined && known.abort === undefined) {
+          const { codec, store } = this.init.view()
+          await settleFix({ audit: this.init.audit, store, codec, intent: known.intent, region: this.init.region, finish: true, reasons: LEFTOVER_REASONS, signal })
+          settled++
+        }
+        this.leftovers.delete(fixId)
+      })
+    }
+    return settled
+  }
 
   async open (): Promise<void> {
     for await (const key of this.held.keys()) this.heldKeys.add(dec.decode(key))
@@ -151,6 +193,7 @@ export class Repairer {
    */
   async applyFixes (fixes: readonly PlannedFix[], meta: { correlationId: string, sourceRegion: string, partition?: string, rule: string, by: string, reviewId?: string, signal?: AbortSignal, log: Logger }): Promise<{ fixIds: string[], rowsUpserted: number, rowsDeleted: number }> {
     const out = { fixIds: [] as string[], rowsUpserted: 0, rowsDeleted: 0 }
+    if (fixes.length > 0) await this.settleLeftovers(meta.signal)
     for (const fix of this.paced(fixes)) {
       if (meta.signal?.aborted === true) break
       await this.init.budget.take(fix.upserts.length + fix.deletes.length, meta.signal)
@@ -163,7 +206,14 @@ export class Repairer {
       }
       // said before the write: the write's own change event may find the replica level with its source already
       this.init.metrics?.fixing(this.init.config.name)
-      const { commit } = await applyFixOnce({ audit: this.init.audit, store: this.init.view().store, fix: plan, signal: meta.signal })
+      let commit
+      try {
+        ({ commit } = await applyFixOnce({ audit: this.init.audit, store: this.init.view().store, fix: plan, signal: meta.signal }))
+      } catch (err) {
+        // its intent may be left without an outcome (the store went away mid-write): settled once the store is back
+        this.leftovers.add(plan.fixId)
+        throw err
+      }
       out.fixIds.push(plan.fixId)
       out.rowsUpserted += fix.upserts.length
       out.rowsDeleted += fix.deletes.length

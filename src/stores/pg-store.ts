@@ -88,6 +88,7 @@ const CATALOG_TYPES: Array<[RegExp, ColumnType]> = [
 export async function readCatalogSchema (connectionString: string, table: string): Promise<Pick<DatasetSchema, 'columns' | 'primaryKey'>> {
   const { schema, name } = splitTableName(table)
   const client = new pg.Client({ connectionString })
+  client.on('error', () => undefined) // a connection lost here fails the query under way, which reports it
   try {
     await client.connect()
   } catch (err) {
@@ -115,8 +116,19 @@ export async function readCatalogSchema (connectionString: string, table: string
     if (keyRows.length === 0) throw new StoreSchemaError(`table ${schema}.${name} has no primary key`)
     return { columns, primaryKey: keyRows.map(r => r.name) }
   } finally {
-    await client.end()
+    await client.end().catch(() => undefined)
   }
+}
+
+/** A client out of the pool, with its connection's failure (see PgStore.checkout). */
+interface CheckedOut {
+  client: pg.PoolClient
+  /** The connection's error, once it failed. */
+  failure: () => Error | undefined
+  /** `work`, or the connection's failure if that comes first (a request on a dead connection is never answered). */
+  untilFailure: <T>(work: Promise<T>) => Promise<T>
+  /** Back to the pool, or dropped when `err` is given or the connection failed. */
+  release: (err?: unknown) => void
 }
 
 export class PgStore implements ReplicaStore {
@@ -178,9 +190,9 @@ export class PgStore implements ReplicaStore {
   }
 
   async * scan (options: { signal?: AbortSignal, batchSize?: number } = {}): AsyncGenerator<StoredRow[]> {
-    const client = await this.db().connect()
+    const held = await this.checkout()
     // rows as arrays in select-list order: no object per row, no lookups by column name
-    const cursor = client.query(new Cursor<unknown[]>(`SELECT ${this.selectList()} FROM ${this.table.sql}`, [], { rowMode: 'array' }))
+    const cursor = held.client.query(new Cursor<unknown[]>(`SELECT ${this.selectList()} FROM ${this.table.sql}`, [], { rowMode: 'array' }))
     const batchSize = options.batchSize ?? SCAN_BATCH_ROWS
     const read = (): Promise<unknown[][]> => {
       const rows = cursor.read(batchSize)
@@ -189,6 +201,7 @@ export class PgStore implements ReplicaStore {
       rows.catch(() => undefined)
       return rows
     }
+    let failure: unknown
     try {
       let next = read()
       for (;;) {
@@ -200,9 +213,13 @@ export class PgStore implements ReplicaStore {
         next = read()
         yield rows.map(r => this.storedFromArray(r))
       }
+    } catch (err) {
+      failure = err
+      throw err
     } finally {
-      await cursor.close()
-      client.release()
+      // a cursor whose connection failed never hears back from a close: the connection is dropped instead
+      if (failure === undefined && held.failure() === undefined) await held.untilFailure(cursor.close()).catch((err: unknown) => { failure = err })
+      held.release(failure)
     }
   }
 
@@ -215,7 +232,9 @@ export class PgStore implements ReplicaStore {
   async apply (request: ApplyRequest, options: { signal?: AbortSignal } = {}): Promise<ApplyResult> {
     const upsertRows = request.upserts.map(r => this.codec.decodeRow(r))
     const keys = [...upsertRows.map(r => this.codec.decodeKey(this.codec.encodeKey(r))), ...request.deletes.map(k => this.codec.decodeKey(k))]
-    const client = await this.db().connect()
+    const held = await this.checkout()
+    const { client } = held
+    let failure: unknown
     try {
       throwIfAborted(options.signal)
       await client.query('BEGIN')
@@ -243,10 +262,11 @@ export class PgStore implements ReplicaStore {
       await client.query('COMMIT')
       return { seq: Number(xid), before }
     } catch (err) {
+      failure = err
       await client.query('ROLLBACK').catch(() => undefined)
       throw err
     } finally {
-      client.release()
+      held.release(failure)
     }
   }
 
@@ -288,6 +308,36 @@ export class PgStore implements ReplicaStore {
     return Number(rows[0]?.n ?? 0)
   }
 
+  /**
+   * A pool client for work that spans several queries. The pool listens for a
+   * client's connection errors only while it is idle; an 'error' on a client
+   * checked out with no listener would end the process (a backend terminated
+   * between two statements of a fix). So one listens here, and a client that
+   * failed is dropped on release instead of going back to the pool.
+   */
+  private async checkout (): Promise<CheckedOut> {
+    const client = await this.db().connect()
+    let failure: Error | undefined
+    let failed: (err: Error) => void = () => undefined
+    const failing = new Promise<never>((_resolve, reject) => { failed = reject })
+    failing.catch(() => undefined)
+    const onError = (err: Error): void => { failure ??= err; failed(err) }
+    const onEnd = (): void => { onError(new StoreUnavailableError(`PostgreSQL connection for ${this.table.tag} closed`)) }
+    client.on('error', onError)
+    client.on('end', onEnd)
+    return {
+      client,
+      failure: () => failure,
+      untilFailure: async <T>(work: Promise<T>): Promise<T> => await Promise.race([work, failing]),
+      release: (err?: unknown) => {
+        client.off('error', onError)
+        client.off('end', onEnd)
+        const cause = err ?? failure
+        client.release(cause === undefined ? undefined : cause instanceof Error ? cause : new Error(String(cause)))
+      }
+    }
+  }
+
   private db (): pg.Pool {
     if (this.pool === undefined) throw new StoreNotOpenError(`PostgreSQL store ${this.table.tag}`)
     return this.pool
@@ -295,7 +345,9 @@ export class PgStore implements ReplicaStore {
 
   /** Creates the change log, the capture triggers and this store's identity, once per table (idempotent). */
   private async installCapture (): Promise<void> {
-    const client = await this.db().connect()
+    const held = await this.checkout()
+    const { client } = held
+    let failure: unknown
     const slug = this.table.tag.replace(/[^A-Za-z0-9_]/g, '_')
     const keyObject = (rec: string): string => `jsonb_build_object(${this.keyColumns.map(c => `${literal(c.name)}, ${keyJsonExpr(`${rec}.${quote(c.name)}`, c.pgType)}`).join(', ')})`
     const keyChanged = this.keyColumns.map(c => `OLD.${quote(c.name)} IS DISTINCT FROM NEW.${quote(c.name)}`).join(' OR ')
@@ -339,10 +391,11 @@ export class PgStore implements ReplicaStore {
       await client.query('COMMIT')
       this.storeId = row!.id
     } catch (err) {
+      failure = err
       await client.query('ROLLBACK').catch(() => undefined)
       throw err
     } finally {
-      client.release()
+      held.release(failure)
     }
   }
 

@@ -26,6 +26,11 @@ datasets:
 `
 
 describe('scenario files', () => {
+  it('a bare name is one of the built-in scenarios; an unknown one is refused with the list', async () => {
+    expect((await loadScenario('store-faults', { quick: true })).name).toBe('store-faults')
+    await expect(loadScenario('no-such-scenario')).rejects.toThrow(/cannot read scenario no-such-scenario: .*built-in ones: .*partition-heal/)
+  })
+
   it('every ready scenario validates, as it is and in its quick version', async () => {
     const files = (await readdir(SCENARIOS)).filter(f => f.endsWith('.yaml'))
     expect(files.sort()).toEqual(['demo.yaml', 'five-regions-1m.yaml', 'kill-mid-repair.yaml', 'live-writes.yaml', 'partition-heal.yaml', 'slow-wan.yaml', 'sot-failover.yaml', 'store-faults.yaml'])

@@ -200,6 +200,48 @@ describe('PostgreSQL store (real server)', () => {
     await expect(readCatalogSchema(db.url, 'public.keyless')).rejects.toMatchObject({ code: 'CONVERGE_STORE_SCHEMA', message: expect.stringMatching(/no primary key/) })
   })
 
+  it('fixes and scans under backends terminated every few milliseconds: each fails or lands whole, the process lives on', async () => {
+    await store.apply({ upserts: rows(Array.from({ length: 2000 }, (_, i) => i)), deletes: [] })
+    let stop = false
+    let terminated = 0
+    const killer = (async () => {
+      while (!stop) {
+        const { rows: killed } = await sql(PG_ADMIN_URL, 'SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()', [db.name])
+        terminated += killed.length
+        await new Promise(resolve => setTimeout(resolve, 5))
+      }
+    })()
+    const outcomes = { landed: 0, failed: 0, scans: 0, scansFailed: 0 }
+    const deadline = Date.now() + 2000
+    let rev = 1
+    while (Date.now() < deadline) {
+      const fix = rows(Array.from({ length: 2000 }, (_, i) => i), rev)
+      try {
+        await store.apply({ upserts: fix, deletes: [] })
+        outcomes.landed++
+      } catch {
+        outcomes.failed++
+      }
+      try { for await (const batch of store.scan({ batchSize: 100 })) { void batch; await new Promise(resolve => setImmediate(resolve)) } outcomes.scans++ } catch { outcomes.scansFailed++ }
+      rev++
+    }
+    stop = true
+    await killer
+    expect(terminated).toBeGreaterThan(0)
+    expect(outcomes.failed + outcomes.scansFailed).toBeGreaterThan(0)
+    // one transaction per fix: the table holds a single revision, whichever fix landed last, never a mix
+    const now = await scanAll(store)
+    expect(now.size).toBe(2000)
+    const revisions = new Set([...now.values()].map(r => {
+      const row = codec.decodeRow(Buffer.from(r, 'hex'))
+      return (Number(row.updated_at) - Number(orderRow(Number(row.order_id), 0).updated_at)) / 60_000
+    }))
+    expect(revisions.size).toBe(1)
+    // and the pool hands out working connections again
+    await store.apply({ upserts: rows([1], 999), deletes: [] })
+    expect(codec.decodeRow((await store.get([key(1)]))[0]!).status).toBe(orderRow(1, 999).status)
+  })
+
   it('keeps delivering changes after its connections are killed (pg_terminate_backend)', async () => {
     const since = await store.lastSeq()
     const got: ChangeBatch[] = []
