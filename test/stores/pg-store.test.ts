@@ -205,14 +205,15 @@ describe('PostgreSQL store (real server)', () => {
     let stop = false
     let terminated = 0
     const killer = (async () => {
-      while (!stop) {
+      // at uneven pauses, so that connections die at every step of a fix and of a scan, and some fixes go through
+      for (let i = 0; !stop; i++) {
         const { rows: killed } = await sql(PG_ADMIN_URL, 'SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()', [db.name])
         terminated += killed.length
-        await new Promise(resolve => setTimeout(resolve, 5))
+        await new Promise(resolve => setTimeout(resolve, [5, 40, 150][i % 3]))
       }
     })()
     const outcomes = { landed: 0, failed: 0, scans: 0, scansFailed: 0 }
-    const deadline = Date.now() + 2000
+    const deadline = Date.now() + 3000
     let rev = 1
     while (Date.now() < deadline) {
       const fix = rows(Array.from({ length: 2000 }, (_, i) => i), rev)
