@@ -54,6 +54,8 @@ export interface DriftShape {
 export class DriftInjector {
   private readonly random: () => number
   private readonly hot: number[]
+  /** The store's change seq of the last drift written (0: none yet): the agent has seen it once its index is there. */
+  lastSeq = 0
 
   constructor (
     private readonly model: DatasetModel,
@@ -113,7 +115,7 @@ export class DriftInjector {
       upserts.push(this.model.encodeRow(id))
       ops.push({ key: this.model.encodeKey(id), op: 'insert' })
     }
-    await store.apply({ upserts, deletes, origin: 'drift' })
+    this.wrote(await store.apply({ upserts, deletes, origin: 'drift' }))
     this.record(ops)
     return counts
   }
@@ -125,7 +127,7 @@ export class DriftInjector {
     while (lost.size < partitions) lost.add(Math.floor(this.random() * count))
     const deletes: Uint8Array[] = []
     for (let id = 0; id < this.model.rows; id++) if (lost.has(this.model.shardOf(id))) deletes.push(this.model.encodeKey(id))
-    await store.apply({ upserts: [], deletes, origin: 'drift' })
+    this.wrote(await store.apply({ upserts: [], deletes, origin: 'drift' }))
     this.record(deletes.map(key => ({ key, op: 'delete' as const })))
     return [...lost].sort((a, b) => a - b)
   }
@@ -147,6 +149,10 @@ export class DriftInjector {
       await sleep(100, signal)
     }
     return written
+  }
+
+  private wrote (result: { seq: number }): void {
+    this.lastSeq = Math.max(this.lastSeq, result.seq)
   }
 
   private record (ops: Array<{ key: Uint8Array, op: DriftOp }>): void {

@@ -23,6 +23,7 @@ interface StatusDataset {
   sourceOfTruth?: string | null
   rowsIndexed?: number
   root?: { count: number, sum: string }
+  indexSeq?: number
   counters?: Partial<DatasetCounters>
   lastError?: string | null
 }
@@ -41,6 +42,8 @@ export interface DatasetSample {
   count?: number
   sum?: string
   rowsIndexed?: number
+  /** The store change seq the agent's index reflects. */
+  indexSeq?: number
   /** Counters summed over every incarnation. */
   counters: DatasetCounters
   lastError?: string
@@ -153,6 +156,7 @@ export class Observer {
         source: d?.sourceOfTruth ?? (d?.state === 'source' ? region : null),
         ...(d?.root === undefined ? {} : { count: d.root.count, sum: d.root.sum }),
         ...(d?.rowsIndexed === undefined ? {} : { rowsIndexed: d.rowsIndexed }),
+        ...(d?.indexSeq === undefined ? {} : { indexSeq: d.indexSeq }),
         ...(d?.lastError === undefined || d.lastError === null ? {} : { lastError: d.lastError }),
         counters: this.total(`${region}/${name}`, pid, d?.counters)
       }

@@ -65,9 +65,19 @@ function deepMerge (base: Record<string, unknown>, over: Record<string, unknown>
   return out
 }
 
-/** Level with the source: every region's root equals the serving source's, and each is in sync (or is the source). */
-export function converged (s: Sample | undefined, primary: string, datasets: string[]): boolean {
+/**
+ * Level with the source: every region's root equals the serving source's,
+ * and each is in sync (or is the source). `written` holds, per
+ * "region/dataset", the store change seq of the last drift written there
+ * during the run: until the agent's index has taken it in, the agent still
+ * shows the roots from before it, which may well agree.
+ */
+export function converged (s: Sample | undefined, primary: string, datasets: string[], written: ReadonlyMap<string, number> = new Map()): boolean {
   if (s === undefined) return false
+  for (const [place, seq] of written) {
+    const [region, ds] = place.split('/') as [string, string]
+    if ((s.regions[region]?.datasets[ds]?.indexSeq ?? -1) < seq) return false
+  }
   return datasets.every(ds => {
     const sot = s.regions[primary]?.datasets[ds]
     if (sot?.sum === undefined || sot.state !== 'source') return false
@@ -243,12 +253,17 @@ export async function runScenario (scenario: Scenario, options: RunOptions): Pro
     let convergedAt: number | undefined
     let streak = 0
     const datasetNames = models.map(m => m.name)
+    const written = new Map<string, number>()
+    scenario.drift.forEach((d, i) => {
+      if (d.at === undefined && d.rowsPerSecond === undefined) return // before start: every index is built over it
+      for (const [region, inj] of injectors[i]!) if (inj.lastSeq > 0) written.set(`${region}/${d.dataset}`, Math.max(written.get(`${region}/${d.dataset}`) ?? 0, inj.lastSeq))
+    })
     while (Date.now() - quietAt < scenario.expect.convergeWithin && !signal.aborted) {
       const before = observer.samples.length
       await sleep(scenario.pollEvery, signal)
       for (const s of observer.samples.slice(before)) {
         if (s.at < quietAt) continue
-        if (converged(s, primary, datasetNames)) { streak++; convergedAt ??= s.at } else { streak = 0; convergedAt = undefined }
+        if (converged(s, primary, datasetNames, written)) { streak++; convergedAt ??= s.at } else { streak = 0; convergedAt = undefined }
       }
       if (streak >= STABLE_SAMPLES) break
     }
