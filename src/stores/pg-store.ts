@@ -161,6 +161,10 @@ export class PgStore implements ReplicaStore {
   async open (): Promise<void> {
     this.pool = new pg.Pool({ connectionString: this.init.connectionString, max: 4, types: typeParsers })
     this.pool.on('error', () => undefined) // an idle client's error: the next query reconnects
+    // a client's connection can fail while no one listens: between statements of a checked-out client, or
+    // while a new one is handed out (a termination in the same packet as its ready-for-query). Unheard, that
+    // 'error' would end the process; the query under way, or the next one, reports it instead.
+    this.pool.on('connect', client => { client.on('error', () => undefined) })
     let catalog
     try {
       catalog = await this.pool.query<{ name: string, pg_type: string }>(
@@ -519,17 +523,23 @@ function keyJsonExpr (expr: string, pgType: string): string {
   return expr
 }
 
-/** A LISTEN connection that wakes the change feed; polling covers for a lost connection. */
+/**
+ * A LISTEN connection that wakes the change feed; polling covers for a lost
+ * connection. A notification that arrives while the feed is reading (no one
+ * waits yet) is kept, so the next wait returns at once instead of sleeping a
+ * whole poll interval over a change already committed.
+ */
 class Wakeup {
   private client: pg.Client | undefined
   private waiter: (() => void) | undefined
+  private pending = false
   private readonly connecting: Promise<void>
 
   constructor (connectionString: string, private readonly signal: AbortSignal) {
     this.connecting = (async () => {
       const client = new pg.Client({ connectionString })
       client.on('error', () => { this.client = undefined })
-      client.on('notification', () => { this.waiter?.() })
+      client.on('notification', () => { if (this.waiter !== undefined) this.waiter(); else this.pending = true })
       try {
         await client.connect()
         await client.query('LISTEN converge_changes')
@@ -542,6 +552,7 @@ class Wakeup {
 
   async wait (ms: number): Promise<void> {
     await this.connecting
+    if (this.pending) { this.pending = false; return }
     await new Promise<void>(resolve => {
       const done = (): void => { clearTimeout(timer); this.signal.removeEventListener('abort', done); this.waiter = undefined; resolve() }
       const timer = setTimeout(done, ms)
@@ -555,4 +566,3 @@ class Wakeup {
     await this.client?.end().catch(() => undefined)
   }
 }
-
