@@ -1,7 +1,7 @@
 /**
  * A PostgreSQL table as a replica store (`pg`).
  *
- * Scans stream through a server-side cursor in bounded memory. Fixes apply
+ * Scans stream through COPY … TO STDOUT (pg-copy.ts) in bounded memory. Fixes apply
  * in one transaction: before-images read `FOR UPDATE`, then `INSERT … ON
  * CONFLICT DO UPDATE` and `DELETE`, each as one statement over a
  * jsonb_to_recordset of the batch.
@@ -23,11 +23,11 @@
  */
 import { createHash, randomUUID } from 'node:crypto'
 import pg from 'pg'
-import Cursor from 'pg-cursor'
 import { SCAN_BATCH_ROWS } from '../constants.ts'
-import { ChangesTrimmedError, RowEncodingError, StoreNotOpenError, StoreSchemaError, StoreUnavailableError, throwIfAborted } from '../errors.ts'
+import { AbortedError, ChangesTrimmedError, RowEncodingError, StoreNotOpenError, StoreSchemaError, StoreUnavailableError, throwIfAborted } from '../errors.ts'
 import { normalizeValue, packValues, type Row, type RowCodec, type Value } from '../digest/row-codec.ts'
 import type { ColumnType, DatasetSchema } from '../digest/schema.ts'
+import { CopyRows, decodeFields, fieldDecoder } from './pg-copy.ts'
 import type { ApplyRequest, ApplyResult, ChangeBatch, ReplicaStore, RowChange, StoredRow } from './replica-store.ts'
 
 export interface PgStoreInit {
@@ -44,6 +44,9 @@ export interface PgStoreInit {
 const CHANGE_READ_LIMIT = 10_000
 /** Rows per write statement in apply. */
 const WRITE_BATCH = 5000
+
+/** text: its type parser is the identity, which tells the types read as their text. */
+const TEXT_OID = 25
 
 const quote = (name: string): string => `"${name.replace(/"/g, '""')}"`
 const literal = (text: string): string => `'${text.replace(/'/g, "''")}'`
@@ -193,36 +196,49 @@ export class PgStore implements ReplicaStore {
     this.pool = undefined
   }
 
+  /**
+   * Every row, through COPY (see pg-copy.ts) in one transaction: a first
+   * statement reads the select list's types (COPY sends none) and holds the
+   * table's lock, so the types cannot change before the COPY runs. A scan left
+   * before its end drops its connection: mid-COPY it cannot take another
+   * statement, and its transaction must not go back to the pool open.
+   */
   async * scan (options: { signal?: AbortSignal, batchSize?: number } = {}): AsyncGenerator<StoredRow[]> {
+    const { signal } = options
+    throwIfAborted(signal)
     const held = await this.checkout()
-    // rows as arrays in select-list order: no object per row, no lookups by column name
-    const cursor = held.client.query(new Cursor<unknown[]>(`SELECT ${this.selectList()} FROM ${this.table.sql}`, [], { rowMode: 'array' }))
-    const batchSize = options.batchSize ?? SCAN_BATCH_ROWS
-    const read = (): Promise<unknown[][]> => {
-      const rows = cursor.read(batchSize)
-      // a read may fail while the caller is busy with the batch before (or gone): marked handled here,
-      // it still throws where it is awaited
-      rows.catch(() => undefined)
-      return rows
-    }
+    const { client } = held
+    const select = `SELECT ${this.selectList()} FROM ${this.table.sql}`
+    let copy: CopyRows<StoredRow> | undefined
+    let committed = false
     let failure: unknown
+    const onAbort = (): void => copy?.stop(new AbortedError())
+    signal?.addEventListener('abort', onAbort, { once: true })
     try {
-      let next = read()
+      await held.untilFailure(client.query('BEGIN'))
+      const { fields } = await held.untilFailure(client.query({ text: `${select} LIMIT 0`, rowMode: 'array' }))
+      throwIfAborted(signal)
+      copy = new CopyRows({ text: `COPY (${select}) TO STDOUT`, decode: this.copyLineDecoder(fields.map(f => f.dataTypeID)), batchSize: options.batchSize ?? SCAN_BATCH_ROWS })
+      // a connection that fails mid-COPY fails the COPY (pg hands the error to the active query)
+      client.query(copy)
       for (;;) {
-        throwIfAborted(options.signal)
-        const rows = await next
-        if (rows.length === 0) return
-        // ask for the next batch before encoding this one, so the server reads and sends it meanwhile
-        // (pg-cursor takes a read only between batches, as here: one issued mid-batch would never be sent)
-        next = read()
-        yield rows.map(r => this.storedFromArray(r))
+        throwIfAborted(signal)
+        const rows = await copy.next()
+        if (rows === undefined) break
+        yield rows
       }
+      await held.untilFailure(client.query('COMMIT'))
+      committed = true
     } catch (err) {
       failure = err
       throw err
     } finally {
-      // a cursor whose connection failed never hears back from a close: the connection is dropped instead
-      if (failure === undefined && held.failure() === undefined) await held.untilFailure(cursor.close()).catch((err: unknown) => { failure = err })
+      signal?.removeEventListener('abort', onAbort)
+      if (!committed) {
+        // a COPY still sending ends only with its connection
+        if (copy !== undefined && !copy.ended) client.connection.stream.destroy()
+        failure ??= new StoreUnavailableError(`scan of ${this.table.tag} left before its end`)
+      }
       held.release(failure)
     }
   }
@@ -462,6 +478,13 @@ export class PgStore implements ReplicaStore {
     // normalize once; the key comes from the same values (no second decode of the row)
     const values = this.codec.normalize(r)
     return { key: this.codec.keyOfValues(values), row: packValues(values) }
+  }
+
+  /** A COPY line (select list in schema column order, types `oids`) to its stored row: decoded as a query would return it, then as storedFromArray(). */
+  private copyLineDecoder (oids: number[]): (line: Buffer) => StoredRow {
+    const identity = typeParsers.getTypeParser(TEXT_OID, 'text')
+    const fields = oids.map(oid => fieldDecoder(oid, typeParsers.getTypeParser(oid, 'text'), identity))
+    return line => this.storedFromArray(decodeFields(line, fields))
   }
 
   /**

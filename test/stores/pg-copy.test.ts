@@ -1,0 +1,175 @@
+import pg from 'pg'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { RowCodec } from '../../src/digest/row-codec.ts'
+import type { DatasetSchema } from '../../src/digest/schema.ts'
+import { CopyFormatError, CopyRows, decodeFields, fieldDecoder } from '../../src/stores/pg-copy.ts'
+import { PgStore } from '../../src/stores/pg-store.ts'
+import { createDatabase, sql } from '../helpers/postgres.ts'
+
+const hex = (b: Uint8Array | undefined): string | undefined => (b === undefined ? undefined : Buffer.from(b).toString('hex'))
+const identity = (text: string): unknown => text
+type Field = Parameters<typeof fieldDecoder>
+const text: Field = [25, identity, identity]
+
+/** Feeds COPY lines to a CopyRows as the protocol would, and returns its rows. */
+async function decodeLines (lines: string[], fields: Field[]): Promise<unknown[][]> {
+  const decoders = fields.map(f => fieldDecoder(...f))
+  const copy = new CopyRows({ text: '', decode: line => decodeFields(line, decoders), batchSize: 100 })
+  for (const line of lines) copy.handleCopyData({ chunk: Buffer.from(line, 'utf8') })
+  copy.handleCommandComplete({ text: `COPY ${lines.length}` })
+  copy.handleReadyForQuery()
+  const out: unknown[][] = []
+  for (let batch = await copy.next(); batch !== undefined; batch = await copy.next()) out.push(...batch)
+  return out
+}
+
+describe('COPY text lines', () => {
+  it('splits on tabs, reads \\N as NULL and undoes every escape', async () => {
+    const rows = await decodeLines([
+      'a\\tb\\nc\\rd\\\\e\\bf\\fg\\vh\t\\N\n',
+      '\\\\N\t\n',
+      '\\101\\x42\\x4\\7z\\q\t東京 🚀\n'
+    ], [text, text])
+    expect(rows).toEqual([
+      ['a\tb\nc\rd\\e\bf\fg\vh', null],
+      ['\\N', ''],
+      ['AB\x04\x07zq', '東京 🚀']
+    ])
+  })
+
+  it('reads int2 and int4 from their digits as parseInt would, and hands anything else to the parser', async () => {
+    const parseInt10 = (t: string): number => parseInt(t, 10)
+    const rows = await decodeLines(['0\t-2147483648\t2147483647\t-0\t12\n'], Array.from({ length: 5 }, (_, i): Field => [i === 4 ? 700 : 23, parseInt10, identity]))
+    expect(rows).toEqual([[0, -2147483648, 2147483647, -0, 12]])
+    expect(Object.is(rows[0]![3], -0)).toBe(true)
+  })
+
+  it('refuses a line with another number of fields, and a row count the server does not confirm', async () => {
+    await expect(decodeLines(['a\tb\tc\n'], [text, text])).rejects.toBeInstanceOf(CopyFormatError)
+    await expect(decodeLines(['a\n'], [text, text])).rejects.toBeInstanceOf(CopyFormatError)
+    const copy = new CopyRows({ text: '', decode: line => decodeFields(line, [fieldDecoder(...text)]), batchSize: 10 })
+    copy.handleCopyData({ chunk: Buffer.from('a\n') })
+    copy.handleCommandComplete({ text: 'COPY 2' })
+    copy.handleReadyForQuery()
+    await expect(copy.next()).rejects.toMatchObject({ code: 'CONVERGE_STORE_COPY_FORMAT' })
+  })
+})
+
+/** Every column type converge reads from PostgreSQL, and a text column per awkward kind of string. */
+const schema: DatasetSchema = {
+  version: 1,
+  columns: [
+    { name: 'id', type: 'integer' },
+    { name: 'small', type: 'integer', nullable: true },
+    { name: 'big', type: 'integer', nullable: true },
+    { name: 'price', type: 'decimal', nullable: true },
+    { name: 'ratio', type: 'float', nullable: true },
+    { name: 'single', type: 'float', nullable: true },
+    { name: 'flag', type: 'boolean', nullable: true },
+    { name: 'at_utc', type: 'timestamp', nullable: true },
+    { name: 'at_local', type: 'timestamp', nullable: true },
+    { name: 'day', type: 'timestamp', nullable: true },
+    { name: 'doc', type: 'json', nullable: true },
+    { name: 'docb', type: 'json', nullable: true },
+    { name: 'blob', type: 'bytes', nullable: true },
+    { name: 'label', type: 'string', nullable: true },
+    { name: 'padded', type: 'string', nullable: true },
+    { name: 'short', type: 'string', nullable: true },
+    { name: 'uid', type: 'string', nullable: true }
+  ],
+  primaryKey: ['id'],
+  ignoreColumns: []
+}
+
+const AWKWARD = ['', ' ', '\t', '\n', '\r\n', '\\', '\\N', 'N', '\\\\t', 'a\tb\\c\nd', '\x01\x02\x7f', '\b\f\v', 'naïve 東京 🚀', 'ends with \\', "quote ' \" done"]
+
+describe('PgStore scan through COPY (real server)', () => {
+  let db: Awaited<ReturnType<typeof createDatabase>>
+  beforeAll(async () => {
+    db = await createDatabase()
+    await sql(db.url, `CREATE TABLE t (id int PRIMARY KEY, small smallint, big bigint, price numeric, ratio double precision, single real, flag boolean,
+      at_utc timestamptz, at_local timestamp, day date, doc json, docb jsonb, blob bytea, label text, padded character(12), short varchar(8), uid uuid)`)
+    const client = new pg.Client({ connectionString: db.url })
+    await client.connect()
+    try {
+      for (let i = 0; i < AWKWARD.length; i++) {
+        const s = AWKWARD[i]!
+        await client.query('INSERT INTO t VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)', [
+          i + 1, i % 2 === 0 ? -32768 : 32767, i % 2 === 0 ? '-9223372036854775808' : '9007199254740993',
+          ['0', '-0.000100', '123456789012345678901234567890.123456789', '42'][i % 4], [0.1, -0, 1e-300, 'Infinity', 'NaN', -1.5e308][i % 6],
+          [0.1, 3.4e38, -1e-38][i % 3], i % 2 === 0, '2026-03-01 12:30:00.123456+02', '1999-12-31 23:59:59.999', '0044-03-15',
+          JSON.stringify({ s, n: [1, 2.5, null] }), JSON.stringify({ z: s, a: { b: true } }), Buffer.from(s + '\x00\xff', 'latin1'),
+          s, s.replace(/[\r\n\t]/g, '').slice(0, 12), s.slice(0, 8), '6f1c2d4e-0a1b-4c3d-9e8f-7a6b5c4d3e2f'])
+      }
+      await client.query('INSERT INTO t (id) VALUES (1000)')
+    } finally {
+      await client.end()
+    }
+  })
+  afterAll(async () => { await db.drop() })
+
+  it('gives the same canonical rows as the query path (get) for every type and awkward string', async () => {
+    const store = new PgStore({ connectionString: db.url, table: 'public.t', codec: new RowCodec(schema) })
+    await store.open()
+    try {
+      const scanned: Array<{ key: Uint8Array, row: Uint8Array }> = []
+      for await (const batch of store.scan({ batchSize: 4 })) scanned.push(...batch)
+      expect(scanned).toHaveLength(AWKWARD.length + 1)
+      const fetched = await store.get(scanned.map(r => r.key))
+      expect(scanned.map(r => hex(r.row))).toEqual(fetched.map(hex))
+    } finally {
+      await store.close()
+    }
+  })
+
+  it('gives the same canonical rows as the query path on a table whose lines go straight to canonical bytes', async () => {
+    await sql(db.url, 'CREATE TABLE plain (id int PRIMARY KEY, small smallint, big bigint NOT NULL, label text, padded character(10), short varchar(12), uid uuid)')
+    const client = new pg.Client({ connectionString: db.url })
+    await client.connect()
+    try {
+      const bigs = ['0', '-1', '4294967296', '-2147483649', '999999999999999', '-999999999999999', '9007199254740993', '-9223372036854775808']
+      for (let i = 0; i < 300; i++) {
+        const s = i % 7 === 0 ? AWKWARD[i % AWKWARD.length]! : `plain ${i} ${'x'.repeat(i % 40)}`
+        await client.query('INSERT INTO plain VALUES ($1, $2, $3, $4, $5, $6, $7)', [
+          i % 2 === 0 ? i * 7919 : -i * 104729, i % 5 === 0 ? null : (i * 331) % 65536 - 32768, bigs[i % bigs.length], i % 11 === 0 ? null : s,
+          s.replace(/[\r\n\t]/g, '').slice(0, 10), s.slice(0, 12), i % 3 === 0 ? null : '6f1c2d4e-0a1b-4c3d-9e8f-7a6b5c4d3e2f'])
+      }
+    } finally {
+      await client.end()
+    }
+    const plainSchema: DatasetSchema = {
+      version: 1,
+      columns: [{ name: 'id', type: 'integer' }, { name: 'small', type: 'integer' }, { name: 'big', type: 'integer' }, { name: 'label', type: 'string' },
+        { name: 'padded', type: 'string' }, { name: 'short', type: 'string' }, { name: 'uid', type: 'string' }],
+      primaryKey: ['id'],
+      ignoreColumns: []
+    }
+    const store = new PgStore({ connectionString: db.url, table: 'public.plain', codec: new RowCodec(plainSchema) })
+    await store.open()
+    try {
+      const scanned: Array<{ key: Uint8Array, row: Uint8Array }> = []
+      for await (const batch of store.scan({ batchSize: 64 })) scanned.push(...batch)
+      expect(scanned).toHaveLength(300)
+      const fetched = await store.get(scanned.map(r => r.key))
+      expect(scanned.map(r => hex(r.row))).toEqual(fetched.map(hex))
+    } finally {
+      await store.close()
+    }
+  })
+
+  it('a scan left early drops its connection and the next scan reads everything', async () => {
+    const store = new PgStore({ connectionString: db.url, table: 'public.t', codec: new RowCodec(schema) })
+    await store.open()
+    try {
+      for await (const batch of store.scan({ batchSize: 2 })) { void batch; break }
+      let rows = 0
+      for await (const batch of store.scan({ batchSize: 2 })) rows += batch.length
+      expect(rows).toBe(AWKWARD.length + 1)
+      // nothing was left open behind the early exit
+      const { rows: open } = await sql(db.url, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND state LIKE 'idle in transaction%'")
+      expect(open[0].n).toBe(0)
+    } finally {
+      await store.close()
+    }
+  })
+})
