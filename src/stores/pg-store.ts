@@ -28,6 +28,7 @@ import { AbortedError, ChangesTrimmedError, RowEncodingError, StoreNotOpenError,
 import { normalizeValue, packValues, type Row, type RowCodec, type Value } from '../digest/row-codec.ts'
 import type { ColumnType, DatasetSchema } from '../digest/schema.ts'
 import { CopyRows, decodeFields, fieldDecoder } from './pg-copy.ts'
+import { canonicalLineEncoder } from './pg-copy-canonical.ts'
 import type { ApplyRequest, ApplyResult, ChangeBatch, ReplicaStore, RowChange, StoredRow } from './replica-store.ts'
 
 export interface PgStoreInit {
@@ -480,11 +481,18 @@ export class PgStore implements ReplicaStore {
     return { key: this.codec.keyOfValues(values), row: packValues(values) }
   }
 
-  /** A COPY line (select list in schema column order, types `oids`) to its stored row: decoded as a query would return it, then as storedFromArray(). */
+  /**
+   * A COPY line (select list in schema column order, types `oids`) to its
+   * stored row: straight to canonical bytes where pg-copy-canonical.ts can,
+   * else decoded as a query would return it, then as storedFromArray().
+   */
   private copyLineDecoder (oids: number[]): (line: Buffer) => StoredRow {
     const identity = typeParsers.getTypeParser(TEXT_OID, 'text')
-    const fields = oids.map(oid => fieldDecoder(oid, typeParsers.getTypeParser(oid, 'text'), identity))
-    return line => this.storedFromArray(decodeFields(line, fields))
+    const parsers = oids.map(oid => typeParsers.getTypeParser(oid, 'text'))
+    const fields = oids.map((oid, i) => fieldDecoder(oid, parsers[i]!, identity))
+    const general = (line: Buffer): StoredRow => this.storedFromArray(decodeFields(line, fields))
+    const direct = canonicalLineEncoder({ codec: this.codec, nullable: this.nullable, oids, readAsText: parsers.map(p => p === identity) })
+    return direct === undefined ? general : line => direct(line) ?? general(line)
   }
 
   /**

@@ -3,6 +3,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { RowCodec } from '../../src/digest/row-codec.ts'
 import type { DatasetSchema } from '../../src/digest/schema.ts'
 import { CopyFormatError, CopyRows, decodeFields, fieldDecoder } from '../../src/stores/pg-copy.ts'
+import { canonicalLineEncoder } from '../../src/stores/pg-copy-canonical.ts'
+import fc from 'fast-check'
 import { PgStore } from '../../src/stores/pg-store.ts'
 import { createDatabase, sql } from '../helpers/postgres.ts'
 
@@ -52,6 +54,57 @@ describe('COPY text lines', () => {
     copy.handleCommandComplete({ text: 'COPY 2' })
     copy.handleReadyForQuery()
     await expect(copy.next()).rejects.toMatchObject({ code: 'CONVERGE_STORE_COPY_FORMAT' })
+  })
+})
+
+/** A value as PostgreSQL's COPY text writes it. */
+const copyText = (v: number | string | null): string => v === null ? '\\N' : typeof v === 'number' ? String(v) : v.replace(/\\/g, '\\\\').replace(/\t/g, '\\t').replace(/\n/g, '\\n').replace(/\r/g, '\\r')
+
+describe('COPY lines straight to canonical rows', () => {
+  const lineSchema: DatasetSchema = {
+    version: 1,
+    columns: [{ name: 'id', type: 'integer' }, { name: 'big', type: 'integer' }, { name: 'name', type: 'string', nullable: true }, { name: 'code', type: 'string' }],
+    primaryKey: ['code', 'id'],
+    ignoreColumns: []
+  }
+  const codec = new RowCodec(lineSchema)
+  const direct = canonicalLineEncoder({ codec, nullable: [false, true, true, false], oids: [23, 20, 25, 1043], readAsText: [false, false, true, true] })!
+
+  it('gives the bytes RowCodec gives, or leaves the line to the general way', () => {
+    const text = fc.string({ maxLength: 40 })
+    const row = fc.record({
+      id: fc.integer(),
+      big: fc.oneof(fc.maxSafeInteger(), fc.integer(), fc.constant(null)),
+      name: fc.oneof(text, fc.constant(null)),
+      code: text
+    })
+    let taken = 0
+    fc.assert(fc.property(row, r => {
+      const line = Buffer.from([r.id, r.big, r.name, r.code].map(copyText).join('\t') + '\n', 'utf8')
+      const got = direct(line)
+      const plain = (s: string | null): boolean => s === null || /^[\x00-\x7f]*$/.test(s) && !/[\\\t\n\r]/.test(s)
+      if (got === undefined) {
+        // only what the general way must read: an escape, a byte over 0x7f, an int8 past 15 digits, NULL where a column may not be null
+        expect(!plain(r.name) || !plain(r.code) || (r.big !== null && String(Math.abs(r.big)).length > 15)).toBe(true)
+        return
+      }
+      taken++
+      expect(Buffer.from(got.row).toString('hex')).toBe(Buffer.from(codec.encodeRow(r)).toString('hex'))
+      expect(Buffer.from(got.key).toString('hex')).toBe(Buffer.from(codec.encodeKey(r)).toString('hex'))
+    }), { numRuns: 1000 })
+    expect(taken).toBeGreaterThan(100)
+  })
+
+  it('leaves malformed lines and NULL in a column that may not be null to the general way', () => {
+    for (const line of ['1\t2\tx\n', '1\t2\tx\ty\tz\n', '1\t2\tx\ty', '\\N\t2\tx\ty\n', '1\t2\tx\t\\N\n', '1x\t2\tx\ty\n', '-\t2\tx\ty\n', '\t2\tx\ty\n']) {
+      expect(direct(Buffer.from(line)), JSON.stringify(line)).toBeUndefined()
+    }
+    expect(hex(direct(Buffer.from('-0\t\\N\t\\N\tk\n'))?.row)).toBe(hex(codec.encodeRow({ id: 0, big: null, name: null, code: 'k' })))
+  })
+
+  it('takes no part when a column is of another type', () => {
+    expect(canonicalLineEncoder({ codec, nullable: [false, true, true, false], oids: [23, 1700, 25, 1043], readAsText: [false, false, true, true] })).toBeUndefined()
+    expect(canonicalLineEncoder({ codec, nullable: [false, true, true, false], oids: [23, 20, 3802, 1043], readAsText: [false, false, false, true] })).toBeUndefined()
   })
 })
 
