@@ -59,6 +59,7 @@ async function build (store: LevelStore, stateDir: string, keepEntries: boolean)
   const state = new StateDb(stateDir)
   await state.open()
   const index = new DigestIndex({ dataset: 'orders', codec: ordersCodec, store, state, keepEntries })
+  let measured: Omit<ScaleBuild, 'stateBytes'>
   try {
     gc(); gc()
     const rssBefore = process.memoryUsage.rss()
@@ -71,15 +72,18 @@ async function build (store: LevelStore, stateDir: string, keepEntries: boolean)
     if (sampler !== undefined) clearInterval(sampler)
     const peakRss = exact ? (vmHwm() ?? sampled) : Math.max(sampled, process.memoryUsage.rss())
     gc(); gc()
-    return {
+    measured = {
       mode: keepEntries ? 'own-entries' : 'store-backed', ms, rssBefore, peakRss, peakExact: exact,
-      heapAfter: process.memoryUsage().heapUsed, depth: index.tree.depth, stateBytes: await directoryBytes(stateDir), rows: index.tree.rowCount
+      heapAfter: process.memoryUsage().heapUsed, depth: index.tree.depth, rows: index.tree.rowCount
     }
   } finally {
     await index.stop()
     await state.close()
-    await rm(stateDir, { recursive: true, force: true })
   }
+  // sized once closed: LevelDB compacts (and deletes files) while it is open
+  const stateBytes = await directoryBytes(stateDir)
+  await rm(stateDir, { recursive: true, force: true })
+  return { ...measured, stateBytes }
 }
 
 async function main (): Promise<void> {
