@@ -25,7 +25,8 @@ import type { RowCodec } from '../digest/row-codec.ts'
 import type { ReplicaStore, RowChange } from '../stores/replica-store.ts'
 import type { IndexEntry, ReplicaView } from '../sync/replica-view.ts'
 import { depthFor, LeafBuffer, MerkleTree, nodeOf, nodeRange } from '../tree/merkle-tree.ts'
-import { EntryBulkWriter, hashRange, READ_AHEAD, readRanges, type ByteSublevel, type StateDb } from './state-db.ts'
+import { EntryBulkWriter } from './bulk-writer.ts'
+import { hashRange, READ_AHEAD, readRanges, type ByteSublevel, type StateDb } from './state-db.ts'
 
 const META_KEY = new TextEncoder().encode('meta')
 /** Pause before following a store's change feed again after it failed, doubling up to the max. */
@@ -167,10 +168,10 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
           leaves.push(keyHash, entryHash(keyHash, rowDigest))
         }
         rows += batch.length
-        await writer.flush()
+        await writer.flush({ signal })
         options.onProgress?.({ phase: 'scan', rows })
       }
-      await writer.finish()
+      await writer.finish({ signal })
     } catch (err) {
       await writer.abandon()
       throw err
