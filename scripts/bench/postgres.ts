@@ -8,9 +8,11 @@
  * filler) and 200 deleted, aids from a fixed seed.
  *
  * (a) converge's first detect-and-repair from nothing: a PgStore and a fresh
- *     DigestIndex over "one" (the SoT) and "two" (the replica), one exchange
- *     over memoryChannelPair, planRestore + PgStore.apply, the replica's
- *     index catching up on its own fix through the change feed.
+ *     DigestIndex over "one" (the SoT) and "two" (the replica), each in an
+ *     agent process of its own (pg-first-pass-side.ts) as on two hosts, both
+ *     built at once; one exchange between the two processes over loopback
+ *     TCP, planRestore + PgStore.apply in the replica's, its index catching
+ *     up on its own fix through the change feed.
  * (b) pg_comparator --synchronize --do-it from "one" to "three", through
  *     byte-counting proxies (one per database).
  * (c) steady state: two Agents in-process over libp2p on loopback, reusing
@@ -20,45 +22,27 @@
  *
  * Every database made here is dropped at the end, also on failure.
  */
-import { mkdir } from 'node:fs/promises'
+import { spawn, type ChildProcess } from 'node:child_process'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
+import { fileURLToPath } from 'node:url'
 import pg from 'pg'
 import { Agent } from '../../src/agent/agent.ts'
 import { parseConfig } from '../../src/config/load.ts'
 import type { ConfigInput } from '../../src/config/schema.ts'
 import { RowCodec } from '../../src/digest/row-codec.ts'
-import type { DatasetSchema } from '../../src/digest/schema.ts'
-import { DigestIndex } from '../../src/index/digest-index.ts'
-import { StateDb } from '../../src/index/state-db.ts'
 import { createLogger, silentLogger } from '../../src/observability/logger.ts'
-import { planRestore } from '../../src/policy/restore.ts'
 import { PgStore } from '../../src/stores/pg-store.ts'
-import { memoryChannelPair } from '../../src/sync/channel.ts'
-import type { ReplicaView } from '../../src/sync/replica-view.ts'
-import { runClientSync, serveSync, type SyncStats } from '../../src/sync/session.ts'
+import type { SyncStats } from '../../src/sync/session.ts'
 import { startByteProxy, type ByteCounts, type ByteProxy } from './byte-proxy.ts'
 import { memorySnapshot, type MemorySnapshot } from './memory.ts'
+import type { FromSide, SideBuild, SideRepair, SideRole, ToSide, ViewTally } from './pg-first-pass-side.ts'
 import { BenchDatabases, findTool, libpqEnv, runCommand, sqlOnce } from './pg-databases.ts'
+import { DATASET, PGBENCH_ACCOUNTS_SCHEMA, TABLE } from './pgbench-accounts.ts'
 import { bytes, fixed, int, passFail, progress, rate, seconds, table } from './report.ts'
 import { directoryBytes, makeTempDir, removeTempDir } from './temp-dirs.ts'
 import { median, timed } from './timing.ts'
 
-/** pgbench_accounts as a converge dataset (filler is character(84); bid, abalance and filler are nullable). */
-export const PGBENCH_ACCOUNTS_SCHEMA: DatasetSchema = {
-  version: 1,
-  columns: [
-    { name: 'aid', type: 'integer' },
-    { name: 'bid', type: 'integer' },
-    { name: 'abalance', type: 'integer' },
-    { name: 'filler', type: 'string' }
-  ],
-  primaryKey: ['aid'],
-  ignoreColumns: []
-}
-
-const TABLE = 'public.pgbench_accounts'
-const DATASET = 'accounts'
 const FIRST_DRIFT = { updates: 1000, deletes: 200, seed: 4242 }
 const STEADY_DRIFT = { updates: 60, deletes: 20, inserts: 20 }
 const STEADY_REPEATS = 3
@@ -68,7 +52,6 @@ const STEADY_TIMEOUT_MS = 30_000
 const GOSSIP_INTERVAL_MS = 200
 /** After a repair, how long to wait for further syncs it set off before counting them. */
 const SETTLE_MS = 1500
-const RSS_SAMPLE_MS = 50
 const ROWS_PER_SCALE = 100_000
 
 export interface PgTools { pgbench: string, pgComparator: string, psql: string }
@@ -149,50 +132,13 @@ async function tableDigest (url: string): Promise<TableDigest> {
 
 const sameDigest = (a: TableDigest, b: TableDigest): boolean => a.rows === b.rows && a.md5 === b.md5
 
-class RssSampler {
-  peak = 0
-  samples = 0
-  private readonly timer: NodeJS.Timeout
-  constructor (everyMs: number) {
-    this.sample()
-    this.timer = setInterval(() => this.sample(), everyMs)
-  }
-
-  sample (): void {
-    const rss = process.memoryUsage().rss
-    this.samples++
-    if (rss > this.peak) this.peak = rss
-  }
-
-  stop (): void { this.sample(); clearInterval(this.timer) }
-}
-
 // ---------------------------------------------------------------- (a) first pass
 
-interface CallTally { calls: number, items: number, ms: number }
-type ViewTally = Record<'listMany' | 'getRows', CallTally>
-
-/** The index as a ReplicaView that tallies its index reads (listMany) and store reads (getRows). */
-function tallied (index: DigestIndex): { view: ReplicaView, tally: ViewTally } {
-  const tally: ViewTally = { listMany: { calls: 0, items: 0, ms: 0 }, getRows: { calls: 0, items: 0, ms: 0 } }
-  const count = async <T>(t: CallTally, items: number, fn: () => Promise<T>): Promise<T> => {
-    const start = performance.now()
-    try { return await fn() } finally { t.calls++; t.items += items; t.ms += performance.now() - start }
-  }
-  const view: ReplicaView = {
-    get tree () { return index.tree },
-    list: async (level, i, options) => (await count(tally.listMany, 1, async () => await index.listMany([{ level, index: i }], options)))[0]!,
-    listMany: async (nodes, options) => await count(tally.listMany, nodes.length, async () => await index.listMany(nodes, options)),
-    getRows: async (keys, options) => await count(tally.getRows, keys.length, async () => await index.getRows(keys, options))
-  }
-  return { view, tally }
-}
-
 interface FirstPass {
-  /** Each side's index build, timed on its own while both ran at once. */
+  /** Each side's index build, timed in its own process while both ran at once. */
   sotIndexMs: number
   replicaIndexMs: number
-  /** Wall time of the two builds together (from both starts to the later end). */
+  /** Wall time of the two builds together, seen from here: from telling both to start to the later one done. */
   indexBuildsMs: number
   exchangeMs: number
   applyMs: number
@@ -201,97 +147,115 @@ interface FirstPass {
   stats: SyncStats
   /** Where the exchange spent its time: index reads and store reads on each side. */
   tally: { sot: ViewTally, replica: ViewTally }
-  result: { changed: number, missing: number, extra: number, unresolved: number, upserts: number, deletes: number }
+  result: SideRepair['result']
   /** Sum of the encoded SoT rows the exchange brought back. */
   payloadBytes: number
   fixes: number
   treeRows: number
   treeDepth: number
-  rssBefore: number
-  rssPeak: number
-  rssSamples: number
-  after: MemorySnapshot
+  /** Each side's process, sampled during its build. */
+  memory: { sot: SideBuild, replica: SideBuild }
   indexBytes: number
   rootsEqual: boolean
   digests: { sot: TableDigest, replica: TableDigest }
 }
 
-interface OpenReplica { store: PgStore, state: StateDb, index: DigestIndex }
+const SIDE = fileURLToPath(new URL('./pg-first-pass-side.ts', import.meta.url))
+const TSX = import.meta.resolve('tsx')
 
-/** A PgStore and a DigestIndex in the state directory an Agent with this data dir will use. */
-async function openReplica (url: string, agentDir: string, codec: RowCodec): Promise<OpenReplica> {
-  await mkdir(agentDir, { recursive: true })
-  const store = new PgStore({ connectionString: url, table: TABLE, codec })
-  const state = new StateDb(join(agentDir, 'state'))
-  await state.open()
-  return { store, state, index: new DigestIndex({ dataset: DATASET, codec, store, state }) }
+/** One side's process (pg-first-pass-side.ts) and its messages, in order. */
+class Side {
+  private readonly proc: ChildProcess
+  private readonly inbox: FromSide[] = []
+  private waiter: (() => void) | undefined
+  private exited: string | undefined
+
+  constructor (readonly role: SideRole, url: string, agentDir: string) {
+    this.proc = spawn(process.execPath, ['--import', TSX, SIDE, role, url, agentDir], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced' })
+    this.proc.on('message', (m: FromSide) => { this.inbox.push(m); this.wake() })
+    this.proc.on('exit', code => { this.exited = `the ${role} side exited (${code})`; this.wake() })
+    this.proc.on('error', err => { this.exited = `the ${role} side failed to start: ${err.message}`; this.wake() })
+  }
+
+  send (message: ToSide): void { this.proc.send(message) }
+
+  /** The next message, which must be of type `type`. */
+  async next<T extends FromSide['type']> (type: T): Promise<Extract<FromSide, { type: T }>> {
+    for (;;) {
+      const m = this.inbox.shift()
+      if (m !== undefined) {
+        if (m.type === 'failed') throw new Error(`the ${this.role} side failed: ${m.message}`)
+        if (m.type !== type) throw new Error(`the ${this.role} side said ${m.type}, expected ${type}`)
+        return m as Extract<FromSide, { type: T }>
+      }
+      if (this.exited !== undefined) throw new Error(this.exited)
+      await new Promise<void>(resolve => { this.waiter = resolve })
+    }
+  }
+
+  /** Closes its store and state db and waits for the process to end; kills it when it does not answer. */
+  async stop (): Promise<void> {
+    if (this.exited !== undefined) return
+    const ended = new Promise<void>(resolve => this.proc.once('exit', () => resolve()))
+    try { this.send({ type: 'close' }) } catch { /* already gone */ }
+    const timer = setTimeout(() => this.proc.kill('SIGKILL'), 30_000)
+    await ended
+    clearTimeout(timer)
+  }
+
+  private wake (): void { const w = this.waiter; this.waiter = undefined; w?.() }
 }
 
-async function closeReplica (r: OpenReplica | undefined): Promise<void> {
-  if (r === undefined) return
-  await r.index.stop().catch(() => undefined)
-  await r.store.close().catch(() => undefined)
-  await r.state.close().catch(() => undefined)
-}
-
-async function firstPass (dbs: BenchDatabases, root: string, codec: RowCodec): Promise<FirstPass> {
-  let sot: OpenReplica | undefined
-  let replica: OpenReplica | undefined
+/**
+ * The SoT's agent and the replica's, each in a process of its own (as on
+ * their own hosts), build their indexes at the same time; then the replica's
+ * runs one exchange against the SoT's over loopback TCP and applies the
+ * restore. Both processes share this machine's two cores with each other and
+ * with the two PostgreSQL backends their scans keep busy.
+ */
+async function firstPass (dbs: BenchDatabases, root: string): Promise<FirstPass> {
+  const sides: Side[] = []
   try {
-    const sampler = new RssSampler(RSS_SAMPLE_MS)
-    const rssBefore = sampler.peak
-    progress('4a: index builds over "one" and "two", at the same time (PgStore.open + DigestIndex.start, a full cursor scan each)')
-    sot = await openReplica(dbs.url('one'), join(root, 'sot', 'agent'), codec)
-    replica = await openReplica(dbs.url('two'), join(root, 'replica', 'agent'), codec)
-    const s = sot
-    const r = replica
-    // the SoT's and the replica's agents build their indexes at the same time, each on its own host;
-    // here they share this process (one JS thread) and this machine's cores
-    const build = async (side: OpenReplica): Promise<number> => (await timed(async () => { await side.store.open(); await side.index.start() })).ms
-    const { value: builds, ms: indexBuildsMs } = await timed(async () => await Promise.allSettled([build(s), build(r)]))
-    for (const b of builds) if (b.status === 'rejected') throw b.reason
-    const [sotIndexMs, replicaIndexMs] = builds.map(b => (b as PromiseFulfilledResult<number>).value) as [number, number]
-    sampler.stop()
-    const after = memorySnapshot()
+    progress('4a: starting the SoT\'s and the replica\'s agent processes')
+    const sot = new Side('sot', dbs.url('one'), join(root, 'sot', 'agent'))
+    sides.push(sot)
+    const replica = new Side('replica', dbs.url('two'), join(root, 'replica', 'agent'))
+    sides.push(replica)
+    const [{ port }] = await Promise.all([sot.next('ready'), replica.next('ready')])
 
-    progress('4a: one exchange, replica against the SoT')
-    const sotView = tallied(s.index)
-    const replicaView = tallied(r.index)
-    const { value: outcome, ms: exchangeMs } = await timed(async () => {
-      const [client, server] = memoryChannelPair()
-      const served = serveSync(server, { resolve: () => ({ region: 'sot', codec, view: sotView.view, clock: () => ({}) }) })
-      const out = await runClientSync(client, { dataset: DATASET, region: 'replica', codec, view: replicaView.view, clock: {}, correlationId: 'bench-pg-first-pass' })
-      await served
-      return out
+    progress('4a: index builds over "one" and "two", at the same time, one process each (PgStore.open + DigestIndex.start, a full scan each)')
+    const { value: [sotBuilt, replicaBuilt], ms: indexBuildsMs } = await timed(async () => {
+      sot.send({ type: 'build' })
+      replica.send({ type: 'build' })
+      return await Promise.all([sot.next('built'), replica.next('built')])
     })
-    const { result, stats } = outcome
-    progress(`4a: applying the restore (${int(result.upserts.length)} upserts, ${int(result.deletes.length)} deletes)`)
-    const { value: fixes, ms: applyMs } = await timed(async () => {
-      const planned = planRestore(result, codec)
-      for (const fix of planned) await r.store.apply({ upserts: fix.upserts, deletes: fix.deletes, origin: 'converge' })
-      return planned.length
-    })
-    const { ms: catchUpMs } = await timed(async () => await r.index.catchUp())
-    const rootsEqual = r.index.tree.root.count === s.index.tree.root.count && r.index.tree.root.sum === s.index.tree.root.sum
+
+    progress('4a: one exchange, replica against the SoT, then the restore and the replica index\'s catch-up')
+    replica.send({ type: 'sync', port, sourceRoot: sotBuilt.build.root })
+    const [{ repair }, { tally: sotTally }] = await Promise.all([replica.next('synced'), sot.next('served')])
+    progress(`4a: restored ${int(repair.result.upserts)} upserts and ${int(repair.result.deletes)} deletes; closing both sides`)
+    await Promise.all(sides.map(async side => await side.stop()))
+
     progress('4a: checking the tables are equal')
     const digests = { sot: await tableDigest(dbs.url('one')), replica: await tableDigest(dbs.url('two')) }
     return {
-      sotIndexMs, replicaIndexMs, indexBuildsMs, exchangeMs, applyMs, catchUpMs,
-      totalMs: indexBuildsMs + exchangeMs + applyMs + catchUpMs,
-      stats,
-      tally: { sot: sotView.tally, replica: replicaView.tally },
-      result: { changed: result.changed, missing: result.missing, extra: result.extra, unresolved: result.unresolved, upserts: result.upserts.length, deletes: result.deletes.length },
-      payloadBytes: result.upserts.reduce((sum, row) => sum + row.length, 0),
-      fixes,
-      treeRows: s.index.tree.rowCount,
-      treeDepth: s.index.tree.depth,
-      rssBefore, rssPeak: sampler.peak, rssSamples: sampler.samples, after,
+      sotIndexMs: sotBuilt.build.ms, replicaIndexMs: replicaBuilt.build.ms, indexBuildsMs,
+      exchangeMs: repair.exchangeMs, applyMs: repair.applyMs, catchUpMs: repair.catchUpMs,
+      totalMs: indexBuildsMs + repair.exchangeMs + repair.applyMs + repair.catchUpMs,
+      stats: repair.stats,
+      tally: { sot: sotTally, replica: repair.tally },
+      result: repair.result,
+      payloadBytes: repair.payloadBytes,
+      fixes: repair.fixes,
+      treeRows: sotBuilt.build.treeRows,
+      treeDepth: sotBuilt.build.treeDepth,
+      memory: { sot: sotBuilt.build, replica: replicaBuilt.build },
       indexBytes: await directoryBytes(join(root, 'replica', 'agent', 'state')),
-      rootsEqual, digests
+      rootsEqual: repair.rootsEqual,
+      digests
     }
   } finally {
-    await closeReplica(replica)
-    await closeReplica(sot)
+    await Promise.all(sides.map(async side => await side.stop().catch(() => undefined)))
   }
 }
 
@@ -564,7 +528,7 @@ export async function measurePostgres (adminUrl: string, rowsWanted: number, ava
     const driftedEqual = sameDigest(await tableDigest(dbs.url('two')), await tableDigest(dbs.url('three')))
     if (sotDigest.rows !== n) throw new Error(`pgbench_accounts holds ${sotDigest.rows} rows, expected ${n}`)
 
-    const first = await firstPass(dbs, root, codec)
+    const first = await firstPass(dbs, root)
     if (!sameDigest(first.digests.replica, sotDigest)) throw new Error('after converge\'s first pass the replica table differs from the SoT')
 
     const comparator = await runComparator(dbs, tools)
@@ -610,10 +574,10 @@ export function postgresReport (r: PgResult): string {
   const med = median(repairs)
 
   const phases = table(['phase', 'time', 'notes'], [
-    ['index build, SoT ("one"): PgStore.open (capture triggers) + DigestIndex.start() (full cursor scan, index entries written)', seconds(f.sotIndexMs), `${rate(r.rows, f.sotIndexMs)}; at the same time as the replica's`],
-    ['index build, replica ("two"): the same', seconds(f.replicaIndexMs), `${rate(r.rows - FIRST_DRIFT.deletes, f.replicaIndexMs)}; at the same time as the SoT's`],
-    ['both index builds, at the same time (wall)', seconds(f.indexBuildsMs), 'one process, one JS thread, both PostgreSQL backends on this machine'],
-    ['exchange: runClientSync / serveSync over memoryChannelPair', ms(f.exchangeMs), `${f.stats.roundTrips} round trips, ${int(exchangeBytes)} B`],
+    ['index build, SoT ("one"): PgStore.open (capture triggers) + DigestIndex.start() (full COPY scan, index entries written), in the SoT agent\'s process', seconds(f.sotIndexMs), `${rate(r.rows, f.sotIndexMs)}; at the same time as the replica's`],
+    ['index build, replica ("two"): the same, in the replica agent\'s process', seconds(f.replicaIndexMs), `${rate(r.rows - FIRST_DRIFT.deletes, f.replicaIndexMs)}; at the same time as the SoT's`],
+    ['both index builds, at the same time (wall)', seconds(f.indexBuildsMs), 'two processes (one per agent) and both PostgreSQL backends on this machine\'s two cores'],
+    ['exchange: runClientSync (replica process) / serveSync (SoT process) over loopback TCP', ms(f.exchangeMs), `${f.stats.roundTrips} round trips, ${int(exchangeBytes)} B; connect included`],
     ['planRestore + PgStore.apply', ms(f.applyMs), `${f.fixes} fix${f.fixes === 1 ? '' : 'es'}: ${int(f.result.upserts)} upserts, ${int(f.result.deletes)} deletes, one transaction each`],
     ['replica index catches up on the fix (change feed)', ms(f.catchUpMs), ''],
     ['**total** (builds wall + the phases after)', `**${seconds(f.totalMs)}**`, `found: ${int(f.result.changed)} changed, ${int(f.result.missing)} missing, ${int(f.result.extra)} extra, ${f.result.unresolved} unresolved`]
@@ -653,10 +617,13 @@ export function postgresReport (r: PgResult): string {
   const tally = (t: ViewTally): string =>
     `index reads (listMany) ${int(t.listMany.calls)} calls for ${int(t.listMany.items)} nodes, ${ms(t.listMany.ms)}; store reads (getRows) ${int(t.getRows.calls)} calls for ${int(t.getRows.items)} rows, ${ms(t.getRows.ms)}`
 
-  const memory = table(['memory (process RSS sampled every 50 ms)', 'value'], [
-    ['RSS before the index builds', bytes(f.rssBefore)],
-    [`**peak RSS during the two ${int(r.rows)}-row index builds** (${int(f.rssSamples)} samples)`, `**${bytes(f.rssPeak)}**`],
-    ['after both builds, indexes open: RSS / V8 heap used / external', `${bytes(f.after.rss)} / ${bytes(f.after.heapUsed)} / ${bytes(f.after.external)}${gcNote(f.after)}`],
+  const m = f.memory
+  const after = (b: SideBuild): string => `${bytes(b.after.rss)} / ${bytes(b.after.heapUsed)} / ${bytes(b.after.external)}${gcNote(b.after)}`
+  const memory = table(['memory (each agent process\'s RSS, sampled every 50 ms)', 'value'], [
+    ['RSS before the index build: SoT / replica process', `${bytes(m.sot.rssBefore)} / ${bytes(m.replica.rssBefore)}`],
+    [`**peak RSS during its ${int(r.rows)}-row index build: SoT / replica process** (${int(m.sot.rssSamples)} / ${int(m.replica.rssSamples)} samples)`, `**${bytes(m.sot.rssPeak)} / ${bytes(m.replica.rssPeak)}**`],
+    ['after its build, index open: RSS / V8 heap used / external, SoT process', after(m.sot)],
+    ['the same, replica process', after(m.replica)],
     [`one index on disk (LevelDB, tree depth ${f.treeDepth}, ${int(f.treeRows)} rows)`, bytes(f.indexBytes)],
     ['steady state, both agents running, after the repeats: RSS / V8 heap used / external', `${bytes(s.memory.rss)} / ${bytes(s.memory.heapUsed)} / ${bytes(s.memory.external)}${gcNote(s.memory)}`]
   ])
@@ -673,8 +640,9 @@ export function postgresReport (r: PgResult): string {
     '### First detect-and-repair, from nothing',
     '',
     'A PgStore and a fresh DigestIndex (no prior index, new LevelDB) per database. The two indexes belong to two agents that in a deployment run on their own hosts and build at the same time, ' +
-    'so here they are built concurrently (Promise.all) in this one process: they share its JS thread and this machine\'s cores with both PostgreSQL backends, ' +
-    'so each side\'s time is longer than it would be alone. Then one exchange, the replica narrowing against the SoT; then the restore.',
+    'so here each agent is a process of its own (scripts/bench/pg-first-pass-side.ts: its own JS thread, heap, LevelDB and libuv threads), both told to build at once; ' +
+    'the two processes still share this machine\'s two cores with each other and with both PostgreSQL backends, so each side\'s time is longer than it would be alone. ' +
+    'Then one exchange, the replica\'s process narrowing against the SoT\'s over loopback TCP (the sync frames, without libp2p); then the restore, applied by the replica\'s process.',
     '',
     phases,
     '',
@@ -687,7 +655,8 @@ export function postgresReport (r: PgResult): string {
     `Its --stats: ${stat('query number')} queries, ${stat('fetched sums')} summary and ${stat('fetched chks')} checksum rows fetched, ${stat('levels')} levels, folding factor ${stat('folding factor')}. ` +
     'converge\'s exchange bytes are its sync frames as the channel counts them (msgpack frames and length prefixes); its own index-build reads do not go through a proxy ' +
     '(that would slow them), so the local-database row comes from one extra PgStore scan of "one" through the proxy after the timed runs. ' +
-    `The total counts the two builds once, at their concurrent wall time (${seconds(f.indexBuildsMs)}), not as the sum of the two sides.`,
+    `The total counts the two builds once, at their concurrent wall time (${seconds(f.indexBuildsMs)}, from telling both processes to build until the later one reported), not as the sum of the two sides; ` +
+    'starting the two processes and loading their code comes before that and is not counted.',
     '',
     '### Steady state: a drift behind the agent\'s back',
     '',
