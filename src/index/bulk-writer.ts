@@ -35,13 +35,13 @@
 import { throwIfAborted } from '../errors.ts'
 import type { ByteSublevel, StateDb } from './state-db.ts'
 
-/** Entries of one run: about 40 MB with small keys (a table of up to a million rows is one run). */
+/** Entries of one run: 32 bytes each and 8 more while it is ordered, about 40 MB (a table of up to a million rows is one run). */
 export const RUN_MAX_ENTRIES = 1 << 20
-/** Bytes of keys in one run, for tables with long keys. */
+/** Bytes of keys too long for an entry's record in one run, for tables with long keys. */
 export const RUN_MAX_KEY_BYTES = 32 << 20
 /** Entries per LevelDB write. */
 const BATCH_ENTRIES = 20_000
-/** Keys and values are cut from slabs of this size (a new slab when one is full). */
+/** Bytes of keys and values of one batch (prefix, hash, key and value: about 40 bytes an entry with small keys). */
 const SLAB_BYTES = 1 << 20
 
 /** Which 32-bit half of a BigUint64Array element is the high one, in this platform's byte order. */
@@ -54,59 +54,65 @@ const RADIX = 1 << RADIX_BITS
 
 /**
  * Positions 0..n-1 ordered by the 64-bit values whose 32-bit halves are
- * `words[2i + HI]` and `words[2i + LO]` (a BigUint64Array's words),
- * ascending or descending, ties in their first order: an LSD radix sort in
- * four 16-bit passes. A pass is skipped when every value has the same digit
- * there (the 16 bits a partition value gives the key hashes of a partitioned
- * dataset).
+ * `words[stride * i + hi]` and `words[stride * i + lo]` (by default a
+ * BigUint64Array's words), ascending or descending, ties in their first
+ * order: an LSD radix sort in four 16-bit passes. A pass is skipped when
+ * every value has the same digit there (the 16 bits a partition value gives
+ * the key hashes of a partitioned dataset).
  */
-export function orderByU64 (words: Uint32Array, n: number, descending = false): Uint32Array {
+export function orderByU64 (words: Uint32Array, n: number, descending = false, stride = 2, hi = HI, lo = LO): Uint32Array {
   const flip = descending ? 0xffffffff : 0
   let from = new Uint32Array(n)
   for (let i = 0; i < n; i++) from[i] = i
   let to = new Uint32Array(n)
   const counts = new Uint32Array(RADIX)
-  for (const [half, shift] of [[LO, 0], [LO, RADIX_BITS], [HI, 0], [HI, RADIX_BITS]] as const) {
+  for (const [half, shift] of [[lo, 0], [lo, RADIX_BITS], [hi, 0], [hi, RADIX_BITS]] as const) {
     counts.fill(0)
-    for (let i = 0; i < n; i++) counts[((words[2 * i + half]! ^ flip) >>> shift) & (RADIX - 1)]!++
+    for (let i = 0; i < n; i++) counts[((words[stride * i + half]! ^ flip) >>> shift) & (RADIX - 1)]!++
     if (n === 0 || counts[((words[half]! ^ flip) >>> shift) & (RADIX - 1)] === n) continue
     let sum = 0
     for (let d = 0; d < RADIX; d++) { const c = counts[d]!; counts[d] = sum; sum += c }
     for (let i = 0; i < n; i++) {
       const at = from[i]!
-      to[counts[((words[2 * at + half]! ^ flip) >>> shift) & (RADIX - 1)]!++] = at
+      to[counts[((words[stride * at + half]! ^ flip) >>> shift) & (RADIX - 1)]!++] = at
     }
     const swap = from; from = to; to = swap
   }
   return from
 }
 
-/** Below this many bytes a loop copies faster than TypedArray.set (whose call costs more than the copy). */
-const SHORT_COPY = 48
-
-function copyBytes (to: Uint8Array, at: number, from: Uint8Array, start: number, end: number): void {
-  if (end - start >= SHORT_COPY) { to.set(from.subarray(start, end), at); return }
-  for (let k = start; k < end; k++) to[at++] = from[k]!
-}
-
 /** Entries a run has room for at first; it grows by doubling. */
 const RUN_INITIAL_ENTRIES = 1 << 12
+/** 32-bit words per entry record: hash (hi, lo), value (hi, lo), key length, then the key inline or its offset. */
+const RECORD_WORDS = 8
+const HASH_HI = 0
+const HASH_LO = 1
+const VALUE_HI = 2
+const VALUE_LO = 3
+const KEY_LENGTH = 4
+const KEY_AT = 5
+/** Keys up to this long sit in the record itself (words 5-7); longer ones in the run's key slab, the record holding their offset. */
+const INLINE_KEY_BYTES = 12
 
 /**
- * Entries buffered for one ordered write: key hashes and values as 64-bit
- * words, keys back to back. `full` is a threshold, not a capacity: puts
- * between two flushes may take a run past it.
+ * Entries buffered for one ordered write, one record of RECORD_WORDS words
+ * each. Why records: the write reads the entries in key-hash order, that is
+ * at random; with an entry's hash, value and (short) key together, that is
+ * one cache miss per entry instead of one per field.
+ *
+ * `full` is a threshold, not a capacity: puts between two flushes may take a
+ * run past it.
  */
 class EntryRun {
-  hashes = new BigUint64Array(RUN_INITIAL_ENTRIES)
-  hashWords = new Uint32Array(this.hashes.buffer)
-  values = new BigUint64Array(RUN_INITIAL_ENTRIES)
-  valueWords = new Uint32Array(this.values.buffer)
-  /** End of each key in `keys`; a key starts where the one before it ends. */
-  keyEnds = new Uint32Array(RUN_INITIAL_ENTRIES)
-  keys = new Uint8Array(1 << 16)
+  records = new Uint32Array(RUN_INITIAL_ENTRIES * RECORD_WORDS)
+  recordBytes = new Uint8Array(this.records.buffer)
+  /** Keys longer than INLINE_KEY_BYTES, back to back. */
+  keys = new Uint8Array(0)
   keyBytes = 0
   length = 0
+  /** Splits a bigint into 32-bit words without a BigInt operation. */
+  private readonly scratch = new BigUint64Array(1)
+  private readonly scratchWords = new Uint32Array(this.scratch.buffer)
 
   constructor (private readonly maxEntries: number, private readonly maxKeyBytes: number) {}
 
@@ -114,32 +120,77 @@ class EntryRun {
 
   add (keyHash: bigint, key: Uint8Array, value: bigint): void {
     const i = this.length
-    if (i === this.hashes.length) this.grow()
-    if (this.keyBytes + key.length > this.keys.length) {
-      const keys = new Uint8Array(Math.max(this.keys.length * 2, this.keyBytes + key.length))
-      keys.set(this.keys.subarray(0, this.keyBytes))
-      this.keys = keys
+    if ((i + 1) * RECORD_WORDS > this.records.length) this.grow()
+    const r = this.records
+    const at = i * RECORD_WORDS
+    const w = this.scratchWords
+    this.scratch[0] = keyHash
+    r[at + HASH_HI] = w[HI]!
+    r[at + HASH_LO] = w[LO]!
+    this.scratch[0] = value
+    r[at + VALUE_HI] = w[HI]!
+    r[at + VALUE_LO] = w[LO]!
+    r[at + KEY_LENGTH] = key.length
+    if (key.length <= INLINE_KEY_BYTES) {
+      const bytes = this.recordBytes
+      let b = (at + KEY_AT) * 4
+      for (let k = 0; k < key.length; k++) bytes[b++] = key[k]!
+    } else {
+      if (this.keyBytes + key.length > this.keys.length) {
+        const keys = new Uint8Array(Math.max(1 << 16, this.keys.length * 2, this.keyBytes + key.length))
+        keys.set(this.keys.subarray(0, this.keyBytes))
+        this.keys = keys
+      }
+      r[at + KEY_AT] = this.keyBytes
+      this.keys.set(key, this.keyBytes)
+      this.keyBytes += key.length
     }
-    this.keys.set(key, this.keyBytes)
-    this.keyBytes += key.length
-    this.keyEnds[i] = this.keyBytes
-    this.hashes[i] = keyHash
-    this.values[i] = value
     this.length = i + 1
   }
 
-  private grow (): void {
-    const size = this.hashes.length * 2
-    const hashes = new BigUint64Array(size); hashes.set(this.hashes); this.hashes = hashes; this.hashWords = new Uint32Array(hashes.buffer)
-    const values = new BigUint64Array(size); values.set(this.values); this.values = values; this.valueWords = new Uint32Array(values.buffer)
-    const keyEnds = new Uint32Array(size); keyEnds.set(this.keyEnds); this.keyEnds = keyEnds
+  /** Entries in descending key-hash order. */
+  order (): Uint32Array { return orderByU64(this.records, this.length, true, RECORD_WORDS, HASH_HI, HASH_LO) }
+
+  /** Lays out entry i as prefix ‖ hash (big-endian) ‖ key at `at`, then its value (big-endian); returns where the value starts. */
+  encode (i: number, prefix: Uint8Array, out: Uint8Array, at: number): number {
+    const r = this.records
+    const base = i * RECORD_WORDS
+    for (let k = 0; k < prefix.length; k++) out[at++] = prefix[k]!
+    at = putU32(out, at, r[base + HASH_HI]!)
+    at = putU32(out, at, r[base + HASH_LO]!)
+    const length = r[base + KEY_LENGTH]!
+    const inline = length <= INLINE_KEY_BYTES
+    const from = inline ? this.recordBytes : this.keys
+    const start = inline ? (base + KEY_AT) * 4 : r[base + KEY_AT]!
+    for (let k = start; k < start + length; k++) out[at++] = from[k]!
+    putU32(out, at, r[base + VALUE_HI]!)
+    putU32(out, at + 4, r[base + VALUE_LO]!)
+    return at
   }
+
+  /** Bytes entry i takes as an index key and value, behind a prefix of `prefixBytes`. */
+  size (i: number, prefixBytes: number): number { return prefixBytes + 16 + this.records[i * RECORD_WORDS + KEY_LENGTH]! }
+
+  private grow (): void {
+    const records = new Uint32Array(this.records.length * 2)
+    records.set(this.records)
+    this.records = records
+    this.recordBytes = new Uint8Array(records.buffer)
+  }
+}
+
+function putU32 (out: Uint8Array, at: number, v: number): number {
+  out[at] = v >>> 24
+  out[at + 1] = (v >>> 16) & 0xff
+  out[at + 2] = (v >>> 8) & 0xff
+  out[at + 3] = v & 0xff
+  return at + 4
 }
 
 export interface BulkWriterLimits {
   /** Entries per run (default RUN_MAX_ENTRIES). */
   runEntries?: number
-  /** Bytes of keys per run (default RUN_MAX_KEY_BYTES). */
+  /** Bytes of long keys per run (default RUN_MAX_KEY_BYTES). */
   runKeyBytes?: number
 }
 
@@ -193,43 +244,43 @@ export class EntryBulkWriter {
     this.writing.catch(() => undefined)
   }
 
-  /** Writes one run in descending key-hash order, BATCH_ENTRIES at a time, one LevelDB write in flight. */
+  /**
+   * Writes one run in descending key-hash order, BATCH_ENTRIES at a time, one
+   * LevelDB write in flight. Keys and values are cut from two slabs, one per
+   * batch, taken in turn: a slab is filled again only once the batch that
+   * used it is written, so its views stay valid as long as that batch holds them.
+   */
   private async write (run: EntryRun, signal?: AbortSignal): Promise<void> {
-    const order = orderByU64(run.hashWords, run.length, true)
+    const order = run.order()
     const prefix = this.prefix
-    let slab = new Uint8Array(0)
-    let view = new DataView(slab.buffer)
+    const slabs = [new Uint8Array(SLAB_BYTES), new Uint8Array(SLAB_BYTES)]
+    let slab = slabs[0]!
+    let turn = 0
     let offset = 0
     let batch = this.db.batch()
     let inFlight: Promise<void> | undefined
     try {
       for (let j = 0; j < order.length; j++) {
         const i = order[j]!
-        const keyStart = i === 0 ? 0 : run.keyEnds[i - 1]!
-        const keyEnd = run.keyEnds[i]!
-        const hashAt = prefix.length
-        const keyAt = hashAt + 8
-        const valueAt = keyAt + keyEnd - keyStart
-        const size = valueAt + 8
+        const size = run.size(i, prefix.length)
         if (offset + size > slab.length) {
+          // a batch's entries outgrew its slab: the rest of it goes into a new one
           slab = new Uint8Array(Math.max(SLAB_BYTES, size))
-          view = new DataView(slab.buffer)
           offset = 0
         }
-        copyBytes(slab, offset, prefix, 0, prefix.length)
-        view.setUint32(offset + hashAt, run.hashWords[2 * i + HI]!)
-        view.setUint32(offset + hashAt + 4, run.hashWords[2 * i + LO]!)
-        copyBytes(slab, offset + keyAt, run.keys, keyStart, keyEnd)
-        view.setUint32(offset + valueAt, run.valueWords[2 * i + HI]!)
-        view.setUint32(offset + valueAt + 4, run.valueWords[2 * i + LO]!)
-        batch.put(slab.subarray(offset, offset + valueAt), slab.subarray(offset + valueAt, offset + size))
-        offset += size
+        const valueAt = run.encode(i, prefix, slab, offset)
+        batch.put(slab.subarray(offset, valueAt), slab.subarray(valueAt, valueAt + 8))
+        offset = valueAt + 8
         if (batch.length >= BATCH_ENTRIES) {
           await inFlight
           throwIfAborted(signal)
           if (this.abandoned) return
           inFlight = batch.write()
           batch = this.db.batch()
+          // the batch before the one in flight is written: its slab is free again
+          turn ^= 1
+          slab = slabs[turn]!
+          offset = 0
         }
       }
       await inFlight
