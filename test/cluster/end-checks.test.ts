@@ -11,6 +11,8 @@ import { DatasetModel } from '../../cluster/dataset-model.ts'
 import { DriftInjector, DriftLedger } from '../../cluster/drift.ts'
 import { measure, percentiles } from '../../cluster/latency.ts'
 import { LiveLoad } from '../../cluster/live-load.ts'
+import { COUNTER_NAMES, type DatasetCounters, type Sample } from '../../cluster/observer.ts'
+import { converged } from '../../cluster/scenario-runner.ts'
 import { compareStores, fingerprint } from '../../cluster/store-compare.ts'
 import { AuditLog } from '../../src/audit/audit-log.ts'
 import { StateDb } from '../../src/index/state-db.ts'
@@ -18,6 +20,7 @@ import { LevelStore } from '../../src/stores/level-store.ts'
 import { tempDir } from '../helpers/agents.ts'
 
 const model = new DatasetModel('orders', 2000)
+const zeroCounters = (): DatasetCounters => Object.fromEntries(COUNTER_NAMES.map(n => [n, 0])) as unknown as DatasetCounters
 
 describe('end checks', () => {
   let dir: Awaited<ReturnType<typeof tempDir>>
@@ -138,5 +141,24 @@ describe('end checks', () => {
     expect(result.outstanding).toEqual([[-1000, 1], [700, 0], [2000, 2], [2900, 1]])
     expect(percentiles([5, 1, 3, 2, 4])).toEqual({ n: 5, p50: 3, p95: 5, max: 5 })
     expect(percentiles([])).toBeUndefined()
+  })
+})
+
+describe('convergence as the runner sees it', () => {
+  const sample = (replica: { sum: string, indexSeq?: number }): Sample => ({
+    at: 0,
+    regions: {
+      a: { up: true, connected: ['b'], datasets: { orders: { state: 'source', source: 'a', count: 10, sum: 'ff', counters: zeroCounters() } } },
+      b: { up: true, connected: ['a'], datasets: { orders: { state: 'in-sync', source: 'a', count: 10, sum: replica.sum, ...(replica.indexSeq === undefined ? {} : { indexSeq: replica.indexSeq }), counters: zeroCounters() } } }
+    }
+  })
+
+  it('level roots count only once the replica\'s index has taken in the drift written to it', () => {
+    const written = new Map([['b/orders', 41]])
+    expect(converged(sample({ sum: 'ff', indexSeq: 40 }), 'a', ['orders'], written)).toBe(false) // the drift is not seen yet: roots from before it
+    expect(converged(sample({ sum: 'ff' }), 'a', ['orders'], written)).toBe(false)
+    expect(converged(sample({ sum: 'ff', indexSeq: 41 }), 'a', ['orders'], written)).toBe(true)
+    expect(converged(sample({ sum: 'ee', indexSeq: 50 }), 'a', ['orders'], written)).toBe(false)
+    expect(converged(sample({ sum: 'ff' }), 'a', ['orders'])).toBe(true) // no drift during the run: the roots say it all
   })
 })
