@@ -11,7 +11,10 @@
  *       index) or keeping entries of its own (the path of stores that are
  *       not: PostgreSQL, SQLite); prints a ScaleBuild: its time and the
  *       process's peak resident memory during it (VmHWM, reset just before
- *       it through /proc/self/clear_refs)
+ *       it through /proc/self/clear_refs), and the peak of its anonymous
+ *       part (RssAnon, sampled): resident memory also counts the store's
+ *       table files, which LevelDB maps into the process to read them, and
+ *       those pages are the kernel's page cache, given back under pressure
  */
 import { readFileSync, writeFileSync } from 'node:fs'
 import { rm } from 'node:fs/promises'
@@ -30,6 +33,9 @@ export interface ScaleBuild {
   /** Peak RSS during the build (VmHWM after a reset), or the highest sample where the reset is not allowed. */
   peakRss: number
   peakExact: boolean
+  /** Highest anonymous resident memory (RssAnon) sampled every 20 ms during the build: the process's own memory, file mappings left out. */
+  peakAnon: number
+  anonBefore: number
   /** V8 heap used after the build, after a full GC, with the index still open. */
   heapAfter: number
   depth: number
@@ -42,6 +48,11 @@ const gc = (globalThis as { gc?: () => void }).gc ?? (() => undefined)
 function vmHwm (): number | undefined {
   const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'))
   return m === null ? undefined : Number(m[1]) * 1024
+}
+
+function rssAnon (): number {
+  const m = /RssAnon:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'))
+  return m === null ? Number.NaN : Number(m[1]) * 1024
 }
 
 function resetPeak (): boolean {
@@ -63,17 +74,20 @@ async function build (store: LevelStore, stateDir: string, keepEntries: boolean)
   try {
     gc(); gc()
     const rssBefore = process.memoryUsage.rss()
+    const anonBefore = rssAnon()
     const exact = resetPeak()
     let sampled = rssBefore
-    const sampler = exact ? undefined : setInterval(() => { sampled = Math.max(sampled, process.memoryUsage.rss()) }, 20)
+    let peakAnon = anonBefore
+    const sampler = setInterval(() => { sampled = Math.max(sampled, process.memoryUsage.rss()); peakAnon = Math.max(peakAnon, rssAnon()) }, 20)
     const t = performance.now()
     await index.start()
     const ms = performance.now() - t
-    if (sampler !== undefined) clearInterval(sampler)
+    clearInterval(sampler)
+    peakAnon = Math.max(peakAnon, rssAnon())
     const peakRss = exact ? (vmHwm() ?? sampled) : Math.max(sampled, process.memoryUsage.rss())
     gc(); gc()
     measured = {
-      mode: keepEntries ? 'own-entries' : 'store-backed', ms, rssBefore, peakRss, peakExact: exact,
+      mode: keepEntries ? 'own-entries' : 'store-backed', ms, rssBefore, peakRss, peakExact: exact, peakAnon, anonBefore,
       heapAfter: process.memoryUsage().heapUsed, depth: index.tree.depth, rows: index.tree.rowCount
     }
   } finally {
