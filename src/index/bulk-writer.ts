@@ -35,7 +35,7 @@
 import { throwIfAborted } from '../errors.ts'
 import type { ByteSublevel, StateDb } from './state-db.ts'
 
-/** Entries of one run: 32 bytes each and 8 more while it is ordered, about 40 MB (a table of up to a million rows is one run). */
+/** Entries of one run: 40 bytes each and 8 more while it is ordered, about 50 MB (a table of up to a million rows is one run). */
 export const RUN_MAX_ENTRIES = 1 << 20
 /** Bytes of keys too long for an entry's record in one run, for tables with long keys. */
 export const RUN_MAX_KEY_BYTES = 32 << 20
@@ -106,6 +106,8 @@ const INLINE_KEY_BYTES = 12
 class EntryRun {
   records = new Uint32Array(RUN_INITIAL_ENTRIES * RECORD_WORDS)
   recordBytes = new Uint8Array(this.records.buffer)
+  /** The key hashes again, (hi, lo) back to back: the sort reads them four times, from a quarter of the memory. */
+  hashWords = new Uint32Array(RUN_INITIAL_ENTRIES * 2)
   /** Keys longer than INLINE_KEY_BYTES, back to back. */
   keys = new Uint8Array(0)
   keyBytes = 0
@@ -125,8 +127,8 @@ class EntryRun {
     const at = i * RECORD_WORDS
     const w = this.scratchWords
     this.scratch[0] = keyHash
-    r[at + HASH_HI] = w[HI]!
-    r[at + HASH_LO] = w[LO]!
+    r[at + HASH_HI] = this.hashWords[2 * i] = w[HI]!
+    r[at + HASH_LO] = this.hashWords[2 * i + 1] = w[LO]!
     this.scratch[0] = value
     r[at + VALUE_HI] = w[HI]!
     r[at + VALUE_LO] = w[LO]!
@@ -149,13 +151,12 @@ class EntryRun {
   }
 
   /** Entries in descending key-hash order. */
-  order (): Uint32Array { return orderByU64(this.records, this.length, true, RECORD_WORDS, HASH_HI, HASH_LO) }
+  order (): Uint32Array { return orderByU64(this.hashWords, this.length, true, 2, 0, 1) }
 
-  /** Lays out entry i as prefix ‖ hash (big-endian) ‖ key at `at`, then its value (big-endian); returns where the value starts. */
-  encode (i: number, prefix: Uint8Array, out: Uint8Array, at: number): number {
+  /** Writes entry i's hash (big-endian) and key at `at`; returns where they end. */
+  encodeKey (i: number, out: Uint8Array, at: number): number {
     const r = this.records
     const base = i * RECORD_WORDS
-    for (let k = 0; k < prefix.length; k++) out[at++] = prefix[k]!
     at = putU32(out, at, r[base + HASH_HI]!)
     at = putU32(out, at, r[base + HASH_LO]!)
     const length = r[base + KEY_LENGTH]!
@@ -163,19 +164,53 @@ class EntryRun {
     const from = inline ? this.recordBytes : this.keys
     const start = inline ? (base + KEY_AT) * 4 : r[base + KEY_AT]!
     for (let k = start; k < start + length; k++) out[at++] = from[k]!
-    putU32(out, at, r[base + VALUE_HI]!)
-    putU32(out, at + 4, r[base + VALUE_LO]!)
     return at
   }
 
-  /** Bytes entry i takes as an index key and value, behind a prefix of `prefixBytes`. */
-  size (i: number, prefixBytes: number): number { return prefixBytes + 16 + this.records[i * RECORD_WORDS + KEY_LENGTH]! }
+  /** Writes entry i's value (big-endian) at `at`. */
+  encodeValue (i: number, out: Uint8Array, at: number): void {
+    const base = i * RECORD_WORDS
+    putU32(out, at, this.records[base + VALUE_HI]!)
+    putU32(out, at + 4, this.records[base + VALUE_LO]!)
+  }
+
+  /** Bytes of entry i's hash and key. */
+  keySize (i: number): number { return 8 + this.records[i * RECORD_WORDS + KEY_LENGTH]! }
 
   private grow (): void {
     const records = new Uint32Array(this.records.length * 2)
     records.set(this.records)
     this.records = records
     this.recordBytes = new Uint8Array(records.buffer)
+    const hashWords = new Uint32Array(this.hashWords.length * 2)
+    hashWords.set(this.hashWords)
+    this.hashWords = hashWords
+  }
+}
+
+/** One buffer for every key of a write, the prefix in front once; views of it by length, made once per length. */
+class SharedKey {
+  private buffer: Uint8Array
+  private views: Uint8Array[] = []
+
+  constructor (private readonly prefix: Uint8Array) {
+    this.buffer = new Uint8Array(prefix.length + 64)
+    this.buffer.set(prefix)
+  }
+
+  /** The buffer, with room for `bytes` after the prefix. */
+  room (bytes: number): Uint8Array {
+    if (this.prefix.length + bytes > this.buffer.length) {
+      this.buffer = new Uint8Array(2 * (this.prefix.length + bytes))
+      this.buffer.set(this.prefix)
+      this.views = []
+    }
+    return this.buffer
+  }
+
+  /** The key ending at `end`. */
+  view (end: number): Uint8Array {
+    return this.views[end] ??= this.buffer.subarray(0, end)
   }
 }
 
@@ -246,37 +281,56 @@ export class EntryBulkWriter {
 
   /**
    * Writes one run in descending key-hash order, BATCH_ENTRIES at a time, one
-   * LevelDB write in flight. Keys and values are cut from two slabs, one per
-   * batch, taken in turn: a slab is filled again only once the batch that
-   * used it is written, so its views stay valid as long as that batch holds them.
+   * LevelDB write in flight.
+   *
+   * classic-level's chained batch copies a put's key and value into LevelDB's
+   * batch at once, so when nothing else sees the put (no prewrite hook, no
+   * 'write' listener: either would keep the op), every put of a batch is laid
+   * out in one buffer, the sublevel prefix written there once: no object, no
+   * copy of the prefix per entry. Otherwise each put gets bytes of its own,
+   * cut from two slabs taken in turn, one per batch: a slab is filled again
+   * only once the batch that used it is written.
    */
   private async write (run: EntryRun, signal?: AbortSignal): Promise<void> {
     const order = run.order()
     const prefix = this.prefix
+    const key = new SharedKey(prefix)
+    const value = new Uint8Array(8)
     const slabs = [new Uint8Array(SLAB_BYTES), new Uint8Array(SLAB_BYTES)]
     let slab = slabs[0]!
     let turn = 0
     let offset = 0
     let batch = this.db.batch()
+    let shared = this.nothingKeepsPuts()
     let inFlight: Promise<void> | undefined
     try {
       for (let j = 0; j < order.length; j++) {
         const i = order[j]!
-        const size = run.size(i, prefix.length)
-        if (offset + size > slab.length) {
-          // a batch's entries outgrew its slab: the rest of it goes into a new one
-          slab = new Uint8Array(Math.max(SLAB_BYTES, size))
-          offset = 0
+        if (shared) {
+          const buffer = key.room(run.keySize(i))
+          const end = run.encodeKey(i, buffer, prefix.length)
+          run.encodeValue(i, value, 0)
+          batch.put(key.view(end), value)
+        } else {
+          const size = prefix.length + run.keySize(i) + 8
+          if (offset + size > slab.length) {
+            // a batch's entries outgrew its slab: the rest of it goes into a new one
+            slab = new Uint8Array(Math.max(SLAB_BYTES, size))
+            offset = 0
+          }
+          slab.set(prefix, offset)
+          const valueAt = run.encodeKey(i, slab, offset + prefix.length)
+          run.encodeValue(i, slab, valueAt)
+          batch.put(slab.subarray(offset, valueAt), slab.subarray(valueAt, valueAt + 8))
+          offset = valueAt + 8
         }
-        const valueAt = run.encode(i, prefix, slab, offset)
-        batch.put(slab.subarray(offset, valueAt), slab.subarray(valueAt, valueAt + 8))
-        offset = valueAt + 8
         if (batch.length >= BATCH_ENTRIES) {
           await inFlight
           throwIfAborted(signal)
           if (this.abandoned) return
           inFlight = batch.write()
           batch = this.db.batch()
+          shared = this.nothingKeepsPuts()
           // the batch before the one in flight is written: its slab is free again
           turn ^= 1
           slab = slabs[turn]!
@@ -291,5 +345,15 @@ export class EntryBulkWriter {
       // a batch left unwritten (an abort, a failure) is closed; closing a written one changes nothing
       await batch.close().catch(() => undefined)
     }
+  }
+
+  /**
+   * No prewrite hook and no 'write' listener: nothing holds on to a batch's
+   * keys and values once put() returns. (`noop` is how abstract-level's own
+   * batches tell a hook without functions; should it go, this answers no and
+   * every put gets bytes of its own again.)
+   */
+  private nothingKeepsPuts (): boolean {
+    return (this.db.hooks.prewrite as { noop?: unknown }).noop === true && this.db.listenerCount('write') === 0
   }
 }

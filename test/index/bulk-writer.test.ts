@@ -74,6 +74,25 @@ describe('EntryBulkWriter', () => {
     }
   })
 
+  it('gives every put bytes of its own while a write listener sees the puts', async () => {
+    const sub = state.sublevel('watched')
+    const seen: string[] = []
+    const listener = (ops: Array<{ type: string, key: Uint8Array, value?: Uint8Array }>): void => { for (const op of ops) seen.push(`${hex(op.key)}=${hex(op.value!)}`) }
+    state.db.on('write', listener)
+    try {
+      const all = entries(1000)
+      const writer = new EntryBulkWriter(state.db, sub)
+      for (const e of all) writer.put(e.hash, e.key, e.value)
+      await writer.finish()
+      const prefix = hex(new TextEncoder().encode(sub.prefix))
+      const expected = all.map(e => `${prefix}${be64(e.hash)}${hex(e.key)}=${be64(e.value)}`).sort()
+      expect([...seen].sort()).toEqual(expected)
+      expect(await contents(sub)).toHaveLength(1000)
+    } finally {
+      state.db.off('write', listener)
+    }
+  })
+
   it('ends a run at its key-byte budget', async () => {
     const sub = state.sublevel('bytes')
     const writer = new EntryBulkWriter(state.db, sub, { runKeyBytes: 64 })
