@@ -45,6 +45,8 @@ export type ViewTally = Record<'listMany' | 'getRows', CallTally>
 export interface SideBuild {
   /** PgStore.open + DigestIndex.start, in this process. */
   ms: number
+  /** CPU time this process spent on it, all its threads (JS, libuv, LevelDB). */
+  cpuMs: number
   rssBefore: number
   rssPeak: number
   rssSamples: number
@@ -154,12 +156,14 @@ async function main (): Promise<void> {
       if (message.type === 'build') {
         const sampler = new RssSampler(RSS_SAMPLE_MS)
         const rssBefore = sampler.peak
+        const cpuBefore = process.cpuUsage()
         const { ms } = await timed(async () => { await store.open(); await index.start() })
+        const cpu = process.cpuUsage(cpuBefore)
         sampler.stop()
         const { root } = index.tree
         send({
           type: 'built',
-          build: { ms, rssBefore, rssPeak: sampler.peak, rssSamples: sampler.samples, after: memorySnapshot(), treeRows: index.tree.rowCount, treeDepth: index.tree.depth, root: { count: root.count, sum: root.sum } }
+          build: { ms, cpuMs: (cpu.user + cpu.system) / 1000, rssBefore, rssPeak: sampler.peak, rssSamples: sampler.samples, after: memorySnapshot(), treeRows: index.tree.rowCount, treeDepth: index.tree.depth, root: { count: root.count, sum: root.sum } }
         })
       } else if (message.type === 'sync') {
         send({ type: 'synced', repair: await repair(message.port, message.sourceRoot) })

@@ -23,6 +23,7 @@
  * Every database made here is dropped at the end, also on failure.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
 import { fileURLToPath } from 'node:url'
@@ -155,9 +156,23 @@ interface FirstPass {
   treeDepth: number
   /** Each side's process, sampled during its build. */
   memory: { sot: SideBuild, replica: SideBuild }
+  /** The whole machine's CPU (every core, every process) while both builds ran: busy and available, in CPU ms. */
+  buildsCpu: { busyMs: number, allMs: number }
   indexBytes: number
   rootsEqual: boolean
   digests: { sot: TableDigest, replica: TableDigest }
+}
+
+/** CPU time of the whole machine so far from /proc/stat, in ms: busy (user, nice, system, irq, softirq, steal) and all. */
+function machineCpu (): { busyMs: number, allMs: number } {
+  try {
+    const [user, nice, system, idle, iowait, irq, softirq, steal] = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number) as number[]
+    const tick = 1000 / 100 // USER_HZ is 100 on Linux
+    const busy = user! + nice! + system! + irq! + softirq! + steal!
+    return { busyMs: busy * tick, allMs: (busy + idle! + iowait!) * tick }
+  } catch {
+    return { busyMs: Number.NaN, allMs: Number.NaN }
+  }
 }
 
 const SIDE = fileURLToPath(new URL('./pg-first-pass-side.ts', import.meta.url))
@@ -224,11 +239,14 @@ async function firstPass (dbs: BenchDatabases, root: string): Promise<FirstPass>
     const [{ port }] = await Promise.all([sot.next('ready'), replica.next('ready')])
 
     progress('4a: index builds over "one" and "two", at the same time, one process each (PgStore.open + DigestIndex.start, a full scan each)')
+    const cpuBefore = machineCpu()
     const { value: [sotBuilt, replicaBuilt], ms: indexBuildsMs } = await timed(async () => {
       sot.send({ type: 'build' })
       replica.send({ type: 'build' })
       return await Promise.all([sot.next('built'), replica.next('built')])
     })
+    const cpuAfter = machineCpu()
+    const buildsCpu = { busyMs: cpuAfter.busyMs - cpuBefore.busyMs, allMs: cpuAfter.allMs - cpuBefore.allMs }
 
     progress('4a: one exchange, replica against the SoT, then the restore and the replica index\'s catch-up')
     replica.send({ type: 'sync', port, sourceRoot: sotBuilt.build.root })
@@ -250,6 +268,7 @@ async function firstPass (dbs: BenchDatabases, root: string): Promise<FirstPass>
       treeRows: sotBuilt.build.treeRows,
       treeDepth: sotBuilt.build.treeDepth,
       memory: { sot: sotBuilt.build, replica: replicaBuilt.build },
+      buildsCpu,
       indexBytes: await directoryBytes(join(root, 'replica', 'agent', 'state')),
       rootsEqual: repair.rootsEqual,
       digests
@@ -576,7 +595,7 @@ export function postgresReport (r: PgResult): string {
   const phases = table(['phase', 'time', 'notes'], [
     ['index build, SoT ("one"): PgStore.open (capture triggers) + DigestIndex.start() (full COPY scan, index entries written), in the SoT agent\'s process', seconds(f.sotIndexMs), `${rate(r.rows, f.sotIndexMs)}; at the same time as the replica's`],
     ['index build, replica ("two"): the same, in the replica agent\'s process', seconds(f.replicaIndexMs), `${rate(r.rows - FIRST_DRIFT.deletes, f.replicaIndexMs)}; at the same time as the SoT's`],
-    ['both index builds, at the same time (wall)', seconds(f.indexBuildsMs), 'two processes (one per agent) and both PostgreSQL backends on this machine\'s two cores'],
+    ['both index builds, at the same time (wall)', seconds(f.indexBuildsMs), `two processes (one per agent) and both PostgreSQL backends on this machine's two cores; CPU: SoT process ${seconds(f.memory.sot.cpuMs)}, replica process ${seconds(f.memory.replica.cpuMs)}, whole machine ${seconds(f.buildsCpu.busyMs)} busy of ${seconds(f.buildsCpu.allMs)}`],
     ['exchange: runClientSync (replica process) / serveSync (SoT process) over loopback TCP', ms(f.exchangeMs), `${f.stats.roundTrips} round trips, ${int(exchangeBytes)} B; connect included`],
     ['planRestore + PgStore.apply', ms(f.applyMs), `${f.fixes} fix${f.fixes === 1 ? '' : 'es'}: ${int(f.result.upserts)} upserts, ${int(f.result.deletes)} deletes, one transaction each`],
     ['replica index catches up on the fix (change feed)', ms(f.catchUpMs), ''],
