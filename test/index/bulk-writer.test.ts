@@ -62,15 +62,15 @@ describe('EntryBulkWriter', () => {
   it('writes every entry under its hash and key, in runs of any size, as plain puts would', async () => {
     const all = entries(2500)
     const expected = all.map(e => `${be64(e.hash)}${hex(e.key)}=${be64(e.value)}`).sort()
-    for (const runEntries of [1, 7, 1000, 5000]) {
-      const sub = state.sublevel(`t${runEntries}`)
-      const writer = new EntryBulkWriter(state.db, sub, { runEntries })
+    for (const [runEntries, laterRunEntries] of [[1, 1], [7, 7], [1000, 1000], [1000, 300], [5000, 5000]] as const) {
+      const sub = state.sublevel(`t${runEntries}-${laterRunEntries}`)
+      const writer = new EntryBulkWriter(state.db, sub, { runEntries, laterRunEntries })
       for (let i = 0; i < all.length; i++) {
         writer.put(all[i]!.hash, all[i]!.key, all[i]!.value)
         if (i % 100 === 99) await writer.flush()
       }
       await writer.finish()
-      expect(await contents(sub), `runs of ${runEntries}`).toEqual(expected)
+      expect(await contents(sub), `runs of ${runEntries}, then ${laterRunEntries}`).toEqual(expected)
     }
   })
 
