@@ -695,6 +695,13 @@ export function postgresReport (r: PgResult): string {
     '',
     '### Memory',
     '',
-    memory
+    memory,
+    '',
+    '### Targets',
+    '',
+    table(['target', 'measured', 'result'], [
+      ['PostgreSQL: converge\'s first pass no slower than pg_comparator --synchronize --do-it', `${seconds(f.totalMs)} against ${seconds(c.ms)}`, passFail(f.totalMs <= c.ms)],
+      [`PostgreSQL steady state: a new drift of ${STEADY_DRIFT.updates + STEADY_DRIFT.deletes + STEADY_DRIFT.inserts} rows detected and repaired in under ${int(STEADY_TARGET_MS)} ms (median)`, ms(med), passFail(med < STEADY_TARGET_MS)]
+    ])
   ].join('\n')
 }
