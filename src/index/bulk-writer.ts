@@ -165,57 +165,8 @@ class EntryRun {
     this.length = i + 1
   }
 
-  /**
-   * The entries in descending key-hash order, as positions into the records.
-   *
-   * Why not just sort positions: the write then reads the records at random,
-   * a cache miss per entry. Instead the records are first moved into buckets
-   * by the top 16 bits of their hash (one pass in, a counting sort; the
-   * records come out grouped, buckets in descending order), and each bucket,
-   * a few dozen entries, is ordered where it lies; the write then reads the
-   * records nearly in sequence. A bucket of more than SMALL_BUCKET entries (a
-   * partitioned dataset's key hashes share their top 16 bits) is ordered by
-   * orderByU64.
-   */
-  order (): Uint32Array {
-    const n = this.length
-    const counts = new Uint32Array(RADIX + 1)
-    const hash = this.hashWords
-    for (let i = 0; i < n; i++) counts[RADIX - 1 - (hash[2 * i]! >>> RADIX_BITS) + 1]!++
-    for (let b = 1; b <= RADIX; b++) counts[b]! += counts[b - 1]!
-    const records = new Uint32Array(this.records.length)
-    const hashWords = new Uint32Array(hash.length)
-    const next = counts.slice(0, RADIX)
-    const from = this.records
-    for (let i = 0; i < n; i++) {
-      const to = next[RADIX - 1 - (hash[2 * i]! >>> RADIX_BITS)]!++
-      hashWords[2 * to] = hash[2 * i]!
-      hashWords[2 * to + 1] = hash[2 * i + 1]!
-      const a = i * RECORD_WORDS
-      const b = to * RECORD_WORDS
-      for (let w = 0; w < RECORD_WORDS; w++) records[b + w] = from[a + w]!
-    }
-    this.records = records
-    this.recordBytes = new Uint8Array(records.buffer)
-    this.hashWords = hashWords
-    const order = new Uint32Array(n)
-    for (let b = 0; b < RADIX; b++) {
-      const start = counts[b]!
-      const end = counts[b + 1]!
-      if (end - start <= SMALL_BUCKET) {
-        // insertion sort of the bucket's positions, by the hash descending (ties in their first order)
-        for (let i = start; i < end; i++) {
-          let j = i
-          while (j > start && after(hashWords, order[j - 1]!, i)) { order[j] = order[j - 1]!; j-- }
-          order[j] = i
-        }
-      } else {
-        const inBucket = orderByU64(hashWords.subarray(2 * start, 2 * end), end - start, true, 2, 0, 1)
-        for (let k = 0; k < inBucket.length; k++) order[start + k] = start + inBucket[k]!
-      }
-    }
-    return order
-  }
+  /** Entries in descending key-hash order. */
+  order (): Uint32Array { return orderByU64(this.hashWords, this.length, true, 2, 0, 1) }
 
   /** Writes entry i's hash (big-endian) and key at `at`; returns where they end. */
   encodeKey (i: number, out: Uint8Array, at: number): number {
@@ -276,16 +227,6 @@ class SharedKey {
   view (end: number): Uint8Array {
     return this.views[end] ??= this.buffer.subarray(0, end)
   }
-}
-
-/** Buckets up to this size are ordered by insertion (a million entries make buckets of about fifteen). */
-const SMALL_BUCKET = 64
-
-/** Whether entry a's hash is lower than entry b's (so in descending order b comes first). */
-function after (hashWords: Uint32Array, a: number, b: number): boolean {
-  const ah = hashWords[2 * a]!
-  const bh = hashWords[2 * b]!
-  return ah < bh || (ah === bh && hashWords[2 * a + 1]! < hashWords[2 * b + 1]!)
 }
 
 function putU32 (out: Uint8Array, at: number, v: number): number {

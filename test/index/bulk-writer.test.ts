@@ -93,28 +93,6 @@ describe('EntryBulkWriter', () => {
     }
   })
 
-  it('puts a run in descending key order, whether hashes spread or share their top 16 bits (a partition)', async () => {
-    const spread = entries(5000)
-    const shared = spread.map(e => ({ ...e, hash: (0xbeefn << 48n) | (e.hash & ((1n << 48n) - 1n)) }))
-    // threes that share their high 32 bits and differ in the low ones
-    const threes = spread.map((e, i) => ({ ...e, hash: (spread[i - (i % 3)]!.hash & ~0xffffffffn) | (e.hash & 0xffffffffn) }))
-    for (const [name, all] of [['spread', spread], ['shared', shared], ['threes', threes]] as const) {
-      const sub = state.sublevel(`order-${name}`)
-      const put: string[] = []
-      const listener = (ops: Array<{ key: Uint8Array }>): void => { for (const op of ops) put.push(hex(op.key)) }
-      state.db.on('write', listener)
-      try {
-        const writer = new EntryBulkWriter(state.db, sub)
-        for (const e of all) writer.put(e.hash, e.key, e.value)
-        await writer.finish()
-      } finally {
-        state.db.off('write', listener)
-      }
-      expect(put, name).toHaveLength(all.length)
-      expect(put, name).toEqual([...put].sort().reverse())
-    }
-  })
-
   it('ends a run at its key-byte budget', async () => {
     const sub = state.sublevel('bytes')
     const writer = new EntryBulkWriter(state.db, sub, { runKeyBytes: 64 })
