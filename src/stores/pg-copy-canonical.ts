@@ -19,16 +19,10 @@
  */
 import { CanonicalWriter } from '../digest/canonical-writer.ts'
 import type { RowCodec } from '../digest/row-codec.ts'
+import { BACKSLASH, INT2_OID, INT4_OID, INT8_OID, LETTER_N, MINUS, NEWLINE, TAB, ZERO } from './pg-copy.ts'
 import type { StoredRow } from './replica-store.ts'
 
-const TAB = 0x09
-const NEWLINE = 0x0a
-const BACKSLASH = 0x5c
-const MINUS = 0x2d
-const ZERO = 0x30
-const N = 0x4e
-
-const INT_OIDS = new Set([21, 23, 20])
+const INT_OIDS = new Set([INT2_OID, INT4_OID, INT8_OID])
 /** Digits a value may have and still be below 2^53 whatever they are. */
 const SAFE_DIGITS = 15
 
@@ -80,7 +74,7 @@ export function canonicalLineEncoder (columns: CanonicalColumns): ((line: Buffer
       }
       if ((stop === end) !== (c === n - 1)) return writer.abandon(start)
       starts[c] = writer.offset
-      if (stop - at === 2 && line[at] === BACKSLASH && line[at + 1] === N) {
+      if (stop - at === 2 && line[at] === BACKSLASH && line[at + 1] === LETTER_N) {
         if (!nullable[c]) return writer.abandon(start)
         writer.nil()
       } else if (kinds[c] === 'integer') {

@@ -28,15 +28,20 @@ export class CopyFormatError extends ConvergeError {
 /** How one field's text becomes the value a text-mode query would have returned. */
 type FieldDecoder = (line: Buffer, start: number, end: number) => unknown
 
-const TAB = 0x09
-const NEWLINE = 0x0a
-const BACKSLASH = 0x5c
-const MINUS = 0x2d
-const ZERO = 0x30
+/** Bytes of COPY's text format (also read by pg-copy-canonical.ts). */
+export const TAB = 0x09
+export const NEWLINE = 0x0a
+export const BACKSLASH = 0x5c
+export const MINUS = 0x2d
+export const ZERO = 0x30
+/** The N of `\N`, COPY's NULL. */
+export const LETTER_N = 0x4e
 
 /** PostgreSQL type oids whose text is a plain decimal that fits a double exactly (pg's parser: parseInt(text, 10)). */
-const INT2 = 21
-const INT4 = 23
+export const INT2_OID = 21
+export const INT4_OID = 23
+/** int8's text is a plain decimal too, exact as a double below 2^53. */
+export const INT8_OID = 20
 
 /** Undoes COPY's text escapes (`\\`, `\t`, `\n`, …, octal `\ooo`, hex `\xhh`, any other `\c` as `c`) at the byte level. */
 function unescapeField (line: Buffer, start: number, end: number): Buffer {
@@ -79,7 +84,7 @@ function fieldText (line: Buffer, start: number, end: number): string {
  */
 export function fieldDecoder (oid: number, parse: (text: string) => unknown, identity: (text: string) => unknown): FieldDecoder {
   if (parse === identity) return fieldText
-  if (oid === INT2 || oid === INT4) {
+  if (oid === INT2_OID || oid === INT4_OID) {
     return (line, start, end) => {
       let i = start
       const negative = line[i] === MINUS
@@ -115,7 +120,7 @@ export function decodeFields (line: Buffer, fields: readonly FieldDecoder[]): un
   return values
 }
 
-const isNull = (line: Buffer, start: number, stop: number): boolean => stop - start === 2 && line[start] === BACKSLASH && line[start + 1] === 0x4e /* N */
+const isNull = (line: Buffer, start: number, stop: number): boolean => stop - start === 2 && line[start] === BACKSLASH && line[start + 1] === LETTER_N
 
 export interface CopyRowsInit<T> {
   /** `COPY (SELECT …) TO STDOUT`, text format. */
