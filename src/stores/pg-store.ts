@@ -124,17 +124,6 @@ export async function readCatalogSchema (connectionString: string, table: string
   }
 }
 
-/** A client out of the pool, with its connection's failure (see PgStore.checkout). */
-interface CheckedOut {
-  client: pg.PoolClient
-  /** The connection's error, once it failed. */
-  failure: () => Error | undefined
-  /** `work`, or the connection's failure if that comes first (a request on a dead connection is never answered). */
-  untilFailure: <T>(work: Promise<T>) => Promise<T>
-  /** Back to the pool, or dropped when `err` is given or the connection failed. */
-  release: (err?: unknown) => void
-}
-
 export class PgStore implements ReplicaStore {
   readonly kind = 'postgres'
   readonly codec: RowCodec
@@ -168,6 +157,7 @@ export class PgStore implements ReplicaStore {
     // a client's connection can fail while no one listens: between statements of a checked-out client, or
     // while a new one is handed out (a termination in the same packet as its ready-for-query). Unheard, that
     // 'error' would end the process; the query under way, or the next one, reports it instead.
+    // (pg-pool itself drops a client whose connection is gone when it comes back; see releaseClient)
     this.pool.on('connect', client => { client.on('error', () => undefined) })
     let catalog
     try {
@@ -207,8 +197,7 @@ export class PgStore implements ReplicaStore {
   async * scan (options: { signal?: AbortSignal, batchSize?: number } = {}): AsyncGenerator<StoredRow[]> {
     const { signal } = options
     throwIfAborted(signal)
-    const held = await this.checkout()
-    const { client } = held
+    const client = await this.db().connect()
     const select = `SELECT ${this.selectList()} FROM ${this.table.sql}`
     let copy: CopyRows<StoredRow> | undefined
     let committed = false
@@ -216,8 +205,8 @@ export class PgStore implements ReplicaStore {
     const onAbort = (): void => copy?.stop(new AbortedError())
     signal?.addEventListener('abort', onAbort, { once: true })
     try {
-      await held.untilFailure(client.query('BEGIN'))
-      const { fields } = await held.untilFailure(client.query({ text: `${select} LIMIT 0`, rowMode: 'array' }))
+      await client.query('BEGIN')
+      const { fields } = await client.query({ text: `${select} LIMIT 0`, rowMode: 'array' })
       throwIfAborted(signal)
       copy = new CopyRows({ text: `COPY (${select}) TO STDOUT`, decode: this.copyLineDecoder(fields.map(f => f.dataTypeID)), batchSize: options.batchSize ?? SCAN_BATCH_ROWS })
       // a connection that fails mid-COPY fails the COPY (pg hands the error to the active query)
@@ -228,7 +217,7 @@ export class PgStore implements ReplicaStore {
         if (rows === undefined) break
         yield rows
       }
-      await held.untilFailure(client.query('COMMIT'))
+      await client.query('COMMIT')
       committed = true
     } catch (err) {
       failure = err
@@ -240,7 +229,7 @@ export class PgStore implements ReplicaStore {
         if (copy !== undefined && !copy.ended) client.connection.stream.destroy()
         failure ??= new StoreUnavailableError(`scan of ${this.table.tag} left before its end`)
       }
-      held.release(failure)
+      releaseClient(client, failure)
     }
   }
 
@@ -253,8 +242,7 @@ export class PgStore implements ReplicaStore {
   async apply (request: ApplyRequest, options: { signal?: AbortSignal } = {}): Promise<ApplyResult> {
     const upsertRows = request.upserts.map(r => this.codec.decodeRow(r))
     const keys = [...upsertRows.map(r => this.codec.decodeKey(this.codec.encodeKey(r))), ...request.deletes.map(k => this.codec.decodeKey(k))]
-    const held = await this.checkout()
-    const { client } = held
+    const client = await this.db().connect()
     let failure: unknown
     try {
       throwIfAborted(options.signal)
@@ -287,7 +275,7 @@ export class PgStore implements ReplicaStore {
       await client.query('ROLLBACK').catch(() => undefined)
       throw err
     } finally {
-      held.release(failure)
+      releaseClient(client, failure)
     }
   }
 
@@ -329,36 +317,6 @@ export class PgStore implements ReplicaStore {
     return Number(rows[0]?.n ?? 0)
   }
 
-  /**
-   * A pool client for work that spans several queries. The pool listens for a
-   * client's connection errors only while it is idle; an 'error' on a client
-   * checked out with no listener would end the process (a backend terminated
-   * between two statements of a fix). So one listens here, and a client that
-   * failed is dropped on release instead of going back to the pool.
-   */
-  private async checkout (): Promise<CheckedOut> {
-    const client = await this.db().connect()
-    let failure: Error | undefined
-    let failed: (err: Error) => void = () => undefined
-    const failing = new Promise<never>((_resolve, reject) => { failed = reject })
-    failing.catch(() => undefined)
-    const onError = (err: Error): void => { failure ??= err; failed(err) }
-    const onEnd = (): void => { onError(new StoreUnavailableError(`PostgreSQL connection for ${this.table.tag} closed`)) }
-    client.on('error', onError)
-    client.on('end', onEnd)
-    return {
-      client,
-      failure: () => failure,
-      untilFailure: async <T>(work: Promise<T>): Promise<T> => await Promise.race([work, failing]),
-      release: (err?: unknown) => {
-        client.off('error', onError)
-        client.off('end', onEnd)
-        const cause = err ?? failure
-        client.release(cause === undefined ? undefined : cause instanceof Error ? cause : new Error(String(cause)))
-      }
-    }
-  }
-
   private db (): pg.Pool {
     if (this.pool === undefined) throw new StoreNotOpenError(`PostgreSQL store ${this.table.tag}`)
     return this.pool
@@ -366,8 +324,7 @@ export class PgStore implements ReplicaStore {
 
   /** Creates the change log, the capture triggers and this store's identity, once per table (idempotent). */
   private async installCapture (): Promise<void> {
-    const held = await this.checkout()
-    const { client } = held
+    const client = await this.db().connect()
     let failure: unknown
     const slug = this.table.tag.replace(/[^A-Za-z0-9_]/g, '_')
     const keyObject = (rec: string): string => `jsonb_build_object(${this.keyColumns.map(c => `${literal(c.name)}, ${keyJsonExpr(`${rec}.${quote(c.name)}`, c.pgType)}`).join(', ')})`
@@ -416,7 +373,7 @@ export class PgStore implements ReplicaStore {
       await client.query('ROLLBACK').catch(() => undefined)
       throw err
     } finally {
-      held.release(failure)
+      releaseClient(client, failure)
     }
   }
 
@@ -543,6 +500,11 @@ function toPgJson (v: Value | Date | undefined, c: ColumnInfo): unknown {
   if (typeof v === 'number' && !Number.isFinite(v)) return String(v)
   if (c.type === 'timestamp' && typeof v === 'number') return new Date(v).toISOString()
   return v
+}
+
+/** Back to the pool; dropped instead when the work on it failed (its session may be in any state). */
+function releaseClient (client: pg.PoolClient, failure: unknown): void {
+  client.release(failure === undefined ? undefined : failure instanceof Error ? failure : new Error(String(failure)))
 }
 
 function isJsonColumn (c: ColumnInfo): boolean { return /^jsonb?$/.test(c.pgType) }
