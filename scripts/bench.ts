@@ -28,7 +28,7 @@ import { fileURLToPath } from 'node:url'
 import { encodeOrders, indexingReport, measureIndexing } from './bench/indexing.ts'
 import { gcAvailable } from './bench/memory.ts'
 import { parseOptions, type BenchOptions } from './bench/options.ts'
-import { checkPostgres, measurePostgres, postgresReport, postgresSkipped } from './bench/postgres.ts'
+import { checkPostgres, checkServer, measurePostgres, postgresReport, postgresSkipped } from './bench/postgres.ts'
 import { CONVERGE_ROWS, convergenceReport, measureConvergence, QUICK_CONVERGE_ROWS } from './bench/convergence.ts'
 import { int, progress, seconds, table } from './bench/report.ts'
 import { measureScale, QUICK_SCALE_SIZES, SCALE_SIZES, scaleReport } from './bench/scale.ts'
@@ -67,14 +67,13 @@ async function postgresSection (options: BenchOptions): Promise<string> {
 async function convergenceSection (options: BenchOptions): Promise<string> {
   const heading = '## 5. Converging 3 regions at 1 % drift, against a full copy'
   if (options.pg === 'off') return `${heading}\n\nSkipped: left out (--no-pg or BENCH_PG=0).`
-  const availability = await checkPostgres(options.pgUrl)
-  // pg_comparator is not needed here: only a server and psql
-  if (!availability.ok && !/pg_comparator/.test(availability.why)) {
+  const availability = await checkServer(options.pgUrl)
+  if (!availability.ok) {
     if (options.pg === 'on') throw new Error(`the convergence section cannot run: ${availability.why}`)
     progress(`5: skipped: ${availability.why}`)
     return `${heading}\n\nSkipped: ${availability.why}.`
   }
-  const { value, ms } = await timed(async () => await measureConvergence(options.pgUrl, options.quick ? QUICK_CONVERGE_ROWS : CONVERGE_ROWS))
+  const { value, ms } = await timed(async () => await measureConvergence(options.pgUrl, options.quick ? QUICK_CONVERGE_ROWS : CONVERGE_ROWS, availability.psql))
   return `${convergenceReport(value)}\n\nSection wall time: ${seconds(ms)}.`
 }
 

@@ -23,7 +23,7 @@ import { join } from 'node:path'
 import { parseScenario } from '../../cluster/scenario.ts'
 import { runScenario } from '../../cluster/scenario-runner.ts'
 import type { RunReport } from '../../cluster/report.ts'
-import { findTool, libpqEnv, sqlOnce } from './pg-databases.ts'
+import { libpqEnv, sqlOnce } from './pg-databases.ts'
 import { bytes, fixed, int, passFail, progress, seconds, table } from './report.ts'
 import { makeTempDir, removeTempDir } from './temp-dirs.ts'
 
@@ -112,9 +112,8 @@ async function dropDatabases (adminUrl: string, urls: Iterable<string>): Promise
   }
 }
 
-export async function measureConvergence (adminUrl: string, rows: number): Promise<ConvergenceResult> {
-  const psql = await findTool('psql')
-  if (psql === undefined) throw new Error('psql is not installed: the full copy cannot run')
+/** `psql`: the client that runs the full copy (checkServer found it). */
+export async function measureConvergence (adminUrl: string, rows: number, psql: string): Promise<ConvergenceResult> {
   const scenario = parseScenario(scenarioText(rows), 'bench-converge-vs-copy', { set: [`postgres=${adminUrl}`] })
   const outDir = await makeTempDir('converge')
   let urls = new Map<string, string>()

@@ -65,10 +65,9 @@ function redact (url: string): string {
 }
 
 /** Whether this section can run: client tools installed, the server answering, pgcmp available, a superuser. */
-export async function checkPostgres (adminUrl: string): Promise<PgAvailability> {
-  const [pgComparator, pgbench, psql] = await Promise.all([findTool('pg_comparator'), findTool('pgbench'), findTool('psql')])
-  if (pgComparator === undefined) return { ok: false, why: 'pg_comparator is not installed (Debian: apt-get install postgresql-comparator)' }
-  if (pgbench === undefined) return { ok: false, why: 'pgbench is not installed' }
+/** Whether a PostgreSQL server answers at adminUrl as a superuser, with psql beside it: what sections 4 and 5 both need. */
+export async function checkServer (adminUrl: string): Promise<{ ok: true, psql: string, server: string, pgcmp: boolean } | { ok: false, why: string }> {
+  const psql = await findTool('psql')
   if (psql === undefined) return { ok: false, why: 'psql is not installed' }
   let info: { version: string, superuser: boolean, pgcmp: boolean, user: string }
   try {
@@ -80,9 +79,19 @@ export async function checkPostgres (adminUrl: string): Promise<PgAvailability> 
   } catch (err) {
     return { ok: false, why: `PostgreSQL does not answer at ${redact(adminUrl)} (${(err as Error).message})` }
   }
-  if (!info.pgcmp) return { ok: false, why: 'the server lacks the pgcmp extension (pg_comparator\'s checksum functions; Debian: postgresql-comparator on the server host)' }
   if (!info.superuser) return { ok: false, why: `role ${info.user} is not a superuser (needed for CREATE DATABASE and CREATE EXTENSION pgcmp)` }
-  return { ok: true, tools: { pgbench, pgComparator, psql }, server: `PostgreSQL ${info.version}` }
+  return { ok: true, psql, server: `PostgreSQL ${info.version}`, pgcmp: info.pgcmp }
+}
+
+/** Section 4 needs the server, pgbench and pg_comparator (client and the server's pgcmp extension). */
+export async function checkPostgres (adminUrl: string): Promise<PgAvailability> {
+  const [pgComparator, pgbench] = await Promise.all([findTool('pg_comparator'), findTool('pgbench')])
+  if (pgComparator === undefined) return { ok: false, why: 'pg_comparator is not installed (Debian: apt-get install postgresql-comparator)' }
+  if (pgbench === undefined) return { ok: false, why: 'pgbench is not installed' }
+  const server = await checkServer(adminUrl)
+  if (!server.ok) return server
+  if (!server.pgcmp) return { ok: false, why: 'the server lacks the pgcmp extension (pg_comparator\'s checksum functions; Debian: postgresql-comparator on the server host)' }
+  return { ok: true, tools: { pgbench, pgComparator, psql: server.psql }, server: server.server }
 }
 
 // ---------------------------------------------------------------- data
