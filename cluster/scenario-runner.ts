@@ -68,9 +68,9 @@ function deepMerge (base: Record<string, unknown>, over: Record<string, unknown>
 /**
  * Level with the source: every region's root equals the serving source's,
  * and each is in sync (or is the source). `written` holds, per
- * "region/dataset", the store change seq of the last drift written there
- * during the run: until the agent's index has taken it in, the agent still
- * shows the roots from before it, which may well agree.
+ * "region/dataset", the store change seq of the last drift or live-load
+ * batch written there during the run: until the agent's index has taken it
+ * in, the agent still shows the roots from before it, which may well agree.
  */
 export function converged (s: Sample | undefined, primary: string, datasets: string[], written: ReadonlyMap<string, number> = new Map()): boolean {
   if (s === undefined) return false
@@ -258,6 +258,11 @@ export async function runScenario (scenario: Scenario, options: RunOptions): Pro
       if (d.at === undefined && d.rowsPerSecond === undefined) return // before start: every index is built over it
       for (const [region, inj] of injectors[i]!) if (inj.lastSeq > 0) written.set(`${region}/${d.dataset}`, Math.max(written.get(`${region}/${d.dataset}`) ?? 0, inj.lastSeq))
     })
+    // the live load writes on the source: until its index has taken in the last batch, the replicas agree with a source that is behind its own store
+    if (load !== undefined && load.lastSeq > 0) {
+      const place = `${scenario.load!.region}/${scenario.load!.dataset}`
+      written.set(place, Math.max(written.get(place) ?? 0, load.lastSeq))
+    }
     while (Date.now() - quietAt < scenario.expect.convergeWithin && !signal.aborted) {
       const before = observer.samples.length
       await sleep(scenario.pollEvery, signal)
