@@ -94,6 +94,13 @@ export class ChangesTrimmedError extends ConvergeError {
   }
 }
 
+/** An index page record that does not parse: the digest index is damaged and is rebuilt from its store. */
+export class IndexPageFormatError extends ConvergeError {
+  constructor (detail: string) {
+    super('CONVERGE_INDEX_PAGE_FORMAT', `index page damaged: ${detail}; the index is rebuilt from its store`)
+  }
+}
+
 /** Thrown when a store's table does not match the dataset schema (a missing column, no primary key). */
 export class StoreSchemaError extends ConvergeError {
   constructor (message: string) { super('CONVERGE_STORE_SCHEMA', message) }

@@ -137,8 +137,8 @@ export class CompactReplica implements ReplicaView {
     while (lo < hi) { const mid = (lo + hi) >>> 1; if (hashes[mid]! < start) lo = mid + 1; else hi = mid }
     const out: IndexEntry[] = []
     for (let i = lo; i < hashes.length && hashes[i]! < end; i++) {
-      const keyHash = hashes[i]!; const rowDigest = this.e.digest[i]!
-      out.push({ keyHash, key: encodeKey(this.e.id[i]!), rowDigest, entry: entryHash(keyHash, rowDigest) })
+      const keyHash = hashes[i]!
+      out.push({ keyHash, key: encodeKey(this.e.id[i]!), entry: entryHash(keyHash, this.e.digest[i]!) })
     }
     return out
   }

@@ -127,6 +127,8 @@ export interface SyncReport {
   waiting: number
   /** An exchange stopped at its row limit: more drift is left for the next sync. */
   truncated: boolean
+  /** Every fix applied was taken into the index at once: the sync need not wait for the change feed to bring its writes back. */
+  indexed: boolean
 }
 
 /**
@@ -378,7 +380,7 @@ export class DatasetReplica {
     const signal = AbortSignal.any([this.stopping.signal, AbortSignal.timeout(this.timeoutMs)])
     const correlationId = randomUUID()
     const session: Session = { sourceRegion, peerId, correlationId, signal, log: this.host.log.child({ dataset: this.name, cid: correlationId, source: sourceRegion }) }
-    const report: SyncReport = { correlationId, sourceRegion, missing: 0, changed: 0, extra: 0, unresolved: 0, fixes: 0, roundTrips: 0, bytesSent: 0, bytesReceived: 0, waiting: 0, truncated: false }
+    const report: SyncReport = { correlationId, sourceRegion, missing: 0, changed: 0, extra: 0, unresolved: 0, fixes: 0, roundTrips: 0, bytesSent: 0, bytesReceived: 0, waiting: 0, truncated: false, indexed: true }
     if (!this.codec.partitioned) {
       const { result } = await this.exchange(session, report, {})
       await this.repair(session, report, result)
@@ -389,7 +391,8 @@ export class DatasetReplica {
       const limit = pLimit(PARTITION_CONCURRENCY)
       await Promise.all(due.map(async bucket => await limit(async () => { await this.syncPartition(session, report, bucket) })))
     }
-    await this.compare.index.catchUp({ signal })
+    // the fixes' writes must show in the tree before the roots are compared again, or the same drift would be found again
+    if (report.fixes === 0 || !report.indexed) await this.compare.index.catchUp({ signal })
     return report
   }
 
@@ -470,6 +473,7 @@ export class DatasetReplica {
       correlationId: session.correlationId, sourceRegion: session.sourceRegion, partition: partition?.value, totalRows, signal: session.signal, log: session.log
     }))
     const fixes = outcome.fixIds.length
+    if (!outcome.indexed) report.indexed = false
     this.counters.fixes += fixes
     this.counters.rowsUpserted += outcome.rowsUpserted
     this.counters.rowsDeleted += outcome.rowsDeleted

@@ -11,8 +11,10 @@
  */
 import { randomUUID } from 'node:crypto'
 import { applyFixOnce, type FixPlan } from '../audit/apply-fix.ts'
+import { fixKeys } from '../audit/fix-rows.ts'
 import type { AuditLog } from '../audit/audit-log.ts'
 import { withFixLock } from '../audit/fix-lock.ts'
+import type { DigestIndex } from '../index/digest-index.ts'
 import { settleFix } from '../audit/settle.ts'
 import { tick, type VectorClock } from '../audit/vector-clock.ts'
 import type { DatasetConfig } from '../config/schema.ts'
@@ -46,12 +48,14 @@ export interface RepairOutcome {
   rowsDeleted: number
   /** The review the fix waits in, when it went to review. */
   review?: ReviewItem
+  /** Every fix applied was taken into the digest index at once (DigestIndex.takeApplied): no need to wait for the change feed. */
+  indexed: boolean
 }
 
 export interface RepairerInit {
   config: DatasetConfig
   /** The codec and store fixes are written through: the dataset's own, or a comparison view while the schemas differ. */
-  view: () => { codec: RowCodec, store: ReplicaStore }
+  view: () => { codec: RowCodec, store: ReplicaStore, index?: Pick<DigestIndex, 'takeApplied'> }
   /** Rows per second repairs may write into this store. */
   budget: RowBudget
   state: StateDb
@@ -158,10 +162,12 @@ export class Repairer {
       heldKeys: this.heldKeys
     })
     if (decision.sightings.size === 0) this.sightings.delete(place); else this.sightings.set(place, decision.sightings)
-    const outcome: RepairOutcome = { decision, fixIds: [], rowsUpserted: 0, rowsDeleted: 0 }
+    const outcome: RepairOutcome = { decision, fixIds: [], rowsUpserted: 0, rowsDeleted: 0, indexed: true }
     this.lastDecision = { at: Date.now(), partition: ctx.partition, action: decision.action, reasons: decision.reasons, drift: decision.drift, deferred: decision.deferred }
     if (decision.action === 'apply') {
-      Object.assign(outcome, await this.applyFixes(decision.fixes, { ...ctx, rule: config.rule, by: 'converge' }))
+      // the rows the policy saw are the fixes' before-images: no second read of them
+      const seen = new Map(rows.map(r => [hexOf(r.key), r.local ?? null]))
+      Object.assign(outcome, await this.applyFixes(decision.fixes, { ...ctx, rule: config.rule, by: 'converge', seen }))
     } else if (decision.action === 'review') {
       const upserts = decision.fixes.flatMap(f => f.upserts)
       const deletes = decision.fixes.flatMap(f => f.deletes)
@@ -191,8 +197,12 @@ export class Repairer {
    * go into its intent, so a restart can tell whether a fix without a commit
    * was applied.
    */
-  async applyFixes (fixes: readonly PlannedFix[], meta: { correlationId: string, sourceRegion: string, partition?: string, rule: string, by: string, reviewId?: string, signal?: AbortSignal, log: Logger }): Promise<{ fixIds: string[], rowsUpserted: number, rowsDeleted: number }> {
-    const out = { fixIds: [] as string[], rowsUpserted: 0, rowsDeleted: 0 }
+  async applyFixes (fixes: readonly PlannedFix[], meta: {
+    correlationId: string, sourceRegion: string, partition?: string, rule: string, by: string, reviewId?: string, signal?: AbortSignal, log: Logger
+    /** This replica's rows by key (hex), as read just before the fixes were planned: their before-images. */
+    seen?: ReadonlyMap<string, Uint8Array | null>
+  }): Promise<{ fixIds: string[], rowsUpserted: number, rowsDeleted: number, indexed: boolean }> {
+    const out = { fixIds: [] as string[], rowsUpserted: 0, rowsDeleted: 0, indexed: true }
     if (fixes.length > 0) await this.settleLeftovers(meta.signal)
     for (const fix of this.paced(fixes)) {
       if (meta.signal?.aborted === true) break
@@ -202,18 +212,22 @@ export class Repairer {
       const plan: FixPlan = {
         fixId: randomUUID(), correlationId: meta.correlationId, dataset: this.init.config.name, region: this.init.region, clock,
         sourceRegion: meta.sourceRegion, rule: meta.rule, by: meta.by, upserts: fix.upserts, deletes: fix.deletes,
+        ...this.seenBefore(fix, meta.seen),
         ...(meta.partition === undefined ? {} : { partition: meta.partition }), ...(meta.reviewId === undefined ? {} : { reviewId: meta.reviewId })
       }
       // said before the write: the write's own change event may find the replica level with its source already
       this.init.metrics?.fixing(this.init.config.name)
       let commit
+      const view = this.init.view()
       try {
-        ({ commit } = await applyFixOnce({ audit: this.init.audit, store: this.init.view().store, fix: plan, signal: meta.signal }))
+        ({ commit } = await applyFixOnce({ audit: this.init.audit, store: view.store, fix: plan, signal: meta.signal }))
       } catch (err) {
         // its intent may be left without an outcome (the store went away mid-write): settled once the store is back
         this.leftovers.add(plan.fixId)
         throw err
       }
+      // committed: the index takes the fix now rather than when the change feed brings it back
+      if (view.index === undefined || !await view.index.takeApplied(fix)) out.indexed = false
       out.fixIds.push(plan.fixId)
       out.rowsUpserted += fix.upserts.length
       out.rowsDeleted += fix.deletes.length
@@ -223,6 +237,18 @@ export class Repairer {
       meta.log.info({ fixId: plan.fixId, upserts: fix.upserts.length, deletes: fix.deletes.length, storeSeq: commit.storeSeq, by: meta.by }, 'fix applied')
     }
     return out
+  }
+
+  /** A fix's before-images from the rows seen while planning it, when every key of it was seen; else none (they are read). */
+  private seenBefore (fix: PlannedFix, seen: ReadonlyMap<string, Uint8Array | null> | undefined): { before?: Array<Uint8Array | null> } {
+    if (seen === undefined) return {}
+    const before: Array<Uint8Array | null> = []
+    for (const key of fixKeys(fix, this.init.view().codec)) {
+      const row = seen.get(hexOf(key))
+      if (row === undefined) return {}
+      before.push(row)
+    }
+    return { before }
   }
 
   /** With a rows-per-second budget, fixes are cut to at most one second's worth each, so writes come in an even stream. */

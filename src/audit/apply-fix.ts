@@ -2,8 +2,9 @@
  * Applying one fix, audited and at most once per fix id:
  *
  *   1. the fix id already has a commit → nothing is read, written or appended;
- *   2. otherwise: read the rows (before-images), append the intent, apply the
- *      fix as one store batch, append the commit.
+ *   2. otherwise: read the rows (before-images; or take them from the caller,
+ *      who read them just before planning the fix), append the intent,
+ *      apply the fix as one store batch, append the commit.
  *
  * So retrying a fix (an approval sent twice, a caller that lost the answer)
  * is harmless. A fix id whose earlier attempt has no commit (it was aborted,
@@ -13,7 +14,7 @@ import { throwIfAborted } from '../errors.ts'
 import type { ApplyResult, ReplicaStore } from '../stores/replica-store.ts'
 import type { AuditEntry, AuditLog, AuditRecord } from './audit-log.ts'
 import { withFixLock } from './fix-lock.ts'
-import { afterImages, beforeImages, fixIdentity, fixKeys, mergedBefore } from './fix-rows.ts'
+import { afterImages, beforeImages, fixIdentity, fixKeys, mergedBefore, type RowImage } from './fix-rows.ts'
 import { settleFix } from './settle.ts'
 
 /** A fix to apply: what its intent records, with its rows. */
@@ -22,6 +23,15 @@ export interface FixPlan extends Omit<AuditRecord, 'kind' | 'before' | 'storeSeq
   upserts: Uint8Array[]
   /** Canonical keys to delete. */
   deletes: Uint8Array[]
+  /**
+   * This replica's rows for the fix's keys (fixKeys order), read just before
+   * the fix was planned: the intent records them as its before-images
+   * instead of reading them again. Like a read here, they may be overtaken
+   * by a write before the fix lands; settling a fix left in flight then
+   * finds neither state and finishes it (settle.ts). The commit records the
+   * before-images the store read under lock while applying.
+   */
+  before?: RowImage[]
 }
 
 export interface FixResult {
@@ -46,7 +56,8 @@ export async function applyFixOnce (init: ApplyFixInit): Promise<FixResult> {
     if (known?.commit !== undefined) return { applied: false, intent: known.intent, commit: known.commit }
     const keys = fixKeys(fix, store.codec)
     const after = afterImages(fix)
-    const before = (await store.get(keys, { signal })).map(row => row ?? null)
+    const before = fix.before ?? (await store.get(keys, { signal })).map(row => row ?? null)
+    if (before.length !== keys.length) throw new RangeError(`a fix of ${keys.length} rows came with ${before.length} before-images`)
     throwIfAborted(signal)
     const common = { ...fixIdentity(fix as AuditRecord), reason: fix.reason }
     const intent = await audit.append({ ...common, kind: 'intent', detected: fix.detected, upserts: fix.upserts, deletes: fix.deletes, before })

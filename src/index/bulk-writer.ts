@@ -1,39 +1,26 @@
 /**
- * Bulk loading of index entries (keyHash ‖ key → 8-byte big-endian value)
- * into one sublevel, for a full index rebuild.
+ * Bulk loading of index pages (page.ts) for a full index rebuild: an
+ * external sort of the scanned entries by key hash, with bounded memory.
  *
- * Entries are gathered into runs held in typed arrays and each run is written
- * in key order. LevelDB takes keys in order far more cheaply than in random
- * order (and a scan in the store's order gives random key hashes): random
- * keys make every memtable flush overlap every other, so LevelDB merges them
- * again and again in the background, while ordered keys flush into tables
- * that overlap nothing and are never rewritten, and the memtable inserts stay
- * in cache. On a million entries that was about a second of CPU less, and
- * reads of the new index right after the build were faster too. A table that
- * fits one run (RUN_MAX_ENTRIES) is written as one ordered sequence; a larger
- * one as several, each ordered.
+ * Entries are gathered into runs held in typed arrays. A table that fits
+ * one run (RUN_MAX_ENTRIES, a million rows) is ordered in memory and written
+ * page by page. A larger one is spilled: each full run is ordered and written
+ * to a file while the next one fills (at most two runs are held), and at the
+ * end the files are merged, page by page, into the index. Pages are written
+ * in ascending key order, so LevelDB flushes them into tables that overlap
+ * nothing and are never rewritten (the index's meta record, written just
+ * before, sorts below every page).
  *
- * The order is descending: the first memtable of a build also holds the
- * index's "incomplete" mark, written just before, whose key (the meta
- * sublevel, `…:m`) sorts after every entry (`…:e`). Written ascending, that
- * first table would span the whole range of entries still to come, each
- * later table would overlap it, and LevelDB would compact them all once;
- * written descending, each later table lies below every earlier one.
- *
- * While a full run is written the next one fills, so the store's scan goes on
- * during the write; at most two runs are held, which bounds the memory. Runs
- * after the first are smaller (LATER_RUN_ENTRIES): a table that outgrows the
- * first run is written as several overlapping runs anyway, which LevelDB
- * merges, and two small runs take a fraction of the memory of two large ones
- * (a ten-million-row build peaked about 70 MB lower).
- *
- * Puts go to the root database's chained batch with the sublevel prefix
- * already in the key: classic-level's chained batch hands each put straight
- * to the native LevelDB batch, whereas a sublevel's chained batch collects
- * one op object per put and has both the sublevel and the root re-check and
- * re-prefix them all at write time.
+ * The page level is only known at the end, from the row count (the tree's
+ * depth): runs are kept in entry order, and pages are cut as they are written.
+ * Runs after the first are smaller (LATER_RUN_ENTRIES): two small runs take a
+ * fraction of the memory of two large ones.
  */
-import { throwIfAborted } from '../errors.ts'
+import { randomUUID } from 'node:crypto'
+import { mkdir, open, rm, type FileHandle } from 'node:fs/promises'
+import { join } from 'node:path'
+import { IndexPageFormatError, throwIfAborted } from '../errors.ts'
+import { ENTRY_HEAD_MAX, nodeOfHigh, PAGE_KEY_BYTES, putVarint, varintSize } from './page.ts'
 import type { ByteSublevel, StateDb } from './state-db.ts'
 
 /** Entries of the first run: 40 bytes each and 8 more while it is ordered, about 50 MB (a table of up to a million rows is one run). */
@@ -42,10 +29,10 @@ export const RUN_MAX_ENTRIES = 1 << 20
 export const LATER_RUN_ENTRIES = 1 << 18
 /** Bytes of keys too long for an entry's record in one run, for tables with long keys. */
 export const RUN_MAX_KEY_BYTES = 32 << 20
-/** Entries per LevelDB write. */
-const BATCH_ENTRIES = 20_000
-/** Bytes of keys and values of one batch (prefix, hash, key and value: about 40 bytes an entry with small keys). */
-const SLAB_BYTES = 1 << 20
+/** Bytes of pages per LevelDB write. */
+const BATCH_BYTES = 4 << 20
+/** Bytes read from or written to a spill file at a time. */
+const SPILL_IO_BYTES = 1 << 20
 
 /** Which 32-bit half of a BigUint64Array element is the high one, in this platform's byte order. */
 const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1
@@ -165,32 +152,51 @@ class EntryRun {
     this.length = i + 1
   }
 
-  /** Entries in descending key-hash order. */
-  order (): Uint32Array { return orderByU64(this.hashWords, this.length, true, 2, 0, 1) }
+  /** Entries in ascending key-hash order, equal hashes by key bytes (as a page holds them). */
+  order (): Uint32Array {
+    const order = orderByU64(this.hashWords, this.length, false, 2, 0, 1)
+    const h = this.hashWords
+    // equal 64-bit hashes are astronomically rare, but a page orders them by key: so do the runs
+    for (let a = 0; a + 1 < order.length;) {
+      let b = a + 1
+      while (b < order.length && h[2 * order[b]!] === h[2 * order[a]!] && h[2 * order[b]! + 1] === h[2 * order[a]! + 1]) b++
+      if (b - a > 1) order.subarray(a, b).sort((x, y) => Buffer.compare(this.keyOf(x), this.keyOf(y)))
+      a = b
+    }
+    return order
+  }
 
-  /** Writes entry i's hash (big-endian) and key at `at`; returns where they end. */
-  encodeKey (i: number, out: Uint8Array, at: number): number {
+  /** The key hash's high 32 bits of entry i. */
+  hashHigh (i: number): number { return this.records[i * RECORD_WORDS + HASH_HI]! }
+
+  /** Entry i's key (a view of the run's arrays). */
+  keyOf (i: number): Uint8Array {
+    const base = i * RECORD_WORDS
+    const length = this.records[base + KEY_LENGTH]!
+    if (length <= INLINE_KEY_BYTES) return this.recordBytes.subarray((base + KEY_AT) * 4, (base + KEY_AT) * 4 + length)
+    const at = this.records[base + KEY_AT]!
+    return this.keys.subarray(at, at + length)
+  }
+
+  /** Bytes of entry i as a page holds it. */
+  entrySize (i: number): number {
+    const length = this.records[i * RECORD_WORDS + KEY_LENGTH]!
+    return 16 + varintSize(length) + length
+  }
+
+  /** Writes entry i as a page holds it (page.ts) at `at`; returns where it ends. */
+  encodeEntry (i: number, out: Uint8Array, at: number): number {
     const r = this.records
     const base = i * RECORD_WORDS
     at = putU32(out, at, r[base + HASH_HI]!)
     at = putU32(out, at, r[base + HASH_LO]!)
-    const length = r[base + KEY_LENGTH]!
-    const inline = length <= INLINE_KEY_BYTES
-    const from = inline ? this.recordBytes : this.keys
-    const start = inline ? (base + KEY_AT) * 4 : r[base + KEY_AT]!
-    for (let k = start; k < start + length; k++) out[at++] = from[k]!
-    return at
+    at = putU32(out, at, r[base + VALUE_HI]!)
+    at = putU32(out, at, r[base + VALUE_LO]!)
+    const key = this.keyOf(i)
+    at = putVarint(out, at, key.length)
+    out.set(key, at)
+    return at + key.length
   }
-
-  /** Writes entry i's value (big-endian) at `at`. */
-  encodeValue (i: number, out: Uint8Array, at: number): void {
-    const base = i * RECORD_WORDS
-    putU32(out, at, this.records[base + VALUE_HI]!)
-    putU32(out, at + 4, this.records[base + VALUE_LO]!)
-  }
-
-  /** Bytes of entry i's hash and key. */
-  keySize (i: number): number { return 8 + this.records[i * RECORD_WORDS + KEY_LENGTH]! }
 
   private grow (): void {
     const records = new Uint32Array(this.records.length * 2)
@@ -203,38 +209,210 @@ class EntryRun {
   }
 }
 
-/** One buffer for every key of a write, the prefix in front once; views of it by length, made once per length. */
-class SharedKey {
-  private buffer: Uint8Array
-  private views: Uint8Array[] = []
-
-  constructor (private readonly prefix: Uint8Array) {
-    this.buffer = new Uint8Array(prefix.length + 64)
-    this.buffer.set(prefix)
-  }
-
-  /** The buffer, with room for `bytes` after the prefix. */
-  room (bytes: number): Uint8Array {
-    if (this.prefix.length + bytes > this.buffer.length) {
-      this.buffer = new Uint8Array(2 * (this.prefix.length + bytes))
-      this.buffer.set(this.prefix)
-      this.views = []
-    }
-    return this.buffer
-  }
-
-  /** The key ending at `end`. */
-  view (end: number): Uint8Array {
-    return this.views[end] ??= this.buffer.subarray(0, end)
-  }
-}
-
 function putU32 (out: Uint8Array, at: number, v: number): number {
   out[at] = v >>> 24
   out[at + 1] = (v >>> 16) & 0xff
   out[at + 2] = (v >>> 8) & 0xff
   out[at + 3] = v & 0xff
   return at + 4
+}
+
+function getU32 (b: Uint8Array, at: number): number {
+  return ((b[at]! << 24) | (b[at + 1]! << 16) | (b[at + 2]! << 8) | b[at + 3]!) >>> 0
+}
+
+/**
+ * Cuts an ordered stream of entries into pages at `level` and writes them,
+ * ascending, in LevelDB batches of about BATCH_BYTES, one write in flight.
+ * Puts go to the root database's batch with the sublevel prefix already in
+ * the key: a sublevel's chained batch would collect an op object per put and
+ * re-check and re-prefix them all at write time.
+ */
+class PageSink {
+  private page = -1
+  private bytes = new Uint8Array(1 << 12)
+  private length = 0
+  private batch: ReturnType<StateDb['db']['batch']>
+  private batchBytes = 0
+  private inFlight: Promise<void> | undefined
+  pages = 0
+
+  constructor (private readonly db: StateDb['db'], private readonly prefix: Uint8Array, private readonly level: number) {
+    this.batch = db.batch()
+  }
+
+  /** Room for `size` more bytes of page `page` (the one being cut, or the next); returns where they go. */
+  room (page: number, size: number): { bytes: Uint8Array, at: number } {
+    if (page !== this.page) { this.cut(); this.page = page }
+    if (this.length + size > this.bytes.length) {
+      const bytes = new Uint8Array(Math.max(2 * this.bytes.length, this.length + size))
+      bytes.set(this.bytes.subarray(0, this.length))
+      this.bytes = bytes
+    }
+    const at = this.length
+    this.length += size
+    return { bytes: this.bytes, at }
+  }
+
+  get full (): boolean { return this.batchBytes >= BATCH_BYTES }
+
+  /** Sends the batch once it is full, after the write before it. */
+  async drain (signal?: AbortSignal): Promise<void> {
+    if (!this.full) return
+    await this.inFlight
+    throwIfAborted(signal)
+    this.inFlight = this.batch.write()
+    this.batch = this.db.batch()
+    this.batchBytes = 0
+  }
+
+  async finish (signal?: AbortSignal): Promise<void> {
+    this.cut()
+    await this.inFlight
+    this.inFlight = undefined
+    throwIfAborted(signal)
+    await this.batch.write()
+  }
+
+  async abandon (): Promise<void> {
+    await this.inFlight?.catch(() => undefined)
+    await this.batch.close().catch(() => undefined)
+  }
+
+  /** Puts the page being cut in the batch, copied, so its buffer is filled again. */
+  private cut (): void {
+    if (this.page < 0 || this.length === 0) return
+    const key = new Uint8Array(this.prefix.length + PAGE_KEY_BYTES)
+    key.set(this.prefix)
+    key[this.prefix.length] = this.level
+    putU32(key, this.prefix.length + 1, this.page)
+    this.batch.put(key, this.bytes.slice(0, this.length))
+    this.batchBytes += key.length + this.length
+    this.pages++
+    this.length = 0
+  }
+}
+
+/** Reads one spilled run back, entry by entry, through a buffer. */
+class SpillReader {
+  private buffer = new Uint8Array(SPILL_IO_BYTES)
+  private start = 0
+  private end = 0
+  private eof = false
+  /** The current entry: where it starts in `bytes`, its size, where its key starts, its hash's halves. */
+  at = 0
+  size = 0
+  keyAt = 0
+  hi = 0
+  lo = 0
+
+  private constructor (private readonly file: FileHandle, private readonly path: string) {}
+
+  static async open (path: string): Promise<SpillReader> {
+    return new SpillReader(await open(path, 'r'), path)
+  }
+
+  get bytes (): Uint8Array { return this.buffer }
+
+  /** Makes the next entry current: true; false at the end; undefined when more must be read first (fill()). */
+  advance (): boolean | undefined {
+    const b = this.buffer
+    const at = this.start
+    const left = this.end - at
+    if (left === 0) return this.eof ? false : undefined
+    if (left < ENTRY_HEAD_MAX && !this.eof) return undefined
+    const damaged = (): IndexPageFormatError => new IndexPageFormatError(`spill file ${this.path} ends inside an entry`)
+    if (left < 17) throw damaged()
+    let p = at + 16
+    let length = 0
+    let shift = 0
+    for (;;) {
+      if (p >= this.end || shift > 28) throw damaged()
+      const c = b[p++]!
+      length += (c & 0x7f) * 2 ** shift
+      if (c < 0x80) break
+      shift += 7
+    }
+    if (p + length > this.end) {
+      if (this.eof) throw damaged()
+      return undefined
+    }
+    this.at = at
+    this.keyAt = p
+    this.size = p + length - at
+    this.hi = getU32(b, at)
+    this.lo = getU32(b, at + 4)
+    this.start = p + length
+    return true
+  }
+
+  /** Reads on: keeps the bytes not yet taken, then fills the rest of the buffer (growing it for an entry larger than half of it). */
+  async fill (): Promise<void> {
+    const left = this.end - this.start
+    if (left > this.buffer.length / 2) {
+      const bigger = new Uint8Array(this.buffer.length * 2)
+      bigger.set(this.buffer.subarray(this.start, this.end))
+      this.buffer = bigger
+    } else {
+      this.buffer.copyWithin(0, this.start, this.end)
+    }
+    this.start = 0
+    this.end = left
+    const { bytesRead } = await this.file.read(this.buffer, this.end, this.buffer.length - this.end, null)
+    this.end += bytesRead
+    if (bytesRead === 0) this.eof = true
+  }
+
+  async close (): Promise<void> { await this.file.close() }
+}
+
+/** Whether reader a's current entry comes before b's: by hash, then key bytes. */
+function before (a: SpillReader, b: SpillReader): boolean {
+  if (a.hi !== b.hi) return a.hi < b.hi
+  if (a.lo !== b.lo) return a.lo < b.lo
+  return Buffer.compare(a.bytes.subarray(a.keyAt, a.at + a.size), b.bytes.subarray(b.keyAt, b.at + b.size)) < 0
+}
+
+/** A binary min-heap of spill readers by their current entry. */
+class ReaderHeap {
+  readonly items: SpillReader[] = []
+
+  push (r: SpillReader): void {
+    const h = this.items
+    h.push(r)
+    for (let i = h.length - 1; i > 0;) {
+      const parent = (i - 1) >> 1
+      if (!before(h[i]!, h[parent]!)) break
+      [h[i], h[parent]] = [h[parent]!, h[i]!]
+      i = parent
+    }
+  }
+
+  /** Restores the order after the top's current entry moved on. */
+  settleTop (): void {
+    const h = this.items
+    for (let i = 0; ;) {
+      const l = 2 * i + 1
+      let least = i
+      if (l < h.length && before(h[l]!, h[least]!)) least = l
+      if (l + 1 < h.length && before(h[l + 1]!, h[least]!)) least = l + 1
+      if (least === i) return
+      [h[i], h[least]] = [h[least]!, h[i]!]
+      i = least
+    }
+  }
+
+  popTop (): void {
+    const last = this.items.pop()!
+    if (this.items.length > 0) { this.items[0] = last; this.settleTop() }
+  }
+}
+
+/** Makes a reader's next entry current, reading on as needed; false at its end. */
+async function nextEntry (r: SpillReader): Promise<boolean> {
+  let ok = r.advance()
+  while (ok === undefined) { await r.fill(); ok = r.advance() }
+  return ok
 }
 
 export interface BulkWriterLimits {
@@ -246,137 +424,144 @@ export interface BulkWriterLimits {
   runKeyBytes?: number
 }
 
-export class EntryBulkWriter {
+export interface PageWriterInit extends BulkWriterLimits {
+  /** A directory of the writer's own for spilled runs: created when needed, removed at the end. */
+  spillDir: string
+}
+
+export class PageBulkWriter {
   private readonly db: StateDb['db']
   private readonly prefix: Uint8Array
+  private readonly spillDir: string
   private readonly laterRunEntries: number
   private readonly runKeyBytes: number
   private run: EntryRun
-  /** The write of the run before the current one, while the current one fills. */
-  private writing: Promise<void> | undefined
-  /** The run that write is (or was) writing. */
-  private writtenRun: EntryRun | undefined
+  /** The spill of the run before the current one, while the current one fills. */
+  private spilling: Promise<void> | undefined
+  /** The run that spill is (or was) writing. */
+  private spilledRun: EntryRun | undefined
+  private readonly spills: string[] = []
   private abandoned = false
+  private sink: PageSink | undefined
 
-  constructor (db: StateDb['db'], sublevel: ByteSublevel, limits: BulkWriterLimits = {}) {
+  constructor (db: StateDb['db'], sublevel: ByteSublevel, init: PageWriterInit) {
     this.db = db
     // the sublevel's global prefix is ASCII (abstract-level requires it), so its UTF-8 bytes are the key prefix
     this.prefix = new TextEncoder().encode(sublevel.prefix)
-    const runEntries = limits.runEntries ?? RUN_MAX_ENTRIES
-    this.laterRunEntries = limits.laterRunEntries ?? Math.min(runEntries, LATER_RUN_ENTRIES)
-    this.runKeyBytes = limits.runKeyBytes ?? RUN_MAX_KEY_BYTES
+    this.spillDir = init.spillDir
+    const runEntries = init.runEntries ?? RUN_MAX_ENTRIES
+    this.laterRunEntries = init.laterRunEntries ?? Math.min(runEntries, LATER_RUN_ENTRIES)
+    this.runKeyBytes = init.runKeyBytes ?? RUN_MAX_KEY_BYTES
     this.run = new EntryRun(runEntries, this.runKeyBytes)
   }
 
-  /** Adds an entry to the current run. Call flush() between batches of puts, so a full run gets written. */
-  put (keyHash: bigint, key: Uint8Array, value: bigint): void {
-    this.run.add(keyHash, key, value)
+  /** Runs spilled to files so far. */
+  get spilled (): number { return this.spills.length }
+
+  /** Pages written by finish(). */
+  get pages (): number { return this.sink?.pages ?? 0 }
+
+  /** Adds an entry (key hash, key, entry hash) to the current run. Call flush() between batches of puts, so a full run gets spilled. */
+  put (keyHash: bigint, key: Uint8Array, entry: bigint): void {
+    this.run.add(keyHash, key, entry)
   }
 
-  /** Once the current run is full: waits for the run before it to be written, then starts writing this one. */
+  /** Once the current run is full: waits for the spill before it, then starts spilling this one. */
   async flush (options: { signal?: AbortSignal } = {}): Promise<void> {
-    if (this.run.full) await this.send(options.signal)
+    if (this.run.full) await this.spill(options.signal)
   }
 
-  /** Writes what is left and waits until every write is done. */
-  async finish (options: { signal?: AbortSignal } = {}): Promise<void> {
-    await this.send(options.signal)
-    await this.writing
+  /** Writes every page at `level`: from the run in memory, or by merging the spilled runs (which are then removed). */
+  async finish (level: number, options: { signal?: AbortSignal } = {}): Promise<void> {
+    const { signal } = options
+    await this.spilling
+    const sink = this.sink = new PageSink(this.db, this.prefix, level)
+    if (this.spills.length === 0) {
+      const run = this.run
+      for (const i of run.order()) {
+        const { bytes, at } = sink.room(nodeOfHigh(run.hashHigh(i), level), run.entrySize(i))
+        run.encodeEntry(i, bytes, at)
+        if (sink.full) await sink.drain(signal)
+      }
+    } else {
+      if (this.run.length > 0) { await this.spill(signal); await this.spilling }
+      await this.merge(sink, level, signal)
+    }
+    await sink.finish(signal)
+    await this.removeSpills()
   }
 
-  /** After a failure: stops writing (the batch in hand is dropped) and waits out, ignoring, the write in flight. */
+  /** After a failure: stops, waits out (ignoring) the work in flight, and removes the spills. */
   async abandon (): Promise<void> {
     this.abandoned = true
-    await this.writing?.catch(() => undefined)
+    await this.spilling?.catch(() => undefined)
+    await this.sink?.abandon()
+    await this.removeSpills()
   }
 
-  private async send (signal?: AbortSignal): Promise<void> {
-    await this.writing
-    // the run written before is done with: a later run fills its arrays again, so at most two later runs are ever allocated
+  private async removeSpills (): Promise<void> {
+    if (this.spills.length > 0) await rm(this.spillDir, { recursive: true, force: true })
+    this.spills.length = 0
+  }
+
+  private async spill (signal?: AbortSignal): Promise<void> {
+    await this.spilling
+    // the run spilled before is done with: a later run fills its arrays again, so at most two later runs are ever allocated
     const full = this.run
-    const spare = this.writtenRun?.maxEntries === this.laterRunEntries ? this.writtenRun : undefined
+    const spare = this.spilledRun?.maxEntries === this.laterRunEntries ? this.spilledRun : undefined
     this.run = spare?.reset() ?? new EntryRun(this.laterRunEntries, this.runKeyBytes, this.laterRunEntries)
-    this.writtenRun = full
-    this.writing = this.write(full, signal)
-    // handled here so a failed write waits, without an unhandled rejection, for the next flush or finish to throw it
-    this.writing.catch(() => undefined)
+    this.spilledRun = full
+    const path = join(this.spillDir, `run-${this.spills.length}-${randomUUID()}`)
+    this.spills.push(path)
+    this.spilling = this.writeRun(full, path, signal)
+    // handled here so a failed spill waits, without an unhandled rejection, for the next flush or finish to throw it
+    this.spilling.catch(() => undefined)
   }
 
-  /**
-   * Writes one run in descending key-hash order, BATCH_ENTRIES at a time, one
-   * LevelDB write in flight.
-   *
-   * classic-level's chained batch copies a put's key and value into LevelDB's
-   * batch at once, so when nothing else sees the put (no prewrite hook, no
-   * 'write' listener: either would keep the op), every put of a batch is laid
-   * out in one buffer, the sublevel prefix written there once: no object, no
-   * copy of the prefix per entry. Otherwise each put gets bytes of its own,
-   * cut from two slabs taken in turn, one per batch: a slab is filled again
-   * only once the batch that used it is written.
-   */
-  private async write (run: EntryRun, signal?: AbortSignal): Promise<void> {
-    const order = run.order()
-    const prefix = this.prefix
-    const key = new SharedKey(prefix)
-    const value = new Uint8Array(8)
-    const slabs = [new Uint8Array(SLAB_BYTES), new Uint8Array(SLAB_BYTES)]
-    let slab = slabs[0]!
-    let turn = 0
-    let offset = 0
-    let batch = this.db.batch()
-    let shared = this.nothingKeepsPuts()
-    let inFlight: Promise<void> | undefined
+  /** Writes a run to a file, its entries in page order, as pages hold them. */
+  private async writeRun (run: EntryRun, path: string, signal?: AbortSignal): Promise<void> {
+    await mkdir(this.spillDir, { recursive: true })
+    const file = await open(path, 'w')
     try {
-      for (let j = 0; j < order.length; j++) {
-        const i = order[j]!
-        if (shared) {
-          const buffer = key.room(run.keySize(i))
-          const end = run.encodeKey(i, buffer, prefix.length)
-          run.encodeValue(i, value, 0)
-          batch.put(key.view(end), value)
-        } else {
-          const size = prefix.length + run.keySize(i) + 8
-          if (offset + size > slab.length) {
-            // a batch's entries outgrew its slab: the rest of it goes into a new one
-            slab = new Uint8Array(Math.max(SLAB_BYTES, size))
-            offset = 0
-          }
-          slab.set(prefix, offset)
-          const valueAt = run.encodeKey(i, slab, offset + prefix.length)
-          run.encodeValue(i, slab, valueAt)
-          batch.put(slab.subarray(offset, valueAt), slab.subarray(valueAt, valueAt + 8))
-          offset = valueAt + 8
-        }
-        if (batch.length >= BATCH_ENTRIES) {
-          await inFlight
+      let chunk = new Uint8Array(SPILL_IO_BYTES)
+      let used = 0
+      for (const i of run.order()) {
+        const size = run.entrySize(i)
+        if (used + size > chunk.length) {
           throwIfAborted(signal)
           if (this.abandoned) return
-          inFlight = batch.write()
-          batch = this.db.batch()
-          shared = this.nothingKeepsPuts()
-          // the batch before the one in flight is written: its slab is free again
-          turn ^= 1
-          slab = slabs[turn]!
-          offset = 0
+          await file.write(chunk, 0, used)
+          used = 0
+          // an entry larger than the chunk (a very long key) gets a chunk of its size
+          if (size > chunk.length) chunk = new Uint8Array(size)
         }
+        used = run.encodeEntry(i, chunk, used)
       }
-      await inFlight
-      inFlight = undefined
-      if (!this.abandoned) await batch.write()
+      if (used > 0) await file.write(chunk, 0, used)
     } finally {
-      await inFlight?.catch(() => undefined)
-      // a batch left unwritten (an abort, a failure) is closed; closing a written one changes nothing
-      await batch.close().catch(() => undefined)
+      await file.close()
     }
   }
 
-  /**
-   * No prewrite hook and no 'write' listener: nothing holds on to a batch's
-   * keys and values once put() returns. (`noop` is how abstract-level's own
-   * batches tell a hook without functions; should it go, this answers no and
-   * every put gets bytes of its own again.)
-   */
-  private nothingKeepsPuts (): boolean {
-    return (this.db.hooks.prewrite as { noop?: unknown }).noop === true && this.db.listenerCount('write') === 0
+  /** Merges the spilled runs, each in page order, into pages. */
+  private async merge (sink: PageSink, level: number, signal?: AbortSignal): Promise<void> {
+    const readers: SpillReader[] = []
+    try {
+      for (const path of this.spills) readers.push(await SpillReader.open(path))
+      const heap = new ReaderHeap()
+      for (const r of readers) if (await nextEntry(r)) heap.push(r)
+      while (heap.items.length > 0) {
+        const top = heap.items[0]!
+        const { bytes, at } = sink.room(nodeOfHigh(top.hi, level), top.size)
+        bytes.set(top.bytes.subarray(top.at, top.at + top.size), at)
+        // mostly synchronous: a reader needs its file only once per SPILL_IO_BYTES
+        let ok = top.advance()
+        if (ok === undefined) ok = await nextEntry(top)
+        if (ok) heap.settleTop(); else heap.popTop()
+        if (sink.full) await sink.drain(signal)
+      }
+    } finally {
+      for (const r of readers) await r.close().catch(() => undefined)
+    }
   }
 }

@@ -1,11 +1,14 @@
 /**
- * The digest index of one dataset replica: keyHash ‖ key → rowDigest, in the
- * agent's LevelDB, and the in-memory Merkle tree over it.
+ * The digest index of one dataset replica: every row's key hash, key and
+ * entry hash, in pages of the agent's LevelDB (page.ts: one record per tree
+ * node at the page level, so the rows under any leaf are one point read),
+ * and the in-memory Merkle tree over it.
  *
  * Built by a full scan of the store when missing, when its schema
- * fingerprint differs, or when an earlier build did not finish; then kept
- * current by the store's change feed. Key-hash order makes the rows under any
- * tree node one contiguous range scan.
+ * fingerprint or layout differs, or when an earlier build did not finish;
+ * then kept current by the store's change feed. The page level is the tree's
+ * depth at the build; when the tree later changes depth, the pages are cut
+ * again at the new one.
  *
  * A store kept in key-hash order (`supports.keyHashOrder`, the embedded
  * LevelDB store) is its own index: nothing is written here, the tree is built
@@ -17,23 +20,37 @@
  * A change replayed twice leaves both unchanged.
  */
 import { EventEmitter } from 'node:events'
+import { rm } from 'node:fs/promises'
 import { SCAN_BATCH_ROWS, TREE_FANOUT } from '../constants.ts'
 import { SerialQueue, sleep } from '../util/serial.ts'
-import { AbortedError, ChangesTrimmedError, ConvergeError, throwIfAborted } from '../errors.ts'
-import { bytesToU64, entryHash, u64ToBytes } from '../digest/hash.ts'
+import { AbortedError, ChangesTrimmedError, ConvergeError, IndexPageFormatError, throwIfAborted } from '../errors.ts'
+import { entryHash } from '../digest/hash.ts'
 import type { RowCodec } from '../digest/row-codec.ts'
 import type { ReplicaStore, RowChange } from '../stores/replica-store.ts'
 import type { IndexEntry, ReplicaView } from '../sync/replica-view.ts'
 import { depthFor, LeafBuffer, MerkleTree, nodeOf, nodeRange } from '../tree/merkle-tree.ts'
-import { EntryBulkWriter } from './bulk-writer.ts'
-import { hashRange, READ_AHEAD, readRanges, type ByteSublevel, type StateDb } from './state-db.ts'
+import { PageBulkWriter } from './bulk-writer.ts'
+import { decodePage, forEachEntry, levelRange, nodeOfHigh, pageKey, setEntry } from './page.ts'
+import { READ_AHEAD, type ByteSublevel, type StateDb } from './state-db.ts'
 
 const META_KEY = new TextEncoder().encode('meta')
 /** Pause before following a store's change feed again after it failed, doubling up to the max. */
 const FOLLOW_RETRY_MS = 500
 const FOLLOW_RETRY_MAX_MS = 30_000
 
-interface IndexMeta { fp: string, storeId: string, seq: number, complete: boolean }
+/**
+ * How the index is laid out on disk; an index of another layout is rebuilt.
+ * 2: pages (page.ts). 1 (no `layout`): one record per row, keyHash ‖ key → rowDigest.
+ */
+const INDEX_LAYOUT = 2
+
+interface IndexMeta { fp: string, storeId: string, seq: number, complete: boolean, layout?: number, pageLevel?: number }
+
+/** Pages read per getMany call while listing. */
+const PAGE_READ_CHUNK = 16_384
+/** A node spanning more pages than this is listed with one range read over them instead of point reads. */
+const POINT_READ_MAX_PAGES = 4096
+const NO_PAGE = new Uint8Array(0)
 
 export interface IndexProgress { phase: 'scan' | 'load', rows: number }
 
@@ -49,19 +66,6 @@ export interface ValidationReport {
 
 function encodeMeta (meta: IndexMeta): Uint8Array { return new TextEncoder().encode(JSON.stringify(meta)) }
 
-function indexKey (keyHash: bigint, key: Uint8Array): Uint8Array {
-  const out = Buffer.allocUnsafe(8 + key.length)
-  out.writeBigUInt64BE(keyHash, 0)
-  out.set(key, 8)
-  return out
-}
-
-function toEntry (k: Uint8Array, v: Uint8Array): IndexEntry {
-  const keyHash = bytesToU64(k, 0)
-  const rowDigest = bytesToU64(v, 0)
-  return { keyHash, key: k.subarray(8), rowDigest, entry: entryHash(keyHash, rowDigest) }
-}
-
 export interface DigestIndexInit {
   dataset: string
   codec: RowCodec
@@ -75,8 +79,14 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
   readonly codec: RowCodec
   private readonly store: ReplicaStore
   private readonly db: StateDb['db']
-  private readonly entries: ByteSublevel
+  private readonly pages: ByteSublevel
+  /** Where layout 1 kept its entries: emptied by a rebuild. */
+  private readonly legacyEntries: ByteSublevel
   private readonly meta: ByteSublevel
+  /** Where a rebuild of a large table spills its sorted runs. */
+  private readonly spillDir: string
+  /** The tree level the pages are cut at. */
+  private pageLevel = 0
   /** The store lists rows by key hash itself: no entries are kept here. */
   private readonly storeBacked: boolean
   private currentTree: MerkleTree = new MerkleTree(1)
@@ -94,8 +104,10 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
     this.codec = init.codec
     this.store = init.store
     this.db = init.state.db
-    this.entries = init.state.sublevel(`index:${init.dataset}:e`)
+    this.pages = init.state.sublevel(`index:${init.dataset}:p`)
+    this.legacyEntries = init.state.sublevel(`index:${init.dataset}:e`)
     this.meta = init.state.sublevel(`index:${init.dataset}:m`)
+    this.spillDir = `${init.state.location}-spill/${encodeURIComponent(init.dataset)}`
     this.storeBacked = init.keepEntries !== true && init.store.supports.keyHashOrder === true && init.store.listRanges !== undefined && init.store.scanAt !== undefined
   }
 
@@ -113,10 +125,12 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
     const meta = this.storeBacked ? undefined : await this.readMeta()
     if (this.storeBacked) {
       await this.scanStore(options)
-    } else if (options.rebuild === true || meta === undefined || !meta.complete || meta.fp !== this.codec.fingerprint || meta.storeId !== this.store.id) {
+    } else if (options.rebuild === true || meta === undefined || !meta.complete || meta.layout !== INDEX_LAYOUT || meta.pageLevel === undefined ||
+      meta.fp !== this.codec.fingerprint || meta.storeId !== this.store.id) {
       await this.rebuild(options)
     } else {
       this.seq = meta.seq
+      this.pageLevel = meta.pageLevel
       await this.loadTree(options)
     }
     this.follow()
@@ -151,56 +165,98 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
   async rebuild (options: { signal?: AbortSignal, onProgress?: (p: IndexProgress) => void } = {}): Promise<void> {
     if (this.storeBacked) { await this.scanStore(options); return }
     const { signal } = options
-    await this.writeMeta({ fp: this.codec.fingerprint, storeId: this.store.id, seq: 0, complete: false })
-    await this.entries.clear()
+    await this.writeMeta({ fp: this.codec.fingerprint, storeId: this.store.id, seq: 0, complete: false, layout: INDEX_LAYOUT })
+    await this.pages.clear()
+    await this.legacyEntries.clear()
+    // a build killed midway may have left its spilled runs
+    await rm(this.spillDir, { recursive: true, force: true })
     // changes committed while the scan runs are replayed from here; replays are idempotent
     const seqAtStart = await this.store.lastSeq()
     const leaves = new LeafBuffer()
     let rows = 0
-    const writer = new EntryBulkWriter(this.db, this.entries)
+    const writer = new PageBulkWriter(this.db, this.pages, { spillDir: this.spillDir })
+    let tree: MerkleTree
     try {
       for await (const batch of this.store.scan({ signal, batchSize: SCAN_BATCH_ROWS })) {
         throwIfAborted(signal)
         for (const { key, row } of batch) {
           const keyHash = this.codec.keyHash(key)
-          const rowDigest = this.codec.rowDigest(row)
-          writer.put(keyHash, key, rowDigest)
-          leaves.push(keyHash, entryHash(keyHash, rowDigest))
+          const entry = entryHash(keyHash, this.codec.rowDigest(row))
+          writer.put(keyHash, key, entry)
+          leaves.push(keyHash, entry)
         }
         rows += batch.length
         await writer.flush({ signal })
         options.onProgress?.({ phase: 'scan', rows })
       }
-      await writer.finish({ signal })
+      // the page level is the tree's depth, known once every row is counted
+      tree = leaves.build(this.codec.minTreeDepth)
+      await writer.finish(tree.depth, { signal })
     } catch (err) {
       await writer.abandon()
       throw err
     }
-    this.currentTree = leaves.build(this.codec.minTreeDepth)
+    this.currentTree = tree
+    this.pageLevel = tree.depth
     this.seq = seqAtStart
-    await this.writeMeta({ fp: this.codec.fingerprint, storeId: this.store.id, seq: seqAtStart, complete: true })
+    await this.writeMeta({ fp: this.codec.fingerprint, storeId: this.store.id, seq: seqAtStart, complete: true, layout: INDEX_LAYOUT, pageLevel: tree.depth })
     await this.store.trimChanges(seqAtStart)
     this.emit('change')
   }
 
-  /** Rebuilds the in-memory tree from the index (at start, or when the row count calls for another depth). */
+  /**
+   * Rebuilds the in-memory tree from the index (at start, or when the row
+   * count calls for another depth); cuts the pages again when the depth
+   * differs from their level.
+   */
   async loadTree (options: { signal?: AbortSignal, onProgress?: (p: IndexProgress) => void } = {}): Promise<void> {
     if (this.storeBacked) { await this.scanStore(options); return }
     const leaves = new LeafBuffer()
-    const it = this.entries.iterator(READ_AHEAD)
+    await this.readPages(options.signal, page => {
+      forEachEntry(page, (_hi, keyHash, entry) => leaves.push(keyHash, entry))
+      if (leaves.length % 10_000 < 40) options.onProgress?.({ phase: 'load', rows: leaves.length })
+    })
+    const tree = leaves.build(this.codec.minTreeDepth)
+    if (tree.depth !== this.pageLevel) await this.repage(tree.depth, options.signal)
+    this.currentTree = tree
+    this.emit('change')
+  }
+
+  /** Calls `each` with every page at the page level, in order. */
+  private async readPages (signal: AbortSignal | undefined, each: (page: Uint8Array) => void): Promise<void> {
+    const it = this.pages.iterator({ ...READ_AHEAD, ...levelRange(this.pageLevel) })
     try {
       for (;;) {
-        throwIfAborted(options.signal)
-        const batch = await it.nextv(10_000)
+        throwIfAborted(signal)
+        const batch = await it.nextv(1000)
         if (batch.length === 0) break
-        for (const [k, v] of batch) { const keyHash = bytesToU64(k, 0); leaves.push(keyHash, entryHash(keyHash, bytesToU64(v, 0))) }
-        options.onProgress?.({ phase: 'load', rows: leaves.length })
+        for (const [, page] of batch) each(page)
       }
     } finally {
       await it.close()
     }
-    this.currentTree = leaves.build(this.codec.minTreeDepth)
-    this.emit('change')
+  }
+
+  /**
+   * Cuts the pages again at `level`: the new pages are written beside the old
+   * ones (their keys carry their level), then the meta switches to them, then
+   * the old ones go. A crash in between leaves pages of a level the meta does
+   * not name, cleared before that level is written again.
+   */
+  private async repage (level: number, signal?: AbortSignal): Promise<void> {
+    const old = this.pageLevel
+    await this.pages.clear(levelRange(level))
+    const writer = new PageBulkWriter(this.db, this.pages, { spillDir: this.spillDir })
+    try {
+      await this.readPages(signal, page => { for (const e of decodePage(page)) writer.put(e.keyHash, e.key, e.entry) })
+      await writer.finish(level, { signal })
+    } catch (err) {
+      await writer.abandon()
+      throw err
+    }
+    this.pageLevel = level
+    await this.writeMeta({ fp: this.codec.fingerprint, storeId: this.store.id, seq: this.seq, complete: true, layout: INDEX_LAYOUT, pageLevel: level })
+    await this.pages.clear(levelRange(old))
   }
 
   /** Waits until the index reflects every change the store has committed so far. */
@@ -218,19 +274,84 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
     return (await this.listMany([{ level, index }], options))[0]!
   }
 
+  /**
+   * The entries under each node, in key-hash order. A node at or below the
+   * page level is one page (filtered when below); a node above it spans
+   * pages, read by point reads or, when many, by one range read. All point
+   * reads go in one getMany call per PAGE_READ_CHUNK pages.
+   */
   async listMany (nodes: ReadonlyArray<{ level: number, index: number }>, options: { signal?: AbortSignal } = {}): Promise<IndexEntry[][]> {
-    const ranges = nodes.map(n => { const r = nodeRange(n.level, n.index); return [r.start, r.end] as const })
+    const { signal } = options
     if (this.storeBacked) {
-      return (await this.store.listRanges!(ranges, options)).map(rows => rows.map(({ keyHash, key, row }) => {
-        const rowDigest = this.codec.rowDigest(row)
-        return { keyHash, key, rowDigest, entry: entryHash(keyHash, rowDigest) }
-      }))
+      const ranges = nodes.map(n => { const r = nodeRange(n.level, n.index); return [r.start, r.end] as const })
+      return (await this.store.listRanges!(ranges, options)).map(rows => rows.map(({ keyHash, key, row }) => ({ keyHash, key, entry: entryHash(keyHash, this.codec.rowDigest(row)) })))
     }
-    return await readRanges(this.entries, ranges.map(([start, end]) => hashRange(start, end)), toEntry, options.signal)
+    const level = this.pageLevel
+    const span = (n: { level: number, index: number }): { first: number, count: number } =>
+      n.level >= level ? { first: n.index >>> (4 * (n.level - level)), count: 1 } : { first: n.index * 16 ** (level - n.level), count: 16 ** (level - n.level) }
+    const wanted = new Set<number>()
+    for (const n of nodes) {
+      const { first, count } = span(n)
+      if (count <= POINT_READ_MAX_PAGES) for (let p = first; p < first + count; p++) wanted.add(p)
+    }
+    const ids = [...wanted]
+    const pages = new Map<number, Uint8Array>()
+    for (let i = 0; i < ids.length; i += PAGE_READ_CHUNK) {
+      throwIfAborted(signal)
+      const part = ids.slice(i, i + PAGE_READ_CHUNK)
+      const got = await this.pages.getMany(part.map(id => pageKey(level, id)))
+      part.forEach((id, j) => pages.set(id, got[j] ?? NO_PAGE))
+    }
+    const out: IndexEntry[][] = []
+    for (const n of nodes) {
+      const { first, count } = span(n)
+      const entries: IndexEntry[] = []
+      if (count > POINT_READ_MAX_PAGES) {
+        const it = this.pages.iterator({ ...READ_AHEAD, gte: pageKey(level, first), lt: pageKey(level, first + count) })
+        try {
+          for (let batch = await it.nextv(1000); batch.length > 0; batch = await it.nextv(1000)) {
+            throwIfAborted(signal)
+            for (const [, page] of batch) decodePage(page, entries)
+          }
+        } finally {
+          await it.close()
+        }
+      } else if (n.level > level) {
+        decodePage(pages.get(first)!, entries, n)
+      } else {
+        for (let p = first; p < first + count; p++) decodePage(pages.get(p)!, entries)
+      }
+      out.push(entries)
+    }
+    return out
   }
 
   async getRows (keys: Uint8Array[], options: { signal?: AbortSignal } = {}): Promise<Array<Uint8Array | undefined>> {
     return await this.store.get(keys, options)
+  }
+
+  /**
+   * Takes a write this agent committed to the store (a fix: canonical rows
+   * upserted, keys deleted) into the index and the tree at once, instead of
+   * waiting for the change feed to bring it back: the replica shows level as
+   * soon as its fix lands. The feed still replays the write later, reading
+   * the rows as they are then, which changes nothing when they are as
+   * written and corrects the index when they are not (a write that raced
+   * the fix, or a change batch read before the fix committed and applied
+   * after this). The seq the index reflects is left alone: earlier changes
+   * may still be on their way. False for a store-backed index, whose tree
+   * follows the feed's before-images.
+   */
+  async takeApplied (write: { upserts: readonly Uint8Array[], deletes: readonly Uint8Array[] }, options: { signal?: AbortSignal } = {}): Promise<boolean> {
+    if (this.storeBacked) return false
+    const changes: RowChange[] = [
+      ...write.upserts.map(row => ({ key: this.codec.keyOfEncodedRow(row), row })),
+      ...write.deletes.map(key => ({ key, row: null }))
+    ]
+    throwIfAborted(options.signal)
+    await this.updates.run(async () => await this.applyChanges(changes, undefined))
+    this.emit('change')
+    return true
   }
 
   /**
@@ -271,11 +392,11 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
     const differingNodes = new Set(differing.map(r => Number(r.start >> BigInt(64 - 4 * level))))
     const inDiffering = (keyHash: bigint): boolean => differingNodes.has(nodeOf(keyHash, level))
     // rows under the differing nodes, as the store has them
-    const storeRows = new Map<string, { key: Uint8Array, digest: bigint }>()
+    const storeRows = new Map<string, { key: Uint8Array, entry: bigint }>()
     for await (const batch of this.store.scan({ signal, batchSize: SCAN_BATCH_ROWS })) {
       for (const { key, row } of batch) {
         const keyHash = this.codec.keyHash(key)
-        if (inDiffering(keyHash)) storeRows.set(Buffer.from(key).toString('hex'), { key, digest: this.codec.rowDigest(row) })
+        if (inDiffering(keyHash)) storeRows.set(Buffer.from(key).toString('hex'), { key, entry: entryHash(keyHash, this.codec.rowDigest(row)) })
       }
     }
     const suspects = new Map<string, Uint8Array>()
@@ -284,7 +405,7 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
     for (const e of indexed.flat()) {
       const id = Buffer.from(e.key).toString('hex')
       indexKeys.add(id)
-      if (storeRows.get(id)?.digest !== e.rowDigest) suspects.set(id, e.key)
+      if (storeRows.get(id)?.entry !== e.entry) suspects.set(id, e.key)
     }
     for (const [id, r] of storeRows) if (!indexKeys.has(id)) suspects.set(id, r.key)
     // correct from the rows as they are now, in turn with the change feed
@@ -318,8 +439,8 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
         }
       } catch (err) {
         if (err instanceof AbortedError || controller.signal.aborted) return
-        if (err instanceof ChangesTrimmedError) {
-          // the store no longer has the changes this index missed: rescan it
+        if (err instanceof ChangesTrimmedError || err instanceof IndexPageFormatError) {
+          // the store no longer has the changes this index missed, or the index is damaged: rescan it
           this.emit('rescan', err)
           try {
             await this.rebuild({ signal: controller.signal })
@@ -339,44 +460,68 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
     })()
   }
 
-  /** Applies one batch of store changes to the index and the tree, and records the seq in the same write. */
-  private async applyChanges (changes: RowChange[], seq: number): Promise<void> {
-    const keys = changes.map(c => indexKey(this.codec.keyHash(c.key), c.key))
-    const stored = this.storeBacked ? this.beforeDigests(changes) : await this.entries.getMany(keys)
-    // the same key may change twice in one batch: track its digest as the batch goes
-    const current = new Map<string, bigint | undefined>()
+  /**
+   * Applies one batch of store changes to the index and the tree, and
+   * records the seq in the same write (none when undefined). Each change's page is read once for
+   * the batch and edited in memory, change by change, so the same key
+   * changed twice in one batch ends as its last change left it.
+   */
+  private async applyChanges (changes: RowChange[], seq: number | undefined): Promise<void> {
     const tree = this.currentTree
-    const treeOps: Array<() => void> = []
-    changes.forEach((change, i) => {
-      const k = keys[i]!
-      const id = Buffer.from(k).toString('latin1')
-      const keyHash = bytesToU64(k, 0)
-      const before = current.has(id) ? current.get(id) : stored[i] === undefined ? undefined : bytesToU64(stored[i]!, 0)
-      const after = change.row === null ? undefined : this.codec.rowDigest(change.row)
-      if (before !== undefined) { const e = entryHash(keyHash, before); treeOps.push(() => tree.remove(keyHash, e)) }
-      if (after !== undefined) { const e = entryHash(keyHash, after); treeOps.push(() => tree.add(keyHash, e)) }
-      current.set(id, after)
-    })
+    const hashes = changes.map(c => this.codec.keyHash(c.key))
+    const afters = changes.map((c, i) => c.row === null ? undefined : entryHash(hashes[i]!, this.codec.rowDigest(c.row)))
     if (this.storeBacked) {
-      for (const op of treeOps) op()
+      const befores = this.beforeEntries(changes, hashes)
+      changes.forEach((_, i) => {
+        const keyHash = hashes[i]!
+        const before = befores[i]
+        const after = afters[i]
+        if (before === after) return
+        if (before !== undefined) tree.remove(keyHash, before)
+        if (after !== undefined) tree.add(keyHash, after)
+      })
       return
     }
-    const batch = this.db.batch()
-    changes.forEach((_, i) => {
-      const k = keys[i]!
-      const after = current.get(Buffer.from(k).toString('latin1'))
-      if (after === undefined) batch.del(k, { sublevel: this.entries }); else batch.put(k, u64ToBytes(after), { sublevel: this.entries })
+    const level = this.pageLevel
+    const pageOf = (keyHash: bigint): number => nodeOfHigh(Number(keyHash >> 32n), level)
+    const ids = [...new Set(hashes.map(pageOf))]
+    const read = await this.pages.getMany(ids.map(id => pageKey(level, id)))
+    const pages = new Map<number, Uint8Array>(ids.map((id, i) => [id, read[i] ?? NO_PAGE]))
+    const touched = new Set<number>()
+    const treeOps: Array<() => void> = []
+    changes.forEach((change, i) => {
+      const keyHash = hashes[i]!
+      const after = afters[i]
+      const id = pageOf(keyHash)
+      const { page, before } = setEntry(pages.get(id)!, keyHash, change.key, after)
+      if (before === after) return
+      pages.set(id, page)
+      touched.add(id)
+      if (before !== undefined) treeOps.push(() => tree.remove(keyHash, before))
+      if (after !== undefined) treeOps.push(() => tree.add(keyHash, after))
     })
-    batch.put(META_KEY, encodeMeta({ fp: this.codec.fingerprint, storeId: this.store.id, seq, complete: true }), { sublevel: this.meta })
+    const batch = this.db.batch()
+    for (const id of touched) {
+      const page = pages.get(id)!
+      if (page.length === 0) batch.del(pageKey(level, id), { sublevel: this.pages }); else batch.put(pageKey(level, id), page, { sublevel: this.pages })
+    }
+    if (seq !== undefined) batch.put(META_KEY, encodeMeta({ fp: this.codec.fingerprint, storeId: this.store.id, seq, complete: true, layout: INDEX_LAYOUT, pageLevel: level }), { sublevel: this.meta })
     await batch.write()
     for (const op of treeOps) op()
   }
 
-  /** For a store-backed index: the digest of each row before its batch, as 8-byte values like stored entries. */
-  private beforeDigests (changes: RowChange[]): Array<Uint8Array | undefined> {
-    return changes.map(c => {
+  /**
+   * For a store-backed index: each row's entry hash before its change, as
+   * the batch goes (the same key may change twice in one batch).
+   */
+  private beforeEntries (changes: RowChange[], hashes: bigint[]): Array<bigint | undefined> {
+    const current = new Map<string, bigint | undefined>()
+    return changes.map((c, i) => {
       if (c.before === undefined) throw new ConvergeError('CONVERGE_NO_BEFORE_IMAGE', 'a key-hash-ordered store sent a change without its before-image')
-      return c.before === null ? undefined : u64ToBytes(this.codec.rowDigest(c.before))
+      const id = Buffer.from(c.key.buffer, c.key.byteOffset, c.key.byteLength).toString('latin1')
+      const before = current.has(id) ? current.get(id) : c.before === null ? undefined : entryHash(hashes[i]!, this.codec.rowDigest(c.before))
+      current.set(id, c.row === null ? undefined : entryHash(hashes[i]!, this.codec.rowDigest(c.row)))
+      return before
     })
   }
 

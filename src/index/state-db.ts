@@ -11,7 +11,10 @@ export type ByteSublevel = AbstractSublevel<Level<Bytes, Bytes>, string | Uint8A
 
 export class StateDb {
   readonly db: Level<Bytes, Bytes>
+  /** The database's directory; work files go beside it (`<location>-spill`). */
+  readonly location: string
   constructor (path: string) {
+    this.location = path
     this.db = new Level<Bytes, Bytes>(path, { keyEncoding: 'view', valueEncoding: 'view' })
   }
 

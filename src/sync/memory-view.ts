@@ -21,8 +21,7 @@ export class MemoryReplica implements ReplicaView {
     for (const row of encodedRows) {
       const key = codec.keyOfEncodedRow(row)
       const keyHash = codec.keyHash(key)
-      const rowDigest = codec.rowDigest(row)
-      entries.push({ keyHash, key, rowDigest, entry: entryHash(keyHash, rowDigest) })
+      entries.push({ keyHash, key, entry: entryHash(keyHash, codec.rowDigest(row)) })
       this.rows.set(hex(key), row)
     }
     entries.sort((a, b) => (a.keyHash < b.keyHash ? -1 : a.keyHash > b.keyHash ? 1 : 0))

@@ -9,8 +9,7 @@ export interface IndexEntry {
   keyHash: bigint
   /** Canonical key bytes. */
   key: Uint8Array
-  rowDigest: bigint
-  /** xxh64(keyHash ‖ rowDigest): what the row adds to its tree nodes. */
+  /** xxh64(keyHash ‖ rowDigest): what the row adds to its tree nodes, and what syncs compare. */
   entry: bigint
 }
 

@@ -1,4 +1,4 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { applyFixOnce } from '../../src/audit/apply-fix.ts'
 import { recoverPendingFixes } from '../../src/audit/recovery.ts'
 import { rollbackFix, type RollbackInit } from '../../src/audit/rollback.ts'
@@ -40,6 +40,20 @@ describe.each<StoreKind>(['level', 'postgres'])('rolling back a fix, against a r
     expect(again).toMatchObject({ applied: false, commit: { seq: first.commit.seq }, intent: { seq: first.intent.seq } })
     expect(kit.audit.length).toBe(length)
     expect(await s.store.lastSeq()).toBe(storeSeq)
+  })
+
+  it('records the before-images it is handed in the intent without reading them, and the rows the store replaced in the commit', async () => {
+    // handed before-images that are already out of date: the commit still says what the write replaced
+    const handed = [row(1, 5), null, row(2, 5)]
+    const fix = plan({ before: handed })
+    const read = vi.spyOn(s.store, 'get')
+    const first = await applyFixOnce({ audit: kit.audit, store: s.store, fix })
+    expect(read).not.toHaveBeenCalled()
+    read.mockRestore()
+    expect(first.intent.before!.map(b => (b === null ? null : hex(b)))).toEqual(handed.map(b => (b === null ? null : hex(b))))
+    expect(first.commit.before!.map(b => (b === null ? null : hex(b)))).toEqual([hex(row(1)), null, hex(row(2))])
+    expect(await rowsOf(s.store, [1, 2, 11])).toEqual(fixed())
+    await expect(applyFixOnce({ audit: kit.audit, store: s.store, fix: plan({ before: [null] }) })).rejects.toThrow(/3 rows came with 1 before-images/)
   })
 
   it('applies one fix id once even when asked twice at the same time', async () => {

@@ -1,9 +1,10 @@
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, readdir, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import fc from 'fast-check'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { EntryBulkWriter, orderByU64 } from '../../src/index/bulk-writer.ts'
+import { orderByU64, PageBulkWriter } from '../../src/index/bulk-writer.ts'
+import { decodePage, encodeEntry, nodeOfHigh, pageKey } from '../../src/index/page.ts'
 import { StateDb } from '../../src/index/state-db.ts'
 
 const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex')
@@ -33,7 +34,7 @@ describe('orderByU64', () => {
   })
 })
 
-describe('EntryBulkWriter', () => {
+describe('PageBulkWriter', () => {
   let dir: string
   let state: StateDb
   beforeEach(async () => {
@@ -46,12 +47,23 @@ describe('EntryBulkWriter', () => {
     await rm(dir, { recursive: true, force: true })
   })
 
-  /** Entries in random hash order, keys of varying length (short ones kept in the entry's record, long ones apart). */
+  /** Entries in random hash order, keys of varying length (short ones kept in the entry's record, long ones apart), some hashes shared. */
   const entries = (n: number): Array<{ hash: bigint, key: Uint8Array, value: bigint }> => Array.from({ length: n }, (_, i) => ({
-    hash: (BigInt(Math.imul(i + 1, 0x9e3779b1) >>> 0) << 32n) | BigInt(Math.imul(i + 7, 0x85ebca6b) >>> 0),
-    key: Uint8Array.from({ length: 1 + (i % 40) }, (_, j) => (i + j) & 0xff),
+    hash: i % 97 === 5 ? 0xabcdef0123456789n : (BigInt(Math.imul(i + 1, 0x9e3779b1) >>> 0) << 32n) | BigInt(Math.imul(i + 7, 0x85ebca6b) >>> 0),
+    key: Uint8Array.from({ length: 1 + (i % 40) }, (_, j) => (i + j * 3) & 0xff),
     value: BigInt(i) * 0x100000001n
   }))
+
+  /** The pages a plain sort would give: level, index, then each entry as page.ts encodes it. */
+  function expectedPages (all: ReturnType<typeof entries>, level: number): string[] {
+    const sorted = [...all].sort((a, b) => (a.hash < b.hash ? -1 : a.hash > b.hash ? 1 : Buffer.compare(a.key, b.key)))
+    const pages = new Map<number, string>()
+    for (const e of sorted) {
+      const page = nodeOfHigh(Number(e.hash >> 32n), level)
+      pages.set(page, (pages.get(page) ?? '') + hex(encodeEntry(e.hash, e.value, e.key)))
+    }
+    return [...pages].sort((a, b) => a[0] - b[0]).map(([page, bytes]) => `${hex(pageKey(level, page))}=${bytes}`)
+  }
 
   async function contents (sub: ReturnType<StateDb['sublevel']>): Promise<string[]> {
     const out: string[] = []
@@ -59,59 +71,70 @@ describe('EntryBulkWriter', () => {
     return out
   }
 
-  it('writes every entry under its hash and key, in runs of any size, as plain puts would', async () => {
+  it('writes the pages a plain sort would, from one run in memory or from spilled runs merged', async () => {
     const all = entries(2500)
-    const expected = all.map(e => `${be64(e.hash)}${hex(e.key)}=${be64(e.value)}`).sort()
-    for (const [runEntries, laterRunEntries] of [[1, 1], [7, 7], [1000, 1000], [1000, 300], [5000, 5000]] as const) {
-      const sub = state.sublevel(`t${runEntries}-${laterRunEntries}`)
-      const writer = new EntryBulkWriter(state.db, sub, { runEntries, laterRunEntries })
-      for (let i = 0; i < all.length; i++) {
-        writer.put(all[i]!.hash, all[i]!.key, all[i]!.value)
-        if (i % 100 === 99) await writer.flush()
+    for (const level of [1, 2, 3]) {
+      for (const [runEntries, laterRunEntries] of [[1, 1], [7, 7], [1000, 300], [5000, 5000]] as const) {
+        const sub = state.sublevel(`t${level}-${runEntries}-${laterRunEntries}`)
+        const spillDir = join(dir, `spill-${level}-${runEntries}`)
+        const writer = new PageBulkWriter(state.db, sub, { spillDir, runEntries, laterRunEntries })
+        for (let i = 0; i < all.length; i++) {
+          writer.put(all[i]!.hash, all[i]!.key, all[i]!.value)
+          if (i % 100 === 99) await writer.flush()
+        }
+        const spilled = writer.spilled
+        await writer.finish(level)
+        expect(spilled > 0, `runs of ${runEntries} spill`).toBe(runEntries < all.length)
+        expect(await contents(sub), `level ${level}, runs of ${runEntries}, then ${laterRunEntries}`).toEqual(expectedPages(all, level))
+        // the spills are gone
+        await expect(readdir(spillDir)).rejects.toMatchObject({ code: 'ENOENT' })
       }
-      await writer.finish()
-      expect(await contents(sub), `runs of ${runEntries}, then ${laterRunEntries}`).toEqual(expected)
     }
   })
 
-  it('gives every put bytes of its own while a write listener sees the puts', async () => {
-    const sub = state.sublevel('watched')
-    const seen: string[] = []
-    const listener = (ops: Array<{ type: string, key: Uint8Array, value?: Uint8Array }>): void => { for (const op of ops) seen.push(`${hex(op.key)}=${hex(op.value!)}`) }
-    state.db.on('write', listener)
-    try {
-      const all = entries(1000)
-      const writer = new EntryBulkWriter(state.db, sub)
-      for (const e of all) writer.put(e.hash, e.key, e.value)
-      await writer.finish()
-      const prefix = hex(new TextEncoder().encode(sub.prefix))
-      const expected = all.map(e => `${prefix}${be64(e.hash)}${hex(e.key)}=${be64(e.value)}`).sort()
-      expect([...seen].sort()).toEqual(expected)
-      expect(await contents(sub)).toHaveLength(1000)
-    } finally {
-      state.db.off('write', listener)
-    }
+  it('decodes what it wrote into the same entries', async () => {
+    const all = entries(3000)
+    const sub = state.sublevel('decode')
+    const writer = new PageBulkWriter(state.db, sub, { spillDir: join(dir, 'spill'), runEntries: 700, laterRunEntries: 300 })
+    for (const e of all) { writer.put(e.hash, e.key, e.value); await writer.flush() }
+    await writer.finish(2)
+    const decoded = []
+    for await (const [, page] of sub.iterator()) decoded.push(...decodePage(page))
+    const want = [...all].sort((a, b) => (a.hash < b.hash ? -1 : a.hash > b.hash ? 1 : Buffer.compare(a.key, b.key)))
+    expect(decoded.map(e => `${be64(e.keyHash)}|${hex(e.key)}|${be64(e.entry)}`)).toEqual(want.map(e => `${be64(e.hash)}|${hex(e.key)}|${be64(e.value)}`))
+  })
+
+  it('keeps entries with keys longer than the spill buffer whole', async () => {
+    const sub = state.sublevel('long')
+    const writer = new PageBulkWriter(state.db, sub, { spillDir: join(dir, 'spill'), runEntries: 2 })
+    const all = [0, 1, 2, 3, 4].map(i => ({ hash: BigInt(i) << 60n, key: new Uint8Array((1 << 20) + 1000 * i).fill(i + 1), value: BigInt(i) }))
+    for (const e of all) { writer.put(e.hash, e.key, e.value); await writer.flush() }
+    await writer.finish(1)
+    expect(await contents(sub)).toEqual(expectedPages(all, 1))
   })
 
   it('ends a run at its key-byte budget', async () => {
     const sub = state.sublevel('bytes')
-    const writer = new EntryBulkWriter(state.db, sub, { runKeyBytes: 64 })
+    const writer = new PageBulkWriter(state.db, sub, { spillDir: join(dir, 'spill'), runKeyBytes: 64 })
     const all = entries(300)
     for (const e of all) { writer.put(e.hash, e.key, e.value); await writer.flush() }
-    await writer.finish()
-    expect(await contents(sub)).toHaveLength(300)
+    expect(writer.spilled).toBeGreaterThan(1)
+    await writer.finish(2)
+    expect(await contents(sub)).toEqual(expectedPages(all, 2))
   })
 
-  it('stops at an abort between batches and leaves no write behind once abandoned', async () => {
+  it('stops at an abort and leaves no write and no spill behind once abandoned', async () => {
     const sub = state.sublevel('abort')
-    const writer = new EntryBulkWriter(state.db, sub, { runEntries: 50_000 })
-    for (const e of entries(50_000)) writer.put(e.hash, e.key, e.value)
+    const spillDir = join(dir, 'spill')
+    const writer = new PageBulkWriter(state.db, sub, { spillDir, runEntries: 10_000, laterRunEntries: 10_000 })
+    const all = entries(50_000)
+    for (let i = 0; i < 30_000; i++) writer.put(all[i]!.hash, all[i]!.key, all[i]!.value)
+    await writer.flush()
     const controller = new AbortController()
     controller.abort()
-    await writer.flush({ signal: controller.signal })
-    await expect(writer.finish({ signal: controller.signal })).rejects.toMatchObject({ code: 'CONVERGE_ABORTED' })
+    await expect(writer.finish(4, { signal: controller.signal })).rejects.toMatchObject({ code: 'CONVERGE_ABORTED' })
     await writer.abandon()
-    // at most the first batch went out before the abort was seen
-    expect((await contents(sub)).length).toBeLessThanOrEqual(20_000)
+    expect(await contents(sub)).toEqual([])
+    await expect(readdir(spillDir)).rejects.toMatchObject({ code: 'ENOENT' })
   })
 })

@@ -2,6 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
+import { entryHash } from '../../src/digest/hash.ts'
 import { RowCodec } from '../../src/digest/row-codec.ts'
 import { DigestIndex, type IndexProgress } from '../../src/index/digest-index.ts'
 import { StateDb } from '../../src/index/state-db.ts'
@@ -35,7 +36,7 @@ function expectSameTree (actual: MerkleTree, expected: MerkleTree): void {
 }
 
 const entryView = (entries: IndexEntry[]): string[] =>
-  entries.map(e => `${e.keyHash.toString(16)}|${hex(e.key)}|${e.rowDigest}|${e.entry}`)
+  entries.map(e => `${e.keyHash.toString(16)}|${hex(e.key)}|${e.entry}`)
 
 /** The model: the rows the store should hold, by id. */
 class Model {
@@ -240,10 +241,10 @@ describe('DigestIndex', () => {
     for (const i of [0, 0x123, 0xfff]) {
       expect(entryView(await index.list(3, i))).toEqual(entryView(await expected.list(3, i)))
     }
-    // each entry carries the row's key, digest and entry hash
+    // each entry carries the row's key, key hash and entry hash
     const one = all.find(e => hex(e.key) === hex(key(3)))!
     expect(one.keyHash).toBe(codec.keyHash(key(3)))
-    expect(one.rowDigest).toBe(codec.rowDigest(row(3, 1)))
+    expect(one.entry).toBe(entryHash(codec.keyHash(key(3)), codec.rowDigest(row(3, 1))))
     expect(all.some(e => hex(e.key) === hex(key(6)))).toBe(false)
     expect((await index.getRows([key(3), key(6)])).map(r => r === undefined ? undefined : hex(r))).toEqual([hex(row(3, 1)), undefined])
   })
@@ -390,6 +391,36 @@ describe('DigestIndex', () => {
     expectSameTree(again.tree, expected.tree)
   })
 
+  it('takes a fix into the tree at once, and the change feed replaying it later (even after an older batch read before the fix) leaves the index right', async () => {
+    const inner = await openStore()
+    // a feed held shut while `gate` is set: the fix is taken before the feed brings anything back
+    let gate: Promise<void> | undefined
+    const store = withFeed(inner, async function * (source) {
+      for await (const batch of source) { await gate; yield batch }
+    })
+    const model = new Model(Array.from({ length: 1000 }, (_, i) => i))
+    await inner.apply({ upserts: [...model.rows.values()], deletes: [] })
+    const index = makeIndex(store, await openState())
+    await index.start()
+    const seq = index.appliedSeq
+    let open!: () => void
+    gate = new Promise(resolve => { open = resolve })
+    // a local write, then a fix over the same key: the feed holds the older batch (the row at version 1) while the fix lands
+    await inner.apply({ upserts: [model.upsert(7, 1)], deletes: [] })
+    const fix = { upserts: [model.upsert(7, 2), model.upsert(4000)], deletes: [model.delete(8)] }
+    await inner.apply({ ...fix, origin: 'converge' })
+    expect(await index.takeApplied(fix)).toBe(true)
+    expectSameTree(index.tree, model.replica().tree)
+    expect(index.appliedSeq).toBe(seq)
+    // the feed resumes: the older batch sets key 7 back to version 1 for a moment, the fix's own batch sets it right again
+    open()
+    await index.catchUp()
+    expect(index.appliedSeq).toBe(seq + 2)
+    const expected = model.replica()
+    expectSameTree(index.tree, expected.tree)
+    expect(entryView(await index.list(0, 0))).toEqual(entryView(await expected.list(0, 0)))
+  })
+
   it('a batch delivered twice is applied once', async () => {
     const inner = await openStore()
     // a feed that delivers every batch twice
@@ -453,5 +484,80 @@ describe('DigestIndex', () => {
     expect(second.appliedSeq).toBe(6)
     expectSameTree(second.tree, expected.tree)
     expect(entryView(await second.list(0, 0))).toEqual(entryView(await expected.list(0, 0)))
+  })
+
+  /** The levels of the page records the index holds. */
+  async function pageLevels (state: StateDb): Promise<number[]> {
+    const levels = new Set<number>()
+    for await (const k of state.sublevel('index:orders:p').keys()) levels.add(k[0]!)
+    return [...levels].sort()
+  }
+
+  it('cuts its pages again at the new depth when the tree changes depth, and loads them after a restart', async () => {
+    const store = await openStore()
+    const state = await openState()
+    const model = new Model(Array.from({ length: 100 }, (_, i) => i))
+    await store.apply({ upserts: [...model.rows.values()], deletes: [] })
+    const index = makeIndex(store, state)
+    await start(index, store)
+    expect(index.tree.depth).toBe(1)
+    expect(await pageLevels(state)).toEqual([1])
+    for (let from = 100; from < 4000; from += 500) {
+      await store.apply({ upserts: Array.from({ length: 500 }, (_, i) => model.upsert(from + i)), deletes: [] })
+    }
+    await index.catchUp()
+    await vi.waitFor(() => { expect(index.tree.depth).toBe(2) })
+    const expected = model.replica()
+    expectSameTree(index.tree, expected.tree)
+    expect(await pageLevels(state)).toEqual([2])
+    for (const i of [0, 7, 0xa5, 0xff]) expect(entryView(await index.list(2, i))).toEqual(entryView(await expected.list(2, i)))
+    expect(entryView(await index.list(1, 3))).toEqual(entryView(await expected.list(1, 3)))
+    expect(entryView(await index.list(0, 0))).toEqual(entryView(await expected.list(0, 0)))
+    await index.stop()
+
+    const again = makeIndex(store, state)
+    const { scans } = await start(again, store)
+    expect(scans).toBe(0)
+    expectSameTree(again.tree, expected.tree)
+    await store.apply({ upserts: [model.upsert(5, 1)], deletes: [model.delete(6)] })
+    await again.catchUp()
+    expectSameTree(again.tree, model.replica().tree)
+  })
+
+  it('rebuilds an index of the earlier layout (a record per row) and drops its records', async () => {
+    const store = await openStore()
+    const state = await openState()
+    const model = new Model(Array.from({ length: 500 }, (_, i) => i))
+    await store.apply({ upserts: [...model.rows.values()], deletes: [] })
+    // what layout 1 left: its meta (no layout field) and one record per row
+    await state.sublevel('index:orders:m').put(new TextEncoder().encode('meta'), new TextEncoder().encode(JSON.stringify({ fp: codec.fingerprint, storeId: store.id, seq: await store.lastSeq(), complete: true })))
+    const legacy = state.sublevel('index:orders:e')
+    await legacy.put(Uint8Array.of(1, 2, 3, 4, 5, 6, 7, 8, 9), Uint8Array.of(0, 0, 0, 0, 0, 0, 0, 1))
+    const index = makeIndex(store, state)
+    const { scans } = await start(index, store)
+    expect(scans).toBe(1)
+    expectSameTree(index.tree, model.replica().tree)
+    expect(await legacy.keys().all()).toEqual([])
+  })
+
+  it('rebuilds from the store when it finds a page damaged', async () => {
+    const store = await openStore()
+    const state = await openState()
+    const model = new Model(Array.from({ length: 600 }, (_, i) => i))
+    await store.apply({ upserts: [...model.rows.values()], deletes: [] })
+    const index = makeIndex(store, state)
+    await start(index, store)
+    const rescans: unknown[] = []
+    index.on('rescan', err => rescans.push(err))
+    // every page cut short: the next change lands on a damaged one
+    const pages = state.sublevel('index:orders:p')
+    for await (const [k, v] of pages.iterator()) await pages.put(k, v.subarray(0, v.length - 1))
+    await store.apply({ upserts: [model.upsert(3, 2)], deletes: [] })
+    await vi.waitFor(() => { expect(rescans).toHaveLength(1) })
+    expect(rescans[0]).toMatchObject({ code: 'CONVERGE_INDEX_PAGE_FORMAT' })
+    await index.catchUp()
+    const expected = model.replica()
+    await vi.waitFor(() => { expectSameTree(index.tree, expected.tree) })
+    expect(entryView(await index.list(0, 0))).toEqual(entryView(await expected.list(0, 0)))
   })
 })

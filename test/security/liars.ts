@@ -27,8 +27,7 @@ export function forgingView (view: ReplicaView, codec: RowCodec, forge: (row: Ui
       if (row === undefined) return e
       const fake = forge(row)
       forged.set(hex(e.key), fake)
-      const rowDigest = codec.rowDigest(fake)
-      return { ...e, rowDigest, entry: entryHash(e.keyHash, rowDigest) }
+      return { ...e, entry: entryHash(e.keyHash, codec.rowDigest(fake)) }
     })
   }
   return {
