@@ -1,7 +1,10 @@
 /**
  * A PostgreSQL table as a replica store (`pg`).
  *
- * Scans stream through COPY … TO STDOUT (pg-copy.ts) in bounded memory. Fixes apply
+ * Rows come out through COPY … TO STDOUT (pg-copy.ts), whose bare lines turn
+ * straight into canonical bytes: scans in bounded memory, and reads by key
+ * (get, the change feed's rows, a fix's before-images) with the key list
+ * written into the statement as array literals (pg-literals.ts). Fixes apply
  * in one transaction: before-images read `FOR UPDATE`, then `INSERT … ON
  * CONFLICT DO UPDATE` and `DELETE`, each as one statement over a
  * jsonb_to_recordset of the batch.
@@ -29,6 +32,7 @@ import { normalizeValue, packValues, type Row, type RowCodec, type Value } from 
 import type { ColumnType, DatasetSchema } from '../digest/schema.ts'
 import { CopyRows, decodeFields, fieldDecoder } from './pg-copy.ts'
 import { canonicalLineEncoder } from './pg-copy-canonical.ts'
+import { arrayLiteral, dollarQuoted, pgText } from './pg-literals.ts'
 import type { ApplyRequest, ApplyResult, ChangeBatch, ReplicaStore, RowChange, StoredRow } from './replica-store.ts'
 
 export interface PgStoreInit {
@@ -45,19 +49,23 @@ export interface PgStoreInit {
 const CHANGE_READ_LIMIT = 10_000
 /** Rows per write statement in apply. */
 const WRITE_BATCH = 5000
+/** Keys per statement when rows are read by key (the key list travels in the statement's text). */
+const KEY_READ_BATCH = 10_000
 
 /** text: its type parser is the identity, which tells the types read as their text. */
 const TEXT_OID = 25
 
+const hex = (bytes: Uint8Array): string => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex')
 const quote = (name: string): string => `"${name.replace(/"/g, '""')}"`
 const literal = (text: string): string => `'${text.replace(/'/g, "''")}'`
 
 /**
- * timestamp without time zone is read as UTC, not in the host's zone; dates
- * stay text; json and jsonb stay JSON text, so a JSON string or null scalar
- * is not mistaken for text or SQL NULL.
+ * How the store reads a value's text: timestamp without time zone as UTC,
+ * not in the host's zone; dates stay text; json and jsonb stay JSON text, so
+ * a JSON string or null scalar is not mistaken for text or SQL NULL. (COPY
+ * lines go through the same parsers; the tests read the query path with them.)
  */
-const typeParsers = {
+export const typeParsers = {
   getTypeParser: (oid: number, format?: string): ((value: string) => unknown) => {
     if (oid === 1114) return (value: string) => new Date(`${value.replace(' ', 'T')}Z`)
     if (oid === 1082 || oid === 114 || oid === 3802) return (value: string) => value
@@ -206,9 +214,9 @@ export class PgStore implements ReplicaStore {
     signal?.addEventListener('abort', onAbort, { once: true })
     try {
       await client.query('BEGIN')
-      const { fields } = await client.query({ text: `${select} LIMIT 0`, rowMode: 'array' })
+      const decode = await this.lineDecoder(client)
       throwIfAborted(signal)
-      copy = new CopyRows({ text: `COPY (${select}) TO STDOUT`, decode: this.copyLineDecoder(fields.map(f => f.dataTypeID)), batchSize: options.batchSize ?? SCAN_BATCH_ROWS })
+      copy = new CopyRows({ text: `COPY (${select}) TO STDOUT`, decode, batchSize: options.batchSize ?? SCAN_BATCH_ROWS })
       // a connection that fails mid-COPY fails the COPY (pg hands the error to the active query)
       client.query(copy)
       for (;;) {
@@ -235,8 +243,8 @@ export class PgStore implements ReplicaStore {
 
   async get (keys: Uint8Array[]): Promise<Array<Uint8Array | undefined>> {
     if (keys.length === 0) return []
-    const found = await this.readByKeys(this.db(), keys.map(k => this.codec.decodeKey(k)))
-    return keys.map(k => found.get(Buffer.from(k).toString('hex')))
+    const found = await this.inTransaction(async client => await this.readByKeys(client, keys.map(k => this.codec.decodeKey(k))))
+    return keys.map(k => found.get(hex(k)))
   }
 
   async apply (request: ApplyRequest, options: { signal?: AbortSignal } = {}): Promise<ApplyResult> {
@@ -250,7 +258,7 @@ export class PgStore implements ReplicaStore {
       await client.query("SELECT set_config('converge.origin', $1, true)", [request.origin ?? ''])
       const xid = (await client.query<{ xid: string }>('SELECT pg_current_xact_id()::text AS xid')).rows[0]!.xid
       const current = await this.readByKeys(client, keys, true)
-      const before = keys.map(k => current.get(Buffer.from(this.codec.encodeKey(k)).toString('hex')) ?? null)
+      const before = keys.map(k => current.get(hex(this.codec.encodeKey(k))) ?? null)
       for (let i = 0; i < upsertRows.length; i += WRITE_BATCH) {
         const batch = upsertRows.slice(i, i + WRITE_BATCH).map(r => this.toJson(r, this.columns))
         const cols = this.columns.map(c => quote(c.name)).join(', ')
@@ -379,69 +387,121 @@ export class PgStore implements ReplicaStore {
 
   /** Whole transactions from the change log after `since`, oldest first, each with its rows as they are now. */
   private async readChanges (since: number): Promise<ChangeBatch[]> {
-    const { rows } = await this.db().query<{ xid: string, key: string, origin: string | null }>(
-      `SELECT xid::text AS xid, key, origin FROM converge.changes
-        WHERE tbl = $1 AND xid > $2::text::xid8 AND xid < pg_snapshot_xmin(pg_current_snapshot())
-        ORDER BY xid, seq LIMIT $3`, [this.table.tag, String(since), CHANGE_READ_LIMIT])
-    if (rows.length === 0) return []
-    let usable = rows
-    if (rows.length === CHANGE_READ_LIMIT) {
-      // never hand out part of a transaction: drop the last one, or read the only one whole
-      const lastXid = rows[rows.length - 1]!.xid
-      usable = rows.filter(r => r.xid !== lastXid)
-      if (usable.length === 0) {
-        usable = (await this.db().query<{ xid: string, key: string, origin: string | null }>(
-          'SELECT xid::text AS xid, key, origin FROM converge.changes WHERE tbl = $1 AND xid = $2::text::xid8 ORDER BY seq', [this.table.tag, lastXid])).rows
+    return await this.inTransaction(async client => {
+      const { rows } = await client.query<{ xid: string, key: string, origin: string | null }>(
+        `SELECT xid::text AS xid, key, origin FROM converge.changes
+          WHERE tbl = $1 AND xid > $2::text::xid8 AND xid < pg_snapshot_xmin(pg_current_snapshot())
+          ORDER BY xid, seq LIMIT $3`, [this.table.tag, String(since), CHANGE_READ_LIMIT])
+      if (rows.length === 0) return []
+      let usable = rows
+      if (rows.length === CHANGE_READ_LIMIT) {
+        // never hand out part of a transaction: drop the last one, or read the only one whole
+        const lastXid = rows[rows.length - 1]!.xid
+        usable = rows.filter(r => r.xid !== lastXid)
+        if (usable.length === 0) {
+          usable = (await client.query<{ xid: string, key: string, origin: string | null }>(
+            'SELECT xid::text AS xid, key, origin FROM converge.changes WHERE tbl = $1 AND xid = $2::text::xid8 ORDER BY seq', [this.table.tag, lastXid])).rows
+        }
       }
-    }
-    // jsonb arrives as text (see typeParsers)
-    const keyBytes = usable.map(r => this.codec.encodeKey(JSON.parse(r.key) as Row))
-    const current = await this.readByKeys(this.db(), keyBytes.map(k => this.codec.decodeKey(k)))
-    const batches: ChangeBatch[] = []
-    let batch: ChangeBatch | undefined
-    const seen = new Set<string>()
-    usable.forEach((r, i) => {
-      const seq = Number(r.xid)
-      if (batch === undefined || batch.seq !== seq) {
-        batch = { seq, changes: [], origin: r.origin ?? undefined }
-        batches.push(batch)
-        seen.clear()
-      }
-      const id = Buffer.from(keyBytes[i]!).toString('hex')
-      if (seen.has(id)) return
-      seen.add(id)
-      const change: RowChange = { key: keyBytes[i]!, row: current.get(id) ?? null }
-      batch.changes.push(change)
+      // jsonb arrives as text (see typeParsers)
+      const keyBytes = usable.map(r => this.codec.encodeKey(JSON.parse(r.key) as Row))
+      const current = await this.readByKeys(client, keyBytes.map(k => this.codec.decodeKey(k)))
+      const batches: ChangeBatch[] = []
+      let batch: ChangeBatch | undefined
+      const seen = new Set<string>()
+      usable.forEach((r, i) => {
+        const seq = Number(r.xid)
+        if (batch === undefined || batch.seq !== seq) {
+          batch = { seq, changes: [], origin: r.origin ?? undefined }
+          batches.push(batch)
+          seen.clear()
+        }
+        const id = hex(keyBytes[i]!)
+        if (seen.has(id)) return
+        seen.add(id)
+        const change: RowChange = { key: keyBytes[i]!, row: current.get(id) ?? null }
+        batch.changes.push(change)
+      })
+      return batches
     })
-    return batches
   }
 
-  /** Current rows for keys (as key objects), by canonical key in hex. */
-  private async readByKeys (db: pg.Pool | pg.PoolClient, keys: Row[], forUpdate = false): Promise<Map<string, Uint8Array>> {
+  /**
+   * Current rows for keys (as decodeKey gives them), by canonical key in hex,
+   * in the caller's transaction (see lineDecoder): `COPY (SELECT …) TO
+   * STDOUT` with the key list written into the statement as array literals
+   * (pg-literals.ts), so each row arrives as a bare line that pg-copy turns
+   * into canonical bytes, with no JSON document of the keys to build and parse,
+   * no protocol row, string per field or row object. `forUpdate` locks them.
+   */
+  private async readByKeys (client: pg.PoolClient, keys: Row[], forUpdate = false): Promise<Map<string, Uint8Array>> {
     const out = new Map<string, Uint8Array>()
-    for (let i = 0; i < keys.length; i += WRITE_BATCH) {
-      const part = keys.slice(i, i + WRITE_BATCH).map(k => this.toJson(k, this.keyColumns))
-      const { rows } = await db.query<Row>(
-        `SELECT ${this.selectList('t')} FROM ${this.table.sql} t JOIN jsonb_to_recordset($1::jsonb) AS k(${this.recordDef(this.keyColumns)}) ON ${this.keyJoin('t', 'k')}${forUpdate ? ' FOR UPDATE OF t' : ''}`,
-        [JSON.stringify(part)])
-      for (const r of rows) {
-        const s = this.stored(r)
-        out.set(Buffer.from(s.key).toString('hex'), s.row)
+    if (keys.length === 0) return out
+    const decode = await this.lineDecoder(client)
+    for (let i = 0; i < keys.length; i += KEY_READ_BATCH) {
+      const copy = new CopyRows({ text: `COPY (${this.keyedSelect(keys.slice(i, i + KEY_READ_BATCH), forUpdate)}) TO STDOUT`, decode, batchSize: KEY_READ_BATCH })
+      // (a connection that fails mid-COPY fails the COPY; a line that does not decode fails it once the server is done)
+      client.query(copy)
+      for (let rows = await copy.next(); rows !== undefined; rows = await copy.next()) {
+        // a copy of its own: a row written straight into a CanonicalWriter's slab would keep the whole slab alive
+        for (const r of rows) out.set(hex(r.key), r.row.slice())
       }
     }
     return out
   }
 
-  private stored (r: Row): StoredRow {
-    // normalize once; the key comes from the same values (no second decode of the row)
-    const values = this.codec.normalize(r)
-    return { key: this.codec.keyOfValues(values), row: packValues(values) }
+  /** SELECT of the rows whose keys are in `keys`, the key list written in as an array literal per key column. */
+  private keyedSelect (keys: Row[], forUpdate: boolean): string {
+    const match = this.keyMatch(this.keyColumns.map(c => `${dollarQuoted(arrayLiteral(keys.map(k => pgText(k[c.name] as Value, c.type))))}::${c.pgType}[]`))
+    return `SELECT ${this.selectList('t')} FROM ${this.table.sql} t${match.keys === undefined ? '' : `, ${match.keys}`} WHERE ${match.where}${forUpdate ? ' FOR UPDATE OF t' : ''}`
+  }
+
+  /**
+   * How rows of the table (alias t) are matched to a key list given as one
+   * array expression per key column: a relation to add (`keys`) and the
+   * condition. One key column: `= ANY`, always an index scan over the sorted
+   * list (a join of 10,000 keys to the unnested list was planned as a merge
+   * join over the whole index, eight times slower). More: the unnested lists,
+   * which the planner joins by an index probe per key (or, for a large share
+   * of the table, by a hash join over one scan of it).
+   */
+  private keyMatch (lists: string[]): { keys?: string, where: string } {
+    if (lists.length === 1) return { where: `t.${quote(this.keyColumns[0]!.name)} = ANY (${lists[0]})` }
+    return { keys: `unnest(${lists.join(', ')}) AS k(${this.keyColumns.map(c => quote(c.name)).join(', ')})`, where: this.keyJoin('t', 'k') }
+  }
+
+  /**
+   * The select list's COPY line decoder, from its types: read by a first
+   * statement of the client's transaction (COPY sends no types), which also
+   * holds the table's lock, so the types cannot change before the COPY runs.
+   */
+  private async lineDecoder (client: pg.PoolClient): Promise<(line: Buffer) => StoredRow> {
+    const { fields } = await client.query({ text: `SELECT ${this.selectList()} FROM ${this.table.sql} LIMIT 0`, rowMode: 'array' })
+    return this.copyLineDecoder(fields.map(f => f.dataTypeID))
+  }
+
+  /** Runs `work` in a transaction of its own; the client goes back to the pool after it (dropped when it failed). */
+  private async inTransaction<T> (work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    const client = await this.db().connect()
+    let failure: unknown
+    try {
+      await client.query('BEGIN')
+      const result = await work(client)
+      await client.query('COMMIT')
+      return result
+    } catch (err) {
+      failure = err
+      await client.query('ROLLBACK').catch(() => undefined)
+      throw err
+    } finally {
+      releaseClient(client, failure)
+    }
   }
 
   /**
    * A COPY line (select list in schema column order, types `oids`) to its
    * stored row: straight to canonical bytes where pg-copy-canonical.ts can,
-   * else decoded as a query would return it, then as storedFromArray().
+   * else decoded as a query would return it, then by storedFromArray().
    */
   private copyLineDecoder (oids: number[]): (line: Buffer) => StoredRow {
     const identity = typeParsers.getTypeParser(TEXT_OID, 'text')
@@ -453,8 +513,8 @@ export class PgStore implements ReplicaStore {
   }
 
   /**
-   * As stored(), for a row read as an array in schema column order (the
-   * select list's order): RowCodec.normalize by position; keep the two alike.
+   * A row read as an array in schema column order (the select list's order)
+   * to its stored row: RowCodec.normalize by position; keep the two alike.
    */
   private storedFromArray (raw: unknown[]): StoredRow {
     const columns = this.codec.columns
@@ -501,6 +561,7 @@ function toPgJson (v: Value | Date | undefined, c: ColumnInfo): unknown {
   if (c.type === 'timestamp' && typeof v === 'number') return new Date(v).toISOString()
   return v
 }
+
 
 /** Back to the pool; dropped instead when the work on it failed (its session may be in any state). */
 function releaseClient (client: pg.PoolClient, failure: unknown): void {

@@ -156,6 +156,41 @@ describe('PostgreSQL store (real server)', () => {
     expect(triggers.map(t => t.tgname)).toEqual(['converge_capture', 'converge_notify'])
   })
 
+  it('reads, writes and follows rows whose keys are awkward for SQL and for array literals', async () => {
+    const awkward = ['', ' ', 'NULL', '"', '\\', '\\"', "'", '{', '}', ',', '$', '$k$', '$k', 'a$', '$k0$', 'tab\there', 'new\nline', '\\N', 'é 東京 🚀', ');DROP TABLE x;--']
+    const keyed = new RowCodec({ version: 1, columns: [{ name: 'k', type: 'string' }, { name: 'at', type: 'timestamp' }, { name: 'n', type: 'integer' }, { name: 'v', type: 'string' }], primaryKey: ['k', 'at', 'n'], ignoreColumns: [] })
+    await sql(db.url, 'CREATE TABLE public.awkward (k text, at timestamptz, n bigint, v text NOT NULL, PRIMARY KEY (k, at, n))')
+    const single = new RowCodec({ version: 1, columns: [{ name: 'k', type: 'string' }, { name: 'v', type: 'string' }], primaryKey: ['k'], ignoreColumns: [] })
+    await sql(db.url, 'CREATE TABLE public.awkward_single (k text PRIMARY KEY, v text NOT NULL)')
+    for (const [table, c, row] of [
+      ['public.awkward', keyed, (k: string, i: number, v: string) => ({ k, at: Date.UTC(2026, 0, 1) + i, n: 2n ** 62n + BigInt(i), v })],
+      ['public.awkward_single', single, (k: string, _i: number, v: string) => ({ k, v })]
+    ] as const) {
+      const awkwardStore = new PgStore({ connectionString: db.url, table, codec: c, pollMs: 200 })
+      await awkwardStore.open()
+      try {
+        const since = await awkwardStore.lastSeq()
+        const rows1 = awkward.map((k, i) => c.encodeRow(row(k, i, 'one')))
+        const keys = rows1.map(r => c.keyOfEncodedRow(r))
+        expect((await awkwardStore.apply({ upserts: rows1, deletes: [] })).before).toEqual(awkward.map(() => null))
+        expect((await awkwardStore.get(keys)).map(hex)).toEqual(rows1.map(hex))
+        const rows2 = awkward.map((k, i) => c.encodeRow(row(k, i, 'two')))
+        const second = await awkwardStore.apply({ upserts: rows2.filter((_, i) => i % 2 === 0), deletes: keys.filter((_, i) => i % 2 === 1) })
+        expect(second.before.map(hex)).toEqual([...rows1.filter((_, i) => i % 2 === 0), ...rows1.filter((_, i) => i % 2 === 1)].map(hex))
+        const want = awkward.map((_, i) => (i % 2 === 0 ? hex(rows2[i]) : null))
+        expect((await awkwardStore.get(keys)).map(hex)).toEqual(want)
+        const scanned = new Map<string, string>()
+        for await (const batch of awkwardStore.scan()) for (const r of batch) scanned.set(hex(r.key)!, hex(r.row)!)
+        expect(keys.map(k => scanned.get(hex(k)!) ?? null)).toEqual(want)
+        const got = await collect(awkwardStore, since, g => g.length >= 2)
+        expect(got.map(b => b.changes.length)).toEqual([awkward.length, awkward.length])
+        expect(got[1]!.changes.map(ch => [hex(ch.key), hex(ch.row)]).sort()).toEqual(keys.map((k, i) => [hex(k), want[i]]).sort())
+      } finally {
+        await awkwardStore.close()
+      }
+    }
+  })
+
   it('names a missing column', async () => {
     await sql(db.url, 'ALTER TABLE public.orders DROP COLUMN note')
     const other = new PgStore({ connectionString: db.url, table: 'public.orders', codec })
