@@ -148,12 +148,129 @@ describe('PostgreSQL store (real server)', () => {
     } finally {
       await app.end()
     }
-    await sql(db.url, 'DROP TRIGGER converge_capture ON public.orders')
+    await sql(db.url, 'DROP TRIGGER converge_capture_update ON public.orders')
+    await sql(db.url, 'ALTER TABLE public.orders DISABLE TRIGGER converge_capture_delete')
     const repaired = new PgStore({ connectionString: db.url, table: 'public.orders', codec, pollMs: 200 })
     await repaired.open()
     await repaired.close()
+    const { rows: triggers } = await sql(db.url, "SELECT tgname, tgenabled <> 'D' AS enabled FROM pg_trigger WHERE tgrelid = 'public.orders'::regclass AND NOT tgisinternal ORDER BY tgname")
+    expect(triggers.map(t => [t.tgname, t.enabled])).toEqual([['converge_capture_delete', true], ['converge_capture_insert', true], ['converge_capture_update', true], ['converge_notify', true]])
+  })
+
+  it('logs the same changes with its statement triggers as the row trigger a partitioned table keeps: inserts, updates, key changes, deletes, upserts, transactions of several statements', async () => {
+    // the same table partitioned (one partition): PgStore gives it the row trigger
+    await sql(db.url, `${ORDERS_DDL.replace('public.orders', 'public.orders_p')} PARTITION BY RANGE (order_id)`)
+    await sql(db.url, 'CREATE TABLE public.orders_p_all PARTITION OF public.orders_p DEFAULT')
+    const partitioned = new PgStore({ connectionString: db.url, table: 'public.orders_p', codec, pollMs: 200 })
+    await partitioned.open()
+    const triggersOf = async (table: string): Promise<string[]> =>
+      (await sql(db.url, 'SELECT tgname FROM pg_trigger WHERE tgrelid = $1::regclass AND NOT tgisinternal ORDER BY tgname', [table])).rows.map(r => r.tgname as string)
+    expect(await triggersOf('public.orders')).toEqual(['converge_capture_delete', 'converge_capture_insert', 'converge_capture_update', 'converge_notify'])
+    expect(await triggersOf('public.orders_p')).toEqual(['converge_capture', 'converge_notify'])
+    const value = (id: number): string => `(${id}, 'c', 'r', 's', 1.5, 'EUR', 1, null, now())`
+    const transactions = (t: string): string[][] => [
+      [`INSERT INTO ${t} VALUES ${[1, 2, 3, 4, 5].map(value).join(', ')}`],
+      [`UPDATE ${t} SET status = 'x' WHERE order_id IN (1, 2)`],
+      [`UPDATE ${t} SET order_id = order_id + 100 WHERE order_id = 3`],
+      [`DELETE FROM ${t} WHERE order_id IN (4, 999)`],
+      [`UPDATE ${t} SET status = 'none' WHERE false`],
+      ["SELECT set_config('converge.origin', 'converge', true)", `INSERT INTO ${t} VALUES ${value(6)}`, `UPDATE ${t} SET status = 'y' WHERE order_id = 6`,
+        `UPDATE ${t} SET order_id = 106 WHERE order_id = 6`, `DELETE FROM ${t} WHERE order_id = 5`, `INSERT INTO ${t} VALUES ${value(5)}`],
+      [`INSERT INTO ${t} VALUES ${value(1)}, ${value(7)} ON CONFLICT (order_id) DO UPDATE SET status = 'upserted'`],
+      [`UPDATE ${t} SET order_id = order_id + 1000`],
+      [`DELETE FROM ${t}`]
+    ]
+    const client = new pg.Client({ connectionString: db.url })
+    await client.connect()
+    try {
+      for (const table of ['public.orders', 'public.orders_p']) {
+        for (const statements of transactions(table)) {
+          await client.query('BEGIN')
+          for (const statement of statements) await client.query(statement)
+          await client.query('COMMIT')
+        }
+      }
+    } finally {
+      await client.end()
+    }
+    /** Per transaction, in order: its logged keys (sorted, repeats kept) and origins. */
+    const logOf = async (table: string): Promise<Array<{ keys: string[], origins: Array<string | null> }>> => {
+      const { rows } = await sql(db.url, 'SELECT xid::text AS xid, key::text AS key, origin FROM converge.changes WHERE tbl = $1 ORDER BY xid, seq', [table])
+      const byXid = new Map<string, Array<{ key: string, origin: string | null }>>()
+      for (const r of rows) byXid.set(r.xid, [...(byXid.get(r.xid) ?? []), { key: r.key, origin: r.origin }])
+      return [...byXid.values()].map(entries => ({ keys: entries.map(e => e.key).sort(), origins: [...new Set(entries.map(e => e.origin))] }))
+    }
+    const k = (id: number): string => `{"order_id": "${id}"}`
+    const log = await logOf('public.orders')
+    expect(log).toEqual([
+      { keys: [1, 2, 3, 4, 5].map(k).sort(), origins: [null] },
+      { keys: [1, 2].map(k).sort(), origins: [null] },
+      { keys: [103, 3].map(k).sort(), origins: [null] },
+      { keys: [k(4)], origins: [null] },
+      // insert 6, update 6, move 6 to 106, delete 5, insert 5
+      { keys: [106, 5, 5, 6, 6, 6].map(k).sort(), origins: ['converge'] },
+      { keys: [1, 7].map(k).sort(), origins: [null] },
+      { keys: [1, 1001, 1002, 1005, 1007, 1103, 1106, 103, 106, 2, 5, 7].map(k).sort(), origins: [null] },
+      { keys: [1001, 1002, 1005, 1007, 1103, 1106].map(k).sort(), origins: [null] }
+    ])
+    expect(await logOf('public.orders_p'), 'the statement triggers log what the row trigger logs').toEqual(log)
+    // and the feed hands out each transaction's keys once, as the row trigger's feed does
+    const feed = async (store: PgStore): Promise<unknown> => (await collect(store, 0, g => g.length >= log.length)).map(b => ({ origin: b.origin, keys: b.changes.map(c => Number(codec.decodeKey(c.key).order_id)).sort((x, y) => x - y) }))
+    expect(await feed(store)).toEqual(await feed(partitioned))
+    await partitioned.close()
+  })
+
+  it('logs a key that one row leaves and another takes in the same statement once (the row trigger logged it twice); the feed delivers it once either way', async () => {
+    const pairs = new RowCodec({ version: 1, columns: [{ name: 'id', type: 'integer' }, { name: 'v', type: 'string' }], primaryKey: ['id'], ignoreColumns: [] })
+    await sql(db.url, 'CREATE TABLE public.pairs (id int PRIMARY KEY DEFERRABLE INITIALLY DEFERRED, v text NOT NULL)')
+    const swapped = new PgStore({ connectionString: db.url, table: 'public.pairs', codec: pairs, pollMs: 200 })
+    await swapped.open()
+    try {
+      await sql(db.url, "INSERT INTO public.pairs VALUES (1, 'one'), (2, 'two'), (3, 'three')")
+      const since = await swapped.lastSeq()
+      await sql(db.url, 'UPDATE public.pairs SET id = CASE id WHEN 1 THEN 2 WHEN 2 THEN 3 ELSE 1 END')
+      const { rows } = await sql(db.url, "SELECT key->>'id' AS id FROM converge.changes WHERE tbl = 'public.pairs' AND xid > $1::text::xid8 ORDER BY key->>'id'", [String(since)])
+      expect(rows.map(r => r.id)).toEqual(['1', '2', '3'])
+      const [batch] = await collect(swapped, since, g => g.length >= 1)
+      expect(batch!.changes.map(c => [pairs.decodeKey(c.key).id, pairs.decodeRow(c.row!).v]).sort()).toEqual([[1, 'three'], [2, 'one'], [3, 'two']])
+    } finally {
+      await swapped.close()
+    }
+  })
+
+  it('upgrades a table captured by the row trigger of an earlier version: statement triggers instead, the old function gone, the store id and the log kept', async () => {
+    await store.close()
+    // the capture as the version before statement triggers installed it
+    await sql(db.url, `DROP TRIGGER converge_capture_insert ON public.orders; DROP TRIGGER converge_capture_update ON public.orders; DROP TRIGGER converge_capture_delete ON public.orders;
+      DROP FUNCTION converge.capture_statement_public_orders();
+      CREATE OR REPLACE FUNCTION converge."capture_public_orders"() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+          IF TG_OP = 'DELETE' OR (TG_OP = 'UPDATE' AND (OLD."order_id" IS DISTINCT FROM NEW."order_id")) THEN
+            INSERT INTO converge.changes (tbl, key, origin) VALUES ('public.orders', jsonb_build_object('order_id', OLD."order_id"::text), nullif(current_setting('converge.origin', true), ''));
+          END IF;
+          IF TG_OP <> 'DELETE' THEN
+            INSERT INTO converge.changes (tbl, key, origin) VALUES ('public.orders', jsonb_build_object('order_id', NEW."order_id"::text), nullif(current_setting('converge.origin', true), ''));
+          END IF;
+          RETURN NULL;
+        END $$;
+      CREATE OR REPLACE TRIGGER converge_capture AFTER INSERT OR UPDATE OR DELETE ON public.orders FOR EACH ROW EXECUTE FUNCTION converge."capture_public_orders"();
+      UPDATE converge.stores SET setup = 'the earlier version''s' WHERE tbl = 'public.orders'`)
+    const id = store.id
+    const since = (await sql(db.url, 'SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xid')).rows[0].xid as string
+    await sql(db.url, `INSERT INTO public.orders VALUES (1, 'c', 'r', 's', 1.5, 'EUR', 1, null, now()), (2, 'c', 'r', 's', 1.5, 'EUR', 1, null, now())`)
+    expect((await sql(db.url, "SELECT count(*)::int AS n FROM converge.changes WHERE tbl = 'public.orders'")).rows[0].n, 'the old trigger logged its rows').toBe(2)
+
+    store = new PgStore({ connectionString: db.url, table: 'public.orders', codec, pollMs: 200 })
+    await store.open()
+    expect(store.id).toBe(id)
     const { rows: triggers } = await sql(db.url, "SELECT tgname FROM pg_trigger WHERE tgrelid = 'public.orders'::regclass AND NOT tgisinternal ORDER BY tgname")
-    expect(triggers.map(t => t.tgname)).toEqual(['converge_capture', 'converge_notify'])
+    expect(triggers.map(t => t.tgname)).toEqual(['converge_capture_delete', 'converge_capture_insert', 'converge_capture_update', 'converge_notify'])
+    expect((await sql(db.url, "SELECT to_regprocedure('converge.capture_public_orders()') IS NULL AS gone")).rows[0].gone).toBe(true)
+    await sql(db.url, 'UPDATE public.orders SET order_id = 3 WHERE order_id = 2')
+    await sql(db.url, 'DELETE FROM public.orders WHERE order_id = 1')
+    const got = await collect(store, Number(since) - 1, g => g.length >= 3)
+    expect(got.map(b => b.changes.map(c => [Number(codec.decodeKey(c.key).order_id), c.row === null ? null : 'row']).sort())).toEqual([[[1, null], [2, null]], [[2, null], [3, 'row']], [[1, null]]])
+    expect((await sql(db.url, "SELECT count(*)::int AS n FROM converge.changes WHERE tbl = 'public.orders'")).rows[0].n, 'each change logged once').toBe(2 + 2 + 1)
   })
 
   it('reads, writes and follows rows whose keys are awkward for SQL and for array literals', async () => {
