@@ -6,8 +6,8 @@
  * (get, the change feed's rows, a fix's before-images) with the key list
  * written into the statement as array literals (pg-literals.ts). Fixes apply
  * in one transaction: before-images read `FOR UPDATE`, then `INSERT … ON
- * CONFLICT DO UPDATE` and `DELETE`, each as one statement over a
- * jsonb_to_recordset of the batch.
+ * CONFLICT DO UPDATE` and `DELETE`, each as one statement per batch over
+ * typed arrays, one per column.
  *
  * Change capture uses triggers, not logical decoding: logical decoding needs
  * `wal_level = logical` and a server restart, and a replication slot that
@@ -248,37 +248,42 @@ export class PgStore implements ReplicaStore {
     return keys.map(k => found.get(hex(k)))
   }
 
+  /**
+   * One transaction: the before-images read `FOR UPDATE` (readByKeys), then
+   * the upserts as `INSERT … SELECT FROM unnest(…) ON CONFLICT DO UPDATE` and
+   * the deletes as one DELETE per batch, each column's values one array
+   * parameter (pg-literals.ts): no JSON document to build and for the server
+   * to parse and pick apart.
+   */
   async apply (request: ApplyRequest, options: { signal?: AbortSignal } = {}): Promise<ApplyResult> {
-    const upsertRows = request.upserts.map(r => this.codec.decodeRow(r))
-    const keys = [...upsertRows.map(r => this.codec.decodeKey(this.codec.encodeKey(r))), ...request.deletes.map(k => this.codec.decodeKey(k))]
+    const { signal } = options
+    const upserts = request.upserts.map(r => this.codec.decodeValues(r))
+    const keyPositions = this.codec.keyPositions
+    const keys = [...upserts.map(values => this.keyRow(keyPositions.map(p => values[p]!))), ...request.deletes.map(k => this.codec.decodeKey(k))]
     const client = await this.db().connect()
     let failure: unknown
     try {
-      throwIfAborted(options.signal)
+      throwIfAborted(signal)
       await client.query('BEGIN')
-      await client.query("SELECT set_config('converge.origin', $1, true)", [request.origin ?? ''])
-      const xid = (await client.query<{ xid: string }>('SELECT pg_current_xact_id()::text AS xid')).rows[0]!.xid
+      const { rows: [tx] } = await client.query<{ xid: string }>("SELECT set_config('converge.origin', $1, true), pg_current_xact_id()::text AS xid", [request.origin ?? ''])
       const current = await this.readByKeys(client, keys, true)
       const before = keys.map(k => current.get(hex(this.codec.encodeKey(k))) ?? null)
-      for (let i = 0; i < upsertRows.length; i += WRITE_BATCH) {
-        const batch = upsertRows.slice(i, i + WRITE_BATCH).map(r => this.toJson(r, this.columns))
-        const cols = this.columns.map(c => quote(c.name)).join(', ')
-        // json columns travel as text and are cast, so a JSON null stays a JSON null, not SQL NULL
-        const values = this.columns.map(c => (isJsonColumn(c) ? `${quote(c.name)}::${c.pgType}` : quote(c.name))).join(', ')
-        const updates = this.columns.filter(c => !this.keyColumns.includes(c)).map(c => `${quote(c.name)} = EXCLUDED.${quote(c.name)}`)
-        await client.query(
-          `INSERT INTO ${this.table.sql} (${cols}) SELECT ${values} FROM jsonb_to_recordset($1::jsonb) AS x(${this.recordDef(this.columns)})
-           ON CONFLICT (${this.keyColumns.map(c => quote(c.name)).join(', ')}) DO ${updates.length === 0 ? 'NOTHING' : `UPDATE SET ${updates.join(', ')}`}`,
-          [JSON.stringify(batch)])
+      for (let i = 0; i < upserts.length; i += WRITE_BATCH) {
+        throwIfAborted(signal)
+        const batch = upserts.slice(i, i + WRITE_BATCH)
+        await client.query(this.upsertSql(), this.columns.map((c, j) => arrayLiteral(batch.map(values => pgText(values[j]!, c.type)))))
       }
-      const deleteKeys = keys.slice(upsertRows.length)
-      for (let i = 0; i < deleteKeys.length; i += WRITE_BATCH) {
-        await client.query(
-          `DELETE FROM ${this.table.sql} t USING jsonb_to_recordset($1::jsonb) AS k(${this.recordDef(this.keyColumns)}) WHERE ${this.keyJoin('t', 'k')}`,
-          [JSON.stringify(deleteKeys.slice(i, i + WRITE_BATCH).map(k => this.toJson(k, this.keyColumns)))])
+      const deletes = keys.slice(upserts.length)
+      for (let i = 0; i < deletes.length; i += WRITE_BATCH) {
+        throwIfAborted(signal)
+        const batch = deletes.slice(i, i + WRITE_BATCH)
+        const match = this.keyMatch(this.keyColumns.map((c, j) => `$${j + 1}::${c.pgType}[]`))
+        await client.query(`DELETE FROM ${this.table.sql} t${match.keys === undefined ? '' : ` USING ${match.keys}`} WHERE ${match.where}`,
+          this.keyColumns.map(c => arrayLiteral(batch.map(k => pgText(k[c.name] as Value, c.type)))))
       }
+      throwIfAborted(signal)
       await client.query('COMMIT')
-      return { seq: Number(xid), before }
+      return { seq: Number(tx!.xid), before }
     } catch (err) {
       failure = err
       await client.query('ROLLBACK').catch(() => undefined)
@@ -468,10 +473,11 @@ export class PgStore implements ReplicaStore {
       const { rows } = await client.query<{ xid: string, key: string, origin: string | null }>(
         `SELECT xid::text AS xid, key, origin FROM converge.changes
           WHERE tbl = $1 AND xid > $2::text::xid8 AND xid < pg_snapshot_xmin(pg_current_snapshot())
-          ORDER BY xid, seq LIMIT $3`, [this.table.tag, String(since), CHANGE_READ_LIMIT])
+          ORDER BY xid, seq LIMIT $3`, [this.table.tag, String(since), CHANGE_READ_LIMIT + 1])
       if (rows.length === 0) return []
       let usable = rows
-      if (rows.length === CHANGE_READ_LIMIT) {
+      // a row past the limit tells a last transaction that ends at the limit (handed out) from one that goes on
+      if (rows.length > CHANGE_READ_LIMIT) {
         // never hand out part of a transaction: drop the last one, or read the only one whole
         const lastXid = rows[rows.length - 1]!.xid
         usable = rows.filter(r => r.xid !== lastXid)
@@ -547,6 +553,24 @@ export class PgStore implements ReplicaStore {
     return { keys: `unnest(${lists.join(', ')}) AS k(${this.keyColumns.map(c => quote(c.name)).join(', ')})`, where: this.keyJoin('t', 'k') }
   }
 
+  /** INSERT … ON CONFLICT DO UPDATE of rows given as one array parameter per column (schema order). */
+  private upsertSql (): string {
+    const names = this.columns.map(c => quote(c.name))
+    // json columns travel as text and are cast, so a JSON null stays a JSON null, not SQL NULL
+    const lists = this.columns.map((c, i) => `$${i + 1}::${isJsonColumn(c) ? 'text' : c.pgType}[]`)
+    const values = this.columns.map((c, i) => (isJsonColumn(c) ? `x.${names[i]!}::${c.pgType}` : `x.${names[i]!}`))
+    const updates = this.columns.flatMap((c, i) => (this.keyColumns.includes(c) ? [] : [`${names[i]!} = EXCLUDED.${names[i]!}`]))
+    return `INSERT INTO ${this.table.sql} (${names.join(', ')}) SELECT ${values.join(', ')} FROM unnest(${lists.join(', ')}) AS x(${names.join(', ')})
+      ON CONFLICT (${this.keyColumns.map(c => quote(c.name)).join(', ')}) DO ${updates.length === 0 ? 'NOTHING' : `UPDATE SET ${updates.join(', ')}`}`
+  }
+
+  /** A key as decodeKey gives it, from its canonical values in key order. */
+  private keyRow (values: readonly Value[]): Row {
+    const key: Row = {}
+    this.keyColumns.forEach((c, i) => { key[c.name] = values[i] })
+    return key
+  }
+
   /**
    * The select list's COPY line decoder, from its types: read by a first
    * statement of the client's transaction (COPY sends no types), which also
@@ -613,32 +637,10 @@ export class PgStore implements ReplicaStore {
     return this.columns.map(c => `${alias === undefined ? '' : `${alias}.`}${quote(c.name)}`).join(', ')
   }
 
-  private recordDef (columns: ColumnInfo[]): string {
-    return columns.map(c => `${quote(c.name)} ${isJsonColumn(c) ? 'text' : c.pgType}`).join(', ')
-  }
-
   private keyJoin (t: string, k: string): string {
     return this.keyColumns.map(c => `${t}.${quote(c.name)} = ${k}.${quote(c.name)}`).join(' AND ')
   }
-
-  /** A row or key as a JSON object that jsonb_to_recordset turns back into the column types. */
-  private toJson (row: Row, columns: ColumnInfo[]): Record<string, unknown> {
-    const out: Record<string, unknown> = {}
-    for (const c of columns) out[c.name] = toPgJson(row[c.name] as Value | Date | undefined, c)
-    return out
-  }
 }
-
-function toPgJson (v: Value | Date | undefined, c: ColumnInfo): unknown {
-  if (v === null || v === undefined) return null
-  if (v instanceof Date) return v.toISOString()
-  if (typeof v === 'bigint') return v.toString()
-  if (v instanceof Uint8Array) return `\\x${Buffer.from(v).toString('hex')}`
-  if (typeof v === 'number' && !Number.isFinite(v)) return String(v)
-  if (c.type === 'timestamp' && typeof v === 'number') return new Date(v).toISOString()
-  return v
-}
-
 
 /** Back to the pool; dropped instead when the work on it failed (its session may be in any state). */
 function releaseClient (client: pg.PoolClient, failure: unknown): void {

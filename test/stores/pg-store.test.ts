@@ -85,6 +85,18 @@ describe('PostgreSQL store (real server)', () => {
     expect(after.has(hex(key(3))!)).toBe(true)
   })
 
+  it('an apply whose signal has aborted fails with CONVERGE_ABORTED and changes nothing; the store takes writes after it', async () => {
+    await store.apply({ upserts: rows([1, 2]), deletes: [] })
+    const seq = await store.lastSeq()
+    const controller = new AbortController()
+    controller.abort()
+    await expect(store.apply({ upserts: rows([1, 3], 1), deletes: [key(2)] }, { signal: controller.signal })).rejects.toMatchObject({ code: 'CONVERGE_ABORTED' })
+    expect((await store.get([key(1), key(2), key(3)])).map(hex)).toEqual([hex(rows([1])[0]), hex(rows([2])[0]), null])
+    expect(await store.lastSeq()).toBe(seq)
+    await store.apply({ upserts: rows([3]), deletes: [] }, { signal: new AbortController().signal })
+    expect((await store.get([key(3)])).map(hex)).toEqual([hex(rows([3])[0])])
+  })
+
   it('captures its own fixes with origin "converge" and writes behind its back with none', async () => {
     const since = await store.lastSeq()
     await store.apply({ upserts: rows([1, 2]), deletes: [], origin: 'converge' })
@@ -272,6 +284,29 @@ describe('PostgreSQL store (real server)', () => {
     expect(got.map(b => b.changes.map(c => [Number(codec.decodeKey(c.key).order_id), c.row === null ? null : 'row']).sort())).toEqual([[[1, null], [2, null]], [[2, null], [3, 'row']], [[1, null]]])
     expect((await sql(db.url, "SELECT count(*)::int AS n FROM converge.changes WHERE tbl = 'public.orders'")).rows[0].n, 'each change logged once').toBe(2 + 2 + 1)
   })
+
+  it('hands out whole transactions around the change log read limit (10,000 rows): one that ends at it, one past it, and several', async () => {
+    const since = await store.lastSeq()
+    const client = new pg.Client({ connectionString: db.url })
+    await client.connect()
+    const insert = async (from: number, count: number): Promise<void> => {
+      await client.query(`INSERT INTO public.orders SELECT i, 'c', 'r', 's', 1.5, 'EUR', 1, null, now() FROM generate_series($1::bigint, $2::bigint) i`, [from, from + count - 1])
+    }
+    try {
+      await insert(0, 10_000)
+      await insert(20_000, 3)
+      await insert(30_000, 10_001)
+      await client.query('BEGIN')
+      await insert(50_000, 4000)
+      await client.query('UPDATE public.orders SET status = $1 WHERE order_id < 7000', ['both'])
+      await client.query('COMMIT')
+    } finally {
+      await client.end()
+    }
+    const got = await collect(store, since, g => g.length >= 4)
+    expect(got.map(b => b.changes.length)).toEqual([10_000, 3, 10_001, 11_000])
+    expect(new Set(got.map(b => b.seq)).size).toBe(4)
+  }, 60_000)
 
   it('reads, writes and follows rows whose keys are awkward for SQL and for array literals', async () => {
     const awkward = ['', ' ', 'NULL', '"', '\\', '\\"', "'", '{', '}', ',', '$', '$k$', '$k', 'a$', '$k0$', 'tab\there', 'new\nline', '\\N', 'é 東京 🚀', ');DROP TABLE x;--']
