@@ -1,32 +1,47 @@
 /**
  * COPY text lines straight to canonical rows, for the common columns: a
- * PostgreSQL int2/int4/int8 read as an `integer` column, and a column read
- * as its text (text, varchar, char, name, uuid) as a `string` column.
+ * PostgreSQL int2/int4/int8 read as an `integer` column, a column read as its
+ * text (text, varchar, char, name, uuid) as a `string` column, a numeric as a
+ * `decimal` column, and a timestamptz, timestamp or date as a `timestamp`
+ * column.
  *
  * Why: the general way (pg-copy.ts decoders, then RowCodec normalization and
  * packValues) makes a string per field, an array per row and runs a
  * general-purpose encoder twice per row (row and key); a full index build
- * spends a good share of its scan there. Here the line's bytes are copied
- * into the encoding as they are.
+ * spends a good share of its scan there, and a read of thousands of rows by
+ * key most of its time.
  *
  * The bytes are the same as the general way's by construction: an integer is
  * the value parseInt (int2, int4) or RowCodec's integer normalization (int8,
  * below 2^53) gives; a text field of ASCII bytes with no COPY escape is the
- * string the decoder would give, and its UTF-8 bytes are the line's bytes.
+ * string the decoder would give, and its UTF-8 bytes are the line's bytes; a
+ * numeric's text without leading zeros is RowCodec's canonical decimal once
+ * trailing fraction zeros (and a lone minus on zero) are cut; a timestamp of
+ * a year from 1000 to 9999 in ISO style is the milliseconds the store's
+ * parsers give (timestamptz: postgres-date's arithmetic, fraction included;
+ * timestamp: Date's ISO parse, which keeps three fraction digits; date: UTC
+ * midnight, RowCodec's reading of a zoneless date).
  * A line with anything else (NULL where a column may not be null, an escape,
- * a byte over 0x7f, a longer int8, a malformed line) returns undefined, and
- * the caller takes the general way, which decodes it or throws what is wrong.
+ * a byte over 0x7f, a longer int8, NaN, a year outside that range or BC,
+ * another date style, a malformed line) returns undefined, and the caller
+ * takes the general way, which decodes it or throws what is wrong.
  */
 import { CanonicalWriter } from '../digest/canonical-writer.ts'
 import type { RowCodec } from '../digest/row-codec.ts'
-import { BACKSLASH, INT2_OID, INT4_OID, INT8_OID, LETTER_N, MINUS, NEWLINE, TAB, ZERO } from './pg-copy.ts'
+import { BACKSLASH, DATE_OID, INT2_OID, INT4_OID, INT8_OID, LETTER_N, MINUS, NEWLINE, NUMERIC_OID, TAB, TIMESTAMP_OID, TIMESTAMPTZ_OID, ZERO } from './pg-copy.ts'
 import type { StoredRow } from './replica-store.ts'
 
 const INT_OIDS = new Set([INT2_OID, INT4_OID, INT8_OID])
 /** Digits a value may have and still be below 2^53 whatever they are. */
 const SAFE_DIGITS = 15
 
-type Kind = 'integer' | 'text'
+type Kind = 'integer' | 'text' | 'decimal' | 'timestamptz' | 'timestamp' | 'date'
+
+const TIME_KINDS: ReadonlyMap<number, Kind> = new Map<number, Kind>([[TIMESTAMPTZ_OID, 'timestamptz'], [TIMESTAMP_OID, 'timestamp'], [DATE_OID, 'date']])
+const PLUS = 0x2b
+const DOT = 0x2e
+const COLON = 0x3a
+const SPACE = 0x20
 
 export interface CanonicalColumns {
   codec: RowCodec
@@ -43,8 +58,12 @@ export function canonicalLineEncoder (columns: CanonicalColumns): ((line: Buffer
   const kinds: Kind[] = []
   for (let i = 0; i < codec.columns.length; i++) {
     const type = codec.columns[i]!.type
-    if (type === 'integer' && INT_OIDS.has(columns.oids[i]!)) kinds.push('integer')
+    const oid = columns.oids[i]!
+    if (type === 'integer' && INT_OIDS.has(oid)) kinds.push('integer')
     else if (type === 'string' && columns.readAsText[i] === true) kinds.push('text')
+    // numeric's parser is the identity (pg leaves it text), so RowCodec reads its text as the decimal
+    else if (type === 'decimal' && oid === NUMERIC_OID && columns.readAsText[i] === true) kinds.push('decimal')
+    else if (type === 'timestamp' && TIME_KINDS.has(oid)) kinds.push(TIME_KINDS.get(oid)!)
     else return undefined
   }
   const n = kinds.length
@@ -52,6 +71,7 @@ export function canonicalLineEncoder (columns: CanonicalColumns): ((line: Buffer
   const writer = new CanonicalWriter()
   const starts = new Array<number>(n).fill(0)
   const ends = new Array<number>(n).fill(0)
+  const span = [0, 0]
 
   return (line: Buffer): StoredRow | undefined => {
     const end = line.length - 1
@@ -81,10 +101,17 @@ export function canonicalLineEncoder (columns: CanonicalColumns): ((line: Buffer
         const value = digits(line, at, stop)
         if (value === undefined) return writer.abandon(start)
         writer.integer(value)
-      } else {
+      } else if (kinds[c] === 'text') {
         // an escape or a byte over 0x7f: the general way decodes it
         if ((bits & 0x80) !== 0 || escaped) return writer.abandon(start)
         writer.asciiString(line, at, stop)
+      } else if (kinds[c] === 'decimal') {
+        if (!decimalSpan(line, at, stop, span)) return writer.abandon(start)
+        writer.asciiString(line, span[0]!, span[1]!)
+      } else {
+        const ms = timeMs(kinds[c]!, line, at, stop)
+        if (ms === undefined) return writer.abandon(start)
+        writer.integer(ms)
       }
       ends[c] = writer.offset
       at = stop + 1
@@ -112,3 +139,114 @@ function digits (line: Buffer, start: number, stop: number): number | undefined 
   // RowCodec normalizes -0 to 0
   return negative && value !== 0 ? -value : value
 }
+
+/**
+ * Where in `line[start, stop)` a numeric's canonical decimal lies, into
+ * `span`: numeric's output (`-`, digits, a fraction) without its trailing
+ * fraction zeros, without the point when no fraction is left, and without the
+ * minus when the value is zero, which is RowCodec's canonical decimal when the
+ * integer part has no leading zeros (numeric never prints any). False for
+ * anything else (NaN, Infinity, another shape): the general way reads it.
+ */
+function decimalSpan (line: Buffer, start: number, stop: number, span: number[]): boolean {
+  let i = start
+  const negative = line[i] === MINUS
+  if (negative) i++
+  const intStart = i
+  while (i < stop && isDigit(line[i]!)) i++
+  const intEnd = i
+  if (intEnd === intStart || (line[intStart] === ZERO && intEnd - intStart > 1)) return false
+  let end = intEnd
+  if (i < stop) {
+    if (line[i] !== DOT) return false
+    const fractionStart = ++i
+    while (i < stop && isDigit(line[i]!)) i++
+    if (i !== stop || i === fractionStart) return false
+    end = stop
+    while (end > fractionStart && line[end - 1] === ZERO) end--
+    if (end === fractionStart) end = intEnd
+  }
+  const zero = intEnd - intStart === 1 && line[intStart] === ZERO && end === intEnd
+  span[0] = negative && !zero ? start : intStart
+  span[1] = end
+  return true
+}
+
+/**
+ * A timestamp's UTC milliseconds from its ISO-style text, as the store's
+ * parser and RowCodec give them, for years 1000 to 9999 (four digits, so the
+ * two-digit-year rules of Date.UTC never apply):
+ *   timestamptz  `YYYY-MM-DD HH:MM:SS[.f…][±HH[:MM[:SS]]]`, postgres-date's
+ *                arithmetic: Date.UTC with the fraction times 1000 (cut to an
+ *                integer by Date.UTC), less the zone's offset
+ *   timestamp    `YYYY-MM-DD HH:MM:SS[.f…]` read as UTC by Date's ISO parse,
+ *                which keeps the first three fraction digits
+ *   date         `YYYY-MM-DD`, UTC midnight
+ * Undefined for anything else.
+ */
+function timeMs (kind: Kind, line: Buffer, start: number, stop: number): number | undefined {
+  if (stop - start < 10) return undefined
+  const year = fixedDigits(line, start, 4)
+  if (year < 1000 || line[start + 4] !== MINUS || line[start + 7] !== MINUS) return undefined
+  const month = fixedDigits(line, start + 5, 2)
+  const day = fixedDigits(line, start + 8, 2)
+  if (month < 1 || month > 12 || day < 1 || day > 31) return undefined
+  if (kind === 'date') return stop === start + 10 ? Date.UTC(year, month - 1, day) : undefined
+  if (stop < start + 19 || line[start + 10] !== SPACE || line[start + 13] !== COLON || line[start + 16] !== COLON) return undefined
+  const hour = fixedDigits(line, start + 11, 2)
+  const minute = fixedDigits(line, start + 14, 2)
+  const second = fixedDigits(line, start + 17, 2)
+  if (hour < 0 || hour > 23 || minute < 0 || minute > 59 || second < 0 || second > 59) return undefined
+  let i = start + 19
+  let fraction = 0
+  let fractionDigits = 0
+  if (i < stop && line[i] === DOT) {
+    i++
+    for (; i < stop && isDigit(line[i]!); i++, fractionDigits++) {
+      if (fractionDigits === 6) return undefined
+      fraction = fraction * 10 + line[i]! - ZERO
+    }
+    if (fractionDigits === 0) return undefined
+  }
+  if (kind === 'timestamp') {
+    if (i !== stop) return undefined
+    // Date's ISO parse: milliseconds are the first three digits
+    const ms = fractionDigits <= 3 ? fraction * 10 ** (3 - fractionDigits) : Math.trunc(fraction / 10 ** (fractionDigits - 3))
+    return Date.UTC(year, month - 1, day, hour, minute, second, ms)
+  }
+  // timestamptz: postgres-date computes 1000 * parseFloat('.f…'); n / 10^k is that same correctly rounded double
+  const utc = Date.UTC(year, month - 1, day, hour, minute, second, fractionDigits === 0 ? 0 : 1000 * (fraction / 10 ** fractionDigits))
+  const offset = zoneOffsetMs(line, i, stop)
+  return offset === undefined ? undefined : utc - offset
+}
+
+/** `±HH[:MM[:SS]]` ending the field, in milliseconds east of UTC (as postgres-date reads it); undefined for anything else. */
+function zoneOffsetMs (line: Buffer, start: number, stop: number): number | undefined {
+  const sign = line[start] === PLUS ? 1 : line[start] === MINUS ? -1 : 0
+  if (sign === 0) return undefined
+  let seconds = 0
+  let i = start + 1
+  for (let part = 0; part < 3; part++) {
+    const value = i + 2 <= stop ? fixedDigits(line, i, 2) : -1
+    if (value < 0) return undefined
+    seconds += value * [3600, 60, 1][part]!
+    i += 2
+    if (i === stop) return sign * seconds * 1000
+    if (line[i] !== COLON) return undefined
+    i++
+  }
+  return undefined
+}
+
+/** The number `count` ASCII digits at `start` spell, or -1. */
+function fixedDigits (line: Buffer, start: number, count: number): number {
+  let value = 0
+  for (let i = start; i < start + count; i++) {
+    const c = line[i]
+    if (c === undefined || !isDigit(c)) return -1
+    value = value * 10 + c - ZERO
+  }
+  return value
+}
+
+function isDigit (c: number): boolean { return c >= ZERO && c <= ZERO + 9 }

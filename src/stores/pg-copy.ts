@@ -42,6 +42,11 @@ export const INT2_OID = 21
 export const INT4_OID = 23
 /** int8's text is a plain decimal too, exact as a double below 2^53. */
 export const INT8_OID = 20
+/** Types whose text pg-copy-canonical.ts reads itself. */
+export const NUMERIC_OID = 1700
+export const DATE_OID = 1082
+export const TIMESTAMP_OID = 1114
+export const TIMESTAMPTZ_OID = 1184
 
 /** Undoes COPY's text escapes (`\\`, `\t`, `\n`, …, octal `\ooo`, hex `\xhh`, any other `\c` as `c`) at the byte level. */
 function unescapeField (line: Buffer, start: number, end: number): Buffer {

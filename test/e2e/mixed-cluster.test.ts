@@ -104,11 +104,11 @@ describe('a mixed cluster: PostgreSQL source, PostgreSQL, SQLite and LevelDB rep
 
   it('finds writes that bypassed change capture with the deep pass, then repairs them', async () => {
     await waitFor('convergence', converged, 90_000)
-    // a bulk load with the capture trigger off: the change feed never hears of it
-    await sql(replicaDb.url, 'ALTER TABLE orders DISABLE TRIGGER converge_capture')
+    // a bulk load with the capture triggers off: the change feed never hears of it
+    await sql(replicaDb.url, 'ALTER TABLE orders DISABLE TRIGGER converge_capture_insert, DISABLE TRIGGER converge_capture_update, DISABLE TRIGGER converge_capture_delete')
     await sql(replicaDb.url, "UPDATE orders SET note = 'bulk load' WHERE order_id BETWEEN 300 AND 324")
     await sql(replicaDb.url, 'DELETE FROM orders WHERE order_id BETWEEN 400 AND 404')
-    await sql(replicaDb.url, 'ALTER TABLE orders ENABLE TRIGGER converge_capture')
+    await sql(replicaDb.url, 'ALTER TABLE orders ENABLE TRIGGER converge_capture_insert, ENABLE TRIGGER converge_capture_update, ENABLE TRIGGER converge_capture_delete')
     await new Promise(resolve => setTimeout(resolve, 500))
     expect(converged()).toBe(true) // the index cannot know yet
     const pg = agents[1]!.datasets.get('orders')!

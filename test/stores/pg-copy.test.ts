@@ -5,7 +5,7 @@ import type { DatasetSchema } from '../../src/digest/schema.ts'
 import { CopyFormatError, CopyRows, decodeFields, fieldDecoder } from '../../src/stores/pg-copy.ts'
 import { canonicalLineEncoder } from '../../src/stores/pg-copy-canonical.ts'
 import fc from 'fast-check'
-import { PgStore } from '../../src/stores/pg-store.ts'
+import { PgStore, typeParsers } from '../../src/stores/pg-store.ts'
 import { createDatabase, sql } from '../helpers/postgres.ts'
 
 const hex = (b: Uint8Array | undefined): string | undefined => (b === undefined ? undefined : Buffer.from(b).toString('hex'))
@@ -108,6 +108,93 @@ describe('COPY lines straight to canonical rows', () => {
   })
 })
 
+describe('COPY numeric and timestamp text straight to canonical rows', () => {
+  // id int4; price numeric; at timestamptz; local timestamp; day date
+  const timeSchema: DatasetSchema = {
+    version: 1,
+    columns: [{ name: 'id', type: 'integer' }, { name: 'price', type: 'decimal', nullable: true }, { name: 'at', type: 'timestamp', nullable: true },
+      { name: 'local', type: 'timestamp', nullable: true }, { name: 'day', type: 'timestamp', nullable: true }],
+    primaryKey: ['id'],
+    ignoreColumns: []
+  }
+  const timeCodec = new RowCodec(timeSchema)
+  const oids = [23, 1700, 1184, 1114, 1082]
+  const parsers = oids.map(oid => typeParsers.getTypeParser(oid, 'text'))
+  const textParser = typeParsers.getTypeParser(25, 'text')
+  const timeDirect = canonicalLineEncoder({ codec: timeCodec, nullable: [false, true, true, true, true], oids, readAsText: parsers.map(p => p === textParser) })!
+  /** The general way: the store's parsers through pg-copy's decoders, then RowCodec (what PgStore does when the direct way declines). */
+  const fields = oids.map((oid, i) => fieldDecoder(oid, parsers[i]!, textParser))
+  const general = (line: Buffer): Uint8Array | Error => {
+    try {
+      const values = decodeFields(line, fields)
+      return timeCodec.encodeRow(Object.fromEntries(timeSchema.columns.map((c, i) => [c.name, values[i]])))
+    } catch (err) {
+      return err as Error
+    }
+  }
+
+  const two = (n: number): string => String(n).padStart(2, '0')
+  const daysIn = (year: number, month: number): number => new Date(Date.UTC(2000 + (year % 400), month, 0)).getUTCDate()
+  /** numeric's output and a few shapes it never prints (leading zeros, a plus, exponents, NaN, Infinity). */
+  const numericText = fc.oneof(
+    { weight: 8, arbitrary: fc.tuple(fc.boolean(), fc.oneof(fc.constant('0'), fc.bigInt({ min: 1n, max: 10n ** 30n }).map(String)), fc.option(fc.stringMatching(/^[0-9]{1,20}$/), { nil: undefined }))
+      .map(([minus, int, fraction]) => `${minus ? '-' : ''}${int}${fraction === undefined ? '' : `.${fraction}`}`) },
+    { weight: 1, arbitrary: fc.constantFrom('NaN', 'Infinity', '-Infinity', '007', '-00.5', '+1', '1e5', '.5', '1.', '-', '') }
+  )
+  /** A date of any year PostgreSQL prints (BC included) as YYYY-MM-DD, with its year, month and day. */
+  const dateParts = fc.tuple(fc.oneof({ weight: 9, arbitrary: fc.integer({ min: 1000, max: 9999 }) }, { weight: 1, arbitrary: fc.integer({ min: 1, max: 999 }) }), fc.integer({ min: 1, max: 12 }), fc.boolean(), fc.nat()).map(([year, month, bc, d]) => {
+    const day = 1 + (d % daysIn(year, month))
+    return `${String(year).padStart(4, '0')}-${two(month)}-${two(day)}${bc && year % 5 === 0 ? ' BC' : ''}`
+  })
+  const clock = fc.tuple(fc.integer({ min: 0, max: 23 }), fc.integer({ min: 0, max: 59 }), fc.integer({ min: 0, max: 59 }), fc.option(fc.stringMatching(/^[0-9]{1,6}$/), { nil: undefined }))
+    .map(([h, m, s, f]) => `${two(h)}:${two(m)}:${two(s)}${f === undefined ? '' : `.${f}`}`)
+  const zone = fc.constantFrom('+00', '-05', '+02', '+05:30', '-03:30', '+05:45', '+00:19:32', '-00:25:21', '+14', '-12')
+  /** Inserts the clock (and zone) before a BC suffix, as PostgreSQL prints them. */
+  const stamp = (date: string, rest: string): string => date.endsWith(' BC') ? `${date.slice(0, -3)} ${rest} BC` : `${date} ${rest}`
+  const timestamptzText = fc.oneof({ weight: 12, arbitrary: fc.tuple(dateParts, clock, zone).map(([d, c, z]) => stamp(d, `${c}${z}`)) }, { weight: 1, arbitrary: fc.constantFrom('infinity', '-infinity') })
+  const timestampText = fc.oneof({ weight: 12, arbitrary: fc.tuple(dateParts, clock).map(([d, c]) => stamp(d, c)) }, { weight: 1, arbitrary: fc.constantFrom('infinity', '-infinity') })
+  const dateText = fc.oneof({ weight: 12, arbitrary: dateParts }, { weight: 1, arbitrary: fc.constantFrom('infinity', '-infinity') })
+  const nullable = <T>(a: fc.Arbitrary<T>): fc.Arbitrary<T | null> => fc.option(a, { nil: null, freq: 8 })
+
+  it('gives the bytes the general way gives, or leaves the line to it (which then reads it or refuses it)', () => {
+    let taken = 0
+    let refused = 0
+    fc.assert(fc.property(fc.integer(), nullable(numericText), nullable(timestamptzText), nullable(timestampText), nullable(dateText), (id, price, at, local, day) => {
+      const line = Buffer.from([id, price, at, local, day].map(copyText).join('\t') + '\n', 'utf8')
+      const want = general(line)
+      const got = timeDirect(line)
+      if (want instanceof Error) refused++
+      if (got === undefined) return
+      taken++
+      expect(want, `the direct way read ${JSON.stringify(line.toString())}, which the general way refuses`).not.toBeInstanceOf(Error)
+      expect(hex(got.row), JSON.stringify(line.toString())).toBe(hex(want as Uint8Array))
+      expect(hex(got.key)).toBe(hex(timeCodec.encodeKey({ id })))
+    }), { numRuns: 3000 })
+    expect(taken).toBeGreaterThan(1000)
+    expect(refused).toBeGreaterThan(50)
+  })
+
+  it('reads the edges exactly: fractions before 1970, cut fraction digits, zone offsets with seconds, zeros', () => {
+    const line = (price: string, at: string, local: string, day: string): Buffer => Buffer.from(`1\t${price}\t${at}\t${local}\t${day}\n`)
+    const cases = [
+      line('-0.000', '1969-12-31 23:59:59.999999+00', '1969-12-31 23:59:59.9999', '1000-01-01'),
+      line('0.000100', '1969-12-31 23:59:59.0005-01', '1970-01-01 00:00:00.0009', '9999-12-31'),
+      line('-12.50', '1900-01-01 00:19:31.291+00:19:32', '2026-03-01 12:30:00.291', '1582-10-15'),
+      line('100', '9999-12-31 23:59:59.999999-12', '1000-01-01 00:00:00', '1970-01-01'),
+      line('123456789012345678901234567890.123456789000', '2026-03-01 12:30:00.123456+02', '1999-12-31 23:59:59.999', '2000-02-29')
+    ]
+    for (const c of cases) {
+      const got = timeDirect(c)
+      expect(got, c.toString()).toBeDefined()
+      expect(hex(got!.row), c.toString()).toBe(hex(general(c) as Uint8Array))
+    }
+    expect(timeCodec.decodeValues(timeDirect(cases[0]!)!.row)).toEqual([1, '0', -1, -1, Date.UTC(1000, 0, 1)])
+    for (const odd of [line('NaN', '\\N', '\\N', '\\N'), line('1', '0999-01-01 00:00:00+00', '\\N', '\\N'), line('1', '\\N', '\\N', '2026-01-01 BC'), line('1', '2026-01-01 00:00:00.1234567+00', '\\N', '\\N'), line('1', '2026-01-01T00:00:00+00', '\\N', '\\N')]) {
+      expect(timeDirect(odd), odd.toString()).toBeUndefined()
+    }
+  })
+})
+
 /** Every column type converge reads from PostgreSQL, and a text column per awkward kind of string. */
 const schema: DatasetSchema = {
   version: 1,
@@ -132,6 +219,25 @@ const schema: DatasetSchema = {
   ],
   primaryKey: ['id'],
   ignoreColumns: []
+}
+
+/**
+ * The reference: a table's rows as a plain query returns them (pg's protocol rows, the store's type parsers),
+ * through RowCodec, in the order of `keys` (undefined where absent). scan and get both read through COPY.
+ */
+async function queryPath (url: string, table: string, codec: RowCodec, keys: Uint8Array[]): Promise<Array<string | undefined>> {
+  const client = new pg.Client({ connectionString: url, types: typeParsers })
+  await client.connect()
+  try {
+    const { rows } = await client.query<unknown[]>({ text: `SELECT ${codec.columns.map(c => `"${c.name}"`).join(', ')} FROM ${table}`, rowMode: 'array' })
+    const byKey = new Map(rows.map(values => {
+      const row = Object.fromEntries(codec.columns.map((c, i) => [c.name, values[i]]))
+      return [hex(codec.encodeKey(row)), hex(codec.encodeRow(row))]
+    }))
+    return keys.map(k => byKey.get(hex(k)!))
+  } finally {
+    await client.end()
+  }
 }
 
 const AWKWARD = ['', ' ', '\t', '\n', '\r\n', '\\', '\\N', 'N', '\\\\t', 'a\tb\\c\nd', '\x01\x02\x7f', '\b\f\v', 'naïve 東京 🚀', 'ends with \\', "quote ' \" done"]
@@ -161,21 +267,71 @@ describe('PgStore scan through COPY (real server)', () => {
   })
   afterAll(async () => { await db.drop() })
 
-  it('gives the same canonical rows as the query path (get) for every type and awkward string', async () => {
-    const store = new PgStore({ connectionString: db.url, table: 'public.t', codec: new RowCodec(schema) })
+  it('scan and get give the same canonical rows as the query path for every type and awkward string', async () => {
+    const codec = new RowCodec(schema)
+    const store = new PgStore({ connectionString: db.url, table: 'public.t', codec })
     await store.open()
     try {
       const scanned: Array<{ key: Uint8Array, row: Uint8Array }> = []
       for await (const batch of store.scan({ batchSize: 4 })) scanned.push(...batch)
       expect(scanned).toHaveLength(AWKWARD.length + 1)
-      const fetched = await store.get(scanned.map(r => r.key))
-      expect(scanned.map(r => hex(r.row))).toEqual(fetched.map(hex))
+      const keys = scanned.map(r => r.key)
+      const reference = await queryPath(db.url, 'public.t', codec, keys)
+      expect(scanned.map(r => hex(r.row))).toEqual(reference)
+      expect((await store.get(keys)).map(hex)).toEqual(reference)
     } finally {
       await store.close()
     }
   })
 
-  it('gives the same canonical rows as the query path on a table whose lines go straight to canonical bytes', async () => {
+  it('reads timestamps the same as the query path, and as written, in any session time zone', async () => {
+    await sql(db.url, 'CREATE TABLE times (id int PRIMARY KEY, at timestamptz, local timestamp, day date, price numeric(20,6))')
+    const written: Array<[string, number | null]> = [
+      ['2026-03-01 10:30:00.123456+00', Date.UTC(2026, 2, 1, 10, 30, 0, 123)],
+      ['1969-12-31 23:59:59.9996+00', -1],
+      ['1800-06-01 12:00:00.5+00', Date.UTC(1800, 5, 1, 12, 0, 0, 500)],
+      ['2026-03-29 01:30:00+00', Date.UTC(2026, 2, 29, 1, 30)],
+      ['2026-10-25 00:59:59.999999+00', Date.UTC(2026, 9, 25, 0, 59, 59, 999)],
+      ['0500-01-01 00:00:00+00', null] // a year the direct way leaves to the general way (a BC timestamp it cannot read at all)
+    ]
+    const client = new pg.Client({ connectionString: db.url })
+    await client.connect()
+    try {
+      for (const [i, [at]] of written.entries()) {
+        await client.query("INSERT INTO times VALUES ($1, $2::timestamptz, ($2::timestamptz AT TIME ZONE 'UTC'), ($2::timestamptz AT TIME ZONE 'UTC')::date, $3)", [i, at, `${i}.${'0'.repeat(i)}5`])
+      }
+    } finally {
+      await client.end()
+    }
+    const timesSchema: DatasetSchema = {
+      version: 1,
+      columns: [{ name: 'id', type: 'integer' }, { name: 'at', type: 'timestamp' }, { name: 'local', type: 'timestamp' }, { name: 'day', type: 'timestamp' }, { name: 'price', type: 'decimal' }],
+      primaryKey: ['id'],
+      ignoreColumns: []
+    }
+    const codec = new RowCodec(timesSchema)
+    for (const zone of ['UTC', 'Asia/Kathmandu', 'America/St_Johns', 'Europe/Amsterdam', 'Pacific/Kiritimati']) {
+      await sql(db.url, `ALTER DATABASE ${db.name} SET TimeZone = '${zone}'`)
+      const store = new PgStore({ connectionString: db.url, table: 'public.times', codec })
+      await store.open()
+      try {
+        const scanned: Array<{ key: Uint8Array, row: Uint8Array }> = []
+        for await (const batch of store.scan()) scanned.push(...batch)
+        const keys = scanned.map(r => r.key)
+        const reference = await queryPath(db.url, 'public.times', codec, keys)
+        expect(scanned.map(r => hex(r.row)), zone).toEqual(reference)
+        expect((await store.get(keys)).map(hex), zone).toEqual(reference)
+        for (const { row } of scanned) {
+          const [id, at] = codec.decodeValues(row) as [number, number]
+          if (written[id]![1] !== null) expect(at, `${zone}: ${written[id]![0]}`).toBe(written[id]![1])
+        }
+      } finally {
+        await store.close()
+      }
+    }
+  })
+
+  it('scan and get give the same canonical rows as the query path on a table whose lines go straight to canonical bytes', async () => {
     await sql(db.url, 'CREATE TABLE plain (id int PRIMARY KEY, small smallint, big bigint NOT NULL, label text, padded character(10), short varchar(12), uid uuid)')
     const client = new pg.Client({ connectionString: db.url })
     await client.connect()
@@ -203,8 +359,10 @@ describe('PgStore scan through COPY (real server)', () => {
       const scanned: Array<{ key: Uint8Array, row: Uint8Array }> = []
       for await (const batch of store.scan({ batchSize: 64 })) scanned.push(...batch)
       expect(scanned).toHaveLength(300)
-      const fetched = await store.get(scanned.map(r => r.key))
-      expect(scanned.map(r => hex(r.row))).toEqual(fetched.map(hex))
+      const keys = scanned.map(r => r.key)
+      const reference = await queryPath(db.url, 'public.plain', new RowCodec(plainSchema), keys)
+      expect(scanned.map(r => hex(r.row))).toEqual(reference)
+      expect((await store.get(keys)).map(hex)).toEqual(reference)
     } finally {
       await store.close()
     }

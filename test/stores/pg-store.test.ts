@@ -85,6 +85,18 @@ describe('PostgreSQL store (real server)', () => {
     expect(after.has(hex(key(3))!)).toBe(true)
   })
 
+  it('an apply whose signal has aborted fails with CONVERGE_ABORTED and changes nothing; the store takes writes after it', async () => {
+    await store.apply({ upserts: rows([1, 2]), deletes: [] })
+    const seq = await store.lastSeq()
+    const controller = new AbortController()
+    controller.abort()
+    await expect(store.apply({ upserts: rows([1, 3], 1), deletes: [key(2)] }, { signal: controller.signal })).rejects.toMatchObject({ code: 'CONVERGE_ABORTED' })
+    expect((await store.get([key(1), key(2), key(3)])).map(hex)).toEqual([hex(rows([1])[0]), hex(rows([2])[0]), null])
+    expect(await store.lastSeq()).toBe(seq)
+    await store.apply({ upserts: rows([3]), deletes: [] }, { signal: new AbortController().signal })
+    expect((await store.get([key(3)])).map(hex)).toEqual([hex(rows([3])[0])])
+  })
+
   it('captures its own fixes with origin "converge" and writes behind its back with none', async () => {
     const since = await store.lastSeq()
     await store.apply({ upserts: rows([1, 2]), deletes: [], origin: 'converge' })
@@ -148,12 +160,187 @@ describe('PostgreSQL store (real server)', () => {
     } finally {
       await app.end()
     }
-    await sql(db.url, 'DROP TRIGGER converge_capture ON public.orders')
+    await sql(db.url, 'DROP TRIGGER converge_capture_update ON public.orders')
+    await sql(db.url, 'ALTER TABLE public.orders DISABLE TRIGGER converge_capture_delete')
     const repaired = new PgStore({ connectionString: db.url, table: 'public.orders', codec, pollMs: 200 })
     await repaired.open()
     await repaired.close()
+    const { rows: triggers } = await sql(db.url, "SELECT tgname, tgenabled <> 'D' AS enabled FROM pg_trigger WHERE tgrelid = 'public.orders'::regclass AND NOT tgisinternal ORDER BY tgname")
+    expect(triggers.map(t => [t.tgname, t.enabled])).toEqual([['converge_capture_delete', true], ['converge_capture_insert', true], ['converge_capture_update', true], ['converge_notify', true]])
+  })
+
+  it('logs the same changes with its statement triggers as the row trigger a partitioned table keeps: inserts, updates, key changes, deletes, upserts, transactions of several statements', async () => {
+    // the same table partitioned (one partition): PgStore gives it the row trigger
+    await sql(db.url, `${ORDERS_DDL.replace('public.orders', 'public.orders_p')} PARTITION BY RANGE (order_id)`)
+    await sql(db.url, 'CREATE TABLE public.orders_p_all PARTITION OF public.orders_p DEFAULT')
+    const partitioned = new PgStore({ connectionString: db.url, table: 'public.orders_p', codec, pollMs: 200 })
+    await partitioned.open()
+    const triggersOf = async (table: string): Promise<string[]> =>
+      (await sql(db.url, 'SELECT tgname FROM pg_trigger WHERE tgrelid = $1::regclass AND NOT tgisinternal ORDER BY tgname', [table])).rows.map(r => r.tgname as string)
+    expect(await triggersOf('public.orders')).toEqual(['converge_capture_delete', 'converge_capture_insert', 'converge_capture_update', 'converge_notify'])
+    expect(await triggersOf('public.orders_p')).toEqual(['converge_capture', 'converge_notify'])
+    const value = (id: number): string => `(${id}, 'c', 'r', 's', 1.5, 'EUR', 1, null, now())`
+    const transactions = (t: string): string[][] => [
+      [`INSERT INTO ${t} VALUES ${[1, 2, 3, 4, 5].map(value).join(', ')}`],
+      [`UPDATE ${t} SET status = 'x' WHERE order_id IN (1, 2)`],
+      [`UPDATE ${t} SET order_id = order_id + 100 WHERE order_id = 3`],
+      [`DELETE FROM ${t} WHERE order_id IN (4, 999)`],
+      [`UPDATE ${t} SET status = 'none' WHERE false`],
+      ["SELECT set_config('converge.origin', 'converge', true)", `INSERT INTO ${t} VALUES ${value(6)}`, `UPDATE ${t} SET status = 'y' WHERE order_id = 6`,
+        `UPDATE ${t} SET order_id = 106 WHERE order_id = 6`, `DELETE FROM ${t} WHERE order_id = 5`, `INSERT INTO ${t} VALUES ${value(5)}`],
+      [`INSERT INTO ${t} VALUES ${value(1)}, ${value(7)} ON CONFLICT (order_id) DO UPDATE SET status = 'upserted'`],
+      [`UPDATE ${t} SET order_id = order_id + 1000`],
+      [`DELETE FROM ${t}`]
+    ]
+    const client = new pg.Client({ connectionString: db.url })
+    await client.connect()
+    try {
+      for (const table of ['public.orders', 'public.orders_p']) {
+        for (const statements of transactions(table)) {
+          await client.query('BEGIN')
+          for (const statement of statements) await client.query(statement)
+          await client.query('COMMIT')
+        }
+      }
+    } finally {
+      await client.end()
+    }
+    /** Per transaction, in order: its logged keys (sorted, repeats kept) and origins. */
+    const logOf = async (table: string): Promise<Array<{ keys: string[], origins: Array<string | null> }>> => {
+      const { rows } = await sql(db.url, 'SELECT xid::text AS xid, key::text AS key, origin FROM converge.changes WHERE tbl = $1 ORDER BY xid, seq', [table])
+      const byXid = new Map<string, Array<{ key: string, origin: string | null }>>()
+      for (const r of rows) byXid.set(r.xid, [...(byXid.get(r.xid) ?? []), { key: r.key, origin: r.origin }])
+      return [...byXid.values()].map(entries => ({ keys: entries.map(e => e.key).sort(), origins: [...new Set(entries.map(e => e.origin))] }))
+    }
+    const k = (id: number): string => `{"order_id": "${id}"}`
+    const log = await logOf('public.orders')
+    expect(log).toEqual([
+      { keys: [1, 2, 3, 4, 5].map(k).sort(), origins: [null] },
+      { keys: [1, 2].map(k).sort(), origins: [null] },
+      { keys: [103, 3].map(k).sort(), origins: [null] },
+      { keys: [k(4)], origins: [null] },
+      // insert 6, update 6, move 6 to 106, delete 5, insert 5
+      { keys: [106, 5, 5, 6, 6, 6].map(k).sort(), origins: ['converge'] },
+      { keys: [1, 7].map(k).sort(), origins: [null] },
+      { keys: [1, 1001, 1002, 1005, 1007, 1103, 1106, 103, 106, 2, 5, 7].map(k).sort(), origins: [null] },
+      { keys: [1001, 1002, 1005, 1007, 1103, 1106].map(k).sort(), origins: [null] }
+    ])
+    expect(await logOf('public.orders_p'), 'the statement triggers log what the row trigger logs').toEqual(log)
+    // and the feed hands out each transaction's keys once, as the row trigger's feed does
+    const feed = async (store: PgStore): Promise<unknown> => (await collect(store, 0, g => g.length >= log.length)).map(b => ({ origin: b.origin, keys: b.changes.map(c => Number(codec.decodeKey(c.key).order_id)).sort((x, y) => x - y) }))
+    expect(await feed(store)).toEqual(await feed(partitioned))
+    await partitioned.close()
+  })
+
+  it('logs a key that one row leaves and another takes in the same statement once (the row trigger logged it twice); the feed delivers it once either way', async () => {
+    const pairs = new RowCodec({ version: 1, columns: [{ name: 'id', type: 'integer' }, { name: 'v', type: 'string' }], primaryKey: ['id'], ignoreColumns: [] })
+    await sql(db.url, 'CREATE TABLE public.pairs (id int PRIMARY KEY DEFERRABLE INITIALLY DEFERRED, v text NOT NULL)')
+    const swapped = new PgStore({ connectionString: db.url, table: 'public.pairs', codec: pairs, pollMs: 200 })
+    await swapped.open()
+    try {
+      await sql(db.url, "INSERT INTO public.pairs VALUES (1, 'one'), (2, 'two'), (3, 'three')")
+      const since = await swapped.lastSeq()
+      await sql(db.url, 'UPDATE public.pairs SET id = CASE id WHEN 1 THEN 2 WHEN 2 THEN 3 ELSE 1 END')
+      const { rows } = await sql(db.url, "SELECT key->>'id' AS id FROM converge.changes WHERE tbl = 'public.pairs' AND xid > $1::text::xid8 ORDER BY key->>'id'", [String(since)])
+      expect(rows.map(r => r.id)).toEqual(['1', '2', '3'])
+      const [batch] = await collect(swapped, since, g => g.length >= 1)
+      expect(batch!.changes.map(c => [pairs.decodeKey(c.key).id, pairs.decodeRow(c.row!).v]).sort()).toEqual([[1, 'three'], [2, 'one'], [3, 'two']])
+    } finally {
+      await swapped.close()
+    }
+  })
+
+  it('upgrades a table captured by the row trigger of an earlier version: statement triggers instead, the old function gone, the store id and the log kept', async () => {
+    await store.close()
+    // the capture as the version before statement triggers installed it
+    await sql(db.url, `DROP TRIGGER converge_capture_insert ON public.orders; DROP TRIGGER converge_capture_update ON public.orders; DROP TRIGGER converge_capture_delete ON public.orders;
+      DROP FUNCTION converge.capture_statement_public_orders();
+      CREATE OR REPLACE FUNCTION converge."capture_public_orders"() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+          IF TG_OP = 'DELETE' OR (TG_OP = 'UPDATE' AND (OLD."order_id" IS DISTINCT FROM NEW."order_id")) THEN
+            INSERT INTO converge.changes (tbl, key, origin) VALUES ('public.orders', jsonb_build_object('order_id', OLD."order_id"::text), nullif(current_setting('converge.origin', true), ''));
+          END IF;
+          IF TG_OP <> 'DELETE' THEN
+            INSERT INTO converge.changes (tbl, key, origin) VALUES ('public.orders', jsonb_build_object('order_id', NEW."order_id"::text), nullif(current_setting('converge.origin', true), ''));
+          END IF;
+          RETURN NULL;
+        END $$;
+      CREATE OR REPLACE TRIGGER converge_capture AFTER INSERT OR UPDATE OR DELETE ON public.orders FOR EACH ROW EXECUTE FUNCTION converge."capture_public_orders"();
+      UPDATE converge.stores SET setup = 'the earlier version''s' WHERE tbl = 'public.orders'`)
+    const id = store.id
+    const since = (await sql(db.url, 'SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xid')).rows[0].xid as string
+    await sql(db.url, `INSERT INTO public.orders VALUES (1, 'c', 'r', 's', 1.5, 'EUR', 1, null, now()), (2, 'c', 'r', 's', 1.5, 'EUR', 1, null, now())`)
+    expect((await sql(db.url, "SELECT count(*)::int AS n FROM converge.changes WHERE tbl = 'public.orders'")).rows[0].n, 'the old trigger logged its rows').toBe(2)
+
+    store = new PgStore({ connectionString: db.url, table: 'public.orders', codec, pollMs: 200 })
+    await store.open()
+    expect(store.id).toBe(id)
     const { rows: triggers } = await sql(db.url, "SELECT tgname FROM pg_trigger WHERE tgrelid = 'public.orders'::regclass AND NOT tgisinternal ORDER BY tgname")
-    expect(triggers.map(t => t.tgname)).toEqual(['converge_capture', 'converge_notify'])
+    expect(triggers.map(t => t.tgname)).toEqual(['converge_capture_delete', 'converge_capture_insert', 'converge_capture_update', 'converge_notify'])
+    expect((await sql(db.url, "SELECT to_regprocedure('converge.capture_public_orders()') IS NULL AS gone")).rows[0].gone).toBe(true)
+    await sql(db.url, 'UPDATE public.orders SET order_id = 3 WHERE order_id = 2')
+    await sql(db.url, 'DELETE FROM public.orders WHERE order_id = 1')
+    const got = await collect(store, Number(since) - 1, g => g.length >= 3)
+    expect(got.map(b => b.changes.map(c => [Number(codec.decodeKey(c.key).order_id), c.row === null ? null : 'row']).sort())).toEqual([[[1, null], [2, null]], [[2, null], [3, 'row']], [[1, null]]])
+    expect((await sql(db.url, "SELECT count(*)::int AS n FROM converge.changes WHERE tbl = 'public.orders'")).rows[0].n, 'each change logged once').toBe(2 + 2 + 1)
+  })
+
+  it('hands out whole transactions around the change log read limit (10,000 rows): one that ends at it, one past it, and several', async () => {
+    const since = await store.lastSeq()
+    const client = new pg.Client({ connectionString: db.url })
+    await client.connect()
+    const insert = async (from: number, count: number): Promise<void> => {
+      await client.query(`INSERT INTO public.orders SELECT i, 'c', 'r', 's', 1.5, 'EUR', 1, null, now() FROM generate_series($1::bigint, $2::bigint) i`, [from, from + count - 1])
+    }
+    try {
+      await insert(0, 10_000)
+      await insert(20_000, 3)
+      await insert(30_000, 10_001)
+      await client.query('BEGIN')
+      await insert(50_000, 4000)
+      await client.query('UPDATE public.orders SET status = $1 WHERE order_id < 7000', ['both'])
+      await client.query('COMMIT')
+    } finally {
+      await client.end()
+    }
+    const got = await collect(store, since, g => g.length >= 4)
+    expect(got.map(b => b.changes.length)).toEqual([10_000, 3, 10_001, 11_000])
+    expect(new Set(got.map(b => b.seq)).size).toBe(4)
+  }, 60_000)
+
+  it('reads, writes and follows rows whose keys are awkward for SQL and for array literals', async () => {
+    const awkward = ['', ' ', 'NULL', '"', '\\', '\\"', "'", '{', '}', ',', '$', '$k$', '$k', 'a$', '$k0$', 'tab\there', 'new\nline', '\\N', 'é 東京 🚀', ');DROP TABLE x;--']
+    const keyed = new RowCodec({ version: 1, columns: [{ name: 'k', type: 'string' }, { name: 'at', type: 'timestamp' }, { name: 'n', type: 'integer' }, { name: 'v', type: 'string' }], primaryKey: ['k', 'at', 'n'], ignoreColumns: [] })
+    await sql(db.url, 'CREATE TABLE public.awkward (k text, at timestamptz, n bigint, v text NOT NULL, PRIMARY KEY (k, at, n))')
+    const single = new RowCodec({ version: 1, columns: [{ name: 'k', type: 'string' }, { name: 'v', type: 'string' }], primaryKey: ['k'], ignoreColumns: [] })
+    await sql(db.url, 'CREATE TABLE public.awkward_single (k text PRIMARY KEY, v text NOT NULL)')
+    for (const [table, c, row] of [
+      ['public.awkward', keyed, (k: string, i: number, v: string) => ({ k, at: Date.UTC(2026, 0, 1) + i, n: 2n ** 62n + BigInt(i), v })],
+      ['public.awkward_single', single, (k: string, _i: number, v: string) => ({ k, v })]
+    ] as const) {
+      const awkwardStore = new PgStore({ connectionString: db.url, table, codec: c, pollMs: 200 })
+      await awkwardStore.open()
+      try {
+        const since = await awkwardStore.lastSeq()
+        const rows1 = awkward.map((k, i) => c.encodeRow(row(k, i, 'one')))
+        const keys = rows1.map(r => c.keyOfEncodedRow(r))
+        expect((await awkwardStore.apply({ upserts: rows1, deletes: [] })).before).toEqual(awkward.map(() => null))
+        expect((await awkwardStore.get(keys)).map(hex)).toEqual(rows1.map(hex))
+        const rows2 = awkward.map((k, i) => c.encodeRow(row(k, i, 'two')))
+        const second = await awkwardStore.apply({ upserts: rows2.filter((_, i) => i % 2 === 0), deletes: keys.filter((_, i) => i % 2 === 1) })
+        expect(second.before.map(hex)).toEqual([...rows1.filter((_, i) => i % 2 === 0), ...rows1.filter((_, i) => i % 2 === 1)].map(hex))
+        const want = awkward.map((_, i) => (i % 2 === 0 ? hex(rows2[i]) : null))
+        expect((await awkwardStore.get(keys)).map(hex)).toEqual(want)
+        const scanned = new Map<string, string>()
+        for await (const batch of awkwardStore.scan()) for (const r of batch) scanned.set(hex(r.key)!, hex(r.row)!)
+        expect(keys.map(k => scanned.get(hex(k)!) ?? null)).toEqual(want)
+        const got = await collect(awkwardStore, since, g => g.length >= 2)
+        expect(got.map(b => b.changes.length)).toEqual([awkward.length, awkward.length])
+        expect(got[1]!.changes.map(ch => [hex(ch.key), hex(ch.row)]).sort()).toEqual(keys.map((k, i) => [hex(k), want[i]]).sort())
+      } finally {
+        await awkwardStore.close()
+      }
+    }
   })
 
   it('names a missing column', async () => {
