@@ -249,8 +249,8 @@ async function run (sot: CompactReplica, local: CompactReplica, drift: Drift, au
   checkExact(result, drift)
 
   let stop = stopwatch()
-  // as Repairer.driftRows
-  const upsertKeys = result.upserts.map(r => codec.keyOfEncodedRow(r))
+  // as Repairer.driftRows: the keys the narrowing found, else each row's decoded
+  const upsertKeys = result.upsertKeys?.length === result.upserts.length ? result.upsertKeys : result.upserts.map(r => codec.keyOfEncodedRow(r))
   const driftKeys = stop()
   const rows = await driftRows(result, upsertKeys, local)
   const at = Date.UTC(2027, 0, 1)
@@ -268,8 +268,8 @@ async function run (sot: CompactReplica, local: CompactReplica, drift: Drift, au
 
   const fix = decision.fixes[0]!
   stop = stopwatch()
-  // as applyFixOnce
-  const keys = fixKeys(fix, codec)
+  // as applyFixOnce: the keys the fix carries, else each row's decoded
+  const keys = fix.upsertKeys?.length === fix.upserts.length ? [...fix.upsertKeys, ...fix.deletes] : fixKeys(fix, codec)
   afterImages(fix)
   const fixRows = stop()
   const before = (await local.getRows(keys)).map(row => row ?? null)

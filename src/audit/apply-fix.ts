@@ -22,6 +22,13 @@ export interface FixPlan extends Omit<AuditRecord, 'kind' | 'before' | 'storeSeq
   upserts: Uint8Array[]
   /** Canonical keys to delete. */
   deletes: Uint8Array[]
+  /**
+   * The key of each upsert under the store's codec, in order, when the
+   * caller has them (the policy checked each row against its key): the
+   * before-images are read by these instead of by decoding every row again.
+   * Not written to the audit.
+   */
+  upsertKeys?: Uint8Array[]
 }
 
 export interface FixResult {
@@ -44,7 +51,7 @@ export async function applyFixOnce (init: ApplyFixInit): Promise<FixResult> {
   return await withFixLock(audit, fix.fixId, async () => {
     const known = await audit.fixOf(fix.fixId, { signal })
     if (known?.commit !== undefined) return { applied: false, intent: known.intent, commit: known.commit }
-    const keys = fixKeys(fix, store.codec)
+    const keys = fix.upsertKeys?.length === fix.upserts.length ? [...fix.upsertKeys, ...fix.deletes] : fixKeys(fix, store.codec)
     const after = afterImages(fix)
     const before = (await store.get(keys, { signal })).map(row => row ?? null)
     throwIfAborted(signal)
