@@ -16,7 +16,7 @@ import { Packr } from 'msgpackr'
 import { RowEncodingError } from '../errors.ts'
 import { PARTITION_LEVEL } from '../constants.ts'
 import { u64Hex, xxh64 } from './hash.ts'
-import { readNumeric, scalarOffsets, UNREAD } from './row-scan.ts'
+import { isCanonicalNumeric, readNumeric, scalarOffsets, UNREAD } from './row-scan.ts'
 import { schemaFingerprint, type ColumnSpec, type ColumnType, type DatasetSchema } from './schema.ts'
 
 /** A value as it appears in a canonical row. */
@@ -285,6 +285,27 @@ export class RowCodec {
       if (read) return values
     }
     return this.decodeValues(rowBytes)
+  }
+
+  /**
+   * True when keyOfValues of the row's values would certainly give `key`:
+   * its key columns hold nulls, booleans or numbers each encoded as this
+   * codec encodes them, so the key's encoding is those bytes under a key
+   * header, and `key` is exactly that. False means only "not known this
+   * way" (a string key, another encoding): then encode the key to compare.
+   * Spares encoding a key per row where most keys are integers.
+   */
+  isFiledUnder (rowBytes: Uint8Array, key: Uint8Array): boolean {
+    const positions = this.keyPositions
+    if (positions.length > 15 || key[0] !== (0x90 | positions.length)) return false
+    const offsets = scalarOffsets(rowBytes, this.columns.length)
+    if (offsets === undefined) return false
+    let at = 1
+    for (const p of positions) {
+      if (!isCanonicalNumeric(rowBytes, offsets[p]!)) return false
+      for (let i = offsets[p]!; i < offsets[p + 1]!; i++) if (key[at++] !== rowBytes[i]) return false
+    }
+    return at === key.length
   }
 
   /** A row object from canonical bytes; timestamps come back as Date. */

@@ -92,3 +92,36 @@ export function readNumeric (bytes: Uint8Array, at: number): Value | typeof UNRE
   }
   return UNREAD
 }
+
+const TWO_63 = 2n ** 63n
+
+/**
+ * Whether the nil, boolean or number starting at `at` is encoded exactly as
+ * the codec's encoder (msgpackr, no records, no float32) encodes the value
+ * it decodes to: integers within 32 bits in their shortest form, other
+ * numbers as float64, bigints as int64 where they fit and uint64 only above.
+ * False for anything else, NaN included (its payload bits may vary): false
+ * only means "not known to be", and callers then encode the value to see.
+ * Tested against the encoder for every header.
+ */
+export function isCanonicalNumeric (bytes: Uint8Array, at: number): boolean {
+  const b = bytes[at]!
+  // one form each: fixints, nil, false, true
+  if (b <= 0x7f || b >= 0xe0 || b === 0xc0 || b === 0xc2 || b === 0xc3) return true
+  const v = readNumeric(bytes, at)
+  if (typeof v === 'bigint') return b === 0xd3 || v >= TWO_63
+  if (typeof v !== 'number') return false
+  switch (b) {
+    // unsigned forms: only where the value needs them
+    case 0xcc: return v >= 0x80
+    case 0xcd: return v >= 0x100
+    case 0xce: return v >= 0x10000
+    // signed forms: negative values below the shorter forms' range
+    case 0xd0: return v < -0x20
+    case 0xd1: return v < -0x80
+    case 0xd2: return v < -0x8000
+    // float64: a number that is no 32-bit integer (-0 counts as one: it is written as 0)
+    case 0xcb: return !Number.isNaN(v) && v >>> 0 !== v && v >> 0 !== v
+    default: return false
+  }
+}

@@ -7,7 +7,7 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { unpackValues, type RowCodec } from '../../src/digest/row-codec.ts'
-import { readNumeric, scalarOffsets, UNREAD } from '../../src/digest/row-scan.ts'
+import { isCanonicalNumeric, readNumeric, scalarOffsets, UNREAD } from '../../src/digest/row-scan.ts'
 import { checkCanonicalRow } from '../../src/security/canonical-row.ts'
 import { allTypesCodec, canonicalRowBytes, intKeyCodec, packRaw, rowBytes, wideCodec } from '../helpers/row-bytes.ts'
 
@@ -71,6 +71,38 @@ describe('reading part of a row', () => {
       const decoded = unpackValues(bytes)
       parts.forEach((_, i) => { const read = readNumeric(bytes, offsets![i]!); expect(Object.is(read, decoded[i]) || (Number.isNaN(read) && Number.isNaN(decoded[i])), `${String(read)} against ${String(decoded[i])}`).toBe(true) })
     }), { numRuns: 2000 })
+  })
+
+  it('calls a numeric value canonical only where the encoder writes it so, and wherever it does but for NaN (property)', () => {
+    const sizes: Record<number, number> = { 0xca: 4, 0xcb: 8, 0xcc: 1, 0xcd: 2, 0xce: 4, 0xcf: 8, 0xd0: 1, 0xd1: 2, 0xd2: 4, 0xd3: 8 }
+    const element = fc.oneof(
+      fc.constantFrom(...Object.keys(sizes).map(Number)).chain(h => fc.uint8Array({ minLength: sizes[h]!, maxLength: sizes[h]! }).map(p => Uint8Array.from([h, ...p]))),
+      fc.oneof(fc.integer(), fc.double(), fc.bigInt({ min: -(2n ** 63n), max: 2n ** 64n - 1n }), fc.constantFrom(0, -0, 0x7f, 0x80, 0xff, 0x100, 0xffff, 0x10000, 2 ** 32 - 1, 2 ** 32, -0x20, -0x21, -0x80, -0x81, -0x8000, -0x8001, -(2 ** 31), -(2 ** 31) - 1, 2n ** 63n - 1n, 2n ** 63n, 5n, -5n)).map(v => packRaw(v)),
+      fc.integer({ min: 0, max: 255 }).map(b => Uint8Array.from([b]))
+    )
+    fc.assert(fc.property(element, bytes => {
+      const offsets = scalarOffsets(Uint8Array.from([0x91, ...bytes]), 1)
+      if (offsets === undefined) return
+      const row = Uint8Array.from([0x91, ...bytes])
+      const v = readNumeric(row, 1)
+      if (v === UNREAD) { expect(isCanonicalNumeric(row, 1)).toBe(false); return }
+      const asEncoded = Buffer.compare(packRaw(v), bytes) === 0
+      if (isCanonicalNumeric(row, 1)) expect(asEncoded).toBe(true)
+      else if (!(typeof v === 'number' && Number.isNaN(v))) expect(asEncoded).toBe(false)
+    }), { numRuns: 5000 })
+  })
+
+  it('knows a row is filed under a key only when it is, and knows it for every canonical row with an integer key (property)', () => {
+    for (const codec of [intKeyCodec, allTypesCodec, wideCodec]) {
+      fc.assert(fc.property(rowBytes(codec), fc.oneof(fc.constant(undefined), fc.integer({ min: -300, max: 300 }).map(id => packRaw([id]))), (bytes, other) => {
+        let key: Uint8Array
+        try { key = other ?? codec.keyOfEncodedRow(bytes) } catch { return }
+        if (codec.isFiledUnder(bytes, key)) expect(Buffer.compare(codec.keyOfValues(codec.decodeValues(bytes)), key)).toBe(0)
+        let canonical = true
+        try { checkCanonicalRow(codec, bytes) } catch { canonical = false }
+        if (canonical && codec === intKeyCodec && other === undefined) expect(codec.isFiledUnder(bytes, key)).toBe(true)
+      }), { numRuns: 1500 })
+    }
   })
 
   it('finds no offsets in anything but a flat array of plain values of the given length', () => {
