@@ -35,7 +35,7 @@
  */
 import { LIST_THRESHOLD, MAX_TREE_DEPTH, TREE_FANOUT } from '../constants.ts'
 import { ProtocolViolationError } from '../errors.ts'
-import { checkCanonicalRow } from '../security/canonical-row.ts'
+import { assertCanonicalRow } from '../security/canonical-row.ts'
 import { bytesToU64, entryHash } from '../digest/hash.ts'
 import type { RowCodec } from '../digest/row-codec.ts'
 import { nodeOfHigh32 } from '../tree/merkle-tree.ts'
@@ -322,7 +322,7 @@ export class Narrowing {
     for (const reply of replies) {
       for (const row of reply.rows ?? []) {
         // a row that is not canonical under the schema is never taken (InvalidSourceRowError ends the exchange)
-        checkCanonicalRow(this.codec, row)
+        assertCanonicalRow(this.codec, row)
         const key = this.codec.keyOfCanonicalRow(row)
         const keyHash = this.codec.keyHash(key)
         const k = latin1Of(key)

@@ -10,10 +10,10 @@ import { pack } from 'msgpackr'
 import { describe, expect, it } from 'vitest'
 import { normalizeValue, type Value } from '../../src/digest/row-codec.ts'
 import { COLUMN_TYPES } from '../../src/digest/schema.ts'
-import { alreadyNormal, checkCanonicalRow } from '../../src/security/canonical-row.ts'
+import { alreadyNormal, assertCanonicalRow, checkCanonicalRow, plainlyCanonical } from '../../src/security/canonical-row.ts'
 import { checkMsgpackShape } from '../../src/security/msgpack-shape.ts'
 import { oldCheckCanonicalRow, oldCheckMsgpackShape } from '../helpers/reference.ts'
-import { allTypesCodec, intKeyCodec, packRaw, rowBytes, wideCodec } from '../helpers/row-bytes.ts'
+import { allTypesCodec, canonicalRowBytes, intKeyCodec, packRaw, rowBytes, wideCodec } from '../helpers/row-bytes.ts'
 
 /** What a call gives: its value, or its error's class, code and message. */
 function outcome (fn: () => unknown): unknown {
@@ -60,6 +60,33 @@ describe('faster checks, the same answers', () => {
       }), { numRuns: 1500 })
     })
   }
+
+  for (const [name, codec] of [['every column type', allTypesCodec], ['an integer key', intKeyCodec], ['17 columns', wideCodec]] as const) {
+    it(`a row told canonical from its bytes alone is one the full check takes; any other is refused as before, ${name} (property)`, () => {
+      fc.assert(fc.property(rowBytes(codec), bytes => {
+        const old = outcome(() => oldCheckCanonicalRow(codec, bytes))
+        if (plainlyCanonical(codec, bytes)) expect('value' in (old as object)).toBe(true)
+        const now = outcome(() => assertCanonicalRow(codec, bytes))
+        if ('error' in (old as object)) expect(now).toEqual(old)
+        else expect(now).toEqual({ value: undefined })
+      }), { numRuns: 2000 })
+    })
+  }
+
+  it('tells every canonical row of plain values from its bytes alone (ASCII text, numbers, nulls) (property)', () => {
+    const ascii = fc.string({ maxLength: 300, unit: fc.integer({ min: 0, max: 0x7f }).map(c => String.fromCharCode(c)) })
+    const plain = fc.record({
+      id: fc.oneof(fc.integer(), fc.maxSafeInteger(), fc.bigInt({ min: 2n ** 53n, max: 2n ** 64n - 1n })),
+      name: ascii,
+      amount: fc.oneof(fc.integer().map(String), fc.integer().map(n => String(n / 100))),
+      at: fc.integer({ min: -8.64e15, max: 8.64e15 }),
+      note: fc.option(ascii, { nil: null })
+    })
+    fc.assert(fc.property(plain, r => { expect(plainlyCanonical(intKeyCodec, intKeyCodec.encodeRow(r))).toBe(true) }), { numRuns: 1000 })
+    for (const row of [[5, 'ånn', '12.5', 1, null], [5, 'ann', '12.50', 1, null], [5n, 'ann', '1', 1, null], [5, 'ann', '1', 1.5, null], [null, 'ann', '1', 1, null]]) {
+      expect(plainlyCanonical(intKeyCodec, packRaw(row))).toBe(false)
+    }
+  })
 
   it('still refuses every other encoding of a canonical row\'s values', () => {
     const codec = intKeyCodec
