@@ -397,29 +397,29 @@ export class Narrowing {
     this.sentExpand = this.toExpand.splice(0, MAX_EXPAND_PER_ROUND).sort(byNode)
     const wide = this.toExpandWide.splice(0, MAX_EXPAND_PER_ROUND)
     this.sentFetchAll = this.toFetchAll.splice(0, MAX_FETCH_ALL_PER_ROUND).sort(byNode)
-    const chosen: Array<NodeRef & { wide: boolean }> = []
+    let taken = 0
     let hashes = 0
     // with a row limit, settle only about as many rows as are still allowed; the rest waits for the next round
     const allowed = Math.min(MAX_RECONCILE_HASHES_PER_ROUND, this.maxRows - this.upserts.size - this.deletes.size)
-    while (this.toReconcile.length > 0 && (chosen.length === 0 || hashes < allowed)) {
-      const node = this.toReconcile.shift()!
+    while (taken < this.toReconcile.length && (taken === 0 || hashes < allowed)) {
+      const node = this.toReconcile[taken++]!
       hashes += this.local.tree.count(node.level, node.index)
-      chosen.push(node)
     }
+    // taken in one splice: shift() per node moves the rest of a long queue each time
+    const chosen = this.toReconcile.splice(0, taken)
     // one pass over the index, in key-hash order
     chosen.sort((a, b) => nodeStart(a) - nodeStart(b))
     const lists = await this.local.listMany(chosen)
-    const picked = chosen.map((n, i) => ({ ...n, local: lists[i]!, localSum: sumOfEntries(lists[i]!) }))
-    const narrowWidth: HashWidth = picked.filter(n => !n.wide).length <= NARROW_HASHES_UP_TO_NODES ? 2 : 3
+    const narrowWidth: HashWidth = chosen.filter(n => !n.wide).length <= NARROW_HASHES_UP_TO_NODES ? 2 : 3
     // group by (level, width); the answer follows the groups in order and each group by node index
     const groups = new Map<string, Reconcile[]>()
-    for (const n of picked) {
+    chosen.forEach((n, i) => {
       const width: HashWidth = n.wide ? 8 : narrowWidth
       const k = `${n.level}:${width}`
       const g = groups.get(k) ?? []
-      g.push({ ...n, width })
+      g.push({ level: n.level, index: n.index, wide: n.wide, local: lists[i]!, localSum: sumOfEntries(lists[i]!), width })
       groups.set(k, g)
-    }
+    })
     const ordered = [...groups.values()].map(g => g.sort(byNode)).sort((a, b) => a[0]!.level - b[0]!.level || a[0]!.width - b[0]!.width)
     this.sentReconcile = ordered.flat()
     if (this.sentExpand.length + wide.length + this.sentFetchAll.length + this.sentReconcile.length === 0) return undefined
