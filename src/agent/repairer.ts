@@ -173,7 +173,7 @@ export class Repairer {
       const deletes = decision.fixes.flatMap(f => f.deletes)
       // this replica's rows as the policy saw them: the approval re-checks against these
       const seen = new Map(rows.map(r => [hexOf(r.key), r.local ?? null]))
-      const expected = [...upserts.map(r => codec.keyOfEncodedRow(r)), ...deletes].map(k => seen.get(hexOf(k)) ?? null)
+      const expected = [...decision.fixes.flatMap(f => upsertKeysOf(f, codec)), ...deletes].map(k => seen.get(hexOf(k)) ?? null)
       const { review, created } = await this.init.reviews.propose({
         dataset: config.name, ...(ctx.partition === undefined ? {} : { partition: ctx.partition }), correlationId: ctx.correlationId, sourceRegion: ctx.sourceRegion,
         rule: config.rule, reasons: decision.reasons, upserts, deletes, expected
@@ -211,7 +211,7 @@ export class Repairer {
       await this.init.setClock(clock)
       const plan: FixPlan = {
         fixId: randomUUID(), correlationId: meta.correlationId, dataset: this.init.config.name, region: this.init.region, clock,
-        sourceRegion: meta.sourceRegion, rule: meta.rule, by: meta.by, upserts: fix.upserts, deletes: fix.deletes,
+        sourceRegion: meta.sourceRegion, rule: meta.rule, by: meta.by, upserts: fix.upserts, deletes: fix.deletes, upsertKeys: fix.upsertKeys,
         ...this.seenBefore(fix, meta.seen),
         ...(meta.partition === undefined ? {} : { partition: meta.partition }), ...(meta.reviewId === undefined ? {} : { reviewId: meta.reviewId })
       }
@@ -243,7 +243,8 @@ export class Repairer {
   private seenBefore (fix: PlannedFix, seen: ReadonlyMap<string, Uint8Array | null> | undefined): { before?: Array<Uint8Array | null> } {
     if (seen === undefined) return {}
     const before: Array<Uint8Array | null> = []
-    for (const key of fixKeys(fix, this.init.view().codec)) {
+    const keys = fix.upsertKeys?.length === fix.upserts.length ? [...fix.upsertKeys, ...fix.deletes] : fixKeys(fix, this.init.view().codec)
+    for (const key of keys) {
       const row = seen.get(hexOf(key))
       if (row === undefined) return {}
       before.push(row)
@@ -255,7 +256,8 @@ export class Repairer {
   private paced (fixes: readonly PlannedFix[]): readonly PlannedFix[] {
     const rate = this.init.budget.rate
     if (rate === 0 || fixes.every(f => f.upserts.length + f.deletes.length <= rate)) return fixes
-    return fixes.flatMap(f => splitFix(f.upserts.map(row => ({ key: this.init.view().codec.keyOfEncodedRow(row), row })), f.deletes, rate))
+    const { codec } = this.init.view()
+    return fixes.flatMap(f => { const keys = upsertKeysOf(f, codec); return splitFix(f.upserts.map((row, i) => ({ key: keys[i]!, row })), f.deletes, rate) })
   }
 
   /**
@@ -314,7 +316,8 @@ export class Repairer {
   /** Each differing key with the SoT's row (if any) and this replica's (if any). */
   private async driftRows (diff: NarrowingResult, signal?: AbortSignal): Promise<DriftRow[]> {
     const { codec, store } = this.init.view()
-    const upsertKeys = diff.upserts.map(r => codec.keyOfEncodedRow(r))
+    // the narrowing knows each row's key from checking it; a difference from elsewhere may not say
+    const upsertKeys = diff.upsertKeys?.length === diff.upserts.length ? diff.upsertKeys : diff.upserts.map(r => codec.keyOfEncodedRow(r))
     signal?.throwIfAborted()
     const local = await store.get([...upsertKeys, ...diff.deletes])
     const rows: DriftRow[] = diff.upserts.map((sot, i) => ({ key: upsertKeys[i]!, sot, local: local[i] ?? undefined }))
@@ -334,6 +337,11 @@ export class Repairer {
     const defined = Object.fromEntries(Object.entries(record).filter(([, v]) => v !== undefined)) as typeof record
     await this.init.audit.append({ ...defined, dataset: this.init.config.name, region: this.init.region, clock })
   }
+}
+
+/** A planned fix's upsert keys: the ones it carries, else each row's decoded. */
+function upsertKeysOf (fix: PlannedFix, codec: RowCodec): Uint8Array[] {
+  return fix.upsertKeys?.length === fix.upserts.length ? fix.upsertKeys : fix.upserts.map(r => codec.keyOfEncodedRow(r))
 }
 
 function sameBytes (a: Uint8Array | null, b: Uint8Array | null): boolean {

@@ -32,6 +32,13 @@ export interface FixPlan extends Omit<AuditRecord, 'kind' | 'before' | 'storeSeq
    * before-images the store read under lock while applying.
    */
   before?: RowImage[]
+  /**
+   * The key of each upsert under the store's codec, in order, when the
+   * caller has them (the policy checked each row against its key): the
+   * before-images are read by these instead of by decoding every row again.
+   * Not written to the audit.
+   */
+  upsertKeys?: Uint8Array[]
 }
 
 export interface FixResult {
@@ -54,7 +61,7 @@ export async function applyFixOnce (init: ApplyFixInit): Promise<FixResult> {
   return await withFixLock(audit, fix.fixId, async () => {
     const known = await audit.fixOf(fix.fixId, { signal })
     if (known?.commit !== undefined) return { applied: false, intent: known.intent, commit: known.commit }
-    const keys = fixKeys(fix, store.codec)
+    const keys = fix.upsertKeys?.length === fix.upserts.length ? [...fix.upsertKeys, ...fix.deletes] : fixKeys(fix, store.codec)
     const after = afterImages(fix)
     const before = fix.before ?? (await store.get(keys, { signal })).map(row => row ?? null)
     if (before.length !== keys.length) throw new RangeError(`a fix of ${keys.length} rows came with ${before.length} before-images`)

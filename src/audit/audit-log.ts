@@ -107,6 +107,31 @@ function hashOf (body: Omit<AuditEntry, 'hash'>): string {
   return createHash('sha256').update(pack(body)).digest('hex')
 }
 
+/** msgpackr writes every plain object as a map 16 (this byte, then the entry count in two bytes), whatever its size. */
+const MAP16 = 0xde
+
+/**
+ * An entry's stored bytes and hash from one encoding of its body: the entry
+ * is the body with `hash` added last, so pack(entry) is pack(body) with the
+ * map's entry count one higher and the key and value of `hash` appended.
+ * This builds those bytes instead of packing a fix's rows a second time
+ * (a 10,000-row intent is over a megabyte); when the body's encoding does
+ * not start as that map, it packs the entry as before. Tested to give
+ * exactly pack(entry).
+ */
+export function encodeEntry (body: Omit<AuditEntry, 'hash'>): { entry: AuditEntry, bytes: Uint8Array } {
+  const bodyBytes = pack(body)
+  const hash = createHash('sha256').update(bodyBytes).digest('hex')
+  const entry: AuditEntry = { ...body, hash }
+  const count = bodyBytes.length >= 3 && bodyBytes[0] === MAP16 ? (bodyBytes[1]! << 8) | bodyBytes[2]! : -1
+  if (count < 0 || count + 1 > 0xffff || Object.keys(body).length !== count || 'hash' in body) return { entry, bytes: pack(entry) }
+  const tail = [pack('hash'), pack(hash)]
+  const bytes = Buffer.concat([bodyBytes, ...tail])
+  bytes[1] = (count + 1) >> 8
+  bytes[2] = (count + 1) & 0xff
+  return { entry, bytes }
+}
+
 /** The stored bytes as an entry, or undefined when they are not one (msgpack decodes some garbage to a bare value). */
 function unpackEntry (value: Uint8Array): AuditEntry | undefined {
   let decoded: unknown
@@ -157,10 +182,10 @@ export class AuditLog {
       // undefined fields are left out so that the hashed bytes survive a round trip through storage
       const defined = Object.fromEntries(Object.entries(record).filter(([, v]) => v !== undefined)) as unknown as AuditRecord
       const body = { ...defined, seq: this.lastSeq + 1, at: Date.now(), prevHash: this.lastHash }
-      const entry: AuditEntry = { ...body, hash: hashOf(body) }
+      const { entry, bytes } = encodeEntry(body)
       // the entry and its index entries in one batch: the index never disagrees with the log
       await this.state.db.batch([
-        { type: 'put', sublevel: this.entries, key: seqBytes(entry.seq), value: pack(entry) },
+        { type: 'put', sublevel: this.entries, key: seqBytes(entry.seq), value: bytes },
         ...this.index.opsFor(entry),
         this.index.markOp(entry.seq)
       ])

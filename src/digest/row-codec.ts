@@ -16,6 +16,7 @@ import { Packr } from 'msgpackr'
 import { RowEncodingError } from '../errors.ts'
 import { PARTITION_LEVEL } from '../constants.ts'
 import { u64Hex, xxh64 } from './hash.ts'
+import { isCanonicalNumeric, readNumeric, scalarOffsets, UNREAD } from './row-scan.ts'
 import { schemaFingerprint, type ColumnSpec, type ColumnType, type DatasetSchema } from './schema.ts'
 
 /** A value as it appears in a canonical row. */
@@ -150,6 +151,8 @@ export class RowCodec {
   readonly eventTimePosition: number | undefined
   /** Position of the partition column among the key columns, when the dataset is partitioned. */
   readonly partitionKeyPosition: number | undefined
+  /** The key columns' positions, then the event-time column's (what decodeKeyAndTime reads). */
+  private readonly keyAndTimePositions: readonly number[]
 
   constructor (schema: DatasetSchema) {
     this.schema = schema
@@ -166,6 +169,7 @@ export class RowCodec {
     for (const k of this.keyPositions) if (ignored.has(k)) throw new RowEncodingError(`key column "${schema.columns[k]?.name}" cannot be ignored`)
     this.digestPositions = ignored.size === 0 ? undefined : schema.columns.map((_, i) => i).filter(i => !ignored.has(i))
     this.eventTimePosition = schema.eventTimeColumn === undefined ? undefined : position(schema.eventTimeColumn)
+    this.keyAndTimePositions = this.eventTimePosition === undefined ? this.keyPositions : [...this.keyPositions, this.eventTimePosition]
     if (schema.partitionColumn === undefined) this.partitionKeyPosition = undefined
     else {
       const p = this.keyPositions.indexOf(position(schema.partitionColumn))
@@ -226,10 +230,82 @@ export class RowCodec {
 
   keyOfEncodedRow (rowBytes: Uint8Array): Uint8Array { return this.keyOfValues(this.decodeValues(rowBytes)) }
 
+  /**
+   * keyOfEncodedRow for a row known to be in the canonical encoding (one
+   * checkCanonicalRow passed, or this codec wrote): an array's encoding is
+   * its header and then each value's own encoding, so such a row holds its
+   * key columns' encodings as they are in the key, and the key is those
+   * bytes under a header of its own, copied instead of decoding the row and
+   * encoding the key again. A row of another shape goes through
+   * keyOfEncodedRow. Not for rows that were not checked: a non-canonical
+   * value would be copied as it is.
+   */
+  keyOfCanonicalRow (rowBytes: Uint8Array): Uint8Array {
+    const offsets = scalarOffsets(rowBytes, this.columns.length)
+    if (offsets === undefined) return this.keyOfEncodedRow(rowBytes)
+    const positions = this.keyPositions
+    // msgpackr's array header: fixarray up to 15 values, then array 16 (a key of 65,536 columns is no key)
+    const header = positions.length <= 15 ? 1 : 3
+    let length = header
+    for (const p of positions) length += offsets[p + 1]! - offsets[p]!
+    // a Buffer, as packValues gives (small ones come from Node's pool)
+    const key = Buffer.allocUnsafe(length)
+    if (header === 1) key[0] = 0x90 | positions.length
+    else { key[0] = 0xdc; key[1] = positions.length >> 8; key[2] = positions.length & 0xff }
+    let at = header
+    for (const p of positions) for (let i = offsets[p]!; i < offsets[p + 1]!; i++) key[at++] = rowBytes[i]!
+    return key
+  }
+
   decodeValues (rowBytes: Uint8Array): Value[] {
     const values = unpackValues(rowBytes)
     if (values.length !== this.columns.length) throw new RowEncodingError(`encoded row has ${values.length} values, schema has ${this.columns.length} columns`)
     return values
+  }
+
+  /**
+   * The values of a row's key columns and event-time column, the others left
+   * undefined; it fails, and gives those values, exactly as decodeValues
+   * would. Where the row is a flat array of plain scalars and those columns
+   * hold nulls, booleans or numbers (integer keys, every canonical
+   * timestamp), they are read straight from the encoding and nothing else is
+   * decoded (a few times cheaper: strings are most of a row's decoding);
+   * otherwise the row is decoded whole.
+   */
+  decodeKeyAndTime (rowBytes: Uint8Array): Value[] {
+    const offsets = scalarOffsets(rowBytes, this.columns.length)
+    if (offsets !== undefined) {
+      const values = new Array<Value>(this.columns.length)
+      let read = true
+      for (const p of this.keyAndTimePositions) {
+        const v = readNumeric(rowBytes, offsets[p]!)
+        if (v === UNREAD) { read = false; break }
+        values[p] = v
+      }
+      if (read) return values
+    }
+    return this.decodeValues(rowBytes)
+  }
+
+  /**
+   * True when keyOfValues of the row's values would certainly give `key`:
+   * its key columns hold nulls, booleans or numbers each encoded as this
+   * codec encodes them, so the key's encoding is those bytes under a key
+   * header, and `key` is exactly that. False means only "not known this
+   * way" (a string key, another encoding): then encode the key to compare.
+   * Spares encoding a key per row where most keys are integers.
+   */
+  isFiledUnder (rowBytes: Uint8Array, key: Uint8Array): boolean {
+    const positions = this.keyPositions
+    if (positions.length > 15 || key[0] !== (0x90 | positions.length)) return false
+    const offsets = scalarOffsets(rowBytes, this.columns.length)
+    if (offsets === undefined) return false
+    let at = 1
+    for (const p of positions) {
+      if (!isCanonicalNumeric(rowBytes, offsets[p]!)) return false
+      for (let i = offsets[p]!; i < offsets[p + 1]!; i++) if (key[at++] !== rowBytes[i]) return false
+    }
+    return at === key.length
   }
 
   /** A row object from canonical bytes; timestamps come back as Date. */

@@ -20,7 +20,8 @@ import { randomUUID } from 'node:crypto'
 import { mkdir, open, rm, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import { IndexPageFormatError, throwIfAborted } from '../errors.ts'
-import { ENTRY_HEAD_MAX, nodeOfHigh, PAGE_KEY_BYTES, putVarint, varintSize } from './page.ts'
+import { nodeOfHigh32 } from '../tree/merkle-tree.ts'
+import { ENTRY_HEAD_MAX, PAGE_KEY_BYTES, putVarint, varintSize } from './page.ts'
 import type { ByteSublevel, StateDb } from './state-db.ts'
 
 /** Entries of the first run: 40 bytes each and 8 more while it is ordered, about 50 MB (a table of up to a million rows is one run). */
@@ -479,7 +480,7 @@ export class PageBulkWriter {
     if (this.spills.length === 0) {
       const run = this.run
       for (const i of run.order()) {
-        const { bytes, at } = sink.room(nodeOfHigh(run.hashHigh(i), level), run.entrySize(i))
+        const { bytes, at } = sink.room(nodeOfHigh32(run.hashHigh(i), level), run.entrySize(i))
         run.encodeEntry(i, bytes, at)
         if (sink.full) await sink.drain(signal)
       }
@@ -552,7 +553,7 @@ export class PageBulkWriter {
       for (const r of readers) if (await nextEntry(r)) heap.push(r)
       while (heap.items.length > 0) {
         const top = heap.items[0]!
-        const { bytes, at } = sink.room(nodeOfHigh(top.hi, level), top.size)
+        const { bytes, at } = sink.room(nodeOfHigh32(top.hi, level), top.size)
         bytes.set(top.bytes.subarray(top.at, top.at + top.size), at)
         // mostly synchronous: a reader needs its file only once per SPILL_IO_BYTES
         let ok = top.advance()

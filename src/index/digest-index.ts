@@ -28,9 +28,9 @@ import { entryHash } from '../digest/hash.ts'
 import type { RowCodec } from '../digest/row-codec.ts'
 import type { ReplicaStore, RowChange } from '../stores/replica-store.ts'
 import type { IndexEntry, ReplicaView } from '../sync/replica-view.ts'
-import { depthFor, LeafBuffer, MerkleTree, nodeOf, nodeRange } from '../tree/merkle-tree.ts'
+import { depthFor, LeafBuffer, MerkleTree, nodeOf, nodeOfHigh32, nodeRange } from '../tree/merkle-tree.ts'
 import { PageBulkWriter } from './bulk-writer.ts'
-import { decodePage, forEachEntry, levelRange, nodeOfHigh, pageKey, setEntry } from './page.ts'
+import { decodePage, forEachEntry, levelRange, pageKey, setEntry } from './page.ts'
 import { READ_AHEAD, type ByteSublevel, type StateDb } from './state-db.ts'
 
 const META_KEY = new TextEncoder().encode('meta')
@@ -332,7 +332,7 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
 
   /**
    * Takes a write this agent committed to the store (a fix: canonical rows
-   * upserted, keys deleted) into the index and the tree at once, instead of
+   * upserted, with their keys when the caller has them, keys deleted) into the index and the tree at once, instead of
    * waiting for the change feed to bring it back: the replica shows level as
    * soon as its fix lands. The feed still replays the write later, reading
    * the rows as they are then, which changes nothing when they are as
@@ -342,10 +342,11 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
    * may still be on their way. False for a store-backed index, whose tree
    * follows the feed's before-images.
    */
-  async takeApplied (write: { upserts: readonly Uint8Array[], deletes: readonly Uint8Array[] }, options: { signal?: AbortSignal } = {}): Promise<boolean> {
+  async takeApplied (write: { upserts: readonly Uint8Array[], deletes: readonly Uint8Array[], upsertKeys?: readonly Uint8Array[] }, options: { signal?: AbortSignal } = {}): Promise<boolean> {
     if (this.storeBacked) return false
+    const keys = write.upsertKeys?.length === write.upserts.length ? write.upsertKeys : undefined
     const changes: RowChange[] = [
-      ...write.upserts.map(row => ({ key: this.codec.keyOfEncodedRow(row), row })),
+      ...write.upserts.map((row, i) => ({ key: keys?.[i] ?? this.codec.keyOfEncodedRow(row), row })),
       ...write.deletes.map(key => ({ key, row: null }))
     ]
     throwIfAborted(options.signal)
@@ -483,7 +484,7 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
       return
     }
     const level = this.pageLevel
-    const pageOf = (keyHash: bigint): number => nodeOfHigh(Number(keyHash >> 32n), level)
+    const pageOf = (keyHash: bigint): number => nodeOfHigh32(Number(keyHash >> 32n), level)
     const ids = [...new Set(hashes.map(pageOf))]
     const read = await this.pages.getMany(ids.map(id => pageKey(level, id)))
     const pages = new Map<number, Uint8Array>(ids.map((id, i) => [id, read[i] ?? NO_PAGE]))

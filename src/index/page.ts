@@ -21,6 +21,7 @@
 import { MAX_TREE_DEPTH } from '../constants.ts'
 import { IndexPageFormatError } from '../errors.ts'
 import type { IndexEntry } from '../sync/replica-view.ts'
+import { nodeOfHigh32 } from '../tree/merkle-tree.ts'
 
 export const PAGE_KEY_BYTES = 5
 
@@ -39,11 +40,6 @@ export function levelRange (level: number): { gte: Uint8Array, lt: Uint8Array } 
   const lt = Buffer.alloc(PAGE_KEY_BYTES)
   lt[0] = level + 1
   return { gte: pageKey(level, 0), lt }
-}
-
-/** The node index of a key hash at `level` from its high 32 bits (levels up to 8). */
-export function nodeOfHigh (hi: number, level: number): number {
-  return level === 0 ? 0 : hi >>> (32 - 4 * level)
 }
 
 if (MAX_TREE_DEPTH > 8) throw new Error('index pages address nodes by the high 32 bits of the key hash: MAX_TREE_DEPTH must be at most 8')
@@ -105,7 +101,7 @@ export function decodePage (page: Uint8Array, into: IndexEntry[] = [], under?: {
   const c: Cursor = { at: 0, end: 0, keyAt: 0, hi: 0, lo: 0 }
   for (let at = 0; at < bytes.length; at = c.end) {
     entryAt(bytes, at, c)
-    if (under !== undefined && nodeOfHigh(c.hi, under.level) !== under.index) continue
+    if (under !== undefined && nodeOfHigh32(c.hi, under.level) !== under.index) continue
     into.push({ keyHash: fields.getBigUint64(at), entry: fields.getBigUint64(at + 8), key: bytes.subarray(c.keyAt, c.end) })
   }
   return into

@@ -16,9 +16,9 @@ import { rows } from './wording.ts'
  */
 export function inFlight (row: ApartRow, now: number, graceMs: number): boolean {
   if (graceMs <= 0) return false
-  const times = [row.sotTime, row.localTime].filter((t): t is number => t !== undefined)
-  if (times.length === 0) return false
-  return now - Math.max(...times) < graceMs
+  const { sotTime, localTime } = row
+  const latest = sotTime === undefined ? localTime : localTime === undefined ? sotTime : Math.max(sotTime, localTime)
+  return latest !== undefined && now - latest < graceMs
 }
 
 /**

@@ -9,10 +9,36 @@
  */
 import { InvalidSourceRowError } from '../errors.ts'
 import { normalizeValue, packValues, type RowCodec, type Value } from '../digest/row-codec.ts'
+import { isCanonicalNumeric, readNumeric, scalarOffsets } from '../digest/row-scan.ts'
+import type { ColumnType } from '../digest/schema.ts'
+import { latin1Of } from '../util/bytes.ts'
 import { checkMsgpackShape } from './msgpack-shape.ts'
 
 /** ECMAScript dates span ±8.64e15 ms around 1970. */
 const MAX_DATE_MS = 8.64e15
+
+/** Exactly the strings canonicalDecimal gives back unchanged: no sign but a minus on a non-zero value, no leading or trailing zeros, no bare point. */
+const CANONICAL_DECIMAL = /^(?:-?[1-9]\d*(?:\.\d*[1-9])?|0(?:\.\d*[1-9])?|-0\.\d*[1-9])$/
+
+/**
+ * Whether normalizeValue would give `v` itself back (Object.is) for a column
+ * of this type, told without calling it: most values of a canonical row are
+ * already normal, and normalizing each (a decimal through regular
+ * expressions and string building) costs more than the check. False only
+ * means "normalize it".
+ */
+export function alreadyNormal (type: ColumnType, v: Value): boolean {
+  switch (type) {
+    case 'integer': return typeof v === 'number' && Number.isSafeInteger(v) && !Object.is(v, -0)
+    case 'float': return typeof v === 'number' && !Object.is(v, -0)
+    case 'timestamp': return typeof v === 'number' && Number.isInteger(v)
+    case 'string': return typeof v === 'string'
+    case 'boolean': return typeof v === 'boolean'
+    case 'decimal': return typeof v === 'string' && CANONICAL_DECIMAL.test(v)
+    case 'bytes': return v instanceof Uint8Array && v.constructor === Uint8Array
+    case 'json': return false
+  }
+}
 
 function sameBytes (a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false
@@ -42,6 +68,7 @@ export function checkCanonicalRow (codec: RowCodec, row: Uint8Array): Value[] {
     }
     // a finite millisecond count beyond the range of dates encodes, but no store could hold it as a timestamp
     if (col.type === 'timestamp' && !(typeof v === 'number' && Math.abs(v) <= MAX_DATE_MS)) throw new InvalidSourceRowError(`the source sent a row whose column "${col.name}" is not a timestamp within the range of dates`)
+    if (alreadyNormal(col.type, v)) { canonical[i] = v; continue }
     try {
       canonical[i] = normalizeValue(col.type, v, col.name)
     } catch (err) {
@@ -50,4 +77,95 @@ export function checkCanonicalRow (codec: RowCodec, row: Uint8Array): Value[] {
   }
   if (!sameBytes(packValues(canonical), row)) throw new InvalidSourceRowError('the source sent a row that is not in the canonical encoding of its values')
   return values
+}
+
+/**
+ * Throws exactly when checkCanonicalRow throws, with its error; most rows
+ * are told canonical from their bytes alone (plainlyCanonical) and are not
+ * decoded, normalized and encoded again to compare. For rows whose values
+ * the caller does not need.
+ */
+export function assertCanonicalRow (codec: RowCodec, row: Uint8Array): void {
+  if (!plainlyCanonical(codec, row)) checkCanonicalRow(codec, row)
+}
+
+/**
+ * Whether the string or binary starting at `at` has the shortest header for
+ * its length (the only one the encoder writes); returns where its body
+ * starts, or -1 for another header or anything else.
+ */
+function shortestBody (row: Uint8Array, at: number, binary: boolean): number {
+  const b = row[at]!
+  if (!binary && b >= 0xa0 && b <= 0xbf) return at + 1
+  // a length in one, two or four bytes: each only for lengths the shorter ones cannot hold (bin 8 from 0, str 8 from 32)
+  if (b === (binary ? 0xc4 : 0xd9)) return row[at + 1]! >= (binary ? 0 : 0x20) ? at + 2 : -1
+  if (b === (binary ? 0xc5 : 0xda)) return ((row[at + 1]! << 8) | row[at + 2]!) >= 0x100 ? at + 3 : -1
+  if (b === (binary ? 0xc6 : 0xdb)) return row[at + 1]! * 0x1000000 + ((row[at + 2]! << 16) | (row[at + 3]! << 8) | row[at + 4]!) >= 0x10000 ? at + 5 : -1
+  return -1
+}
+
+function isAscii (row: Uint8Array, from: number, to: number): boolean {
+  for (let i = from; i < to; i++) if (row[i]! >= 0x80) return false
+  return true
+}
+
+/**
+ * True when the row is certainly what checkCanonicalRow accepts, read from
+ * its bytes alone: a flat array of exactly the schema's columns, each value
+ * in the one encoding the codec writes for it and already normal for its
+ * type (integers and timestamps as the encoder writes them, safe and within
+ * the range of dates; floats likewise, not -0 or NaN; booleans; ASCII
+ * strings and canonical decimals behind the shortest header; binaries behind
+ * the shortest header; nulls only where allowed). Every value so encoded
+ * decodes to itself and encodes back to its bytes, so the full check would
+ * pass. False means "not known this way" (JSON, non-ASCII text, anything
+ * unusual): the full check decides and words the error.
+ */
+export function plainlyCanonical (codec: RowCodec, row: Uint8Array): boolean {
+  const columns = codec.columns
+  const offsets = scalarOffsets(row, columns.length)
+  if (offsets === undefined) return false
+  for (let i = 0; i < columns.length; i++) {
+    const col = columns[i]!
+    const at = offsets[i]!
+    const end = offsets[i + 1]!
+    if (row[at] === 0xc0) {
+      if (!(col.nullable ?? !codec.keyPositions.includes(i))) return false
+      continue
+    }
+    switch (col.type) {
+      case 'integer': {
+        const v = readNumeric(row, at)
+        const normal = typeof v === 'number' ? Number.isSafeInteger(v) && !Object.is(v, -0) : typeof v === 'bigint' && (v > Number.MAX_SAFE_INTEGER || v < Number.MIN_SAFE_INTEGER)
+        if (!normal || !isCanonicalNumeric(row, at)) return false
+        break
+      }
+      case 'timestamp': {
+        const v = readNumeric(row, at)
+        if (typeof v !== 'number' || !Number.isInteger(v) || Math.abs(v) > MAX_DATE_MS || !isCanonicalNumeric(row, at)) return false
+        break
+      }
+      case 'float': {
+        const v = readNumeric(row, at)
+        if (typeof v !== 'number' || Object.is(v, -0) || !isCanonicalNumeric(row, at)) return false
+        break
+      }
+      case 'boolean':
+        if (row[at] !== 0xc2 && row[at] !== 0xc3) return false
+        break
+      case 'string':
+      case 'decimal': {
+        const body = shortestBody(row, at, false)
+        if (body < 0 || !isAscii(row, body, end)) return false
+        if (col.type === 'decimal' && !CANONICAL_DECIMAL.test(latin1Of(row.subarray(body, end)))) return false
+        break
+      }
+      case 'bytes':
+        if (shortestBody(row, at, true) < 0) return false
+        break
+      default:
+        return false
+    }
+  }
+  return true
 }

@@ -33,16 +33,17 @@
  * wrong data) is caught: xxh64 sums detect errors, not forgeries, and the SoT
  * is trusted by configuration.
  */
-import { LIST_THRESHOLD, TREE_FANOUT } from '../constants.ts'
+import { LIST_THRESHOLD, MAX_TREE_DEPTH, TREE_FANOUT } from '../constants.ts'
 import { ProtocolViolationError } from '../errors.ts'
-import { checkCanonicalRow } from '../security/canonical-row.ts'
+import { assertCanonicalRow } from '../security/canonical-row.ts'
 import { bytesToU64, entryHash } from '../digest/hash.ts'
 import type { RowCodec } from '../digest/row-codec.ts'
-import { nodeOf, nodeRange } from '../tree/merkle-tree.ts'
+import { nodeOfHigh32 } from '../tree/merkle-tree.ts'
 import type { OpenedMessage, ReplyMessage, RoundMessage } from './messages.ts'
-import type { IndexEntry, ReplicaView } from './replica-view.ts'
-import { decodeChildSums, decodeReconciledBlock, encodeNodeSet, encodeReconcileBlock, shortSum, type HashWidth, type SumWidth } from './wire.ts'
-import { hexOf } from '../util/bytes.ts'
+import { sumOfEntries, type IndexEntry, type ReplicaView } from './replica-view.ts'
+import { decodeChildSums, decodeReconciledBlock, encodeNodeSet, encodeReconcileBlock, type HashWidth, type SumWidth } from './wire.ts'
+import { latin1Of } from '../util/bytes.ts'
+import { high32, sameLowBits, U64Sum } from '../util/u64.ts'
 
 /** Bounds on one request, so that each answer fits its frames. */
 const MAX_EXPAND_PER_ROUND = 16_384
@@ -58,10 +59,14 @@ const NARROW_HASHES_UP_TO_NODES = 128
 const OPENED_SUM_WIDTH: SumWidth = 3
 const MAX_RECONCILE_HASHES_PER_ROUND = 200_000
 const MAX_FETCH_ALL_PER_ROUND = 4096
+/** Up to this many (row sent, row here) pairs a settled node's rows are matched by scanning rather than through sets. */
+const SCAN_PAIRS = 256
 
 export interface NarrowingResult {
   /** Canonical rows from the SoT for keys missing or changed here. */
   upserts: Uint8Array[]
+  /** The canonical key of each of `upserts`, in the same order (known from checking the rows: saves decoding them again). */
+  upsertKeys?: Uint8Array[]
   /** Canonical keys held here that the SoT lacks. */
   deletes: Uint8Array[]
   missing: number
@@ -101,13 +106,27 @@ export interface NarrowingOptions {
    */
   sourceCount?: number
 }
-interface Reconcile extends NodeRef { wide: boolean, local: IndexEntry[], width: HashWidth }
-interface Received { rows: Uint8Array[], entries: bigint[], keys: string[] }
+interface Reconcile extends NodeRef {
+  wide: boolean
+  local: IndexEntry[]
+  width: HashWidth
+  /** The sum of `local`'s entry hashes: what the node sums to here, as sent. */
+  localSum: U64Sum
+}
+/**
+ * The rows the SoT sent for one node, their canonical keys (as bytes, and as
+ * latin1Of strings for map keys), the high 32 bits of their key hashes (to
+ * find rows held here by number before comparing keys), and the sum of their
+ * entry hashes.
+ */
+interface Received { rows: Uint8Array[], rowKeys: Uint8Array[], keys: string[], keyHashHighs: number[], sum: U64Sum }
 
-const nodeKey = (level: number, index: number): string => `${level}:${index}`
-const hex = hexOf
+/** A node as a map key: indices stay below 16^MAX_TREE_DEPTH, so level * that + index is unique and exact. */
+const LEVEL_SPAN = TREE_FANOUT ** MAX_TREE_DEPTH
+const nodeKey = (level: number, index: number): number => level * LEVEL_SPAN + index
+/** Where a node starts in key-hash order, in units of the deepest level's nodes (exact: below 2^24). */
+const nodeStart = (n: NodeRef): number => n.index * TREE_FANOUT ** (MAX_TREE_DEPTH - n.level)
 const byNode = (a: NodeRef, b: NodeRef): number => a.level - b.level || a.index - b.index
-const sumOf = (xs: Iterable<bigint>): bigint => { let s = 0n; for (const x of xs) s += x; return BigInt.asUintN(64, s) }
 
 function groupByLevel (nodes: NodeRef[]): Array<[number, Uint8Array]> {
   const levels = new Map<number, number[]>()
@@ -138,15 +157,16 @@ export class Narrowing {
   private sentSumWidth: SumWidth = 3
   private sentFetchAll: NodeRef[] = []
   private sentReconcile: Reconcile[] = []
-  private readonly retriedWide = new Set<string>()
+  private readonly retriedWide = new Set<number>()
 
-  private readonly upserts = new Map<string, Uint8Array>()
+  // keyed by latin1Of(canonical key)
+  private readonly upserts = new Map<string, { row: Uint8Array, key: Uint8Array }>()
   private readonly deletes = new Map<string, Uint8Array>()
   private readonly counts = { missing: 0, changed: 0, extra: 0, unresolved: 0 }
   private inconsistent = 0
   private readonly sourceCount: number | undefined
   /** What the SoT said of each node still being narrowed: the low `bits` bits of its sum. */
-  private readonly claimed = new Map<string, { sum: bigint, bits: number }>()
+  private readonly claimed = new Map<number, { sum: bigint, bits: number }>()
 
   constructor (local: ReplicaView, codec: RowCodec, options: NarrowingOptions = {}) {
     this.local = local
@@ -160,9 +180,7 @@ export class Narrowing {
   /** Whether `sum` agrees with what the SoT said of the node before, on the low bits both carry. */
   private agrees (node: NodeRef, sum: bigint, bits: number): boolean {
     const said = this.claimed.get(nodeKey(node.level, node.index))
-    if (said === undefined) return true
-    const mask = (1n << BigInt(Math.min(bits, said.bits))) - 1n
-    return (said.sum & mask) === (sum & mask)
+    return said === undefined || sameLowBits(said.sum, sum, Math.min(bits, said.bits))
   }
 
   /** The SoT's answers about a node contradict each other: nothing is taken from it. */
@@ -213,34 +231,28 @@ export class Narrowing {
     const reconciled = this.sentReconcile.length === 0 ? [] : decodeReconciledBlock(first.reconciled ?? new Uint8Array(), this.sentReconcile.map(n => n.local.length))
 
     const received = this.receiveRows(replies)
-    const none: Received = { rows: [], entries: [], keys: [] }
+    const none: Received = { rows: [], rowKeys: [], keys: [], keyHashHighs: [], sum: new U64Sum() }
 
     this.sentFetchAll.forEach((node, i) => {
       const [count, sum] = nodes[i]!
       const got = received.get(nodeKey(node.level, node.index)) ?? none
       const full = bytesToU64(sum)
-      if (got.rows.length !== count || sumOf(got.entries) !== full) this.counts.unresolved++
+      if (got.rows.length !== count || !got.sum.equals(full)) this.counts.unresolved++
       else if (!this.agrees(node, full, 64)) this.contradicted()
-      else this.take(got, new Set())
+      else this.take(got, undefined)
     })
 
     this.sentReconcile.forEach((node, i) => {
-      const { count, sum, unmatched: positions } = reconciled[i]!
-      const unmatched = positions.map(p => node.local[p]!)
+      const { count, sum, unmatched } = reconciled[i]!
       const got = received.get(nodeKey(node.level, node.index)) ?? none
-      let expected = sumOf(node.local.map(e => e.entry))
-      for (const e of unmatched) expected -= e.entry
-      for (const e of got.entries) expected += e
-      if (BigInt.asUintN(64, expected) === sum) {
+      // the node as it would be here with this side's unmatched rows dropped and the SoT's rows taken
+      const expected = node.localSum.copy()
+      for (const p of unmatched) expected.subtract(node.local[p]!.entry)
+      expected.plus(got.sum)
+      if (expected.equals(sum)) {
         // the rows add up to the sum given with them; both must also match the SoT's count and what it said of the node before
-        if (count !== node.local.length - positions.length + got.rows.length || !this.agrees(node, sum, 64)) { this.contradicted(); return }
-        const localKeys = new Set(node.local.map(e => hex(e.key)))
-        this.take(got, localKeys)
-        const receivedKeys = new Set(got.keys)
-        for (const e of unmatched) {
-          const k = hex(e.key)
-          if (!receivedKeys.has(k)) { this.deletes.set(k, e.key); this.counts.extra++ }
-        }
+        if (count !== node.local.length - unmatched.length + got.rows.length || !this.agrees(node, sum, 64)) { this.contradicted(); return }
+        this.settle(node.local, unmatched, got)
         return
       }
       const k = nodeKey(node.level, node.index)
@@ -256,7 +268,8 @@ export class Narrowing {
   }
 
   result (): NarrowingResult {
-    return { upserts: [...this.upserts.values()], deletes: [...this.deletes.values()], ...this.counts, diverged: this.diverged, truncated: this.truncated, inconsistent: this.inconsistent }
+    const taken = [...this.upserts.values()]
+    return { upserts: taken.map(u => u.row), upsertKeys: taken.map(u => u.key), deletes: [...this.deletes.values()], ...this.counts, diverged: this.diverged, truncated: this.truncated, inconsistent: this.inconsistent }
   }
 
   private decide (node: NodeRef): 'expand' | 'reconcile' | 'fetchAll' {
@@ -275,13 +288,13 @@ export class Narrowing {
   private compareChildren (parent: NodeRef, remoteSums: bigint[], width: SumWidth): void {
     const tree = this.local.tree
     // sums are additive, so their low bytes are too: the children must add up to what the SoT said of the parent
-    let total = 0n
-    for (const s of remoteSums) total += s
-    if (!this.agrees(parent, total, 8 * width)) { this.contradicted(); return }
+    if (!this.agrees(parent, U64Sum.of(remoteSums).toBigInt(), 8 * width)) { this.contradicted(); return }
     let differing = 0
+    const level = parent.level + 1
     for (let j = 0; j < TREE_FANOUT; j++) {
-      const child = { level: parent.level + 1, index: parent.index * TREE_FANOUT + j }
-      if (shortSum(tree.sum(child.level, child.index), width) === remoteSums[j]) continue
+      // a remote sum is the child's low `width` bytes
+      if (sameLowBits(tree.sum(level, parent.index * TREE_FANOUT + j), remoteSums[j]!, 8 * width)) continue
+      const child = { level, index: parent.index * TREE_FANOUT + j }
       differing++
       this.claimed.set(nodeKey(child.level, child.index), { sum: remoteSums[j]!, bits: 8 * width })
       if (child.level === this.surveyLevel) { this.diverged.push(child); continue }
@@ -294,36 +307,77 @@ export class Narrowing {
     if (differing === 0 && width !== 8) this.toExpandWide.push(parent)
   }
 
-  /** Places each row under the node it was asked for; a row outside them is a protocol violation. */
-  private receiveRows (replies: ReplyMessage[]): Map<string, Received> {
-    const byNode = new Map<string, Received>()
-    for (const n of [...this.sentFetchAll, ...this.sentReconcile]) byNode.set(nodeKey(n.level, n.index), { rows: [], entries: [], keys: [] })
-    const levels = [...new Set([...this.sentFetchAll, ...this.sentReconcile].map(n => n.level))]
+  /**
+   * Places each row under the node it was asked for; a row outside them is a
+   * protocol violation. A node asked for maps to null until a row comes for it.
+   */
+  private receiveRows (replies: ReplyMessage[]): Map<number, Received | null> {
+    const received = new Map<number, Received | null>()
+    const levels = new Set<number>()
+    for (const n of [...this.sentFetchAll, ...this.sentReconcile]) {
+      received.set(nodeKey(n.level, n.index), null)
+      levels.add(n.level)
+    }
     const seen = new Set<string>()
     for (const reply of replies) {
       for (const row of reply.rows ?? []) {
         // a row that is not canonical under the schema is never taken (InvalidSourceRowError ends the exchange)
-        const key = this.codec.keyOfValues(checkCanonicalRow(this.codec, row))
+        assertCanonicalRow(this.codec, row)
+        const key = this.codec.keyOfCanonicalRow(row)
         const keyHash = this.codec.keyHash(key)
-        const k = hex(key)
+        const k = latin1Of(key)
         if (seen.has(k)) throw new ProtocolViolationError('SoT sent the same key twice in one round')
         seen.add(k)
-        let target: Received | undefined
-        for (const level of levels) { target = byNode.get(nodeKey(level, nodeOf(keyHash, level))); if (target !== undefined) break }
-        if (target === undefined) throw new ProtocolViolationError('SoT sent a row outside every node asked for')
+        const hi = high32(keyHash)
+        let node: number | undefined
+        for (const level of levels) { const at = nodeKey(level, nodeOfHigh32(hi, level)); if (received.has(at)) { node = at; break } }
+        if (node === undefined) throw new ProtocolViolationError('SoT sent a row outside every node asked for')
+        let target = received.get(node)
+        if (target == null) { target = { rows: [], rowKeys: [], keys: [], keyHashHighs: [], sum: new U64Sum() }; received.set(node, target) }
         target.rows.push(row)
-        target.entries.push(entryHash(keyHash, this.codec.rowDigest(row)))
+        target.rowKeys.push(key)
         target.keys.push(k)
+        target.keyHashHighs.push(hi)
+        target.sum.add(entryHash(keyHash, this.codec.rowDigest(row)))
       }
     }
-    return byNode
+    return received
   }
 
-  private take (got: Received, localKeys: Set<string>): void {
+  /**
+   * Takes a settled node: every row the SoT sent (a change where this side
+   * holds the key, else missing here), and a delete for each of this side's
+   * rows that matched none of the SoT's and whose key the SoT did not send.
+   */
+  private settle (local: readonly IndexEntry[], unmatched: readonly number[], got: Received): void {
+    // a node's usual one or two rows are looked for by scanning; sets only where many rows meet many (no quadratic case)
+    const scan = got.rows.length * local.length <= SCAN_PAIRS
+    const sentKeys = scan ? undefined : new Set(got.keys)
+    let heldHere: Set<string> | undefined
+    if (got.rows.length > 0) {
+      // the keys held here among those sent, found by the high bits of their key hashes first: most local rows need no key string
+      const sentHighs = scan ? undefined : new Set(got.keyHashHighs)
+      for (const e of local) {
+        const hi = high32(e.keyHash)
+        if (scan ? !got.keyHashHighs.includes(hi) : !sentHighs!.has(hi)) continue
+        const k = latin1Of(e.key)
+        if (scan ? got.keys.includes(k) : sentKeys!.has(k)) (heldHere ??= new Set()).add(k)
+      }
+    }
+    this.take(got, heldHere)
+    for (const p of unmatched) {
+      const e = local[p]!
+      const k = latin1Of(e.key)
+      if (scan ? !got.keys.includes(k) : !sentKeys!.has(k)) { this.deletes.set(k, e.key); this.counts.extra++ }
+    }
+  }
+
+  /** Takes the rows sent for a node; `heldHere` holds the keys among them this side has (undefined: none). */
+  private take (got: Received, heldHere: ReadonlySet<string> | undefined): void {
     got.rows.forEach((row, i) => {
       const k = got.keys[i]!
-      if (!this.upserts.has(k)) { if (localKeys.has(k)) this.counts.changed++; else this.counts.missing++ }
-      this.upserts.set(k, row)
+      if (!this.upserts.has(k)) { if (heldHere?.has(k) === true) this.counts.changed++; else this.counts.missing++ }
+      this.upserts.set(k, { row, key: got.rowKeys[i]! })
     })
   }
 
@@ -336,36 +390,36 @@ export class Narrowing {
     }
     for (const node of this.deleteAll.splice(0)) {
       for (const e of await this.local.list(node.level, node.index)) {
-        const k = hex(e.key)
+        const k = latin1Of(e.key)
         if (!this.deletes.has(k)) { this.deletes.set(k, e.key); this.counts.extra++ }
       }
     }
     this.sentExpand = this.toExpand.splice(0, MAX_EXPAND_PER_ROUND).sort(byNode)
     const wide = this.toExpandWide.splice(0, MAX_EXPAND_PER_ROUND)
     this.sentFetchAll = this.toFetchAll.splice(0, MAX_FETCH_ALL_PER_ROUND).sort(byNode)
-    const chosen: Array<NodeRef & { wide: boolean }> = []
+    let taken = 0
     let hashes = 0
     // with a row limit, settle only about as many rows as are still allowed; the rest waits for the next round
     const allowed = Math.min(MAX_RECONCILE_HASHES_PER_ROUND, this.maxRows - this.upserts.size - this.deletes.size)
-    while (this.toReconcile.length > 0 && (chosen.length === 0 || hashes < allowed)) {
-      const node = this.toReconcile.shift()!
+    while (taken < this.toReconcile.length && (taken === 0 || hashes < allowed)) {
+      const node = this.toReconcile[taken++]!
       hashes += this.local.tree.count(node.level, node.index)
-      chosen.push(node)
     }
+    // taken in one splice: shift() per node moves the rest of a long queue each time
+    const chosen = this.toReconcile.splice(0, taken)
     // one pass over the index, in key-hash order
-    chosen.sort((a, b) => { const x = nodeRange(a.level, a.index).start; const y = nodeRange(b.level, b.index).start; return x < y ? -1 : x > y ? 1 : 0 })
+    chosen.sort((a, b) => nodeStart(a) - nodeStart(b))
     const lists = await this.local.listMany(chosen)
-    const picked = chosen.map((n, i) => ({ ...n, local: lists[i]! }))
-    const narrowWidth: HashWidth = picked.filter(n => !n.wide).length <= NARROW_HASHES_UP_TO_NODES ? 2 : 3
+    const narrowWidth: HashWidth = chosen.filter(n => !n.wide).length <= NARROW_HASHES_UP_TO_NODES ? 2 : 3
     // group by (level, width); the answer follows the groups in order and each group by node index
     const groups = new Map<string, Reconcile[]>()
-    for (const n of picked) {
+    chosen.forEach((n, i) => {
       const width: HashWidth = n.wide ? 8 : narrowWidth
       const k = `${n.level}:${width}`
       const g = groups.get(k) ?? []
-      g.push({ ...n, width })
+      g.push({ level: n.level, index: n.index, wide: n.wide, local: lists[i]!, localSum: sumOfEntries(lists[i]!), width })
       groups.set(k, g)
-    }
+    })
     const ordered = [...groups.values()].map(g => g.sort(byNode)).sort((a, b) => a[0]!.level - b[0]!.level || a[0]!.width - b[0]!.width)
     this.sentReconcile = ordered.flat()
     if (this.sentExpand.length + wide.length + this.sentFetchAll.length + this.sentReconcile.length === 0) return undefined

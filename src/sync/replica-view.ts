@@ -4,6 +4,7 @@
  * with LevelDB; tests back it with arrays.
  */
 import type { MerkleTree } from '../tree/merkle-tree.ts'
+import { U64Sum } from '../util/u64.ts'
 
 export interface IndexEntry {
   keyHash: bigint
@@ -21,4 +22,11 @@ export interface ReplicaView {
   listMany: (nodes: ReadonlyArray<{ level: number, index: number }>, options?: { signal?: AbortSignal }) => Promise<IndexEntry[][]>
   /** Canonical row bytes for each key, undefined where the store lacks it. */
   getRows: (keys: Uint8Array[], options?: { signal?: AbortSignal }) => Promise<Array<Uint8Array | undefined>>
+}
+
+/** The sum of the entries' hashes mod 2^64: what they add to their node. */
+export function sumOfEntries (entries: readonly IndexEntry[]): U64Sum {
+  const sum = new U64Sum()
+  for (const e of entries) sum.add(e.entry)
+  return sum
 }

@@ -6,13 +6,14 @@
  * Rows are re-digested as they are read, so a row the index has not caught up
  * with is never sent under a digest it no longer has.
  */
-import { RESPONSE_CHUNK_BYTES, TREE_FANOUT } from '../constants.ts'
+import { MAX_TREE_DEPTH, RESPONSE_CHUNK_BYTES, TREE_FANOUT } from '../constants.ts'
 import { MalformedMessageError, throwIfAborted } from '../errors.ts'
 import { entryHash, u64ToBytes } from '../digest/hash.ts'
 import type { RowCodec } from '../digest/row-codec.ts'
 import type { ParsedRound, ReplyMessage } from './messages.ts'
-import type { IndexEntry, ReplicaView } from './replica-view.ts'
+import { sumOfEntries, type IndexEntry, type ReplicaView } from './replica-view.ts'
 import { decodeNodeSet, decodeReconcileBlock, encodeChildSums, encodeReconciledBlock, listedHash, type HashWidth, type ListedHash, type ReconciledNode } from './wire.ts'
+import { U64Sum } from '../util/u64.ts'
 
 /** Most nodes one request may name, across all its parts. */
 const MAX_NODES_PER_ROUND = 1 << 20
@@ -20,6 +21,12 @@ const MAX_NODES_PER_ROUND = 1 << 20
 const ROW_READ_BATCH = 10_000
 /** Most entry hashes one request may carry. */
 const MAX_HASHES_PER_ROUND = 1 << 21
+/**
+ * Below this many (client hash, own entry) pairs a node is matched by
+ * scanning (a leaf's couple of dozen each way: no map to build); above it,
+ * through a map, so a node with many rows costs time in proportion to them.
+ */
+const SCAN_MATCH_PAIRS = 1024
 
 interface NodeRef { level: number, index: number }
 
@@ -36,10 +43,38 @@ function nodesOf (sets: Array<[number, Uint8Array]>, maxLevel: number, what: str
   return out
 }
 
-function sumOf (entries: Iterable<bigint>): bigint {
-  let s = 0n
-  for (const e of entries) s += e
-  return BigInt.asUintN(64, s)
+/** A node as a number, unique across levels: indices stay below 16^MAX_TREE_DEPTH. */
+const nodeKey = (level: number, index: number): number => level * TREE_FANOUT ** MAX_TREE_DEPTH + index
+
+/**
+ * Matches a node's entries here against the client's hashes for it, each
+ * hash used at most once: an entry whose hash is among those still unused
+ * uses up the last position holding it; an entry with none is pushed to
+ * `toSend`. Returns the positions left unused, ascending.
+ */
+export function matchListed (hashes: readonly ListedHash[], entries: readonly IndexEntry[], width: HashWidth, toSend: IndexEntry[]): number[] {
+  const used = new Uint8Array(hashes.length)
+  if (hashes.length * entries.length <= SCAN_MATCH_PAIRS) {
+    for (const e of entries) {
+      const h = listedHash(e.entry, width)
+      let p = hashes.length - 1
+      while (p >= 0 && (used[p] === 1 || hashes[p] !== h)) p--
+      if (p >= 0) used[p] = 1; else toSend.push(e)
+    }
+  } else {
+    // per hash, its last unused position; per position, the one before it with the same hash (-1: none)
+    const last = new Map<ListedHash, number>()
+    const previous = new Int32Array(hashes.length)
+    hashes.forEach((h, p) => { previous[p] = last.get(h) ?? -1; last.set(h, p) })
+    for (const e of entries) {
+      const h = listedHash(e.entry, width)
+      const p = last.get(h) ?? -1
+      if (p >= 0) { used[p] = 1; last.set(h, previous[p]!) } else toSend.push(e)
+    }
+  }
+  const unmatched: number[] = []
+  for (let p = 0; p < used.length; p++) if (used[p] === 0) unmatched.push(p)
+  return unmatched
 }
 
 export class Responder {
@@ -75,33 +110,24 @@ export class Responder {
     }
     if (round.reconcile.length > 0) {
       const reconciled: ReconciledNode[] = []
-      const seen = new Set<string>()
+      const seen = new Set<number>()
       const asked: Array<{ level: number, index: number, width: HashWidth, hashes: ListedHash[] }> = []
       let hashes = 0
       for (const [level, width, block] of round.reconcile) {
         if (level > tree.depth) throw new MalformedMessageError(`reconcile: level ${level} is deeper than ${tree.depth}`)
         for (const node of decodeReconcileBlock(block, TREE_FANOUT ** level, width, MAX_HASHES_PER_ROUND - hashes)) {
           hashes += node.hashes.length
-          if (seen.has(`${level}:${node.index}`)) throw new MalformedMessageError(`reconcile: node ${level}:${node.index} named twice`)
-          seen.add(`${level}:${node.index}`)
+          if (seen.has(nodeKey(level, node.index))) throw new MalformedMessageError(`reconcile: node ${level}:${node.index} named twice`)
+          seen.add(nodeKey(level, node.index))
           asked.push({ level, index: node.index, width, hashes: node.hashes })
         }
       }
       const lists = await this.view.listMany(asked, { signal })
       for (const [i, node] of asked.entries()) {
         throwIfAborted(signal)
-        const positions = new Map<ListedHash, number[]>()
-        node.hashes.forEach((h, p) => { const at = positions.get(h); if (at === undefined) positions.set(h, [p]); else at.push(p) })
         const entries = lists[i]!
-        const toSend: IndexEntry[] = []
-        for (const e of entries) {
-          const at = positions.get(listedHash(e.entry, node.width))
-          if (at !== undefined && at.length > 0) at.pop(); else toSend.push(e)
-        }
-        const unmatched: number[] = []
-        for (const at of positions.values()) unmatched.push(...at)
-        reconciled.push({ count: entries.length, sum: sumOf(entries.map(e => e.entry)), unmatched })
-        wanted.push(...toSend)
+        const unmatched = matchListed(node.hashes, entries, node.width, wanted)
+        reconciled.push({ count: entries.length, sum: sumOfEntries(entries).toBigInt(), unmatched })
       }
       first.reconciled = encodeReconciledBlock(reconciled)
     }
@@ -109,8 +135,10 @@ export class Responder {
     const rows = await this.verifiedRows(wanted, signal)
     if (fetchAll.length > 0) {
       first.nodes = fetchAllSpans.map(([from, to]) => {
-        const sent = rows.slice(from, to).filter(r => r !== undefined)
-        return [sent.length, u64ToBytes(sumOf(sent.map(r => r.entry)))]
+        const sent = new U64Sum()
+        let count = 0
+        for (let i = from; i < to; i++) { const r = rows[i]; if (r !== undefined) { sent.add(r.entry); count++ } }
+        return [count, u64ToBytes(sent.toBigInt())]
       })
     }
 

@@ -11,6 +11,7 @@
  */
 import { decode as varintDecode, encode as varintEncode, encodingLength } from 'uint8-varint'
 import { MalformedMessageError } from '../errors.ts'
+import { high32, low32 } from '../util/u64.ts'
 
 /** Bytes of a truncated child sum on the wire. */
 /** Bytes of a child sum on the wire: truncated while narrowing, all 8 when a parent must be expanded again at full width. */
@@ -22,13 +23,15 @@ export type ListedHash = number | bigint
 
 class ByteWriter {
   private buf: Uint8Array
+  private view: DataView
   length = 0
-  constructor (size = 256) { this.buf = new Uint8Array(Math.max(16, size)) }
+  constructor (size = 256) { this.buf = new Uint8Array(Math.max(16, size)); this.view = new DataView(this.buf.buffer) }
   private reserve (n: number): void {
     if (this.length + n <= this.buf.length) return
     const next = new Uint8Array(Math.max(this.buf.length * 2, this.length + n))
     next.set(this.buf.subarray(0, this.length))
     this.buf = next
+    this.view = new DataView(next.buffer)
   }
 
   varint (value: number): void {
@@ -46,12 +49,20 @@ class ByteWriter {
 
   u64 (value: bigint): void {
     this.reserve(8)
-    new DataView(this.buf.buffer).setBigUint64(this.length, value)
+    this.view.setBigUint64(this.length, value)
     this.length += 8
   }
 
-  hash (h: ListedHash, width: HashWidth): void {
-    if (width === 8) this.u64(h as bigint); else this.uintBE(h as number, width)
+  /** An entry hash as sent at a width: uintBE(listedHash(entry, width), width), without the number in between. */
+  entryHash (entry: bigint, width: HashWidth): void {
+    if (width === 8) { this.u64(entry); return }
+    this.reserve(width)
+    const h = high32(entry)
+    const at = this.length
+    this.buf[at] = h >>> 24
+    this.buf[at + 1] = (h >>> 16) & 0xff
+    if (width === 3) this.buf[at + 2] = (h >>> 8) & 0xff
+    this.length += width
   }
 
   bytes (): Uint8Array { return this.buf.slice(0, this.length) }
@@ -59,7 +70,8 @@ class ByteWriter {
 
 class ByteReader {
   offset = 0
-  constructor (private readonly buf: Uint8Array, private readonly what: string) {}
+  private readonly view: DataView
+  constructor (private readonly buf: Uint8Array, private readonly what: string) { this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength) }
   get done (): boolean { return this.offset >= this.buf.length }
   private need (n: number): void { if (this.offset + n > this.buf.length) throw new MalformedMessageError(`${this.what}: truncated`) }
 
@@ -85,7 +97,7 @@ class ByteReader {
 
   u64 (): bigint {
     this.need(8)
-    const v = new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.byteLength).getBigUint64(this.offset)
+    const v = this.view.getBigUint64(this.offset)
     this.offset += 8
     return v
   }
@@ -125,7 +137,8 @@ export function shortSum (sum: bigint, width: SumWidth): bigint { return width =
 
 export function encodeChildSums (sums: readonly bigint[], width: SumWidth): Uint8Array {
   const w = new ByteWriter(sums.length * width)
-  for (const s of sums) { if (width === 8) w.u64(BigInt.asUintN(64, s)); else w.uintBE(Number(shortSum(s, width)), width) }
+  // a truncated sum is the low `width` (2 or 3) bytes, all within the low 32 bits
+  for (const s of sums) { if (width === 8) w.u64(BigInt.asUintN(64, s)); else w.uintBE(low32(s) % 2 ** (8 * width), width) }
   return w.bytes()
 }
 
@@ -139,7 +152,8 @@ export function decodeChildSums (bytes: Uint8Array, expected: number, width: Sum
 
 /** An entry hash as sent at a width: its high bytes, or the whole hash at width 8. */
 export function listedHash (entry: bigint, width: HashWidth): ListedHash {
-  return width === 8 ? entry : Number(entry >> BigInt(64 - 8 * width))
+  // the high 2 or 3 bytes lie within the high 32 bits: no bigint shift (which allocates) per entry
+  return width === 8 ? entry : high32(entry) >>> (32 - 8 * width)
 }
 
 export interface ReconcileNode { index: number, hashes: ListedHash[] }
@@ -151,7 +165,7 @@ export function encodeReconcileBlock (nodes: ReadonlyArray<{ index: number, entr
   for (const node of sorted) {
     w.varint(node.index - prev); prev = node.index
     w.varint(node.entries.length)
-    for (const e of node.entries) w.hash(listedHash(e, width), width)
+    for (const e of node.entries) w.entryHash(e, width)
   }
   return w.bytes()
 }

@@ -24,6 +24,12 @@ export function nodeOf (keyHash: bigint, level: number): number {
   return Number(keyHash >> BigInt(64 - 4 * level))
 }
 
+/** nodeOf from the key hash's high 32 bits (levels up to 8), when they are at hand: no bigint arithmetic. */
+export function nodeOfHigh32 (keyHashHi: number, level: number): number {
+  // `>>> 32` would shift by 0: level 0 is the root
+  return level === 0 ? 0 : keyHashHi >>> (32 - 4 * level)
+}
+
 /** The key-hash range [start, end) a node covers. */
 export function nodeRange (level: number, index: number): { start: bigint, end: bigint } {
   const shift = BigInt(64 - 4 * level)

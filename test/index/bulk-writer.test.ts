@@ -4,7 +4,8 @@ import { join } from 'node:path'
 import fc from 'fast-check'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { orderByU64, PageBulkWriter } from '../../src/index/bulk-writer.ts'
-import { decodePage, encodeEntry, nodeOfHigh, pageKey } from '../../src/index/page.ts'
+import { decodePage, encodeEntry, pageKey } from '../../src/index/page.ts'
+import { nodeOfHigh32 } from '../../src/tree/merkle-tree.ts'
 import { StateDb } from '../../src/index/state-db.ts'
 
 const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex')
@@ -59,7 +60,7 @@ describe('PageBulkWriter', () => {
     const sorted = [...all].sort((a, b) => (a.hash < b.hash ? -1 : a.hash > b.hash ? 1 : Buffer.compare(a.key, b.key)))
     const pages = new Map<number, string>()
     for (const e of sorted) {
-      const page = nodeOfHigh(Number(e.hash >> 32n), level)
+      const page = nodeOfHigh32(Number(e.hash >> 32n), level)
       pages.set(page, (pages.get(page) ?? '') + hex(encodeEntry(e.hash, e.value, e.key)))
     }
     return [...pages].sort((a, b) => a[0] - b[0]).map(([page, bytes]) => `${hex(pageKey(level, page))}=${bytes}`)

@@ -1,6 +1,7 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { decodePage, encodeEntry, forEachEntry, levelRange, nodeOfHigh, pageKey, setEntry } from '../../src/index/page.ts'
+import { decodePage, encodeEntry, forEachEntry, levelRange, pageKey, setEntry } from '../../src/index/page.ts'
+import { nodeOfHigh32 } from '../../src/tree/merkle-tree.ts'
 
 const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex')
 const view = (page: Uint8Array): string[] => decodePage(page).map(e => `${e.keyHash.toString(16)}|${hex(e.key)}|${e.entry.toString(16)}`)
@@ -40,8 +41,8 @@ describe('index pages', () => {
     for (const h of [0x1000000000000000n, 0x1100000000000000n, 0x1f00000000000000n, 0x1f10000000000000n]) page = setEntry(page, h, Uint8Array.of(Number(h >> 56n)), h).page
     expect(decodePage(page, [], { level: 2, index: 0x1f }).map(e => e.keyHash)).toEqual([0x1f00000000000000n, 0x1f10000000000000n])
     expect(decodePage(page, [], { level: 2, index: 0x12 })).toEqual([])
-    expect(nodeOfHigh(0x1f100000, 3)).toBe(0x1f1)
-    expect(nodeOfHigh(0x1f100000, 0)).toBe(0)
+    expect(nodeOfHigh32(0x1f100000, 3)).toBe(0x1f1)
+    expect(nodeOfHigh32(0x1f100000, 0)).toBe(0)
   })
 
   it('sort page keys by level, then node index', () => {

@@ -35,6 +35,8 @@ function check (sot: MemoryReplica, local: MemoryReplica, result: Awaited<Return
   expect(new Set(result.deletes.map(hex))).toEqual(want.deletes)
   expect({ missing: result.missing, changed: result.changed, extra: result.extra, unresolved: result.unresolved })
     .toEqual({ missing: want.missing, changed: want.changed, extra: want.extra, unresolved: 0 })
+  // the keys the narrowing hands on with its rows are theirs
+  expect(result.upsertKeys?.map(hex)).toEqual(result.upserts.map(r => hex(codec.keyOfEncodedRow(r))))
 }
 
 describe('narrowing', () => {
