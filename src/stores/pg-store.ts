@@ -52,6 +52,15 @@ const CHANGE_READ_LIMIT = 10_000
 const WRITE_BATCH = 5000
 /** Keys per statement when rows are read by key (the key list travels in the statement's text). */
 const KEY_READ_BATCH = 10_000
+/**
+ * get() splits a large read among this many transactions at once, of at
+ * least PARALLEL_READ_MIN_KEYS keys each: the server reads the parts on
+ * several cores at once (one backend is one core), and a sync's reads of
+ * some 10,000 rows are on its critical path. The pool keeps a connection
+ * for the change feed and fixes.
+ */
+const PARALLEL_READS = 3
+const PARALLEL_READ_MIN_KEYS = 2500
 
 /** text: its type parser is the identity, which tells the types read as their text. */
 const TEXT_OID = 25
@@ -242,10 +251,23 @@ export class PgStore implements ReplicaStore {
     }
   }
 
+  /** Each row as it is now; rows of a large read may come from different transactions (no caller compares one row with another). */
   async get (keys: Uint8Array[]): Promise<Array<Uint8Array | undefined>> {
     if (keys.length === 0) return []
-    const found = await this.inTransaction(async client => await this.readByKeys(client, keys.map(k => this.codec.decodeKey(k))))
+    const found = await this.readNow(keys)
     return keys.map(k => found.get(hex(k)))
+  }
+
+  /** Current rows by canonical key in hex, a large read split among PARALLEL_READS transactions side by side. */
+  private async readNow (keys: Uint8Array[]): Promise<Map<string, Uint8Array>> {
+    const per = Math.max(PARALLEL_READ_MIN_KEYS, Math.ceil(keys.length / PARALLEL_READS))
+    const parts: Uint8Array[][] = []
+    for (let i = 0; i < keys.length; i += per) parts.push(keys.slice(i, i + per))
+    const found = await Promise.all(parts.map(async part => await this.inTransaction(async client => await this.readByKeys(client, part.map(k => this.codec.decodeKey(k))))))
+    if (found.length === 1) return found[0]!
+    const all = new Map<string, Uint8Array>()
+    for (const part of found) for (const [k, row] of part) all.set(k, row)
+    return all
   }
 
   /**
@@ -469,7 +491,8 @@ export class PgStore implements ReplicaStore {
 
   /** Whole transactions from the change log after `since`, oldest first, each with its rows as they are now. */
   private async readChanges (since: number): Promise<ChangeBatch[]> {
-    return await this.inTransaction(async client => {
+    // the log first, then the rows as they are now (after it: every change it lists is in them)
+    const usable = await this.inTransaction(async client => {
       const { rows } = await client.query<{ xid: string, key: string, origin: string | null }>(
         `SELECT xid::text AS xid, key, origin FROM converge.changes
           WHERE tbl = $1 AND xid > $2::text::xid8 AND xid < pg_snapshot_xmin(pg_current_snapshot())
@@ -486,27 +509,29 @@ export class PgStore implements ReplicaStore {
             'SELECT xid::text AS xid, key, origin FROM converge.changes WHERE tbl = $1 AND xid = $2::text::xid8 ORDER BY seq', [this.table.tag, lastXid])).rows
         }
       }
-      // jsonb arrives as text (see typeParsers)
-      const keyBytes = usable.map(r => this.codec.encodeKey(JSON.parse(r.key) as Row))
-      const current = await this.readByKeys(client, keyBytes.map(k => this.codec.decodeKey(k)))
-      const batches: ChangeBatch[] = []
-      let batch: ChangeBatch | undefined
-      const seen = new Set<string>()
-      usable.forEach((r, i) => {
-        const seq = Number(r.xid)
-        if (batch === undefined || batch.seq !== seq) {
-          batch = { seq, changes: [], origin: r.origin ?? undefined }
-          batches.push(batch)
-          seen.clear()
-        }
-        const id = hex(keyBytes[i]!)
-        if (seen.has(id)) return
-        seen.add(id)
-        const change: RowChange = { key: keyBytes[i]!, row: current.get(id) ?? null }
-        batch.changes.push(change)
-      })
-      return batches
+      return usable
     })
+    if (usable.length === 0) return []
+    // jsonb arrives as text (see typeParsers)
+    const keyBytes = usable.map(r => this.codec.encodeKey(JSON.parse(r.key) as Row))
+    const current = await this.readNow(keyBytes)
+    const batches: ChangeBatch[] = []
+    let batch: ChangeBatch | undefined
+    const seen = new Set<string>()
+    usable.forEach((r, i) => {
+      const seq = Number(r.xid)
+      if (batch === undefined || batch.seq !== seq) {
+        batch = { seq, changes: [], origin: r.origin ?? undefined }
+        batches.push(batch)
+        seen.clear()
+      }
+      const id = hex(keyBytes[i]!)
+      if (seen.has(id)) return
+      seen.add(id)
+      const change: RowChange = { key: keyBytes[i]!, row: current.get(id) ?? null }
+      batch.changes.push(change)
+    })
+    return batches
   }
 
   /**

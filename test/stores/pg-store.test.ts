@@ -73,6 +73,19 @@ describe('PostgreSQL store (real server)', () => {
     expect((await store.get([key(2), key(999)])).map(hex)).toEqual([hex(written[1]), null])
   })
 
+  it('reads many keys at once in parts, side by side, each row in its place, absent ones included', async () => {
+    const ids = Array.from({ length: 9000 }, (_, i) => i * 3)
+    const written = rows(ids)
+    await store.apply({ upserts: written, deletes: [] })
+    // present and absent keys interleaved, out of order, one key twice
+    const asked = [...ids.slice(0, 4000).reverse(), ...Array.from({ length: 3000 }, (_, i) => i * 3 + 1), ...ids.slice(4000), 6]
+    const query = vi.spyOn(pg.Pool.prototype, 'connect')
+    const got = await store.get(asked.map(key))
+    expect(query.mock.calls.length).toBeGreaterThanOrEqual(3)
+    query.mockRestore()
+    expect(got.map(hex)).toEqual(asked.map(id => (id % 3 === 0 ? hex(rows([id])[0]) : null)))
+  })
+
   it('applies in one transaction and returns before-images', async () => {
     await store.apply({ upserts: rows([1, 2]), deletes: [] })
     const result = await store.apply({ upserts: rows([2, 3], 1), deletes: [key(1), key(7)] })
