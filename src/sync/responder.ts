@@ -17,6 +17,11 @@ import { U64Sum } from '../util/u64.ts'
 
 /** Most nodes one request may name, across all its parts. */
 const MAX_NODES_PER_ROUND = 1 << 20
+/** A row read to be sent, with the entry hash it was listed under (and still has). */
+interface VerifiedRow { row: Uint8Array, entry: bigint }
+
+/** Nodes to settle listed and matched at a time; the rows each part sends are read from the store while the next part is matched. */
+const RECONCILE_PART = 3000
 /** Rows read from the store per call while answering a round. */
 const ROW_READ_BATCH = 10_000
 /** Most entry hashes one request may carry. */
@@ -99,14 +104,26 @@ export class Responder {
     const first: ReplyMessage = { t: 'reply' }
     if (expand.length > 0) first.children = encodeChildSums(expand.flatMap(n => this.childSums(n)), round.sumBytes)
 
-    // rows to send, read from the store in one go after every node is settled (one query per round, not per node)
+    // rows to send, read from the store a part at a time while the next nodes are listed and settled
+    // (one read per RECONCILE_PART nodes, not per node): the store reads on its own cores meanwhile
     const wanted: IndexEntry[] = []
+    const reads: Array<Promise<Array<VerifiedRow | undefined>>> = []
+    let readFrom = 0
+    const readWanted = (): void => {
+      if (wanted.length === readFrom) return
+      const read = this.verifiedRows(wanted.slice(readFrom), signal)
+      // awaited below, after the listing; a failure meanwhile must not count as unhandled
+      read.catch(() => undefined)
+      reads.push(read)
+      readFrom = wanted.length
+    }
     const fetchAllSpans: Array<[number, number]> = []
     if (fetchAll.length > 0) {
       for (const entries of await this.view.listMany(fetchAll, { signal })) {
         fetchAllSpans.push([wanted.length, wanted.length + entries.length])
         wanted.push(...entries)
       }
+      readWanted()
     }
     if (round.reconcile.length > 0) {
       const reconciled: ReconciledNode[] = []
@@ -122,17 +139,21 @@ export class Responder {
           asked.push({ level, index: node.index, width, hashes: node.hashes })
         }
       }
-      const lists = await this.view.listMany(asked, { signal })
-      for (const [i, node] of asked.entries()) {
-        throwIfAborted(signal)
-        const entries = lists[i]!
-        const unmatched = matchListed(node.hashes, entries, node.width, wanted)
-        reconciled.push({ count: entries.length, sum: sumOfEntries(entries).toBigInt(), unmatched })
+      for (let from = 0; from < asked.length; from += RECONCILE_PART) {
+        const part = asked.slice(from, from + RECONCILE_PART)
+        const lists = await this.view.listMany(part, { signal })
+        for (const [i, node] of part.entries()) {
+          throwIfAborted(signal)
+          const entries = lists[i]!
+          const unmatched = matchListed(node.hashes, entries, node.width, wanted)
+          reconciled.push({ count: entries.length, sum: sumOfEntries(entries).toBigInt(), unmatched })
+        }
+        readWanted()
       }
       first.reconciled = encodeReconciledBlock(reconciled)
     }
 
-    const rows = await this.verifiedRows(wanted, signal)
+    const rows = (await Promise.all(reads)).flat()
     if (fetchAll.length > 0) {
       first.nodes = fetchAllSpans.map(([from, to]) => {
         const sent = new U64Sum()
@@ -168,8 +189,8 @@ export class Responder {
    * Reads the rows for the entries, in batches, and keeps each only if its
    * current digest is still the one the index listed (undefined otherwise).
    */
-  private async verifiedRows (entries: IndexEntry[], signal?: AbortSignal): Promise<Array<{ row: Uint8Array, entry: bigint } | undefined>> {
-    const out: Array<{ row: Uint8Array, entry: bigint } | undefined> = []
+  private async verifiedRows (entries: IndexEntry[], signal?: AbortSignal): Promise<Array<VerifiedRow | undefined>> {
+    const out: Array<VerifiedRow | undefined> = []
     for (let from = 0; from < entries.length; from += ROW_READ_BATCH) {
       throwIfAborted(signal)
       const part = entries.slice(from, from + ROW_READ_BATCH)

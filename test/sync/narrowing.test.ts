@@ -69,6 +69,20 @@ describe('narrowing', () => {
     }), { numRuns: 25 })
   })
 
+  it('yields exactly the difference when the rows to send span several parts of the source\'s answer (thousands of leaves)', async () => {
+    // 60,000 rows (depth 3: 4,096 leaves) with 8,000 changed, missing and extra rows: nearly every leaf is settled, more than one part's worth
+    const ids = Array.from({ length: 60_000 }, (_, i) => i)
+    const sot = new MemoryReplica(codec, ids.map(i => codec.encodeRow(order(i))))
+    const rows = new Map(ids.map(i => [i, order(i)]))
+    for (let i = 0; i < 60_000; i += 15) rows.set(i, order(i, 1))
+    for (let i = 7; i < 60_000; i += 60) rows.delete(i)
+    for (let i = 0; i < 1000; i++) rows.set(100_000 + i, order(100_000 + i))
+    const local = new MemoryReplica(codec, [...rows.values()].map(r => codec.encodeRow(r)))
+    const { result } = await reconcile(sot, local)
+    check(sot, local, result)
+    expect(result.changed + result.missing + result.extra).toBe(4000 + 1000 + 1000)
+  })
+
   it('needs no round beyond open when the roots agree', async () => {
     const rows = Array.from({ length: 1000 }, (_, i) => codec.encodeRow(order(i)))
     const { result, stats } = await reconcile(new MemoryReplica(codec, rows), new MemoryReplica(codec, rows))
