@@ -34,6 +34,9 @@ export const RUN_MAX_KEY_BYTES = 32 << 20
 const BATCH_BYTES = 4 << 20
 /** Bytes read from or written to a spill file at a time. */
 const SPILL_IO_BYTES = 1 << 20
+/** Bytes of read buffers of all the runs being merged, each between MIN_READ_BYTES and SPILL_IO_BYTES. */
+const MERGE_READ_BYTES = 8 << 20
+const MIN_READ_BYTES = 64 << 10
 
 /** Which 32-bit half of a BigUint64Array element is the high one, in this platform's byte order. */
 const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1
@@ -231,7 +234,7 @@ function getU32 (b: Uint8Array, at: number): number {
  */
 class PageSink {
   private page = -1
-  private bytes = new Uint8Array(1 << 12)
+  private buffer = new Uint8Array(1 << 12)
   private length = 0
   private batch: ReturnType<StateDb['db']['batch']>
   private batchBytes = 0
@@ -242,17 +245,20 @@ class PageSink {
     this.batch = db.batch()
   }
 
-  /** Room for `size` more bytes of page `page` (the one being cut, or the next); returns where they go. */
-  room (page: number, size: number): { bytes: Uint8Array, at: number } {
+  /** The buffer the page being cut is gathered in (room() may replace it). */
+  get bytes (): Uint8Array { return this.buffer }
+
+  /** Room for `size` more bytes of page `page` (the one being cut, or the next) in `bytes`; returns where they go. */
+  room (page: number, size: number): number {
     if (page !== this.page) { this.cut(); this.page = page }
-    if (this.length + size > this.bytes.length) {
-      const bytes = new Uint8Array(Math.max(2 * this.bytes.length, this.length + size))
-      bytes.set(this.bytes.subarray(0, this.length))
-      this.bytes = bytes
+    if (this.length + size > this.buffer.length) {
+      const bytes = new Uint8Array(Math.max(2 * this.buffer.length, this.length + size))
+      bytes.set(this.buffer.subarray(0, this.length))
+      this.buffer = bytes
     }
     const at = this.length
     this.length += size
-    return { bytes: this.bytes, at }
+    return at
   }
 
   get full (): boolean { return this.batchBytes >= BATCH_BYTES }
@@ -287,7 +293,7 @@ class PageSink {
     key.set(this.prefix)
     key[this.prefix.length] = this.level
     putU32(key, this.prefix.length + 1, this.page)
-    this.batch.put(key, this.bytes.slice(0, this.length))
+    this.batch.put(key, this.buffer.slice(0, this.length))
     this.batchBytes += key.length + this.length
     this.pages++
     this.length = 0
@@ -296,7 +302,7 @@ class PageSink {
 
 /** Reads one spilled run back, entry by entry, through a buffer. */
 class SpillReader {
-  private buffer = new Uint8Array(SPILL_IO_BYTES)
+  private buffer: Uint8Array
   private start = 0
   private end = 0
   private eof = false
@@ -307,10 +313,12 @@ class SpillReader {
   hi = 0
   lo = 0
 
-  private constructor (private readonly file: FileHandle, private readonly path: string) {}
+  private constructor (private readonly file: FileHandle, private readonly path: string, bufferBytes: number) {
+    this.buffer = new Uint8Array(bufferBytes)
+  }
 
-  static async open (path: string): Promise<SpillReader> {
-    return new SpillReader(await open(path, 'r'), path)
+  static async open (path: string, bufferBytes: number): Promise<SpillReader> {
+    return new SpillReader(await open(path, 'r'), path, bufferBytes)
   }
 
   get bytes (): Uint8Array { return this.buffer }
@@ -480,12 +488,15 @@ export class PageBulkWriter {
     if (this.spills.length === 0) {
       const run = this.run
       for (const i of run.order()) {
-        const { bytes, at } = sink.room(nodeOfHigh32(run.hashHigh(i), level), run.entrySize(i))
-        run.encodeEntry(i, bytes, at)
+        const at = sink.room(nodeOfHigh32(run.hashHigh(i), level), run.entrySize(i))
+        run.encodeEntry(i, sink.bytes, at)
         if (sink.full) await sink.drain(signal)
       }
     } else {
       if (this.run.length > 0) { await this.spill(signal); await this.spilling }
+      // every run is on disk: their arrays (up to a million entries) are not needed for the merge
+      this.run = new EntryRun(1, this.runKeyBytes, 1)
+      this.spilledRun = undefined
       await this.merge(sink, level, signal)
     }
     await sink.finish(signal)
@@ -548,13 +559,20 @@ export class PageBulkWriter {
   private async merge (sink: PageSink, level: number, signal?: AbortSignal): Promise<void> {
     const readers: SpillReader[] = []
     try {
-      for (const path of this.spills) readers.push(await SpillReader.open(path))
+      // the readers' buffers together take at most MERGE_READ_BYTES (a 10,000,000-row build merges some 40 runs)
+      const bufferBytes = Math.max(MIN_READ_BYTES, Math.min(SPILL_IO_BYTES, Math.floor(MERGE_READ_BYTES / this.spills.length)))
+      for (const path of this.spills) readers.push(await SpillReader.open(path, bufferBytes))
       const heap = new ReaderHeap()
       for (const r of readers) if (await nextEntry(r)) heap.push(r)
       while (heap.items.length > 0) {
         const top = heap.items[0]!
-        const { bytes, at } = sink.room(nodeOfHigh32(top.hi, level), top.size)
-        bytes.set(top.bytes.subarray(top.at, top.at + top.size), at)
+        const size = top.size
+        const at = sink.room(nodeOfHigh32(top.hi, level), size)
+        // entries are a few dozen bytes: a loop copies them without a view object each (ten million of them at 10,000,000 rows)
+        const to = sink.bytes
+        const from = top.bytes
+        if (size <= 64) for (let k = 0, src = top.at; k < size; k++) to[at + k] = from[src + k]!
+        else to.set(from.subarray(top.at, top.at + size), at)
         // mostly synchronous: a reader needs its file only once per SPILL_IO_BYTES
         let ok = top.advance()
         if (ok === undefined) ok = await nextEntry(top)

@@ -191,6 +191,7 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
       }
       // the page level is the tree's depth, known once every row is counted
       tree = leaves.build(this.codec.minTreeDepth)
+      leaves.release()
       await writer.finish(tree.depth, { signal })
     } catch (err) {
       await writer.abandon()

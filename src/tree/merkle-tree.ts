@@ -152,4 +152,11 @@ export class LeafBuffer {
     tree.rollUp()
     return tree
   }
+
+  /** Lets go of the entries (12 bytes a row): a build that goes on after its tree is built need not hold them. */
+  release (): void {
+    this.hi = new Uint32Array(0)
+    this.entries = new BigUint64Array(0)
+    this.length = 0
+  }
 }
