@@ -282,11 +282,8 @@ export class PgStore implements ReplicaStore {
     const upserts = request.upserts.map(r => this.codec.decodeValues(r))
     const keyPositions = this.codec.keyPositions
     const keys = [...upserts.map(values => this.keyRow(keyPositions.map(p => values[p]!))), ...request.deletes.map(k => this.codec.decodeKey(k))]
-    const client = await this.db().connect()
-    let failure: unknown
-    try {
-      throwIfAborted(signal)
-      await client.query('BEGIN')
+    throwIfAborted(signal)
+    return await this.inTransaction(async client => {
       const { rows: [tx] } = await client.query<{ xid: string }>("SELECT set_config('converge.origin', $1, true), pg_current_xact_id()::text AS xid", [request.origin ?? ''])
       const current = await this.readByKeys(client, keys, true)
       const before = keys.map(k => current.get(hex(this.codec.encodeKey(k))) ?? null)
@@ -303,16 +300,10 @@ export class PgStore implements ReplicaStore {
         await client.query(`DELETE FROM ${this.table.sql} t${match.keys === undefined ? '' : ` USING ${match.keys}`} WHERE ${match.where}`,
           this.keyColumns.map(c => arrayLiteral(batch.map(k => pgText(k[c.name] as Value, c.type)))))
       }
+      // the last chance to leave: after COMMIT the fix has landed
       throwIfAborted(signal)
-      await client.query('COMMIT')
       return { seq: Number(tx!.xid), before }
-    } catch (err) {
-      failure = err
-      await client.query('ROLLBACK').catch(() => undefined)
-      throw err
-    } finally {
-      releaseClient(client, failure)
-    }
+    })
   }
 
   async lastSeq (): Promise<number> {
