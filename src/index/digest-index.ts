@@ -213,10 +213,12 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
   async loadTree (options: { signal?: AbortSignal, onProgress?: (p: IndexProgress) => void } = {}): Promise<void> {
     if (this.storeBacked) { await this.scanStore(options); return }
     const leaves = new LeafBuffer()
+    let pages = 0
     await this.readPages(options.signal, page => {
       forEachEntry(page, (_hi, keyHash, entry) => leaves.push(keyHash, entry))
-      if (leaves.length % 10_000 < 40) options.onProgress?.({ phase: 'load', rows: leaves.length })
+      if (++pages % 1000 === 0) options.onProgress?.({ phase: 'load', rows: leaves.length })
     })
+    options.onProgress?.({ phase: 'load', rows: leaves.length })
     const tree = leaves.build(this.codec.minTreeDepth)
     if (tree.depth !== this.pageLevel) await this.repage(tree.depth, options.signal)
     this.currentTree = tree

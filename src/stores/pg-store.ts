@@ -351,10 +351,7 @@ export class PgStore implements ReplicaStore {
 
   /** Creates the change log, the capture triggers and this store's identity, once per table (idempotent). */
   private async installCapture (): Promise<void> {
-    const client = await this.db().connect()
-    let failure: unknown
-    try {
-      await client.query('BEGIN')
+    this.storeId = await this.inTransaction(async client => {
       // agents opening stores at once must not race on the DDL
       await client.query("SELECT pg_advisory_xact_lock(hashtext('converge-capture-setup'))")
       await client.query('CREATE SCHEMA IF NOT EXISTS converge')
@@ -379,15 +376,8 @@ export class PgStore implements ReplicaStore {
       }
       await client.query('INSERT INTO converge.stores (tbl, id, setup) VALUES ($1, $2, $3) ON CONFLICT (tbl) DO UPDATE SET setup = EXCLUDED.setup', [this.table.tag, randomUUID(), setup])
       const { rows: [row] } = await client.query<{ id: string }>('SELECT id FROM converge.stores WHERE tbl = $1', [this.table.tag])
-      await client.query('COMMIT')
-      this.storeId = row!.id
-    } catch (err) {
-      failure = err
-      await client.query('ROLLBACK').catch(() => undefined)
-      throw err
-    } finally {
-      releaseClient(client, failure)
-    }
+      return row!.id
+    })
   }
 
   /**
