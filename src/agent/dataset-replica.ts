@@ -30,7 +30,8 @@ import { runClientSync, type ClientSyncOutcome } from '../sync/session.ts'
 import { retryDelayMs, sleep } from '../util/serial.ts'
 import pLimit from 'p-limit'
 import { PartitionBoard } from './partition-board.ts'
-import type { Repairer } from './repairer.ts'
+import type { Repairer, RepairOutcome } from './repairer.ts'
+import type { Suspect } from '../sync/by-keys.ts'
 
 /**
  * `held`: apart from the SoT, but the policy applies nothing more (tolerated, waiting for review, kept local under merge).
@@ -202,7 +203,7 @@ export class DatasetReplica {
     if (this.stopping.signal.aborted) return
     const source = this.host.sourceOf(this.config)
     if (source === undefined) { this.state = 'no-source'; return }
-    if (source.region === this.host.region) { this.state = 'source'; return }
+    if (source.region === this.host.region) { this.state = 'source'; this.index.suspects.clear(); return }
     const s = source.summary
     const agreement = this.agreement
     if (agreement.kind === 'quarantined') {
@@ -224,6 +225,8 @@ export class DatasetReplica {
       this.firstDriftAt = undefined
       // a hold is for one pair of roots; agreeing ends it (a rollback can bring the same pair back)
       this.settled = undefined
+      // level: whatever was written here lately is as the source has it
+      this.index.suspects.clear()
       return
     }
     // nothing heard from the source yet and no peer to ask: wait for its summary
@@ -382,8 +385,10 @@ export class DatasetReplica {
     const session: Session = { sourceRegion, peerId, correlationId, signal, log: this.host.log.child({ dataset: this.name, cid: correlationId, source: sourceRegion }) }
     const report: SyncReport = { correlationId, sourceRegion, missing: 0, changed: 0, extra: 0, unresolved: 0, fixes: 0, roundTrips: 0, bytesSent: 0, bytesReceived: 0, waiting: 0, truncated: false, indexed: true }
     if (!this.codec.partitioned) {
-      const { result } = await this.exchange(session, report, {})
-      await this.repair(session, report, result)
+      if (!await this.askSuspects(session, report)) {
+        const { result } = await this.exchange(session, report, {})
+        await this.repair(session, report, result)
+      }
     } else {
       // survey down to the partition level, then one session per drifted partition, side by side
       const { result } = await this.exchange(session, report, { surveyLevel: PARTITION_LEVEL })
@@ -394,6 +399,34 @@ export class DatasetReplica {
     // the fixes' writes must show in the tree before the roots are compared again, or the same drift would be found again
     if (report.fixes === 0 || !report.indexed) await this.compare.index.catchUp({ signal })
     return report
+  }
+
+  /**
+   * Asks the source about the keys written here lately (the index's
+   * suspects) by key, and repairs what differs, before any narrowing: drift
+   * most often sits where local writes went, and asking costs neither side a
+   * listing of its index. True when that is all this sync does: the replica
+   * is now level with the root the source opened with, or the policy held
+   * back part of what was found (narrowing now would show it the same rows
+   * a second time in one round). False when there was nothing to ask or the
+   * roots still differ: the caller narrows, which also checks what asking
+   * could not (every node it settles against the source's sums).
+   */
+  private async askSuspects (session: Session, report: SyncReport): Promise<boolean> {
+    // under a comparison schema the index's entries are not the ones compared
+    if (this.agreement.kind !== 'same') return false
+    const suspects = this.index.suspects.take(this.host.maxRowsPerExchange)
+    if (suspects === undefined) return false
+    const { opened, result } = await this.exchange(session, report, { suspects })
+    this.index.suspects.answered(suspects)
+    const found = result.missing + result.changed + result.extra
+    if (found === 0) return false
+    const outcome = await this.repair(session, report, result)
+    if (outcome.rowsUpserted + outcome.rowsDeleted < found) return true
+    // a store-backed index takes a fix in from the feed
+    if (!outcome.indexed) await this.index.catchUp({ signal: session.signal })
+    const root = this.index.tree.root
+    return root.count === opened.count && root.sum === bytesToU64(opened.sum)
   }
 
   /**
@@ -421,7 +454,7 @@ export class DatasetReplica {
   }
 
   /** Runs one exchange with the SoT and counts it; also remembers the SoT's root when the exchange started there. */
-  private async exchange (session: Session, report: SyncReport, options: { at?: NodeRef, surveyLevel?: number }): Promise<ClientSyncOutcome> {
+  private async exchange (session: Session, report: SyncReport, options: { at?: NodeRef, surveyLevel?: number, suspects?: readonly Suspect[] }): Promise<ClientSyncOutcome> {
     const { signal } = session
     const t0 = performance.now()
     let tOpen = t0
@@ -459,6 +492,7 @@ export class DatasetReplica {
     await this.host.setClock(merge(this.host.clock(), opened.clock))
     session.log.info({
       ...(options.surveyLevel === undefined ? { missing: result.missing, changed: result.changed, extra: result.extra, unresolved: result.unresolved } : { drifted: result.diverged.length }),
+      ...(options.suspects === undefined ? {} : { byKey: options.suspects.length }),
       roundTrips: stats.roundTrips, bytes: stats.bytesSent + stats.bytesReceived, dialMs: Math.round(tOpen - t0), exchangeMs: Math.round(performance.now() - tOpen)
     }, options.surveyLevel !== undefined ? 'partition survey done' : result.upserts.length + result.deletes.length === 0 ? 'sync found no drift' : 'sync found drift')
     if ((result.inconsistent ?? 0) > 0) session.log.warn({ inconsistent: result.inconsistent }, 'the source\'s answers contradict each other (a source that lies, or changed mid-exchange): nothing taken from those nodes')
@@ -466,7 +500,7 @@ export class DatasetReplica {
   }
 
   /** Hands a difference to the policy, which applies it, holds it for review, or leaves it (tolerated, in flight, unconfirmed). */
-  private async repair (session: Session, report: SyncReport, result: NarrowingResult, partition?: { bucket: number, value?: string }): Promise<void> {
+  private async repair (session: Session, report: SyncReport, result: NarrowingResult, partition?: { bucket: number, value?: string }): Promise<RepairOutcome> {
     const tree = this.compare.index.tree
     const totalRows = partition === undefined ? tree.root.count : tree.count(PARTITION_LEVEL, partition.bucket)
     const outcome = await this.host.breakers.run(`store:${this.name}`, async () => await this.repairer.handle(result, {
@@ -487,6 +521,7 @@ export class DatasetReplica {
     report.missing += result.missing
     report.changed += result.changed
     report.extra += result.extra
+    return outcome
   }
 
   /** The partition value a partition session dealt with, for status and audit (from any key it touched). */

@@ -319,7 +319,7 @@ export class Repairer {
     // the narrowing knows each row's key from checking it; a difference from elsewhere may not say
     const upsertKeys = diff.upsertKeys?.length === diff.upserts.length ? diff.upsertKeys : diff.upserts.map(r => codec.keyOfEncodedRow(r))
     signal?.throwIfAborted()
-    const local = await store.get([...upsertKeys, ...diff.deletes])
+    const local = diff.local?.length === upsertKeys.length + diff.deletes.length ? diff.local : await store.get([...upsertKeys, ...diff.deletes])
     const rows: DriftRow[] = diff.upserts.map((sot, i) => ({ key: upsertKeys[i]!, sot, local: local[i] ?? undefined }))
     diff.deletes.forEach((key, i) => rows.push({ key, local: local[upsertKeys.length + i] ?? undefined }))
     return rows

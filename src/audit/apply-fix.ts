@@ -11,7 +11,7 @@
  * or its apply failed) is simply attempted again.
  */
 import { throwIfAborted } from '../errors.ts'
-import type { ApplyResult, ReplicaStore } from '../stores/replica-store.ts'
+import { FIX_ORIGIN, type ApplyResult, type ReplicaStore } from '../stores/replica-store.ts'
 import type { AuditEntry, AuditLog, AuditRecord } from './audit-log.ts'
 import { withFixLock } from './fix-lock.ts'
 import { afterImages, beforeImages, fixIdentity, fixKeys, mergedBefore, type RowImage } from './fix-rows.ts'
@@ -70,7 +70,7 @@ export async function applyFixOnce (init: ApplyFixInit): Promise<FixResult> {
     const intent = await audit.append({ ...common, kind: 'intent', detected: fix.detected, upserts: fix.upserts, deletes: fix.deletes, before })
     let applied: ApplyResult
     try {
-      applied = await store.apply({ upserts: fix.upserts, deletes: fix.deletes, origin: 'converge' })
+      applied = await store.apply({ upserts: fix.upserts, deletes: fix.deletes, origin: FIX_ORIGIN })
     } catch (err) {
       // the write may have landed before the error (a lost acknowledgement): record what the rows say, when they can be read
       const message = (err as Error).message

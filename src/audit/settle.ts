@@ -7,7 +7,7 @@
  * writing the after-images again, or left pending when the caller cannot.
  */
 import type { RowCodec } from '../digest/row-codec.ts'
-import type { ReplicaStore } from '../stores/replica-store.ts'
+import { FIX_ORIGIN, type ReplicaStore } from '../stores/replica-store.ts'
 import type { AuditEntry, AuditLog } from './audit-log.ts'
 import { afterImages, beforeImages, differing, fixIdentity, fixKeys, mergedBefore, sameRow } from './fix-rows.ts'
 
@@ -59,7 +59,7 @@ export async function settleFix (init: SettleInit): Promise<Settled> {
     return { outcome: 'aborted', entry, rows }
   }
   if (!init.finish) return { outcome: 'pending', rows }
-  const applied = await store.apply({ upserts: intent.upserts ?? [], deletes: intent.deletes ?? [], origin: 'converge' }, { signal })
+  const applied = await store.apply({ upserts: intent.upserts ?? [], deletes: intent.deletes ?? [], origin: FIX_ORIGIN }, { signal })
   // once written, the commit is appended whatever the signal says: a fix is never left half-recorded
   const entry = await audit.append({ ...common, kind: 'commit', before: mergedBefore(before, after, applied.before), storeSeq: applied.seq, reason: init.reasons.finished })
   return { outcome: 'finished', entry, rows }

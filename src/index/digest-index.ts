@@ -26,7 +26,8 @@ import { SerialQueue, sleep } from '../util/serial.ts'
 import { AbortedError, ChangesTrimmedError, ConvergeError, IndexPageFormatError, throwIfAborted } from '../errors.ts'
 import { entryHash } from '../digest/hash.ts'
 import type { RowCodec } from '../digest/row-codec.ts'
-import type { ReplicaStore, RowChange } from '../stores/replica-store.ts'
+import { FIX_ORIGIN, type ReplicaStore, type RowChange } from '../stores/replica-store.ts'
+import { SuspectKeys } from './suspects.ts'
 import type { IndexEntry, ReplicaView } from '../sync/replica-view.ts'
 import { depthFor, LeafBuffer, MerkleTree, nodeOf, nodeOfHigh32, nodeRange } from '../tree/merkle-tree.ts'
 import { PageBulkWriter } from './bulk-writer.ts'
@@ -96,6 +97,8 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
   private followFailures = 0
   /** Change batches and validation corrections go through the index one at a time. */
   private readonly updates = new SerialQueue()
+  /** Keys written here lately by others than this agent's fixes: where a sync looks first. */
+  readonly suspects = new SuspectKeys()
   /** Resolvers waiting for the index to reach a seq. */
   private waiters: Array<{ seq: number, resolve: () => void }> = []
 
@@ -353,7 +356,7 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
       ...write.deletes.map(key => ({ key, row: null }))
     ]
     throwIfAborted(options.signal)
-    await this.updates.run(async () => await this.applyChanges(changes, undefined))
+    await this.updates.run(async () => await this.applyChanges(changes, undefined, 'settle'))
     this.emit('change')
     return true
   }
@@ -416,7 +419,7 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
     const keys = [...suspects.values()]
     await this.updates.run(async () => {
       const now = await this.store.get(keys, { signal })
-      await this.applyChanges(keys.map((key, i) => ({ key, row: now[i] ?? null })), this.seq)
+      await this.applyChanges(keys.map((key, i) => ({ key, row: now[i] ?? null })), this.seq, 'note')
     })
     if (keys.length > 0) this.emit('change')
     return { rows: scanned, mismatchedNodes: differing.length, corrected: keys.length, ms: Date.now() - started }
@@ -431,7 +434,7 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
         for await (const batch of this.store.changes({ since: this.seq, signal: controller.signal })) {
           // a rescan meanwhile (the tree changed depth) already took this batch in
           if (batch.seq <= this.seq) continue
-          await this.updates.run(async () => await this.applyChanges(batch.changes, batch.seq))
+          await this.updates.run(async () => await this.applyChanges(batch.changes, batch.seq, batch.origin === FIX_ORIGIN ? 'settle' : 'note'))
           this.followFailures = 0
           this.seq = batch.seq
           // the store keeps its change log for this index only: drop what is applied
@@ -470,10 +473,15 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
    * the batch and edited in memory, change by change, so the same key
    * changed twice in one batch ends as its last change left it.
    */
-  private async applyChanges (changes: RowChange[], seq: number | undefined): Promise<void> {
+  private async applyChanges (changes: RowChange[], seq: number | undefined, suspects: 'note' | 'settle'): Promise<void> {
     const tree = this.currentTree
     const hashes = changes.map(c => this.codec.keyHash(c.key))
     const afters = changes.map((c, i) => c.row === null ? undefined : entryHash(hashes[i]!, this.codec.rowDigest(c.row)))
+    // noted together with the tree's change (no await between): a replica that looks level meanwhile clears them
+    const track = (): void => {
+      if (suspects === 'note') changes.forEach((c, i) => this.suspects.note(c.key, c.row, afters[i]))
+      else for (const c of changes) this.suspects.settle(c.key)
+    }
     if (this.storeBacked) {
       const befores = this.beforeEntries(changes, hashes)
       changes.forEach((_, i) => {
@@ -484,6 +492,7 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
         if (before !== undefined) tree.remove(keyHash, before)
         if (after !== undefined) tree.add(keyHash, after)
       })
+      track()
       return
     }
     const level = this.pageLevel
@@ -512,6 +521,7 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
     if (seq !== undefined) batch.put(META_KEY, encodeMeta({ fp: this.codec.fingerprint, storeId: this.store.id, seq, complete: true, layout: INDEX_LAYOUT, pageLevel: level }), { sublevel: this.meta })
     await batch.write()
     for (const op of treeOps) op()
+    track()
   }
 
   /**

@@ -7,7 +7,7 @@
  * could read back, a value of the wrong type in a typed store, or a second
  * encoding of a value that digests differently on every other replica.
  */
-import { InvalidSourceRowError } from '../errors.ts'
+import { InvalidSourceRowError, MalformedMessageError } from '../errors.ts'
 import { normalizeValue, packValues, type RowCodec, type Value } from '../digest/row-codec.ts'
 import { isCanonicalNumeric, readNumeric, scalarOffsets } from '../digest/row-scan.ts'
 import type { ColumnType } from '../digest/schema.ts'
@@ -44,6 +44,23 @@ function sameBytes (a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
   return true
+}
+
+/**
+ * A key a peer names (a replica asking about its suspects) must be exactly
+ * what this codec writes for its values: it is read from the store by its
+ * values, and a second encoding of the same values would be a second key.
+ * Throws MalformedMessageError naming what is wrong.
+ */
+export function checkCanonicalKey (codec: RowCodec, key: Uint8Array): void {
+  let again: Uint8Array
+  try {
+    checkMsgpackShape(key, 'key', { maxDepth: 1 })
+    again = codec.encodeKey(codec.decodeKey(key))
+  } catch (err) {
+    throw new MalformedMessageError(`keys: a key that does not decode under the schema: ${(err as Error).message}`)
+  }
+  if (!sameBytes(again, key)) throw new MalformedMessageError('keys: a key that is not in the canonical encoding of its values')
 }
 
 /** Returns the row's values, or throws InvalidSourceRowError naming what is wrong. */

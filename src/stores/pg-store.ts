@@ -46,6 +46,15 @@ export interface PgStoreInit {
   pollMs?: number
 }
 
+/**
+ * A notified change is read only once its transaction is older than every
+ * transaction still running on the server (see readChanges), which a long
+ * transaction elsewhere on the same server (another database's bulk write)
+ * can delay by seconds; no second notification comes when it ends. So after
+ * a notification the feed looks again after this long, doubling up to the
+ * poll interval, instead of sleeping a whole poll interval.
+ */
+const NOTIFIED_RETRY_MS = 25
 /** Rows of the change log read per query. */
 const CHANGE_READ_LIMIT = 10_000
 /** Rows per write statement in apply. */
@@ -320,6 +329,9 @@ export class PgStore implements ReplicaStore {
     const { rows: [store] } = await this.db().query<{ trimmed: string }>('SELECT trimmed::text AS trimmed FROM converge.stores WHERE tbl = $1', [this.table.tag])
     if (since < Number(store?.trimmed ?? 0)) throw new ChangesTrimmedError(since, await this.lastSeq())
     const wake = new Wakeup(this.init.connectionString, signal)
+    const pollMs = this.init.pollMs ?? 1000
+    // after a notification that found nothing to read: look again soon, then less often (see NOTIFIED_RETRY_MS)
+    let retryMs: number | undefined
     try {
       while (!signal.aborted) {
         const batches = await this.readChanges(since)
@@ -327,7 +339,9 @@ export class PgStore implements ReplicaStore {
           since = batch.seq
           yield batch
         }
-        if (batches.length === 0) await wake.wait(this.init.pollMs ?? 1000)
+        if (batches.length > 0) { retryMs = undefined; continue }
+        const notified = await wake.wait(retryMs ?? pollMs)
+        retryMs = notified ? NOTIFIED_RETRY_MS : retryMs === undefined || retryMs * 2 >= pollMs ? undefined : retryMs * 2
       }
     } finally {
       await wake.close()
@@ -689,14 +703,16 @@ class Wakeup {
     })()
   }
 
-  async wait (ms: number): Promise<void> {
+  /** Waits for a notification or `ms`; true when notified. */
+  async wait (ms: number): Promise<boolean> {
     await this.connecting
-    if (this.pending) { this.pending = false; return }
-    await new Promise<void>(resolve => {
-      const done = (): void => { clearTimeout(timer); this.signal.removeEventListener('abort', done); this.waiter = undefined; resolve() }
-      const timer = setTimeout(done, ms)
-      this.waiter = done
-      this.signal.addEventListener('abort', done, { once: true })
+    if (this.pending) { this.pending = false; return true }
+    return await new Promise<boolean>(resolve => {
+      const done = (notified: boolean): void => { clearTimeout(timer); this.signal.removeEventListener('abort', aborted); this.waiter = undefined; resolve(notified) }
+      const aborted = (): void => { done(false) }
+      const timer = setTimeout(() => { done(false) }, ms)
+      this.waiter = () => { done(true) }
+      this.signal.addEventListener('abort', aborted, { once: true })
     })
   }
 

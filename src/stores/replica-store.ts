@@ -49,11 +49,14 @@ export interface RowChange {
   before?: Uint8Array | null
 }
 
+/** The origin of the agent's own writes (fixes, their settling, rollbacks), as stores record it with each change. */
+export const FIX_ORIGIN = 'converge'
+
 export interface ChangeBatch {
   /** Increases with every committed batch. */
   seq: number
   changes: RowChange[]
-  /** Who wrote it: 'converge' for the agent's own fixes, else undefined. */
+  /** Who wrote it: FIX_ORIGIN for the agent's own fixes, else undefined. */
   origin?: string
 }
 

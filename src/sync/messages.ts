@@ -7,6 +7,8 @@
  *   server → client  opened   region, fingerprint, clock, tree depth, the root (or the node `open.at` names) and its children
  *   client → server  round    nodes to expand, nodes to fetch whole, nodes to settle row by row (with the client's entry hashes)
  *   server → client  reply    children sums, node sums, unmatched positions, rows; `more` while rows keep coming
+ *   client → server  keys     keys suspected of drift (changed here lately), with this side's entry hash of each held here
+ *   server → client  keyed    the SoT's rows for those keys that differ, and which of them it lacks; `more` while rows keep coming
  *   either           error    a stable code and a message, then the stream closes
  */
 import { Unpackr } from 'msgpackr'
@@ -109,6 +111,33 @@ export const replySchema = z.object({
   more: z.boolean().optional()
 })
 
+/** Keys one `keys` request names at most (the request fits well inside a frame at up to 64 bytes a key). */
+export const MAX_KEYS_PER_REQUEST = 16_384
+
+/**
+ * The keys this side changed lately (its suspects), asked about by key
+ * instead of by narrowing: `held` are keys held here, with this side's entry
+ * hash of each (8 bytes each, in order, in `entries`); `absent` are keys
+ * deleted here. The SoT answers with its rows for the held keys whose entry
+ * differs and for the absent keys it has, and the positions in `held` of the
+ * keys it lacks.
+ */
+export const keysSchema = z.object({
+  t: z.literal('keys'),
+  held: z.array(bytes).max(MAX_KEYS_PER_REQUEST).default([]),
+  entries: bytes.default(new Uint8Array()),
+  absent: z.array(bytes).max(MAX_KEYS_PER_REQUEST).default([])
+}).refine(m => m.held.length + m.absent.length <= MAX_KEYS_PER_REQUEST, { message: `more than ${MAX_KEYS_PER_REQUEST} keys` })
+  .refine(m => m.entries.length === 8 * m.held.length, { message: 'entries: expected 8 bytes per held key' })
+
+export const keyedSchema = z.object({
+  t: z.literal('keyed'),
+  rows: z.array(bytes).optional(),
+  /** Positions in `held` of the keys the SoT lacks, 4 bytes each (big-endian), ascending; in the last frame only. */
+  gone: bytes.refine(b => b.length % 4 === 0, { message: 'expected 4 bytes per position' }).optional(),
+  more: z.boolean().optional()
+})
+
 export const errorSchema = z.object({
   t: z.literal('error'),
   code: z.string().max(64),
@@ -120,8 +149,11 @@ export type OpenedMessage = z.infer<typeof openedSchema>
 export type RoundMessage = z.input<typeof roundSchema>
 export type ParsedRound = z.infer<typeof roundSchema>
 export type ReplyMessage = z.infer<typeof replySchema>
+export type KeysMessage = z.input<typeof keysSchema>
+export type ParsedKeys = z.infer<typeof keysSchema>
+export type KeyedMessage = z.infer<typeof keyedSchema>
 export type ErrorMessage = z.infer<typeof errorSchema>
-export type SyncMessage = OpenMessage | OpenedMessage | RoundMessage | ReplyMessage | ErrorMessage
+export type SyncMessage = OpenMessage | OpenedMessage | RoundMessage | ReplyMessage | KeysMessage | KeyedMessage | ErrorMessage
 
 /** The wire decoder: no records or extensions beyond plain msgpack, 64-bit integers as bigint. */
 const wireUnpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'bigint' })

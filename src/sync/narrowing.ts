@@ -69,6 +69,13 @@ export interface NarrowingResult {
   upsertKeys?: Uint8Array[]
   /** Canonical keys held here that the SoT lacks. */
   deletes: Uint8Array[]
+  /**
+   * This side's row for each of `upserts` and then each of `deletes` (null:
+   * none here), when the exchange knew them: the rows the index took in
+   * (asking by key, sync/by-keys.ts). The policy weighs these instead of
+   * reading them again; they are as current as the difference itself.
+   */
+  local?: Array<Uint8Array | null>
   missing: number
   changed: number
   extra: number

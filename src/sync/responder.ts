@@ -10,7 +10,8 @@ import { MAX_TREE_DEPTH, RESPONSE_CHUNK_BYTES, TREE_FANOUT } from '../constants.
 import { MalformedMessageError, throwIfAborted } from '../errors.ts'
 import { entryHash, u64ToBytes } from '../digest/hash.ts'
 import type { RowCodec } from '../digest/row-codec.ts'
-import type { ParsedRound, ReplyMessage } from './messages.ts'
+import type { KeyedMessage, ParsedKeys, ParsedRound, ReplyMessage } from './messages.ts'
+import { checkCanonicalKey } from '../security/canonical-row.ts'
 import { sumOfEntries, type IndexEntry, type ReplicaView } from './replica-view.ts'
 import { decodeNodeSet, decodeReconcileBlock, encodeChildSums, encodeReconciledBlock, listedHash, type HashWidth, type ListedHash, type ReconciledNode } from './wire.ts'
 import { U64Sum } from '../util/u64.ts'
@@ -174,6 +175,50 @@ export class Responder {
       }
       (pending.rows ??= []).push(r.row)
       pendingBytes += r.row.length
+    }
+    yield pending
+  }
+
+  /**
+   * Answers a `keys` request: reads the rows for the keys from the store as
+   * they are now (not through the index, which may lag it) and sends those
+   * whose entry differs from the client's, or that the client lacks; the
+   * positions of the held keys it lacks itself go in the last frame.
+   */
+  async * answerKeys (request: ParsedKeys, options: { signal?: AbortSignal } = {}): AsyncGenerator<KeyedMessage> {
+    const { signal } = options
+    const keys = [...request.held, ...request.absent]
+    for (const key of keys) checkCanonicalKey(this.codec, key)
+    const theirs = new DataView(request.entries.buffer, request.entries.byteOffset, request.entries.byteLength)
+    const gone: number[] = []
+    let pending: KeyedMessage = { t: 'keyed' }
+    let pendingBytes = 0
+    for (let from = 0; from < keys.length; from += ROW_READ_BATCH) {
+      throwIfAborted(signal)
+      const part = keys.slice(from, from + ROW_READ_BATCH)
+      const rows = await this.view.getRows(part, { signal })
+      for (let i = 0; i < part.length; i++) {
+        const at = from + i
+        const row = rows[i]
+        if (row === undefined) {
+          if (at < request.held.length) gone.push(at)
+          continue
+        }
+        if (at < request.held.length && entryHash(this.codec.keyHash(part[i]!), this.codec.rowDigest(row)) === theirs.getBigUint64(8 * at)) continue
+        if (pendingBytes + row.length > RESPONSE_CHUNK_BYTES && pendingBytes > 0) {
+          yield { ...pending, more: true }
+          pending = { t: 'keyed' }
+          pendingBytes = 0
+        }
+        (pending.rows ??= []).push(row)
+        pendingBytes += row.length
+      }
+    }
+    if (gone.length > 0) {
+      const out = new Uint8Array(4 * gone.length)
+      const view = new DataView(out.buffer)
+      gone.forEach((p, i) => view.setUint32(4 * i, p))
+      pending.gone = out
     }
     yield pending
   }

@@ -10,7 +10,8 @@ import type { DatasetSchema } from '../digest/schema.ts'
 import { u64ToBytes } from '../digest/hash.ts'
 import type { RowCodec } from '../digest/row-codec.ts'
 import type { FrameChannel } from './channel.ts'
-import { checkMessage, decodeFrame, errorSchema, isErrorFrame, openedSchema, openSchema, replySchema, roundSchema, type OpenedMessage, type OpenMessage, type ReplyMessage, type SyncMessage } from './messages.ts'
+import { KeyAnswers, keyRequests, keysMessage, type Suspect } from './by-keys.ts'
+import { checkMessage, decodeFrame, errorSchema, isErrorFrame, keyedSchema, keysSchema, openedSchema, openSchema, replySchema, roundSchema, type OpenedMessage, type OpenMessage, type SyncMessage } from './messages.ts'
 import { Narrowing, type NarrowingResult, type NodeRef } from './narrowing.ts'
 import type { ReplicaView } from './replica-view.ts'
 import { Responder } from './responder.ts'
@@ -44,6 +45,11 @@ export interface ClientSyncInit {
   sourceCount?: number
   /** Bytes of replies to one round held at most (default MAX_ROUND_REPLY_BYTES). */
   maxReplyBytes?: number
+  /**
+   * Ask about these keys (changed here lately) instead of narrowing: the
+   * result is the difference on these keys only (see by-keys.ts).
+   */
+  suspects?: readonly Suspect[]
   signal?: AbortSignal
 }
 
@@ -75,6 +81,18 @@ async function receive<T> (channel: FrameChannel, schema: import('zod').ZodType<
   return checkMessage(schema, value, what)
 }
 
+/** The frames answering one request: up to one without `more`, at most `maxBytes` (default MAX_ROUND_REPLY_BYTES) of them. */
+async function receiveAnswer<T extends { more?: boolean }> (channel: FrameChannel, schema: import('zod').ZodType<T>, what: string, maxBytes = MAX_ROUND_REPLY_BYTES, signal?: AbortSignal): Promise<T[]> {
+  const replies: T[] = []
+  const before = channel.bytesReceived
+  for (;;) {
+    const reply = await receive(channel, schema, what, signal)
+    replies.push(reply)
+    if (reply.more !== true) return replies
+    if (channel.bytesReceived - before > maxBytes) throw new ReplyTooLargeError(maxBytes)
+  }
+}
+
 /** Runs the client side of one exchange and closes the channel. */
 export async function runClientSync (channel: FrameChannel, init: ClientSyncInit): Promise<ClientSyncOutcome> {
   const { signal } = init
@@ -92,19 +110,23 @@ export async function runClientSync (channel: FrameChannel, init: ClientSyncInit
       if (opened.shape !== undefined) throw new ShapeOfferedError(init.dataset, opened.shape)
       throw new SchemaMismatchError(init.dataset, init.codec.fingerprint, opened.fp)
     }
+    if (init.suspects !== undefined) {
+      const answers = new KeyAnswers(init.codec)
+      let roundTrips = 0
+      for (const part of keyRequests(init.suspects)) {
+        const { message, asked } = keysMessage(part)
+        await send(channel, message, signal)
+        answers.accept(asked, await receiveAnswer(channel, keyedSchema, 'keyed', init.maxReplyBytes, signal))
+        roundTrips++
+      }
+      await channel.close({ signal })
+      return { opened, result: answers.done(), stats: { roundTrips, bytesSent: channel.bytesSent, bytesReceived: channel.bytesReceived } }
+    }
     const narrowing = new Narrowing(init.view, init.codec, { at: init.at, surveyLevel: init.surveyLevel, maxRows: init.maxRows, sourceCount: init.sourceCount })
     let request = await narrowing.start(opened)
     while (request !== undefined) {
       await send(channel, request, signal)
-      const replies: ReplyMessage[] = []
-      const before = channel.bytesReceived
-      for (;;) {
-        const reply = await receive(channel, replySchema, 'reply', signal)
-        replies.push(reply)
-        if (reply.more !== true) break
-        if (channel.bytesReceived - before > (init.maxReplyBytes ?? MAX_ROUND_REPLY_BYTES)) throw new ReplyTooLargeError(init.maxReplyBytes ?? MAX_ROUND_REPLY_BYTES)
-      }
-      request = await narrowing.accept(replies)
+      request = await narrowing.accept(await receiveAnswer(channel, replySchema, 'reply', init.maxReplyBytes, signal))
     }
     await channel.close({ signal })
     return { opened, result: narrowing.result(), stats: { roundTrips: narrowing.roundTrips, bytesSent: channel.bytesSent, bytesReceived: channel.bytesReceived } }
@@ -162,9 +184,13 @@ export async function serveSync (channel: FrameChannel, init: ServeSyncInit): Pr
         if (err instanceof StreamEndedError) break
         throw err
       }
-      const round = checkMessage(roundSchema, decodeFrame(frame, 'round'), 'round')
+      const message = decodeFrame(frame, 'round')
       rounds++
-      for await (const reply of responder.answer(round, { signal })) await send(channel, reply, signal)
+      // a request by key, or a round of narrowing
+      const replies = (message as { t?: unknown } | null)?.t === 'keys'
+        ? responder.answerKeys(checkMessage(keysSchema, message, 'keys'), { signal })
+        : responder.answer(checkMessage(roundSchema, message, 'round'), { signal })
+      for await (const reply of replies) await send(channel, reply, signal)
     }
     await channel.close({ signal })
     return { open, rounds }

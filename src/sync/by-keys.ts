@@ -1,0 +1,115 @@
+/**
+ * The client half of asking by key: the keys this replica changed lately
+ * (its suspects, see index/suspects.ts) are asked about directly, in one
+ * round trip per MAX_KEYS_PER_REQUEST keys, instead of narrowing down to them
+ * level by level. Drift most often sits exactly where local writes went, and
+ * the answer then costs no listing of the digest index on either side: the
+ * SoT reads the rows for those keys from its store, and sends back those that
+ * differ.
+ *
+ * What is checked here: every row is canonical under the schema, is for a
+ * key that was asked about, comes once, and differs from this side's entry;
+ * every position the SoT says it lacks is a held key it sent no row for.
+ * What cannot be checked here: that the answers add up to the SoT's tree
+ * (a key request settles no node). The caller checks that afterwards: when
+ * its root after the fix still differs from the SoT's, it narrows, and
+ * narrowing checks every node it settles against the SoT's sums.
+ */
+import { MAX_FRAME_BYTES } from '../constants.ts'
+import { ProtocolViolationError } from '../errors.ts'
+import { assertCanonicalRow } from '../security/canonical-row.ts'
+import { entryHash } from '../digest/hash.ts'
+import type { RowCodec } from '../digest/row-codec.ts'
+import { latin1Of } from '../util/bytes.ts'
+import { MAX_KEYS_PER_REQUEST, type KeyedMessage, type KeysMessage } from './messages.ts'
+import type { NarrowingResult } from './narrowing.ts'
+
+/** A key changed here lately, with its entry hash here (undefined: deleted here). */
+export interface Suspect {
+  key: Uint8Array
+  entry: bigint | undefined
+  /** The row here as the index took it in (null: deleted here), when it was kept. */
+  row?: Uint8Array | null
+}
+
+/** Key bytes one request carries at most: a quarter of a frame, leaving room for the entries and framing. */
+const MAX_KEY_BYTES_PER_REQUEST = MAX_FRAME_BYTES / 4
+
+/** The suspects cut into requests of at most MAX_KEYS_PER_REQUEST keys and MAX_KEY_BYTES_PER_REQUEST key bytes. */
+export function keyRequests (suspects: readonly Suspect[]): Suspect[][] {
+  const out: Suspect[][] = []
+  let part: Suspect[] = []
+  let bytes = 0
+  for (const s of suspects) {
+    if (part.length === MAX_KEYS_PER_REQUEST || (bytes + s.key.length > MAX_KEY_BYTES_PER_REQUEST && part.length > 0)) { out.push(part); part = []; bytes = 0 }
+    part.push(s)
+    bytes += s.key.length
+  }
+  if (part.length > 0) out.push(part)
+  return out
+}
+
+/** One request's message: held keys first (with their entries), then the absent ones. */
+export function keysMessage (part: readonly Suspect[]): { message: KeysMessage, asked: Suspect[] } {
+  const held = part.filter(s => s.entry !== undefined)
+  const absent = part.filter(s => s.entry === undefined)
+  const entries = Buffer.allocUnsafe(8 * held.length)
+  held.forEach((s, i) => entries.writeBigUInt64BE(s.entry!, 8 * i))
+  return { message: { t: 'keys', held: held.map(s => s.key), entries, absent: absent.map(s => s.key) }, asked: [...held, ...absent] }
+}
+
+/** Builds the difference from the answers to each request, checking them as it goes. */
+export class KeyAnswers {
+  private readonly result: NarrowingResult = { upserts: [], upsertKeys: [], deletes: [], missing: 0, changed: 0, extra: 0, unresolved: 0, diverged: [], truncated: false }
+  /** This side's rows for the upserts, then for the deletes, as far as the suspects kept them (see NarrowingResult.local). */
+  private readonly localUpserts: Array<Uint8Array | null | undefined> = []
+  private readonly localDeletes: Array<Uint8Array | null | undefined> = []
+
+  constructor (private readonly codec: RowCodec) {}
+
+  /** Takes the replies to one request (`asked`: held keys first, as keysMessage ordered them). */
+  accept (asked: readonly Suspect[], replies: readonly KeyedMessage[]): void {
+    const position = new Map<string, number>()
+    asked.forEach((s, i) => position.set(latin1Of(s.key), i))
+    const answered = new Uint8Array(asked.length)
+    const heldCount = asked.findIndex(s => s.entry === undefined)
+    const held = heldCount === -1 ? asked.length : heldCount
+    for (const reply of replies) {
+      for (const row of reply.rows ?? []) {
+        // a row that is not canonical under the schema is never taken (InvalidSourceRowError ends the exchange)
+        assertCanonicalRow(this.codec, row)
+        const key = this.codec.keyOfCanonicalRow(row)
+        const at = position.get(latin1Of(key))
+        if (at === undefined) throw new ProtocolViolationError('SoT sent a row for a key that was not asked about')
+        if (answered[at] === 1) throw new ProtocolViolationError('SoT sent the same key twice in one answer')
+        answered[at] = 1
+        const mine = asked[at]!.entry
+        if (mine !== undefined && entryHash(this.codec.keyHash(key), this.codec.rowDigest(row)) === mine) throw new ProtocolViolationError('SoT sent a row that is the same here')
+        this.result.upserts.push(row)
+        this.result.upsertKeys!.push(key)
+        this.localUpserts.push(asked[at]!.row)
+        if (mine === undefined) this.result.missing++; else this.result.changed++
+      }
+    }
+    const gone = replies[replies.length - 1]?.gone
+    if (replies.slice(0, -1).some(r => r.gone !== undefined)) throw new ProtocolViolationError('SoT sent the keys it lacks before its last frame')
+    if (gone === undefined) return
+    const view = new DataView(gone.buffer, gone.byteOffset, gone.byteLength)
+    let last = -1
+    for (let i = 0; i < gone.length; i += 4) {
+      const at = view.getUint32(i)
+      if (at <= last || at >= held) throw new ProtocolViolationError('SoT named a key it lacks that was not among the held keys asked about, or out of order')
+      if (answered[at] === 1) throw new ProtocolViolationError('SoT sent a row for a key it also says it lacks')
+      last = at
+      this.result.deletes.push(asked[at]!.key)
+      this.localDeletes.push(asked[at]!.row)
+      this.result.extra++
+    }
+  }
+
+  /** The difference, with this side's rows when the suspects kept every one of them. */
+  done (): NarrowingResult {
+    const local = [...this.localUpserts, ...this.localDeletes]
+    return local.every(r => r !== undefined) ? { ...this.result, local: local as Array<Uint8Array | null> } : this.result
+  }
+}
