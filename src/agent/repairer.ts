@@ -227,7 +227,7 @@ export class Repairer {
         throw err
       }
       // committed: the index takes the fix now rather than when the change feed brings it back
-      if (view.index === undefined || !await view.index.takeApplied(fix)) out.indexed = false
+      if (view.index === undefined || !await view.index.takeApplied(fix, { seq: commit.storeSeq })) out.indexed = false
       out.fixIds.push(plan.fixId)
       out.rowsUpserted += fix.upserts.length
       out.rowsDeleted += fix.deletes.length

@@ -97,6 +97,15 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
   private followFailures = 0
   /** Change batches and validation corrections go through the index one at a time. */
   private readonly updates = new SerialQueue()
+  /**
+   * The agent's own writes taken in as written (takeApplied), by store seq,
+   * until the feed passes them: true while the feed may deliver one without
+   * its rows. False once a batch older than it came through after it was
+   * taken: that batch's rows may have been read before the write committed,
+   * and undid part of it here; the feed's reading of the write's rows puts
+   * it right again.
+   */
+  private readonly taken = new Map<number, boolean>()
   /** Keys written here lately by others than this agent's fixes: where a sync looks first. */
   readonly suspects = new SuspectKeys()
   /** Resolvers waiting for the index to reach a seq. */
@@ -340,23 +349,30 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
    * Takes a write this agent committed to the store (a fix: canonical rows
    * upserted, with their keys when the caller has them, keys deleted) into the index and the tree at once, instead of
    * waiting for the change feed to bring it back: the replica shows level as
-   * soon as its fix lands. The feed still replays the write later, reading
-   * the rows as they are then, which changes nothing when they are as
-   * written and corrects the index when they are not (a write that raced
-   * the fix, or a change batch read before the fix committed and applied
-   * after this). The seq the index reflects is left alone: earlier changes
-   * may still be on their way. False for a store-backed index, whose tree
-   * follows the feed's before-images.
+   * soon as its fix lands. The seq the index reflects is left alone: earlier
+   * changes may still be on their way. The feed still delivers the write
+   * later; given the write's store `seq`, the store may deliver it without
+   * reading its rows back (ChangesOptions.taken), as the rows are as written
+   * here (a write that raced the fix is a transaction of its own, delivered
+   * with its rows). Unless a change batch older than the write comes through
+   * after this: its rows may have been read before the write committed and
+   * put back what the fix replaced here, so the write is then read back and
+   * applied again. False for a store-backed index, whose tree follows the
+   * feed's before-images.
    */
-  async takeApplied (write: { upserts: readonly Uint8Array[], deletes: readonly Uint8Array[], upsertKeys?: readonly Uint8Array[] }, options: { signal?: AbortSignal } = {}): Promise<boolean> {
+  async takeApplied (write: { upserts: readonly Uint8Array[], deletes: readonly Uint8Array[], upsertKeys?: readonly Uint8Array[] }, options: { signal?: AbortSignal, seq?: number } = {}): Promise<boolean> {
     if (this.storeBacked) return false
+    const { seq } = options
     const keys = write.upsertKeys?.length === write.upserts.length ? write.upsertKeys : undefined
     const changes: RowChange[] = [
       ...write.upserts.map((row, i) => ({ key: keys?.[i] ?? this.codec.keyOfEncodedRow(row), row })),
       ...write.deletes.map(key => ({ key, row: null }))
     ]
     throwIfAborted(options.signal)
-    await this.updates.run(async () => await this.applyChanges(changes, undefined, 'settle'))
+    await this.updates.run(async () => {
+      await this.applyChanges(changes, undefined, 'settle')
+      if (seq !== undefined && seq > this.seq) this.taken.set(seq, true)
+    })
     this.emit('change')
     return true
   }
@@ -431,10 +447,17 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
     let applied = 0
     this.followLoop = (async () => {
       try {
-        for await (const batch of this.store.changes({ since: this.seq, signal: controller.signal })) {
+        for await (const batch of this.store.changes({ since: this.seq, signal: controller.signal, taken: seq => this.taken.get(seq) === true })) {
           // a rescan meanwhile (the tree changed depth) already took this batch in
           if (batch.seq <= this.seq) continue
-          await this.updates.run(async () => await this.applyChanges(batch.changes, batch.seq, batch.origin === FIX_ORIGIN ? 'settle' : 'note'))
+          await this.updates.run(async () => {
+            // in the order writes are applied here: a batch applied after a write was taken, yet older than it
+            for (const [seq] of this.taken) {
+              if (seq <= batch.seq) this.taken.delete(seq)
+              else if (batch.changes.length > 0) this.taken.set(seq, false)
+            }
+            await this.applyChanges(batch.changes, batch.seq, batch.origin === FIX_ORIGIN ? 'settle' : 'note')
+          })
           this.followFailures = 0
           this.seq = batch.seq
           // the store keeps its change log for this index only: drop what is applied

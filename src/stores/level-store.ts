@@ -25,7 +25,7 @@ import { bytesToU64 } from '../digest/hash.ts'
 import type { RowCodec } from '../digest/row-codec.ts'
 import { hashRange, READ_AHEAD, readRanges } from '../index/state-db.ts'
 import { SerialQueue } from '../util/serial.ts'
-import type { ApplyRequest, ApplyResult, ChangeBatch, HashedRow, ReplicaStore, StoredRow } from './replica-store.ts'
+import type { ApplyRequest, ApplyResult, ChangeBatch, ChangesOptions, HashedRow, ReplicaStore, StoredRow } from './replica-store.ts'
 
 type Bytes = Uint8Array
 type Sub = AbstractSublevel<Level<Bytes, Bytes>, string | Uint8Array, Bytes, Bytes>
@@ -195,7 +195,7 @@ export class LevelStore implements ReplicaStore {
 
   async lastSeq (): Promise<number> { return this.seq }
 
-  async * changes (options: { since: number, signal: AbortSignal }): AsyncGenerator<ChangeBatch> {
+  async * changes (options: ChangesOptions): AsyncGenerator<ChangeBatch> {
     this.assertOpen()
     let since = options.since
     if (since < this.seq && !(await this.hasChange(since + 1))) throw new ChangesTrimmedError(since, this.seq)

@@ -34,7 +34,7 @@ import type { ColumnType, DatasetSchema } from '../digest/schema.ts'
 import { CopyRows, decodeFields, fieldDecoder } from './pg-copy.ts'
 import { canonicalLineEncoder } from './pg-copy-canonical.ts'
 import { arrayLiteral, dollarQuoted, pgText } from './pg-literals.ts'
-import type { ApplyRequest, ApplyResult, ChangeBatch, ReplicaStore, RowChange, StoredRow } from './replica-store.ts'
+import { FIX_ORIGIN, type ApplyRequest, type ApplyResult, type ChangeBatch, type ChangesOptions, type ReplicaStore, type RowChange, type StoredRow } from './replica-store.ts'
 
 export interface PgStoreInit {
   /** e.g. postgres://postgres@127.0.0.1:5432/shop */
@@ -323,7 +323,7 @@ export class PgStore implements ReplicaStore {
     return Number(rows[0]?.seq ?? 0)
   }
 
-  async * changes (options: { since: number, signal: AbortSignal }): AsyncGenerator<ChangeBatch> {
+  async * changes (options: ChangesOptions): AsyncGenerator<ChangeBatch> {
     const signal = AbortSignal.any([options.signal, this.closing.signal])
     let since = options.since
     const { rows: [store] } = await this.db().query<{ trimmed: string }>('SELECT trimmed::text AS trimmed FROM converge.stores WHERE tbl = $1', [this.table.tag])
@@ -334,7 +334,7 @@ export class PgStore implements ReplicaStore {
     let retryMs: number | undefined
     try {
       while (!signal.aborted) {
-        const batches = await this.readChanges(since)
+        const batches = await this.readChanges(since, options.taken)
         for (const batch of batches) {
           since = batch.seq
           yield batch
@@ -485,7 +485,7 @@ export class PgStore implements ReplicaStore {
   }
 
   /** Whole transactions from the change log after `since`, oldest first, each with its rows as they are now. */
-  private async readChanges (since: number): Promise<ChangeBatch[]> {
+  private async readChanges (since: number, taken?: (seq: number) => boolean): Promise<ChangeBatch[]> {
     // the log first, then the rows as they are now (after it: every change it lists is in them)
     const usable = await this.inTransaction(async client => {
       const { rows } = await client.query<{ xid: string, key: string, origin: string | null }>(
@@ -507,9 +507,16 @@ export class PgStore implements ReplicaStore {
       return usable
     })
     if (usable.length === 0) return []
+    // the agent's own fixes its index already took in as written: delivered without reading their rows back
+    const skipped = new Set<string>()
+    if (taken !== undefined) {
+      const mixed = new Set<string>()
+      for (const r of usable) if (r.origin !== FIX_ORIGIN) mixed.add(r.xid)
+      for (const r of usable) if (!mixed.has(r.xid) && !skipped.has(r.xid) && taken(Number(r.xid))) skipped.add(r.xid)
+    }
     // jsonb arrives as text (see typeParsers)
-    const keyBytes = usable.map(r => this.codec.encodeKey(JSON.parse(r.key) as Row))
-    const current = await this.readNow(keyBytes)
+    const keyBytes = usable.map(r => skipped.has(r.xid) ? undefined : this.codec.encodeKey(JSON.parse(r.key) as Row))
+    const current = await this.readNow(keyBytes.filter(k => k !== undefined))
     const batches: ChangeBatch[] = []
     let batch: ChangeBatch | undefined
     const seen = new Set<string>()
@@ -520,6 +527,7 @@ export class PgStore implements ReplicaStore {
         batches.push(batch)
         seen.clear()
       }
+      if (skipped.has(r.xid)) return
       const id = hex(keyBytes[i]!)
       if (seen.has(id)) return
       seen.add(id)

@@ -11,7 +11,7 @@
  */
 import type { Projection } from '../digest/schema-compat.ts'
 import type { RowCodec } from '../digest/row-codec.ts'
-import type { ApplyRequest, ApplyResult, ChangeBatch, ReplicaStore, StoreCapabilities, StoredRow } from './replica-store.ts'
+import type { ApplyRequest, ApplyResult, ChangeBatch, ChangesOptions, ReplicaStore, StoreCapabilities, StoredRow } from './replica-store.ts'
 
 export class ProjectedStore implements ReplicaStore {
   readonly kind: string
@@ -49,7 +49,7 @@ export class ProjectedStore implements ReplicaStore {
 
   async lastSeq (): Promise<number> { return await this.base.lastSeq() }
 
-  async * changes (options: { since: number, signal: AbortSignal }): AsyncGenerator<ChangeBatch> {
+  async * changes (options: ChangesOptions): AsyncGenerator<ChangeBatch> {
     for await (const batch of this.base.changes(options)) {
       yield {
         ...batch,

@@ -60,6 +60,18 @@ export interface ChangeBatch {
   origin?: string
 }
 
+export interface ChangesOptions {
+  since: number
+  signal: AbortSignal
+  /**
+   * Whether the consumer already took in the agent's own write committed as
+   * this seq, exactly as written (DigestIndex.takeApplied). A store that
+   * would read that transaction's rows again (PostgreSQL) may deliver it as
+   * a batch without changes instead: a fix of 10,000 rows is not read back.
+   */
+  taken?: (seq: number) => boolean
+}
+
 export interface ApplyRequest {
   upserts: Uint8Array[]
   deletes: Uint8Array[]
@@ -89,7 +101,7 @@ export interface ReplicaStore {
   /** Sequence number of the last committed change (0 when none). */
   lastSeq: () => Promise<number>
   /** Committed changes after `since`, then new ones as they commit, until the signal aborts. */
-  changes: (options: { since: number, signal: AbortSignal }) => AsyncIterable<ChangeBatch>
+  changes: (options: ChangesOptions) => AsyncIterable<ChangeBatch>
   /** Forgets changes up to and including `seq` (the consumer has them). */
   trimChanges: (seq: number) => Promise<void>
   /** With keyHashOrder: for each [start, end) interval, the rows whose key hash lies in it. */

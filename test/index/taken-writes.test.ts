@@ -1,0 +1,143 @@
+/**
+ * A fix the index took in as written (takeApplied with its store seq) is not
+ * read back from PostgreSQL by the change feed, unless a batch older than it
+ * came through after it was taken: that batch's rows were read before the
+ * fix committed, so the fix is then read back and applied again.
+ */
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { DigestIndex } from '../../src/index/digest-index.ts'
+import { StateDb } from '../../src/index/state-db.ts'
+import { PgStore } from '../../src/stores/pg-store.ts'
+import { FIX_ORIGIN, type ChangeBatch, type ReplicaStore } from '../../src/stores/replica-store.ts'
+import { MemoryReplica } from '../../src/sync/memory-view.ts'
+import { orderRow, ordersCodec as codec } from '../../cluster/orders.ts'
+import { createDatabase, ORDERS_DDL, sql } from '../helpers/postgres.ts'
+
+const rows = (ids: number[], rev = 0): Uint8Array[] => ids.map(id => codec.encodeRow(orderRow(id, rev)))
+const key = (id: number): Uint8Array => codec.encodeKey({ order_id: id })
+const range = (from: number, to: number): number[] => Array.from({ length: to - from }, (_, i) => from + i)
+
+/** The real store, its feed's batches recorded and, while `hold` says so, held back before the index gets them. */
+function recorded (store: PgStore, seen: ChangeBatch[], hold: (b: ChangeBatch) => Promise<void>): ReplicaStore {
+  return {
+    kind: store.kind,
+    codec: store.codec,
+    supports: store.supports,
+    get id () { return store.id },
+    open: async () => { await store.open() },
+    close: async () => { await store.close() },
+    scan: o => store.scan(o),
+    countRows: async () => await store.countRows(),
+    get: async k => await store.get(k),
+    apply: async (r, o) => await store.apply(r, o),
+    lastSeq: async () => await store.lastSeq(),
+    trimChanges: async s => { await store.trimChanges(s) },
+    async * changes (options) {
+      for await (const batch of store.changes(options)) {
+        seen.push(batch)
+        await hold(batch)
+        yield batch
+      }
+    }
+  }
+}
+
+describe('writes the index took in as written (real PostgreSQL)', () => {
+  let db: Awaited<ReturnType<typeof createDatabase>>
+  let store: PgStore
+  let dir: string
+  let state: StateDb
+  let index: DigestIndex | undefined
+  let seeded = 0
+
+  beforeEach(async () => {
+    db = await createDatabase()
+    await sql(db.url, ORDERS_DDL)
+    store = new PgStore({ connectionString: db.url, table: 'public.orders', codec, pollMs: 200 })
+    await store.open()
+    seeded = (await store.apply({ upserts: rows(range(0, 2000)), deletes: [] })).seq
+    dir = await mkdtemp(join(tmpdir(), 'converge-taken-'))
+    state = new StateDb(dir)
+    await state.open()
+  })
+  afterEach(async () => {
+    await index?.stop()
+    index = undefined
+    await state.close()
+    await rm(dir, { recursive: true, force: true })
+    await store.close()
+    await db.drop()
+  })
+
+  /**
+   * Starts the index once the seed is past the feed: the feed reads a
+   * transaction only below the server-wide xmin, which another test's
+   * transaction can hold back, and the seed delivered late would be a batch
+   * older than the fix coming through after it (a read-back, rightly).
+   */
+  const startIndex = async (init: ReplicaStore): Promise<DigestIndex> => {
+    while (await store.lastSeq() < seeded) await new Promise(resolve => setTimeout(resolve, 25))
+    const started = new DigestIndex({ dataset: 'orders', codec, store: init, state })
+    await started.start()
+    await started.catchUp()
+    return started
+  }
+
+  const truth = async (): Promise<MemoryReplica> => {
+    const all: Uint8Array[] = []
+    for await (const b of store.scan()) for (const r of b) all.push(r.row)
+    return new MemoryReplica(codec, all)
+  }
+
+  it('delivers a taken fix without its rows, and the index stays exact', async () => {
+    const seen: ChangeBatch[] = []
+    index = await startIndex(recorded(store, seen, async () => {}))
+    const fix = { upserts: rows(range(0, 100), 1), upsertKeys: range(0, 100).map(key), deletes: range(100, 120).map(key) }
+    const { seq } = await store.apply({ ...fix, origin: FIX_ORIGIN })
+    expect(await index.takeApplied(fix, { seq })).toBe(true)
+    await index.catchUp()
+    const delivered = seen.find(b => b.seq === seq)
+    expect(delivered?.origin).toBe(FIX_ORIGIN)
+    expect(delivered?.changes).toEqual([])
+    expect(index.tree.root).toEqual((await truth()).tree.root)
+    expect((await index.validate()).corrected).toBe(0)
+
+    // not taken (no seq given): read back with its rows, as before
+    const again = { upserts: rows(range(200, 230), 1), upsertKeys: range(200, 230).map(key), deletes: [] }
+    const second = await store.apply({ ...again, origin: FIX_ORIGIN })
+    await index.takeApplied(again)
+    await index.catchUp()
+    expect(seen.find(b => b.seq === second.seq)?.changes).toHaveLength(30)
+    expect(index.tree.root).toEqual((await truth()).tree.root)
+  })
+
+  it('reads a taken fix back when a batch read before it committed came through after it was taken', async () => {
+    const seen: ChangeBatch[] = []
+    let release: (() => void) | undefined
+    let arrivedNow: () => void = () => {}
+    const arrived = new Promise<void>(resolve => { arrivedNow = resolve })
+    const hold = async (b: ChangeBatch): Promise<void> => {
+      if (b.origin === FIX_ORIGIN || !b.changes.some(c => Buffer.from(c.key).equals(key(7)))) return
+      arrivedNow()
+      await new Promise<void>(resolve => { release = resolve })
+    }
+    index = await startIndex(recorded(store, seen, hold))
+    // a write behind the agent's back: the feed reads it (order 7 void) and is held before the index gets it
+    await sql(db.url, "UPDATE public.orders SET status = 'void' WHERE order_id = 7")
+    await arrived
+    // the fix commits over it and is taken in at once
+    const fix = { upserts: rows([7], 2), upsertKeys: [key(7)], deletes: [] }
+    const { seq } = await store.apply({ ...fix, origin: FIX_ORIGIN })
+    await index.takeApplied(fix, { seq })
+    // the held batch now lands after the fix was taken, with the row as it was before the fix
+    release!()
+    await index.catchUp()
+    const delivered = seen.find(b => b.seq === seq)
+    expect(delivered?.changes.map(c => Buffer.from(c.row!).equals(rows([7], 2)[0]!))).toEqual([true])
+    expect(index.tree.root).toEqual((await truth()).tree.root)
+    expect((await index.validate()).corrected).toBe(0)
+  })
+})
