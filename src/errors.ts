@@ -106,6 +106,15 @@ export class StoreSchemaError extends ConvergeError {
   constructor (message: string) { super('CONVERGE_STORE_SCHEMA', message) }
 }
 
+/**
+ * Sent back when the source cannot read the keys a replica asked about from
+ * its store (a key its store cannot hold, or a store error); the replica
+ * narrows instead.
+ */
+export class KeysUnreadableError extends ConvergeError {
+  constructor (message: string) { super('CONVERGE_KEYS_UNREADABLE', message) }
+}
+
 /** Thrown when a store's database cannot be reached or answers with an error. */
 export class StoreUnavailableError extends ConvergeError {
   constructor (message: string, options?: { cause?: unknown }) { super('CONVERGE_STORE_UNAVAILABLE', message, options) }

@@ -32,6 +32,7 @@ import pLimit from 'p-limit'
 import { PartitionBoard } from './partition-board.ts'
 import type { Repairer, RepairOutcome } from './repairer.ts'
 import type { Suspect } from '../sync/by-keys.ts'
+import { U64_MASK } from '../util/u64.ts'
 
 /**
  * `held`: apart from the SoT, but the policy applies nothing more (tolerated, waiting for review, kept local under merge).
@@ -403,30 +404,39 @@ export class DatasetReplica {
 
   /**
    * Asks the source about the keys written here lately (the index's
-   * suspects) by key, and repairs what differs, before any narrowing: drift
-   * most often sits where local writes went, and asking costs neither side a
-   * listing of its index. True when that is all this sync does: the replica
-   * is now level with the root the source opened with, or the policy held
-   * back part of what was found (narrowing now would show it the same rows
-   * a second time in one round). False when there was nothing to ask or the
-   * roots still differ: the caller narrows, which also checks what asking
-   * could not (every node it settles against the source's sums).
+   * suspects) by key before any narrowing: drift most often sits where local
+   * writes went, and asking costs neither side a listing of its index. When
+   * the difference found that way is the whole of it (this root, shifted by
+   * applying it, is the root the source opened with), the policy decides on
+   * it and that is all this sync does (true). Otherwise nothing is decided on
+   * it (false): the caller narrows, so the policy always weighs the whole
+   * difference (its acceptable drift, its share of the rows), and narrowing
+   * checks every node it settles against the source's sums.
    */
   private async askSuspects (session: Session, report: SyncReport): Promise<boolean> {
     // under a comparison schema the index's entries are not the ones compared
     if (this.agreement.kind !== 'same') return false
     const suspects = this.index.suspects.take(this.host.maxRowsPerExchange)
     if (suspects === undefined) return false
-    const { opened, result } = await this.exchange(session, report, { suspects })
+    let asked: ClientSyncOutcome
+    try {
+      asked = await this.exchange(session, report, { suspects })
+    } catch (err) {
+      if (session.signal.aborted || err instanceof ShapeOfferedError || incompatibility(err) !== undefined) throw err
+      // the source could not answer by key (a key its store cannot hold, a source that predates asking by key):
+      // narrowing finds the same drift; asking about the same keys again would fail the same way
+      this.index.suspects.answered(suspects)
+      session.log.warn({ err: (err as Error).message, code: (err as { code?: string }).code, keys: suspects.length }, 'asking the source by key failed; narrowing instead')
+      return false
+    }
+    const { opened, result } = asked
     this.index.suspects.answered(suspects)
-    const found = result.missing + result.changed + result.extra
-    if (found === 0) return false
-    const outcome = await this.repair(session, report, result)
-    if (outcome.rowsUpserted + outcome.rowsDeleted < found) return true
-    // a store-backed index takes a fix in from the feed
-    if (!outcome.indexed) await this.index.catchUp({ signal: session.signal })
     const root = this.index.tree.root
-    return root.count === opened.count && root.sum === bytesToU64(opened.sum)
+    const shift = result.rootShift ?? { count: 0, sum: 0n }
+    const whole = root.count + shift.count === opened.count && ((root.sum + shift.sum) & U64_MASK) === bytesToU64(opened.sum)
+    if (!whole) return false
+    if (result.missing + result.changed + result.extra > 0) await this.repair(session, report, result)
+    return true
   }
 
   /**

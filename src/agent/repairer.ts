@@ -55,7 +55,7 @@ export interface RepairOutcome {
 export interface RepairerInit {
   config: DatasetConfig
   /** The codec and store fixes are written through: the dataset's own, or a comparison view while the schemas differ. */
-  view: () => { codec: RowCodec, store: ReplicaStore, index?: Pick<DigestIndex, 'takeApplied'> }
+  view: () => { codec: RowCodec, store: ReplicaStore, index?: Pick<DigestIndex, 'takeApplied' | 'willTake' | 'abandonTake'> }
   /** Rows per second repairs may write into this store. */
   budget: RowBudget
   state: StateDb
@@ -219,15 +219,21 @@ export class Repairer {
       this.init.metrics?.fixing(this.init.config.name)
       let commit
       const view = this.init.view()
+      const index = view.index
+      // told the write's seq before it commits, the index lets its feed skip reading the fix back (DigestIndex.willTake)
+      let announced: number | undefined
+      const beforeCommit = index === undefined ? undefined : (seq: number): void => { announced = seq; index.willTake(seq) }
       try {
-        ({ commit } = await applyFixOnce({ audit: this.init.audit, store: view.store, fix: plan, signal: meta.signal }))
+        ({ commit } = await applyFixOnce({ audit: this.init.audit, store: view.store, fix: plan, signal: meta.signal, beforeCommit }))
       } catch (err) {
+        if (announced !== undefined) index?.abandonTake(announced)
         // its intent may be left without an outcome (the store went away mid-write): settled once the store is back
         this.leftovers.add(plan.fixId)
         throw err
       }
+      if (announced !== undefined && announced !== commit.storeSeq) index?.abandonTake(announced)
       // committed: the index takes the fix now rather than when the change feed brings it back
-      if (view.index === undefined || !await view.index.takeApplied(fix, { seq: commit.storeSeq })) out.indexed = false
+      if (index === undefined || !await index.takeApplied(fix, { seq: commit.storeSeq })) out.indexed = false
       out.fixIds.push(plan.fixId)
       out.rowsUpserted += fix.upserts.length
       out.rowsDeleted += fix.deletes.length
@@ -319,7 +325,10 @@ export class Repairer {
     // the narrowing knows each row's key from checking it; a difference from elsewhere may not say
     const upsertKeys = diff.upsertKeys?.length === diff.upserts.length ? diff.upsertKeys : diff.upserts.map(r => codec.keyOfEncodedRow(r))
     signal?.throwIfAborted()
-    const local = diff.local?.length === upsertKeys.length + diff.deletes.length ? diff.local : await store.get([...upsertKeys, ...diff.deletes])
+    // the rows the index took in (asking by key) stand in for a read only where the decision does not turn on them:
+    // restore without a grace window (merge weighs the local row's event time, a grace window its age)
+    const useKnown = diff.local?.length === upsertKeys.length + diff.deletes.length && this.init.config.rule === 'restore' && this.init.config.tolerance.graceMs === 0
+    const local = useKnown ? diff.local! : await store.get([...upsertKeys, ...diff.deletes])
     const rows: DriftRow[] = diff.upserts.map((sot, i) => ({ key: upsertKeys[i]!, sot, local: local[i] ?? undefined }))
     diff.deletes.forEach((key, i) => rows.push({ key, local: local[upsertKeys.length + i] ?? undefined }))
     return rows

@@ -54,6 +54,8 @@ export interface ApplyFixInit {
   fix: FixPlan
   /** Cancels up to the intent; once the intent is appended the fix is carried through, so a cancel never leaves it in flight. */
   signal?: AbortSignal
+  /** See ApplyRequest.beforeCommit. */
+  beforeCommit?: (seq: number) => void
 }
 
 export async function applyFixOnce (init: ApplyFixInit): Promise<FixResult> {
@@ -70,7 +72,7 @@ export async function applyFixOnce (init: ApplyFixInit): Promise<FixResult> {
     const intent = await audit.append({ ...common, kind: 'intent', detected: fix.detected, upserts: fix.upserts, deletes: fix.deletes, before })
     let applied: ApplyResult
     try {
-      applied = await store.apply({ upserts: fix.upserts, deletes: fix.deletes, origin: FIX_ORIGIN })
+      applied = await store.apply({ upserts: fix.upserts, deletes: fix.deletes, origin: FIX_ORIGIN, ...(init.beforeCommit === undefined ? {} : { beforeCommit: init.beforeCommit }) })
     } catch (err) {
       // the write may have landed before the error (a lost acknowledgement): record what the rows say, when they can be read
       const message = (err as Error).message

@@ -17,6 +17,7 @@ import { RowEncodingError } from '../errors.ts'
 import { PARTITION_LEVEL } from '../constants.ts'
 import { u64Hex, xxh64 } from './hash.ts'
 import { isCanonicalNumeric, readNumeric, scalarOffsets, UNREAD } from './row-scan.ts'
+import { U64_MASK } from '../util/u64.ts'
 import { schemaFingerprint, type ColumnSpec, type ColumnType, type DatasetSchema } from './schema.ts'
 
 /** A value as it appears in a canonical row. */
@@ -26,7 +27,6 @@ export type Row = Record<string, unknown>
 
 const packr = new Packr({ useRecords: false, moreTypes: false, int64AsType: 'bigint', mapsAsObjects: true })
 
-const U64_MASK = (1n << 64n) - 1n
 /** The key-hash bits taken from the partition value: one hex digit per level down to PARTITION_LEVEL. */
 const PARTITION_MASK = ((1n << BigInt(4 * PARTITION_LEVEL)) - 1n) << BigInt(64 - 4 * PARTITION_LEVEL)
 

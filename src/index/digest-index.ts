@@ -35,6 +35,42 @@ import { decodePage, forEachEntry, levelRange, pageKey, setEntry } from './page.
 import { READ_AHEAD, type ByteSublevel, type StateDb } from './state-db.ts'
 
 const META_KEY = new TextEncoder().encode('meta')
+/**
+ * An agent's own write the index takes in itself (takeApplied), by its
+ * store seq, until the feed passes it:
+ *   pending  announced before its commit (willTake); the feed may deliver it
+ *            without rows, and then waits for `settled` before passing it
+ *            (false: abandoned, the feed reads it again with its rows);
+ *   taken    in the index as written; the feed may deliver it without rows;
+ *   stale    a batch older than it came through after it was taken in: that
+ *            batch's rows may have been read before the write committed and
+ *            undone part of it here, so the feed reads the write's rows back.
+ */
+interface TakenWrite {
+  state: 'pending' | 'taken' | 'stale'
+  settled: Promise<boolean>
+  settle: (taken: boolean) => void
+}
+
+/** How long the feed waits for a fix delivered without rows to be taken in, before it reads it back itself. */
+const TAKE_WAIT_MS = 30_000
+
+/** Whether `settled` gives true within `ms`; false on timeout or abort. */
+async function settledWithin (settled: Promise<boolean>, ms: number, signal: AbortSignal): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined
+  let onAbort: (() => void) | undefined
+  try {
+    return await Promise.race([
+      settled,
+      new Promise<boolean>(resolve => { timer = setTimeout(() => resolve(false), ms) }),
+      new Promise<boolean>(resolve => { onAbort = () => resolve(false); signal.addEventListener('abort', onAbort, { once: true }) })
+    ])
+  } finally {
+    clearTimeout(timer)
+    if (onAbort !== undefined) signal.removeEventListener('abort', onAbort)
+  }
+}
+
 /** Pause before following a store's change feed again after it failed, doubling up to the max. */
 const FOLLOW_RETRY_MS = 500
 const FOLLOW_RETRY_MAX_MS = 30_000
@@ -98,14 +134,10 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
   /** Change batches and validation corrections go through the index one at a time. */
   private readonly updates = new SerialQueue()
   /**
-   * The agent's own writes taken in as written (takeApplied), by store seq,
-   * until the feed passes them: true while the feed may deliver one without
-   * its rows. False once a batch older than it came through after it was
-   * taken: that batch's rows may have been read before the write committed,
-   * and undid part of it here; the feed's reading of the write's rows puts
-   * it right again.
+   * The agent's own writes, by store seq, that this index takes in itself
+   * (takeApplied) until the feed passes them; see TakenWrite.
    */
-  private readonly taken = new Map<number, boolean>()
+  private readonly taken = new Map<number, TakenWrite>()
   /** Keys written here lately by others than this agent's fixes: where a sync looks first. */
   readonly suspects = new SuspectKeys()
   /** Resolvers waiting for the index to reach a seq. */
@@ -368,13 +400,43 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
       ...write.upserts.map((row, i) => ({ key: keys?.[i] ?? this.codec.keyOfEncodedRow(row), row })),
       ...write.deletes.map(key => ({ key, row: null }))
     ]
-    throwIfAborted(options.signal)
-    await this.updates.run(async () => {
-      await this.applyChanges(changes, undefined, 'settle')
-      if (seq !== undefined && seq > this.seq) this.taken.set(seq, true)
-    })
+    try {
+      throwIfAborted(options.signal)
+      await this.updates.run(async () => {
+        await this.applyChanges(changes, undefined, 'settle')
+        if (seq === undefined) return
+        const known = this.taken.get(seq)
+        // the feed is past it already (a rescan took it in): nothing to skip
+        if (seq <= this.seq) { this.taken.delete(seq); known?.settle(true); return }
+        if (known === undefined) this.taken.set(seq, { state: 'taken', settled: Promise.resolve(true), settle: () => {} })
+        else if (known.state === 'pending') { known.state = 'taken'; known.settle(true) }
+      })
+    } catch (err) {
+      if (seq !== undefined) this.abandonTake(seq)
+      throw err
+    }
     this.emit('change')
     return true
+  }
+
+  /**
+   * An agent's write is about to commit as `seq` and will be taken in here
+   * (takeApplied) right after: the feed may deliver it without its rows, and
+   * then waits for takeApplied before it passes the seq.
+   */
+  willTake (seq: number): void {
+    if (this.storeBacked || seq <= this.seq || this.taken.has(seq)) return
+    let settle: (taken: boolean) => void = () => {}
+    const settled = new Promise<boolean>(resolve => { settle = resolve })
+    this.taken.set(seq, { state: 'pending', settled, settle })
+  }
+
+  /** The write announced by willTake will not be taken in (it failed, or its fix did): the feed reads it back. */
+  abandonTake (seq: number): void {
+    const known = this.taken.get(seq)
+    if (known?.state !== 'pending') return
+    this.taken.delete(seq)
+    known.settle(false)
   }
 
   /**
@@ -447,14 +509,23 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
     let applied = 0
     this.followLoop = (async () => {
       try {
-        for await (const batch of this.store.changes({ since: this.seq, signal: controller.signal, taken: seq => this.taken.get(seq) === true })) {
+        const taken = (seq: number): boolean => { const state = this.taken.get(seq)?.state; return state === 'pending' || state === 'taken' }
+        let again = false
+        for await (const batch of this.store.changes({ since: this.seq, signal: controller.signal, taken })) {
           // a rescan meanwhile (the tree changed depth) already took this batch in
           if (batch.seq <= this.seq) continue
+          const take = this.taken.get(batch.seq)
+          if (batch.changes.length === 0 && take?.state === 'pending' && !await settledWithin(take.settled, TAKE_WAIT_MS, controller.signal)) {
+            // delivered without its rows, but the fix will not be taken in after all: read it again, rows and all
+            this.abandonTake(batch.seq)
+            again = true
+            break
+          }
           await this.updates.run(async () => {
-            // in the order writes are applied here: a batch applied after a write was taken, yet older than it
-            for (const [seq] of this.taken) {
+            // in the order writes are applied here: a batch older than a write taken in before it may undo part of it
+            for (const [seq, write] of this.taken) {
               if (seq <= batch.seq) this.taken.delete(seq)
-              else if (batch.changes.length > 0) this.taken.set(seq, false)
+              else if (batch.changes.length > 0 && write.state === 'taken') write.state = 'stale'
             }
             await this.applyChanges(batch.changes, batch.seq, batch.origin === FIX_ORIGIN ? 'settle' : 'note')
           })
@@ -467,6 +538,7 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
           // a rescan for a new depth goes in turn with batches and validation corrections
           await this.updates.run(async () => await this.maybeResize(controller.signal))
         }
+        if (again && !controller.signal.aborted) this.follow()
       } catch (err) {
         if (err instanceof AbortedError || controller.signal.aborted) return
         if (err instanceof ChangesTrimmedError || err instanceof IndexPageFormatError) {

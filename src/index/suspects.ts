@@ -38,8 +38,8 @@ export class SuspectKeys {
   note (key: Uint8Array, row: Uint8Array | null, entry: bigint | undefined): void {
     if (this.overflowed) return
     const id = latin1Of(key)
-    const keep = row === null || this.rowBytes + row.length <= SUSPECT_ROW_BYTES
     this.forgetRow(this.keys.get(id))
+    const keep = row === null || this.rowBytes + row.length <= SUSPECT_ROW_BYTES
     if (keep && row !== null) this.rowBytes += row.length
     this.keys.set(id, keep ? { key, entry, row } : { key, entry })
     if (this.keys.size > this.limit) { this.overflowed = true; this.keys.clear(); this.rowBytes = 0 }

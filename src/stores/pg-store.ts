@@ -311,6 +311,7 @@ export class PgStore implements ReplicaStore {
       }
       // the last chance to leave: after COMMIT the fix has landed
       throwIfAborted(signal)
+      request.beforeCommit?.(Number(tx!.xid))
       return { seq: Number(tx!.xid), before }
     })
   }

@@ -76,6 +76,13 @@ export interface ApplyRequest {
   upserts: Uint8Array[]
   deletes: Uint8Array[]
   origin?: string
+  /**
+   * Told the write's seq just before it commits, by a store that knows it
+   * then (PostgreSQL: the transaction id): the index can then expect to take
+   * the write in itself before its own change feed sees the commit
+   * (DigestIndex.willTake). Not called when the write fails before commit.
+   */
+  beforeCommit?: (seq: number) => void
 }
 
 export interface ApplyResult {

@@ -21,6 +21,7 @@ import { assertCanonicalRow } from '../security/canonical-row.ts'
 import { entryHash } from '../digest/hash.ts'
 import type { RowCodec } from '../digest/row-codec.ts'
 import { latin1Of } from '../util/bytes.ts'
+import { U64Sum } from '../util/u64.ts'
 import { MAX_KEYS_PER_REQUEST, type KeyedMessage, type KeysMessage } from './messages.ts'
 import type { NarrowingResult } from './narrowing.ts'
 
@@ -64,6 +65,9 @@ export class KeyAnswers {
   /** This side's rows for the upserts, then for the deletes, as far as the suspects kept them (see NarrowingResult.local). */
   private readonly localUpserts: Array<Uint8Array | null | undefined> = []
   private readonly localDeletes: Array<Uint8Array | null | undefined> = []
+  /** What applying the difference adds to this side's root. */
+  private readonly shiftSum = new U64Sum()
+  private shiftCount = 0
 
   constructor (private readonly codec: RowCodec) {}
 
@@ -84,7 +88,10 @@ export class KeyAnswers {
         if (answered[at] === 1) throw new ProtocolViolationError('SoT sent the same key twice in one answer')
         answered[at] = 1
         const mine = asked[at]!.entry
-        if (mine !== undefined && entryHash(this.codec.keyHash(key), this.codec.rowDigest(row)) === mine) throw new ProtocolViolationError('SoT sent a row that is the same here')
+        const theirs = entryHash(this.codec.keyHash(key), this.codec.rowDigest(row))
+        if (theirs === mine) throw new ProtocolViolationError('SoT sent a row that is the same here')
+        this.shiftSum.add(theirs)
+        if (mine === undefined) this.shiftCount++; else this.shiftSum.subtract(mine)
         this.result.upserts.push(row)
         this.result.upsertKeys!.push(key)
         this.localUpserts.push(asked[at]!.row)
@@ -103,6 +110,8 @@ export class KeyAnswers {
       last = at
       this.result.deletes.push(asked[at]!.key)
       this.localDeletes.push(asked[at]!.row)
+      this.shiftSum.subtract(asked[at]!.entry!)
+      this.shiftCount--
       this.result.extra++
     }
   }
@@ -110,6 +119,7 @@ export class KeyAnswers {
   /** The difference, with this side's rows when the suspects kept every one of them. */
   done (): NarrowingResult {
     const local = [...this.localUpserts, ...this.localDeletes]
-    return local.every(r => r !== undefined) ? { ...this.result, local: local as Array<Uint8Array | null> } : this.result
+    const result: NarrowingResult = { ...this.result, rootShift: { count: this.shiftCount, sum: this.shiftSum.toBigInt() } }
+    return local.every(r => r !== undefined) ? { ...result, local: local as Array<Uint8Array | null> } : result
   }
 }

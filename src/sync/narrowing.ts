@@ -76,6 +76,12 @@ export interface NarrowingResult {
    * reading them again; they are as current as the difference itself.
    */
   local?: Array<Uint8Array | null>
+  /**
+   * Asking by key: what applying this difference does to this side's root
+   * (rows added, entry hashes added mod 2^64). When the root plus this is the
+   * SoT's root, the difference is the whole of it.
+   */
+  rootShift?: { count: number, sum: bigint }
   missing: number
   changed: number
   extra: number

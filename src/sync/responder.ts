@@ -7,7 +7,7 @@
  * with is never sent under a digest it no longer has.
  */
 import { MAX_TREE_DEPTH, RESPONSE_CHUNK_BYTES, TREE_FANOUT } from '../constants.ts'
-import { MalformedMessageError, throwIfAborted } from '../errors.ts'
+import { ConvergeError, KeysUnreadableError, MalformedMessageError, throwIfAborted } from '../errors.ts'
 import { entryHash, u64ToBytes } from '../digest/hash.ts'
 import type { RowCodec } from '../digest/row-codec.ts'
 import type { KeyedMessage, ParsedKeys, ParsedRound, ReplyMessage } from './messages.ts'
@@ -196,7 +196,15 @@ export class Responder {
     for (let from = 0; from < keys.length; from += ROW_READ_BATCH) {
       throwIfAborted(signal)
       const part = keys.slice(from, from + ROW_READ_BATCH)
-      const rows = await this.view.getRows(part, { signal })
+      let rows: Array<Uint8Array | undefined>
+      try {
+        rows = await this.view.getRows(part, { signal })
+      } catch (err) {
+        // a key this store cannot hold (an integer past its range, a string it cannot store), or the store failing:
+        // an error frame the replica answers by narrowing, which never names a key this side does not list
+        if (err instanceof ConvergeError || signal?.aborted === true) throw err
+        throw new KeysUnreadableError(`the source could not read the keys asked about: ${(err as Error).message}`)
+      }
       for (let i = 0; i < part.length; i++) {
         const at = from + i
         const row = rows[i]

@@ -12,6 +12,9 @@
  */
 import { endianness } from 'node:os'
 
+/** 2^64 - 1: a bigint `& U64_MASK` is taken mod 2^64. */
+export const U64_MASK = (1n << 64n) - 1n
+
 const scratch = new BigUint64Array(1)
 const halves = new Uint32Array(scratch.buffer)
 const HI = endianness() === 'LE' ? 1 : 0

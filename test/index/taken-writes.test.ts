@@ -140,4 +140,39 @@ describe('writes the index took in as written (real PostgreSQL)', () => {
     expect(index.tree.root).toEqual((await truth()).tree.root)
     expect((await index.validate()).corrected).toBe(0)
   })
+
+  it('waits for a fix announced before its commit, delivered without rows before it was taken in', async () => {
+    const seen: ChangeBatch[] = []
+    index = await startIndex(recorded(store, seen, async () => {}))
+    const live = index
+    const fix = { upserts: rows(range(300, 400), 3), upsertKeys: range(300, 400).map(key), deletes: range(400, 410).map(key) }
+    const { seq } = await store.apply({ ...fix, origin: FIX_ORIGIN, beforeCommit: s => { live.willTake(s) } })
+    // the feed hears of the commit at once and reads it, without its rows: it must not pass the seq before the fix is in
+    const deadline = Date.now() + 5000
+    while (!seen.some(b => b.seq === seq) && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 10))
+    expect(seen.find(b => b.seq === seq)?.changes).toEqual([])
+    await new Promise(resolve => setTimeout(resolve, 100))
+    expect(live.appliedSeq).toBeLessThan(seq)
+    await live.takeApplied(fix, { seq })
+    await live.catchUp()
+    expect(live.appliedSeq).toBeGreaterThanOrEqual(seq)
+    expect(live.tree.root).toEqual((await truth()).tree.root)
+    expect((await live.validate()).corrected).toBe(0)
+  })
+
+  it('reads back a fix announced before its commit that is then not taken in', async () => {
+    const seen: ChangeBatch[] = []
+    index = await startIndex(recorded(store, seen, async () => {}))
+    const live = index
+    const fix = { upserts: rows(range(500, 520), 4), upsertKeys: range(500, 520).map(key), deletes: [] }
+    const { seq } = await store.apply({ ...fix, origin: FIX_ORIGIN, beforeCommit: s => { live.willTake(s) } })
+    const deadline = Date.now() + 5000
+    while (!seen.some(b => b.seq === seq) && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 10))
+    live.abandonTake(seq)
+    await live.catchUp()
+    // first without rows, then read again with them
+    expect(seen.filter(b => b.seq === seq).map(b => b.changes.length)).toEqual([0, 20])
+    expect(live.tree.root).toEqual((await truth()).tree.root)
+    expect((await live.validate()).corrected).toBe(0)
+  })
 })
