@@ -95,8 +95,10 @@ describe('writes the index took in as written (real PostgreSQL)', () => {
   it('delivers a taken fix without its rows, and the index stays exact', async () => {
     const seen: ChangeBatch[] = []
     index = await startIndex(recorded(store, seen, async () => {}))
+    const live = index
     const fix = { upserts: rows(range(0, 100), 1), upsertKeys: range(0, 100).map(key), deletes: range(100, 120).map(key) }
-    const { seq } = await store.apply({ ...fix, origin: FIX_ORIGIN })
+    // announced before its commit, as the repairer does: the feed may read the commit before takeApplied is called
+    const { seq } = await store.apply({ ...fix, origin: FIX_ORIGIN, beforeCommit: s => { live.willTake(s) } })
     expect(await index.takeApplied(fix, { seq })).toBe(true)
     await index.catchUp()
     const delivered = seen.find(b => b.seq === seq)
