@@ -12,6 +12,7 @@ import type { IndexEntry } from '../../src/sync/replica-view.ts'
 import { MemoryReplica } from '../../src/sync/memory-view.ts'
 import { isUnder, type MerkleTree } from '../../src/tree/merkle-tree.ts'
 import { ordersCodec as codec, ordersSchema, order } from '../helpers/datasets.ts'
+import { withFeed } from '../helpers/feed-store.ts'
 
 const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex')
 const row = (id: number, version = 0): Uint8Array => codec.encodeRow(order(id, version))
@@ -54,24 +55,6 @@ async function storeReplica (store: ReplicaStore, c: RowCodec = codec): Promise<
   return new MemoryReplica(c, all)
 }
 
-/** A ReplicaStore that delegates to `inner` but passes its change feed through `feed`. */
-function withFeed (inner: LevelStore, feed: (source: AsyncIterable<ChangeBatch>) => AsyncIterable<ChangeBatch>): ReplicaStore {
-  return {
-    kind: inner.kind,
-    get id () { return inner.id },
-    codec: inner.codec,
-    supports: inner.supports,
-    open: async () => { await inner.open() },
-    close: async () => { await inner.close() },
-    scan: options => inner.scan(options),
-    get: async keys => await inner.get(keys),
-    apply: async (request, options) => await inner.apply(request, options),
-    lastSeq: async () => await inner.lastSeq(),
-    changes: options => feed(inner.changes(options)),
-    trimChanges: async seq => { await inner.trimChanges(seq) },
-    countRows: async () => await inner.countRows()
-  }
-}
 
 /** The same store without its key-hash order: the index then keeps entries of its own. */
 function keyOrdered (inner: ReplicaStore): ReplicaStore {

@@ -18,6 +18,7 @@ import { FIX_ORIGIN, type ChangeBatch, type ReplicaStore } from '../../src/store
 import type { Suspect } from '../../src/sync/by-keys.ts'
 import { MemoryReplica } from '../../src/sync/memory-view.ts'
 import { ordersCodec as codec, order } from '../helpers/datasets.ts'
+import { withFeed } from '../helpers/feed-store.ts'
 
 const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex')
 const row = (id: number, version = 0): Uint8Array => codec.encodeRow(order(id, version))
@@ -175,26 +176,6 @@ describe('SuspectKeys', () => {
   })
 })
 
-/** The store shown with its change feed passed through `feed`. */
-function withFeed (inner: LevelStore, feed: (source: AsyncIterable<ChangeBatch>) => AsyncIterable<ChangeBatch>): ReplicaStore {
-  return {
-    kind: inner.kind,
-    get id () { return inner.id },
-    codec: inner.codec,
-    supports: inner.supports,
-    open: async () => { await inner.open() },
-    close: async () => { await inner.close() },
-    scan: options => inner.scan(options),
-    scanAt: async options => await inner.scanAt(options),
-    listRanges: async (ranges, options) => await inner.listRanges(ranges, options),
-    get: async keys => await inner.get(keys),
-    apply: async (request, options) => await inner.apply(request, options),
-    lastSeq: async () => await inner.lastSeq(),
-    changes: options => feed(inner.changes(options)),
-    trimChanges: async seq => { await inner.trimChanges(seq) },
-    countRows: async () => await inner.countRows()
-  }
-}
 
 describe.each([
   { kind: 'store-backed (the LevelDB store is its own index)', keepEntries: false },
@@ -219,7 +200,7 @@ describe.each([
     await state.open()
     cleanup.push(async () => { await state.close() })
     await store.apply({ upserts: Array.from({ length: rows }, (_, id) => row(id)), deletes: [], origin: 'seed' })
-    const index = new DigestIndex({ dataset: 'orders', codec, store: feed === undefined ? store : withFeed(store, feed), state, keepEntries })
+    const index = new DigestIndex({ dataset: 'orders', codec, store: feed === undefined ? store : withFeed(store, feed, { keyHashOrder: true }), state, keepEntries })
     index.on('error', err => { errors.push(err) })
     cleanup.push(async () => { await index.stop() })
     await index.start()

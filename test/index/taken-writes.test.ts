@@ -15,6 +15,7 @@ import { FIX_ORIGIN, type ChangeBatch, type ReplicaStore } from '../../src/store
 import { MemoryReplica } from '../../src/sync/memory-view.ts'
 import { orderRow, ordersCodec as codec } from '../../cluster/orders.ts'
 import { createDatabase, ORDERS_DDL, sql } from '../helpers/postgres.ts'
+import { withFeed } from '../helpers/feed-store.ts'
 
 const rows = (ids: number[], rev = 0): Uint8Array[] => ids.map(id => codec.encodeRow(orderRow(id, rev)))
 const key = (id: number): Uint8Array => codec.encodeKey({ order_id: id })
@@ -22,27 +23,13 @@ const range = (from: number, to: number): number[] => Array.from({ length: to - 
 
 /** The real store, its feed's batches recorded and, while `hold` says so, held back before the index gets them. */
 function recorded (store: PgStore, seen: ChangeBatch[], hold: (b: ChangeBatch) => Promise<void>): ReplicaStore {
-  return {
-    kind: store.kind,
-    codec: store.codec,
-    supports: store.supports,
-    get id () { return store.id },
-    open: async () => { await store.open() },
-    close: async () => { await store.close() },
-    scan: o => store.scan(o),
-    countRows: async () => await store.countRows(),
-    get: async k => await store.get(k),
-    apply: async (r, o) => await store.apply(r, o),
-    lastSeq: async () => await store.lastSeq(),
-    trimChanges: async s => { await store.trimChanges(s) },
-    async * changes (options) {
-      for await (const batch of store.changes(options)) {
-        seen.push(batch)
-        await hold(batch)
-        yield batch
-      }
+  return withFeed(store, async function * (source) {
+    for await (const batch of source) {
+      seen.push(batch)
+      await hold(batch)
+      yield batch
     }
-  }
+  })
 }
 
 describe('writes the index took in as written (real PostgreSQL)', () => {
