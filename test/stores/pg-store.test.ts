@@ -142,6 +142,36 @@ describe('PostgreSQL store (real server)', () => {
     }
   }, 30_000)
 
+  it('after a notification that found its transaction not yet readable, looks again soon instead of a whole poll interval', async () => {
+    // a poll interval far longer than the test: only the notification's retries can deliver the change in time
+    const slow = new PgStore({ connectionString: db.url, table: 'public.orders', codec, pollMs: 60_000 })
+    await slow.open()
+    const since = await slow.lastSeq()
+    const holder = new pg.Client({ connectionString: db.url }); await holder.connect()
+    const controller = new AbortController()
+    try {
+      // an older transaction holds the server's xmin back (as a bulk write in another database does)
+      await holder.query('BEGIN'); await holder.query('SELECT pg_current_xact_id()')
+      const feed = slow.changes({ since, signal: controller.signal })[Symbol.asyncIterator]()
+      const first = feed.next()
+      // the feed is waiting; this commit notifies it, but it cannot read the change while the holder is open
+      await new Promise(resolve => setTimeout(resolve, 300))
+      await store.apply({ upserts: rows([42]), deletes: [] })
+      await new Promise(resolve => setTimeout(resolve, 500))
+      await holder.query('COMMIT')
+      const t = Date.now()
+      const got = await Promise.race([first, new Promise<undefined>(resolve => setTimeout(() => resolve(undefined), 10_000))])
+      const batch = got?.done === false ? got.value : undefined
+      expect(batch?.changes.map(c => codec.decodeKey(c.key).order_id)).toEqual([42])
+      // delivered by the retries after the notification (25 ms doubling), well before the 60 s poll
+      expect(Date.now() - t).toBeLessThan(10_000)
+    } finally {
+      controller.abort()
+      await holder.end().catch(() => undefined)
+      await slow.close()
+    }
+  }, 30_000)
+
   it('resumes its feed after close and reopen, and refuses trimmed history', async () => {
     const first = await store.lastSeq()
     await store.apply({ upserts: rows([1]), deletes: [] })
