@@ -511,9 +511,10 @@ export class PgStore implements ReplicaStore {
     // the agent's own fixes its index already took in as written: delivered without reading their rows back
     const skipped = new Set<string>()
     if (taken !== undefined) {
-      const mixed = new Set<string>()
-      for (const r of usable) if (r.origin !== FIX_ORIGIN) mixed.add(r.xid)
-      for (const r of usable) if (!mixed.has(r.xid) && !skipped.has(r.xid) && taken(Number(r.xid))) skipped.add(r.xid)
+      // transactions written by the agent alone
+      const own = new Set(usable.map(r => r.xid))
+      for (const r of usable) if (r.origin !== FIX_ORIGIN) own.delete(r.xid)
+      for (const xid of own) if (taken(Number(xid))) skipped.add(xid)
     }
     // jsonb arrives as text (see typeParsers)
     const keyBytes = usable.map(r => skipped.has(r.xid) ? undefined : this.codec.encodeKey(JSON.parse(r.key) as Row))

@@ -83,6 +83,26 @@ export function matchListed (hashes: readonly ListedHash[], entries: readonly In
   return unmatched
 }
 
+/**
+ * Rows as answer frames of about RESPONSE_CHUNK_BYTES each: the first frame is
+ * `first` (with whatever else it carries), the rest come from `next`; every
+ * frame but the last is marked `more`.
+ */
+function * framed<F extends { rows?: Uint8Array[], more?: boolean }> (first: F, rows: Iterable<Uint8Array>, next: () => F): Generator<F> {
+  let pending = first
+  let pendingBytes = 0
+  for (const row of rows) {
+    if (pendingBytes + row.length > RESPONSE_CHUNK_BYTES && pendingBytes > 0) {
+      yield { ...pending, more: true }
+      pending = next()
+      pendingBytes = 0
+    }
+    (pending.rows ??= []).push(row)
+    pendingBytes += row.length
+  }
+  yield pending
+}
+
 export class Responder {
   constructor (private readonly view: ReplicaView, private readonly codec: RowCodec) {}
 
@@ -164,19 +184,7 @@ export class Responder {
       })
     }
 
-    let pending: ReplyMessage = first
-    let pendingBytes = 0
-    for (const r of rows) {
-      if (r === undefined) continue
-      if (pendingBytes + r.row.length > RESPONSE_CHUNK_BYTES && pendingBytes > 0) {
-        yield { ...pending, more: true }
-        pending = { t: 'reply' }
-        pendingBytes = 0
-      }
-      (pending.rows ??= []).push(r.row)
-      pendingBytes += r.row.length
-    }
-    yield pending
+    yield * framed<ReplyMessage>(first, rows.flatMap(r => r === undefined ? [] : [r.row]), () => ({ t: 'reply' }))
   }
 
   /**
@@ -191,8 +199,7 @@ export class Responder {
     for (const key of keys) checkCanonicalKey(this.codec, key)
     const theirs = new DataView(request.entries.buffer, request.entries.byteOffset, request.entries.byteLength)
     const gone: number[] = []
-    let pending: KeyedMessage = { t: 'keyed' }
-    let pendingBytes = 0
+    const send: Uint8Array[] = []
     for (let from = 0; from < keys.length; from += ROW_READ_BATCH) {
       throwIfAborted(signal)
       const part = keys.slice(from, from + ROW_READ_BATCH)
@@ -213,22 +220,20 @@ export class Responder {
           continue
         }
         if (at < request.held.length && entryHash(this.codec.keyHash(part[i]!), this.codec.rowDigest(row)) === theirs.getBigUint64(8 * at)) continue
-        if (pendingBytes + row.length > RESPONSE_CHUNK_BYTES && pendingBytes > 0) {
-          yield { ...pending, more: true }
-          pending = { t: 'keyed' }
-          pendingBytes = 0
-        }
-        (pending.rows ??= []).push(row)
-        pendingBytes += row.length
+        send.push(row)
       }
+    }
+    let last: KeyedMessage = { t: 'keyed' }
+    for (const frame of framed<KeyedMessage>({ t: 'keyed' }, send, () => ({ t: 'keyed' }))) {
+      if (frame.more === true) yield frame; else last = frame
     }
     if (gone.length > 0) {
       const out = new Uint8Array(4 * gone.length)
       const view = new DataView(out.buffer)
       gone.forEach((p, i) => view.setUint32(4 * i, p))
-      pending.gone = out
+      last.gone = out
     }
-    yield pending
+    yield last
   }
 
   private childSums (n: NodeRef): bigint[] {
