@@ -179,7 +179,7 @@ export class PgStore implements ReplicaStore {
   }
 
   async open (): Promise<void> {
-    this.pool = new pg.Pool({ connectionString: this.init.connectionString, max: 4, types: typeParsers })
+    this.pool = new pg.Pool({ connectionString: this.init.connectionString, max: 4, idleTimeoutMillis: 0, types: typeParsers })
     this.pool.on('error', () => undefined) // an idle client's error: the next query reconnects
     // a client's connection can fail while no one listens: between statements of a checked-out client, or
     // while a new one is handed out (a termination in the same packet as its ready-for-query). Unheard, that
@@ -485,58 +485,65 @@ export class PgStore implements ReplicaStore {
     if (use?.triggers === 0) await client.query(`DROP FUNCTION IF EXISTS ${fn}`)
   }
 
-  /** Whole transactions from the change log after `since`, oldest first, each with its rows as they are now. */
+  /**
+   * Whole transactions from the change log after `since`, oldest first, each
+   * with its rows as they are now. The log is read per transaction: first
+   * how many keys each has and who wrote it (one protocol row each), then the
+   * keys of those whose rows are wanted, as one JSON array per transaction
+   * (a protocol row per key cost the client more than reading the rows
+   * themselves). The agent's own fixes its index already took in are
+   * delivered without reading their keys or rows.
+   */
   private async readChanges (since: number, taken?: (seq: number) => boolean): Promise<ChangeBatch[]> {
     // the log first, then the rows as they are now (after it: every change it lists is in them)
-    const usable = await this.inTransaction(async client => {
-      const { rows } = await client.query<{ xid: string, key: string, origin: string | null }>(
-        `SELECT xid::text AS xid, key, origin FROM converge.changes
-          WHERE tbl = $1 AND xid > $2::text::xid8 AND xid < pg_snapshot_xmin(pg_current_snapshot())
-          ORDER BY xid, seq LIMIT $3`, [this.table.tag, String(since), CHANGE_READ_LIMIT + 1])
-      if (rows.length === 0) return []
-      let usable = rows
-      // a row past the limit tells a last transaction that ends at the limit (handed out) from one that goes on
-      if (rows.length > CHANGE_READ_LIMIT) {
-        // never hand out part of a transaction: drop the last one, or read the only one whole
-        const lastXid = rows[rows.length - 1]!.xid
-        usable = rows.filter(r => r.xid !== lastXid)
-        if (usable.length === 0) {
-          usable = (await client.query<{ xid: string, key: string, origin: string | null }>(
-            'SELECT xid::text AS xid, key, origin FROM converge.changes WHERE tbl = $1 AND xid = $2::text::xid8 ORDER BY seq', [this.table.tag, lastXid])).rows
-        }
+    const logged = await this.inTransaction(async client => {
+      const { rows } = await client.query<{ xid: string, n: number, lo: string | null, hi: string | null, unnamed: boolean }>(
+        // (ordered by the column, not by the text it is sent as: '100000' sorts before '99999')
+        `SELECT c.xid::text AS xid, count(*)::int AS n, min(c.origin) AS lo, max(c.origin) AS hi, bool_or(c.origin IS NULL) AS unnamed FROM converge.changes c
+          WHERE c.tbl = $1 AND c.xid > $2::text::xid8 AND c.xid < pg_snapshot_xmin(pg_current_snapshot())
+          GROUP BY c.xid ORDER BY c.xid LIMIT $3`, [this.table.tag, String(since), CHANGE_READ_LIMIT])
+      // whole transactions up to CHANGE_READ_LIMIT keys; the first one whole whatever its size
+      const picked: Array<{ seq: number, origin: string | undefined, skip: boolean }> = []
+      let keys = 0
+      for (const r of rows) {
+        if (picked.length > 0 && keys + r.n > CHANGE_READ_LIMIT) break
+        keys += r.n
+        // one writer named throughout, or none (a transaction that changed its origin midway is nobody's own)
+        const origin = !r.unnamed && r.lo === r.hi && r.lo !== null ? r.lo : undefined
+        const seq = Number(r.xid)
+        picked.push({ seq, origin, skip: origin === FIX_ORIGIN && taken !== undefined && taken(seq) })
       }
-      return usable
-    })
-    if (usable.length === 0) return []
-    // the agent's own fixes its index already took in as written: delivered without reading their rows back
-    const skipped = new Set<string>()
-    if (taken !== undefined) {
-      // transactions written by the agent alone
-      const own = new Set(usable.map(r => r.xid))
-      for (const r of usable) if (r.origin !== FIX_ORIGIN) own.delete(r.xid)
-      for (const xid of own) if (taken(Number(xid))) skipped.add(xid)
-    }
-    // jsonb arrives as text (see typeParsers)
-    const keyBytes = usable.map(r => skipped.has(r.xid) ? undefined : this.codec.encodeKey(JSON.parse(r.key) as Row))
-    const current = await this.readNow(keyBytes.filter(k => k !== undefined))
-    const batches: ChangeBatch[] = []
-    let batch: ChangeBatch | undefined
-    const seen = new Set<string>()
-    usable.forEach((r, i) => {
-      const seq = Number(r.xid)
-      if (batch === undefined || batch.seq !== seq) {
-        batch = { seq, changes: [], origin: r.origin ?? undefined }
-        batches.push(batch)
-        seen.clear()
+      const wanted = picked.filter(t => !t.skip).map(t => String(t.seq))
+      const keysOf = new Map<number, Row[]>()
+      if (wanted.length > 0) {
+        // jsonb arrives as text (see typeParsers)
+        const { rows: lists } = await client.query<{ xid: string, keys: string }>(
+          `SELECT c.xid::text AS xid, json_agg(c.key ORDER BY c.seq)::text AS keys FROM converge.changes c
+            WHERE c.tbl = $1 AND c.xid = ANY ($2::text[]::xid8[]) GROUP BY c.xid`, [this.table.tag, wanted])
+        for (const l of lists) keysOf.set(Number(l.xid), JSON.parse(l.keys) as Row[])
       }
-      if (skipped.has(r.xid)) return
-      const id = hex(keyBytes[i]!)
-      if (seen.has(id)) return
-      seen.add(id)
-      const change: RowChange = { key: keyBytes[i]!, row: current.get(id) ?? null }
-      batch.changes.push(change)
+      return picked.map(t => ({ ...t, keys: t.skip ? [] : keysOf.get(t.seq) ?? [] }))
     })
-    return batches
+    if (logged.length === 0) return []
+    // each key of a transaction once
+    const batches = logged.map(t => {
+      const seen = new Set<string>()
+      const keys: Uint8Array[] = []
+      for (const k of t.keys) {
+        const key = this.codec.encodeKey(k)
+        const id = hex(key)
+        if (seen.has(id)) continue
+        seen.add(id)
+        keys.push(key)
+      }
+      return { seq: t.seq, origin: t.origin, keys }
+    })
+    const current = await this.readNow(batches.flatMap(b => b.keys))
+    return batches.map(b => ({
+      seq: b.seq,
+      changes: b.keys.map(key => ({ key, row: current.get(hex(key)) ?? null })),
+      ...(b.origin === undefined ? {} : { origin: b.origin })
+    }))
   }
 
   /**

@@ -351,6 +351,21 @@ describe('PostgreSQL store (real server)', () => {
     expect(new Set(got.map(b => b.seq)).size).toBe(4)
   }, 60_000)
 
+  it('hands out transactions in xid order, not in the order of their ids as text (9 before 10), and one origin only when all its keys agree', async () => {
+    await store.apply({ upserts: rows([1, 2, 3]), deletes: [] })
+    // log rows as transactions 9 and 10 would have left them (written straight into the log: real ids are far past these)
+    await sql(db.url, `INSERT INTO converge.changes (tbl, xid, key, origin) VALUES
+      ('public.orders', '10', '{"order_id": 2}', 'converge'), ('public.orders', '10', '{"order_id": 3}', 'drift'),
+      ('public.orders', '9', '{"order_id": 1}', 'converge'), ('public.orders', '9', '{"order_id": 4}', 'converge')`)
+    const got = await collect(store, 8, g => g.length >= 2)
+    expect(got.slice(0, 2).map(b => b.seq)).toEqual([9, 10])
+    expect(got[0]!.changes.map(c => [hex(c.key), hex(c.row)])).toEqual([[hex(key(1)), hex(rows([1])[0])], [hex(key(4)), null]])
+    expect(got[0]!.origin).toBe('converge')
+    // written under two origins: the agent's own fix alone is never mixed with another writer's rows
+    expect(got[1]!.origin).toBeUndefined()
+    expect(got[1]!.changes.map(c => hex(c.key))).toEqual([hex(key(2)), hex(key(3))])
+  })
+
   it('reads, writes and follows rows whose keys are awkward for SQL and for array literals', async () => {
     const awkward = ['', ' ', 'NULL', '"', '\\', '\\"', "'", '{', '}', ',', '$', '$k$', '$k', 'a$', '$k0$', 'tab\there', 'new\nline', '\\N', 'é 東京 🚀', ');DROP TABLE x;--']
     const keyed = new RowCodec({ version: 1, columns: [{ name: 'k', type: 'string' }, { name: 'at', type: 'timestamp' }, { name: 'n', type: 'integer' }, { name: 'v', type: 'string' }], primaryKey: ['k', 'at', 'n'], ignoreColumns: [] })
