@@ -420,7 +420,7 @@ export class DatasetReplica {
     if (suspects === undefined) return false
     let asked: ClientSyncOutcome
     try {
-      asked = await this.exchange(session, report, { suspects })
+      asked = await this.exchange(session, report, { suspects, whole: outcome => this.isWhole(outcome) })
     } catch (err) {
       if (session.signal.aborted || err instanceof ShapeOfferedError || incompatibility(err) !== undefined) throw err
       // the source could not answer by key (a key its store cannot hold, a source that predates asking by key):
@@ -429,14 +429,18 @@ export class DatasetReplica {
       session.log.warn({ err: (err as Error).message, code: (err as { code?: string }).code, keys: suspects.length }, 'asking the source by key failed; narrowing instead')
       return false
     }
-    const { opened, result } = asked
     this.index.suspects.answered(suspects)
-    const root = this.index.tree.root
-    const shift = result.rootShift ?? { count: 0, sum: 0n }
-    const whole = root.count + shift.count === opened.count && ((root.sum + shift.sum) & U64_MASK) === bytesToU64(opened.sum)
-    if (!whole) return false
+    if (!this.isWhole(asked)) return false
+    const { result } = asked
     if (result.missing + result.changed + result.extra > 0) await this.repair(session, report, result)
     return true
+  }
+
+  /** Whether an answer by key is the whole difference: applied here, it would bring this root to the one the source opened with. */
+  private isWhole ({ opened, result }: ClientSyncOutcome): boolean {
+    const root = this.index.tree.root
+    const shift = result.rootShift ?? { count: 0, sum: 0n }
+    return root.count + shift.count === opened.count && ((root.sum + shift.sum) & U64_MASK) === bytesToU64(opened.sum)
   }
 
   /**
@@ -464,7 +468,11 @@ export class DatasetReplica {
   }
 
   /** Runs one exchange with the SoT and counts it; also remembers the SoT's root when the exchange started there. */
-  private async exchange (session: Session, report: SyncReport, options: { at?: NodeRef, surveyLevel?: number, suspects?: readonly Suspect[] }): Promise<ClientSyncOutcome> {
+  private async exchange (session: Session, report: SyncReport, options: {
+    at?: NodeRef, surveyLevel?: number, suspects?: readonly Suspect[]
+    /** With suspects: whether the answer is the whole difference (see askSuspects). */
+    whole?: (outcome: ClientSyncOutcome) => boolean
+  }): Promise<ClientSyncOutcome> {
     const { signal } = session
     const t0 = performance.now()
     let tOpen = t0
@@ -500,11 +508,14 @@ export class DatasetReplica {
       this.sotRoot = { count: opened.count, sum: bytesToU64(opened.sum), seenAt: Date.now() }
     }
     await this.host.setClock(merge(this.host.clock(), opened.clock))
+    const found = result.upserts.length + result.deletes.length > 0
+    // an answer by key that is not the whole difference is not what the sync found: the narrowing after it says that
+    const message = options.surveyLevel !== undefined ? 'partition survey done' : !found ? 'sync found no drift' : options.suspects !== undefined && !options.whole!(outcome) ? 'asked by key: not the whole difference, narrowing' : 'sync found drift'
     session.log.info({
       ...(options.surveyLevel === undefined ? { missing: result.missing, changed: result.changed, extra: result.extra, unresolved: result.unresolved } : { drifted: result.diverged.length }),
       ...(options.suspects === undefined ? {} : { byKey: options.suspects.length }),
       roundTrips: stats.roundTrips, bytes: stats.bytesSent + stats.bytesReceived, dialMs: Math.round(tOpen - t0), exchangeMs: Math.round(performance.now() - tOpen)
-    }, options.surveyLevel !== undefined ? 'partition survey done' : result.upserts.length + result.deletes.length === 0 ? 'sync found no drift' : 'sync found drift')
+    }, message)
     if ((result.inconsistent ?? 0) > 0) session.log.warn({ inconsistent: result.inconsistent }, 'the source\'s answers contradict each other (a source that lies, or changed mid-exchange): nothing taken from those nodes')
     return outcome
   }
