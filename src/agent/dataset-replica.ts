@@ -420,7 +420,7 @@ export class DatasetReplica {
     if (suspects === undefined) return false
     let asked: ClientSyncOutcome
     try {
-      asked = await this.exchange(session, report, { suspects, whole: outcome => this.isWhole(outcome) })
+      asked = await this.exchange(session, report, { suspects })
     } catch (err) {
       if (session.signal.aborted || err instanceof ShapeOfferedError || incompatibility(err) !== undefined) throw err
       // the source could not answer by key (a key its store cannot hold, a source that predates asking by key):
@@ -468,11 +468,7 @@ export class DatasetReplica {
   }
 
   /** Runs one exchange with the SoT and counts it; also remembers the SoT's root when the exchange started there. */
-  private async exchange (session: Session, report: SyncReport, options: {
-    at?: NodeRef, surveyLevel?: number, suspects?: readonly Suspect[]
-    /** With suspects: whether the answer is the whole difference (see askSuspects). */
-    whole?: (outcome: ClientSyncOutcome) => boolean
-  }): Promise<ClientSyncOutcome> {
+  private async exchange (session: Session, report: SyncReport, options: { at?: NodeRef, surveyLevel?: number, suspects?: readonly Suspect[] }): Promise<ClientSyncOutcome> {
     const { signal } = session
     const t0 = performance.now()
     let tOpen = t0
@@ -510,7 +506,7 @@ export class DatasetReplica {
     await this.host.setClock(merge(this.host.clock(), opened.clock))
     const found = result.upserts.length + result.deletes.length > 0
     // an answer by key that is not the whole difference is not what the sync found: the narrowing after it says that
-    const message = options.surveyLevel !== undefined ? 'partition survey done' : !found ? 'sync found no drift' : options.suspects !== undefined && !options.whole!(outcome) ? 'asked by key: not the whole difference, narrowing' : 'sync found drift'
+    const message = options.surveyLevel !== undefined ? 'partition survey done' : !found ? 'sync found no drift' : options.suspects !== undefined && !this.isWhole(outcome) ? 'asked by key: not the whole difference, narrowing' : 'sync found drift'
     session.log.info({
       ...(options.surveyLevel === undefined ? { missing: result.missing, changed: result.changed, extra: result.extra, unresolved: result.unresolved } : { drifted: result.diverged.length }),
       ...(options.suspects === undefined ? {} : { byKey: options.suspects.length }),

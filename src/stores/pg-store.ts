@@ -179,6 +179,7 @@ export class PgStore implements ReplicaStore {
   }
 
   async open (): Promise<void> {
+    // idle connections are kept (at most 4): a sync after a quiet hour should not wait for new backends
     this.pool = new pg.Pool({ connectionString: this.init.connectionString, max: 4, idleTimeoutMillis: 0, types: typeParsers })
     this.pool.on('error', () => undefined) // an idle client's error: the next query reconnects
     // a client's connection can fail while no one listens: between statements of a checked-out client, or
@@ -490,9 +491,8 @@ export class PgStore implements ReplicaStore {
    * with its rows as they are now. The log is read per transaction: first
    * how many keys each has and who wrote it (one protocol row each), then the
    * keys of those whose rows are wanted, as one JSON array per transaction
-   * (a protocol row per key cost the client more than reading the rows
-   * themselves). The agent's own fixes its index already took in are
-   * delivered without reading their keys or rows.
+   * rather than a protocol row per key. The agent's own fixes its index
+   * already took in are delivered without reading their keys or rows.
    */
   private async readChanges (since: number, taken?: (seq: number) => boolean): Promise<ChangeBatch[]> {
     // the log first, then the rows as they are now (after it: every change it lists is in them)
