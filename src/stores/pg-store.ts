@@ -34,7 +34,7 @@ import type { ColumnType, DatasetSchema } from '../digest/schema.ts'
 import { CopyRows, decodeFields, fieldDecoder } from './pg-copy.ts'
 import { canonicalLineEncoder } from './pg-copy-canonical.ts'
 import { arrayLiteral, dollarQuoted, pgText } from './pg-literals.ts'
-import { FIX_ORIGIN, type ApplyRequest, type ApplyResult, type ChangeBatch, type ChangesOptions, type ReplicaStore, type RowChange, type StoredRow } from './replica-store.ts'
+import { FIX_ORIGIN, type ApplyRequest, type ApplyResult, type ChangeBatch, type ChangesOptions, type ReplicaStore, type StoredRow } from './replica-store.ts'
 
 export interface PgStoreInit {
   /** e.g. postgres://postgres@127.0.0.1:5432/shop */
@@ -526,26 +526,24 @@ export class PgStore implements ReplicaStore {
             WHERE c.tbl = $1 AND c.xid = ANY ($2::text[]::xid8[]) GROUP BY c.xid`, [this.table.tag, wanted])
         for (const l of lists) keysOf.set(Number(l.xid), JSON.parse(l.keys) as Row[])
       }
-      return picked.map(t => ({ ...t, keys: t.skip ? [] : keysOf.get(t.seq) ?? [] }))
+      // (a skipped transaction's keys were not read)
+      return picked.map(t => ({ ...t, keys: keysOf.get(t.seq) ?? [] }))
     })
     if (logged.length === 0) return []
-    // each key of a transaction once
+    // each key of a transaction once, by its hex id (also what readNow files rows under)
     const batches = logged.map(t => {
-      const seen = new Set<string>()
-      const keys: Uint8Array[] = []
+      const keys = new Map<string, Uint8Array>()
       for (const k of t.keys) {
         const key = this.codec.encodeKey(k)
         const id = hex(key)
-        if (seen.has(id)) continue
-        seen.add(id)
-        keys.push(key)
+        if (!keys.has(id)) keys.set(id, key)
       }
       return { seq: t.seq, origin: t.origin, keys }
     })
-    const current = await this.readNow(batches.flatMap(b => b.keys))
+    const current = await this.readNow(batches.flatMap(b => [...b.keys.values()]))
     return batches.map(b => ({
       seq: b.seq,
-      changes: b.keys.map(key => ({ key, row: current.get(hex(key)) ?? null })),
+      changes: [...b.keys].map(([id, key]) => ({ key, row: current.get(id) ?? null })),
       ...(b.origin === undefined ? {} : { origin: b.origin })
     }))
   }

@@ -21,6 +21,12 @@ const rows = (ids: number[], rev = 0): Uint8Array[] => ids.map(id => codec.encod
 const key = (id: number): Uint8Array => codec.encodeKey({ order_id: id })
 const range = (from: number, to: number): number[] => Array.from({ length: to - from }, (_, i) => from + i)
 
+/** Waits (up to 5 s) until the recorded feed has delivered the batch of `seq`. */
+async function untilDelivered (seen: readonly ChangeBatch[], seq: number): Promise<void> {
+  const deadline = Date.now() + 5000
+  while (!seen.some(b => b.seq === seq) && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 10))
+}
+
 /** The real store, its feed's batches recorded and, while `hold` says so, held back before the index gets them. */
 function recorded (store: PgStore, seen: ChangeBatch[], hold: (b: ChangeBatch) => Promise<void>): ReplicaStore {
   return withFeed(store, async function * (source) {
@@ -137,8 +143,7 @@ describe('writes the index took in as written (real PostgreSQL)', () => {
     const fix = { upserts: rows(range(300, 400), 3), upsertKeys: range(300, 400).map(key), deletes: range(400, 410).map(key) }
     const { seq } = await store.apply({ ...fix, origin: FIX_ORIGIN, beforeCommit: s => { live.willTake(s) } })
     // the feed hears of the commit at once and reads it, without its rows: it must not pass the seq before the fix is in
-    const deadline = Date.now() + 5000
-    while (!seen.some(b => b.seq === seq) && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 10))
+    await untilDelivered(seen, seq)
     expect(seen.find(b => b.seq === seq)?.changes).toEqual([])
     await new Promise(resolve => setTimeout(resolve, 100))
     expect(live.appliedSeq).toBeLessThan(seq)
@@ -155,8 +160,7 @@ describe('writes the index took in as written (real PostgreSQL)', () => {
     const live = index
     const fix = { upserts: rows(range(500, 520), 4), upsertKeys: range(500, 520).map(key), deletes: [] }
     const { seq } = await store.apply({ ...fix, origin: FIX_ORIGIN, beforeCommit: s => { live.willTake(s) } })
-    const deadline = Date.now() + 5000
-    while (!seen.some(b => b.seq === seq) && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 10))
+    await untilDelivered(seen, seq)
     live.abandonTake(seq)
     await live.catchUp()
     // first without rows, then read again with them
