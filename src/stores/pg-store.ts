@@ -20,7 +20,7 @@
  * reconnect loses nothing: the log is a table).
  *
  * The feed reads whole transactions in xid order, and only those older than
- * every transaction still running (xid < xmin of the current snapshot), so a
+ * every transaction still running in the database (HORIZON), so a
  * transaction that commits late can never be skipped: a change's position is
  * its transaction id. Rows are re-read when the feed delivers a change, so a
  * batch carries the row as it is now (or null when gone).
@@ -48,13 +48,36 @@ export interface PgStoreInit {
 
 /**
  * A notified change is read only once its transaction is older than every
- * transaction still running on the server (see readChanges), which a long
- * transaction elsewhere on the same server (another database's bulk write)
- * can delay by seconds; no second notification comes when it ends. So after
- * a notification the feed looks again after this long, doubling up to the
- * poll interval, instead of sleeping a whole poll interval.
+ * transaction still running in its database (see HORIZON), which a long
+ * write transaction in the same database can delay by seconds; no second
+ * notification comes when it ends. So after a notification the feed looks
+ * again after this long, doubling up to the poll interval, instead of
+ * sleeping a whole poll interval.
  */
 const NOTIFIED_RETRY_MS = 25
+/**
+ * The feed's horizon, as an xid8 expression: every transaction below it has
+ * ended, or belongs to another database. It is the oldest transaction of
+ * the current snapshot still running, leaving out those that
+ * pg_stat_activity shows working in another database (a transaction never
+ * changes database, so it cannot write this database's log), and the
+ * snapshot's xmax when none is left. pg_snapshot_xmin alone would be
+ * server-wide: one long write in another database on the same server (a
+ * bulk load, another application's batch job) held every feed here back
+ * until it ended, and lastSeq() stayed behind writes that had committed.
+ *
+ * The activity is read after the snapshot is taken, so a transaction that
+ * ended in between is not listed and holds the horizon (for this read
+ * only). So do prepared transactions, backends without a database and any
+ * transaction whose backend_xid the role cannot see: when in doubt, wait.
+ * Both sides are compared on the low 32 bits (backend_xid is a 32-bit xid;
+ * running transactions are within 2^31 of each other, so this is exact).
+ */
+const HORIZON = `(SELECT coalesce(
+    (SELECT min(x) FROM pg_snapshot_xip(s) x WHERE (x::text::numeric % 4294967296) NOT IN (
+      SELECT a.backend_xid::text::numeric FROM pg_stat_activity a
+        WHERE a.backend_xid IS NOT NULL AND a.datid IS NOT NULL AND a.datid <> (SELECT oid FROM pg_database WHERE datname = current_database()))),
+    pg_snapshot_xmax(s)) FROM pg_current_snapshot() s)`
 /** Rows of the change log read per query. */
 const CHANGE_READ_LIMIT = 10_000
 /** Rows per write statement in apply. */
@@ -320,7 +343,7 @@ export class PgStore implements ReplicaStore {
   async lastSeq (): Promise<number> {
     const { rows } = await this.db().query<{ seq: string }>(
       `SELECT greatest(
-          (SELECT max(xid) FROM converge.changes WHERE tbl = $1 AND xid < pg_snapshot_xmin(pg_current_snapshot())),
+          (SELECT max(xid) FROM converge.changes WHERE tbl = $1 AND xid < ${HORIZON}),
           (SELECT trimmed FROM converge.stores WHERE tbl = $1))::text AS seq`, [this.table.tag])
     return Number(rows[0]?.seq ?? 0)
   }
@@ -502,9 +525,9 @@ export class PgStore implements ReplicaStore {
         // of the first CHANGE_READ_LIMIT keys are counted: aggregating all of a long backlog on every read made
         // catching up on it quadratic (163 ms a read for a backlog of a million keys; 6 ms bounded)
         `SELECT c.xid::text AS xid, count(*)::int AS n, min(c.origin) AS lo, max(c.origin) AS hi, bool_or(c.origin IS NULL) AS unnamed FROM converge.changes c
-          WHERE c.tbl = $1 AND c.xid > $2::text::xid8 AND c.xid < pg_snapshot_xmin(pg_current_snapshot())
+          WHERE c.tbl = $1 AND c.xid > $2::text::xid8 AND c.xid < ${HORIZON}
             AND c.xid <= (SELECT max(h.xid) FROM (SELECT x.xid FROM converge.changes x
-              WHERE x.tbl = $1 AND x.xid > $2::text::xid8 AND x.xid < pg_snapshot_xmin(pg_current_snapshot()) ORDER BY x.xid LIMIT $3) h)
+              WHERE x.tbl = $1 AND x.xid > $2::text::xid8 AND x.xid < ${HORIZON} ORDER BY x.xid LIMIT $3) h)
           GROUP BY c.xid ORDER BY c.xid`, [this.table.tag, String(since), CHANGE_READ_LIMIT])
       // whole transactions up to CHANGE_READ_LIMIT keys; the first one whole whatever its size
       const picked: Array<{ seq: number, origin: string | undefined, skip: boolean }> = []

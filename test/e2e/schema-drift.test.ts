@@ -55,7 +55,7 @@ describe('schema drift between a replica and its source of truth', () => {
     const sot = await start('sot', ORDERS_SCHEMA)
     const b = await start('b', local, [{ region: 'sot', address: sot.listenAddresses[0]! }], { renames: { client: 'customer' } })
     const replica = b.datasets.get('orders')!
-    await waitFor('the replica to agree with the source on the common columns', () => replica.state === 'in-sync', 30_000)
+    await waitFor('the replica to agree with the source on the common columns', () => replica.state === 'in-sync', 30_000, 50, () => ({ replica: replica.status(), breakers: b.breakers.notClosed() }))
     const status = replica.status() as { schema: { comparison: { columns: string[] } | null, quarantine: unknown } }
     expect(status.schema.comparison?.columns).toContain('customer')
     expect(status.schema.comparison?.columns).not.toContain('local_tag')
@@ -84,7 +84,7 @@ describe('schema drift between a replica and its source of truth', () => {
     const sot = await start('sot', ORDERS_SCHEMA)
     const b = await start('b', local, [{ region: 'sot', address: sot.listenAddresses[0]! }])
     const replica = b.datasets.get('orders')!
-    await waitFor('the quarantine', () => replica.state === 'quarantined', 30_000)
+    await waitFor('the quarantine', () => replica.state === 'quarantined', 30_000, 50, () => replica.status())
     await new Promise(resolve => setTimeout(resolve, 1000))
     expect(replica.state).toBe('quarantined')
     expect(replica.counters.fixes).toBe(0)
@@ -104,7 +104,7 @@ describe('schema drift between a replica and its source of truth', () => {
     const config = agentConfig(scope.dir, 'sot', [], ['sot'], { listen: [address.replace(/\/p2p\/.*$/, '')] })
     Object.assign(config.datasets[0]!, { schema: local, store: { kind: 'level', path: join(scope.dir, 'sot-migrated') } })
     scope.agents.push(await startAgent(config))
-    await waitFor('the quarantine to lift and the replica to converge', () => replica.state === 'in-sync', 30_000)
+    await waitFor('the quarantine to lift and the replica to converge', () => replica.state === 'in-sync', 30_000, 50, () => ({ replica: replica.status(), breakers: b.breakers.notClosed() }))
     expect(replica.counters.rowsUpserted).toBe(100)
     const after = []
     for await (const e of b.audit.read()) after.push(e)

@@ -5,7 +5,8 @@ import { join } from 'node:path'
 import { Agent } from '../../src/agent/agent.ts'
 import { parseConfig } from '../../src/config/load.ts'
 import type { ConfigInput } from '../../src/config/schema.ts'
-import { silentLogger } from '../../src/observability/logger.ts'
+import { createWriteStream } from 'node:fs'
+import { createLogger, silentLogger, type Logger } from '../../src/observability/logger.ts'
 import { LevelStore } from '../../src/stores/level-store.ts'
 import type { ReplicaStore } from '../../src/stores/replica-store.ts'
 import { ORDERS_SCHEMA, ordersCodec } from '../../cluster/orders.ts'
@@ -36,16 +37,27 @@ export function agentConfig (root: string, region: string, peers: Array<{ region
   }
 }
 
+/**
+ * Agents in tests are silent; CONVERGE_TEST_LOG=DIR appends each one's debug
+ * log to DIR/<region>.log, to read after a failure that only shows under load.
+ */
+function testLogger (region: string): Logger {
+  const dir = process.env.CONVERGE_TEST_LOG
+  if (dir === undefined || dir === '') return silentLogger
+  return createLogger({ level: 'debug', region, destination: createWriteStream(join(dir, `${region}.log`), { flags: 'a' }) })
+}
+
 export async function startAgent (config: ConfigInput): Promise<Agent> {
-  const agent = new Agent({ config: parseConfig(config), logger: silentLogger })
+  const agent = new Agent({ config: parseConfig(config), logger: testLogger(config.region) })
   await agent.start()
   return agent
 }
 
-export async function waitFor (what: string, check: () => boolean | Promise<boolean>, timeoutMs = 60_000, everyMs = 50): Promise<void> {
+/** Polls `check` until it holds; on timeout the error says what was awaited and, with `detail`, what was seen instead. */
+export async function waitFor (what: string, check: () => boolean | Promise<boolean>, timeoutMs = 60_000, everyMs = 50, detail?: () => unknown): Promise<void> {
   const deadline = Date.now() + timeoutMs
   while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${detail === undefined ? '' : `; seen: ${JSON.stringify(detail(), (_, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))}`}`)
     await new Promise(resolve => setTimeout(resolve, everyMs))
   }
 }

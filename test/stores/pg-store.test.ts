@@ -142,6 +142,33 @@ describe('PostgreSQL store (real server)', () => {
     }
   }, 30_000)
 
+  it('is not held back by a write transaction open in another database on the same server: lastSeq and the feed reach a commit made meanwhile', async () => {
+    const other = await createDatabase()
+    const holder = new pg.Client({ connectionString: other.url }); await holder.connect()
+    try {
+      const since = await store.lastSeq()
+      // older than the apply below, and running until the end: pg_snapshot_xmin stays below the apply throughout
+      await holder.query('BEGIN'); await holder.query('CREATE TABLE t (a int)'); await holder.query('SELECT pg_current_xact_id()')
+      const { seq } = await store.apply({ upserts: rows([7]), deletes: [] })
+      expect(await store.lastSeq(), 'lastSeq covers the commit').toBeGreaterThanOrEqual(seq)
+      const got = await collect(store, since, g => g.some(b => b.seq >= seq))
+      expect(got.flatMap(g => g.changes.map(c => codec.decodeKey(c.key).order_id))).toEqual([7])
+      // the same kind of transaction in this database does hold it (it may yet write the table)
+      const near = new pg.Client({ connectionString: db.url }); await near.connect()
+      try {
+        await near.query('BEGIN'); await near.query('CREATE TABLE t (a int)'); await near.query('SELECT pg_current_xact_id()')
+        const later = await store.apply({ upserts: rows([8]), deletes: [] })
+        expect(await store.lastSeq(), 'held below the open transaction of this database').toBeLessThan(later.seq)
+        await near.query('ROLLBACK')
+        expect(await store.lastSeq()).toBeGreaterThanOrEqual(later.seq)
+      } finally { await near.end() }
+    } finally {
+      await holder.query('ROLLBACK').catch(() => undefined)
+      await holder.end()
+      await other.drop()
+    }
+  }, 30_000)
+
   it('after a notification that found its transaction not yet readable, looks again soon instead of a whole poll interval', async () => {
     // a poll interval far longer than the test: only the notification's retries can deliver the change in time
     const slow = new PgStore({ connectionString: db.url, table: 'public.orders', codec, pollMs: 60_000 })
@@ -150,7 +177,7 @@ describe('PostgreSQL store (real server)', () => {
     const holder = new pg.Client({ connectionString: db.url }); await holder.connect()
     const controller = new AbortController()
     try {
-      // an older transaction holds the server's xmin back (as a bulk write in another database does)
+      // an older write transaction of the same database holds the feed back (it may yet write the table)
       await holder.query('BEGIN'); await holder.query('SELECT pg_current_xact_id()')
       const feed = slow.changes({ since, signal: controller.signal })[Symbol.asyncIterator]()
       const first = feed.next()
