@@ -10,7 +10,7 @@ describe('scenario: partition-heal (quick)', () => {
     // behind the partition it lost its source of truth
     expect(cut.observed.statesDuringCut).toContain('no-source')
     expect(cut.observed.inSyncAfterHealMs).not.toBeNull()
-    // drift landed 1 s after t0, the cut held until 3.5 s: eu-west's repair waited for the heal, ap-south's did not
+    // drift landed 1 s after t0, the cut held until 5.5 s: eu-west's repair waited for the heal, ap-south's did not
     const eu = report.regions['eu-west']!
     const ap = report.regions['ap-south']!
     expect(eu.remediateMs!.max).toBeGreaterThanOrEqual(2000)
