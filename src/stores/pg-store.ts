@@ -557,7 +557,7 @@ export class PgStore implements ReplicaStore {
     const batches = logged.map(t => {
       const keys = new Map<string, Uint8Array>()
       for (const k of t.keys) {
-        const key = this.codec.encodeKey(k)
+        const key = this.codec.encodeKey(this.keyFromLog(k))
         const id = hex(key)
         if (!keys.has(id)) keys.set(id, key)
       }
@@ -569,6 +569,19 @@ export class PgStore implements ReplicaStore {
       changes: [...b.keys].map(([id, key]) => ({ key, row: current.get(id) ?? null })),
       ...(b.origin === undefined ? {} : { origin: b.origin })
     }))
+  }
+
+  /**
+   * A key as the capture logged it, as encodeKey takes it: JSON has no bytes,
+   * so bytea key columns are logged as '\x…' hex text (keyJsonExpr) and
+   * turned back into bytes here.
+   */
+  private keyFromLog (logged: Row): Row {
+    for (const c of this.keyColumns) {
+      const v = logged[c.name]
+      if (c.type === 'bytes' && typeof v === 'string' && v.startsWith('\\x')) logged[c.name] = new Uint8Array(Buffer.from(v.slice(2), 'hex'))
+    }
+    return logged
   }
 
   /**

@@ -399,9 +399,13 @@ describe('PostgreSQL store (real server)', () => {
     await sql(db.url, 'CREATE TABLE public.awkward (k text, at timestamptz, n bigint, v text NOT NULL, PRIMARY KEY (k, at, n))')
     const single = new RowCodec({ version: 1, columns: [{ name: 'k', type: 'string' }, { name: 'v', type: 'string' }], primaryKey: ['k'], ignoreColumns: [] })
     await sql(db.url, 'CREATE TABLE public.awkward_single (k text PRIMARY KEY, v text NOT NULL)')
+    // bytea keys: the capture logs them as '\\x…' text in the key's JSON, which the feed must turn back into bytes
+    const bytesKeyed = new RowCodec({ version: 1, columns: [{ name: 'k', type: 'bytes' }, { name: 'd', type: 'decimal' }, { name: 'v', type: 'string' }], primaryKey: ['k', 'd'], ignoreColumns: [] })
+    await sql(db.url, 'CREATE TABLE public.awkward_bytes (k bytea, d numeric, v text NOT NULL, PRIMARY KEY (k, d))')
     for (const [table, c, row] of [
       ['public.awkward', keyed, (k: string, i: number, v: string) => ({ k, at: Date.UTC(2026, 0, 1) + i, n: 2n ** 62n + BigInt(i), v })],
-      ['public.awkward_single', single, (k: string, _i: number, v: string) => ({ k, v })]
+      ['public.awkward_single', single, (k: string, _i: number, v: string) => ({ k, v })],
+      ['public.awkward_bytes', bytesKeyed, (k: string, i: number, v: string) => ({ k: new Uint8Array(Buffer.from(k)), d: `${i}.5`, v })]
     ] as const) {
       const awkwardStore = new PgStore({ connectionString: db.url, table, codec: c, pollMs: 200 })
       await awkwardStore.open()
