@@ -213,6 +213,10 @@ export class DatasetReplica {
       this.liftedFrom = agreement.reasons
       this.agreement = { kind: 'same' }
       this.sotRoot = undefined
+    } else if (agreement.kind === 'shape' && s !== undefined && agreement.sourceFp === undefined) {
+      // agreed in an exchange before the source's first summary came: that summary names the schema agreed with
+      // (had it changed meanwhile, the next exchange would be offered another shape)
+      this.agreement = { ...agreement, sourceFp: s.fp }
     } else if (agreement.kind === 'shape' && s !== undefined && s.fp !== agreement.sourceFp) {
       this.agreement = { kind: 'same' }
       this.sotRoot = undefined

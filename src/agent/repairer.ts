@@ -52,10 +52,17 @@ export interface RepairOutcome {
   indexed: boolean
 }
 
+/** The codec and store fixes are written through: the dataset's own, or a comparison view while the schemas differ. */
+export interface RepairView { codec: RowCodec, store: ReplicaStore, index?: Pick<DigestIndex, 'takeApplied' | 'willTake' | 'abandonTake'> }
+
 export interface RepairerInit {
   config: DatasetConfig
-  /** The codec and store fixes are written through: the dataset's own, or a comparison view while the schemas differ. */
-  view: () => { codec: RowCodec, store: ReplicaStore, index?: Pick<DigestIndex, 'takeApplied' | 'willTake' | 'abandonTake'> }
+  /**
+   * The view fixes go through now. A difference is decided and applied
+   * through the view it was read under, even if the agreement on schemas
+   * changes meanwhile: its rows are encoded for that view.
+   */
+  view: () => RepairView
   /** Rows per second repairs may write into this store. */
   budget: RowBudget
   state: StateDb
@@ -100,9 +107,10 @@ export class Repairer {
   /**
    * Fixes whose write failed and whose outcome could not be read then (the
    * store was gone): their intents have neither commit nor abort. Settled
-   * before this dataset's next write, or as soon as the store answers.
+   * before this dataset's next write, or as soon as the store answers,
+   * through the view they were written through (their rows are its rows).
    */
-  private readonly leftovers = new Set<string>()
+  private readonly leftovers = new Map<string, RepairView>()
   lastDecision: LastDecision | undefined
 
   constructor (init: RepairerInit) {
@@ -124,12 +132,11 @@ export class Repairer {
    */
   async settleLeftovers (signal?: AbortSignal): Promise<number> {
     let settled = 0
-    for (const fixId of [...this.leftovers]) {
+    for (const [fixId, { codec, store }] of [...this.leftovers]) {
       signal?.throwIfAborted()
       await withFixLock(this.init.audit, fixId, async () => {
         const known = await this.init.audit.fixOf(fixId, { signal })
         if (known !== undefined && known.commit === undefined && known.abort === undefined) {
-          const { codec, store } = this.init.view()
           await settleFix({ audit: this.init.audit, store, codec, intent: known.intent, region: this.init.region, finish: true, reasons: LEFTOVER_REASONS, signal })
           settled++
         }
@@ -146,8 +153,9 @@ export class Repairer {
   /** Decides on one difference and carries the decision out. */
   async handle (diff: NarrowingResult, ctx: FixContext): Promise<RepairOutcome> {
     const { config } = this.init
-    const { codec } = this.init.view()
-    const rows = await this.driftRows(diff, ctx.signal)
+    const view = this.init.view()
+    const { codec } = view
+    const rows = await this.driftRows(diff, view, ctx.signal)
     const place = ctx.partition ?? ''
     const decision = decide({
       codec,
@@ -167,7 +175,7 @@ export class Repairer {
     if (decision.action === 'apply') {
       // the rows the policy saw are the fixes' before-images: no second read of them
       const seen = new Map(rows.map(r => [hexOf(r.key), r.local ?? null]))
-      Object.assign(outcome, await this.applyFixes(decision.fixes, { ...ctx, rule: config.rule, by: 'converge', seen }))
+      Object.assign(outcome, await this.applyFixes(decision.fixes, { ...ctx, rule: config.rule, by: 'converge', seen, view }))
     } else if (decision.action === 'review') {
       const upserts = decision.fixes.flatMap(f => f.upserts)
       const deletes = decision.fixes.flatMap(f => f.deletes)
@@ -201,10 +209,13 @@ export class Repairer {
     correlationId: string, sourceRegion: string, partition?: string, rule: string, by: string, reviewId?: string, signal?: AbortSignal, log: Logger
     /** This replica's rows by key (hex), as read just before the fixes were planned: their before-images. */
     seen?: ReadonlyMap<string, Uint8Array | null>
+    /** The view the fixes' rows are encoded for; the current one when not given. */
+    view?: RepairView
   }): Promise<{ fixIds: string[], rowsUpserted: number, rowsDeleted: number, indexed: boolean }> {
     const out = { fixIds: [] as string[], rowsUpserted: 0, rowsDeleted: 0, indexed: true }
+    const view = meta.view ?? this.init.view()
     if (fixes.length > 0) await this.settleLeftovers(meta.signal)
-    for (const fix of this.paced(fixes)) {
+    for (const fix of this.paced(fixes, view.codec)) {
       if (meta.signal?.aborted === true) break
       await this.init.budget.take(fix.upserts.length + fix.deletes.length, meta.signal)
       const clock = tick(this.init.clock(), this.init.region)
@@ -212,13 +223,12 @@ export class Repairer {
       const plan: FixPlan = {
         fixId: randomUUID(), correlationId: meta.correlationId, dataset: this.init.config.name, region: this.init.region, clock,
         sourceRegion: meta.sourceRegion, rule: meta.rule, by: meta.by, upserts: fix.upserts, deletes: fix.deletes, upsertKeys: fix.upsertKeys,
-        ...this.seenBefore(fix, meta.seen),
+        ...this.seenBefore(fix, meta.seen, view.codec),
         ...(meta.partition === undefined ? {} : { partition: meta.partition }), ...(meta.reviewId === undefined ? {} : { reviewId: meta.reviewId })
       }
       // said before the write: the write's own change event may find the replica level with its source already
       this.init.metrics?.fixing(this.init.config.name)
       let commit
-      const view = this.init.view()
       const index = view.index
       // told the write's seq before it commits, the index lets its feed skip reading the fix back (DigestIndex.willTake)
       let announced: number | undefined
@@ -228,7 +238,7 @@ export class Repairer {
       } catch (err) {
         if (announced !== undefined) index?.abandonTake(announced)
         // its intent may be left without an outcome (the store went away mid-write): settled once the store is back
-        this.leftovers.add(plan.fixId)
+        this.leftovers.set(plan.fixId, view)
         throw err
       }
       if (announced !== undefined && announced !== commit.storeSeq) index?.abandonTake(announced)
@@ -246,10 +256,10 @@ export class Repairer {
   }
 
   /** A fix's before-images from the rows seen while planning it, when every key of it was seen; else none (they are read). */
-  private seenBefore (fix: PlannedFix, seen: ReadonlyMap<string, Uint8Array | null> | undefined): { before?: Array<Uint8Array | null> } {
+  private seenBefore (fix: PlannedFix, seen: ReadonlyMap<string, Uint8Array | null> | undefined, codec: RowCodec): { before?: Array<Uint8Array | null> } {
     if (seen === undefined) return {}
     const before: Array<Uint8Array | null> = []
-    const keys = fix.upsertKeys?.length === fix.upserts.length ? [...fix.upsertKeys, ...fix.deletes] : fixKeys(fix, this.init.view().codec)
+    const keys = fix.upsertKeys?.length === fix.upserts.length ? [...fix.upsertKeys, ...fix.deletes] : fixKeys(fix, codec)
     for (const key of keys) {
       const row = seen.get(hexOf(key))
       if (row === undefined) return {}
@@ -259,10 +269,9 @@ export class Repairer {
   }
 
   /** With a rows-per-second budget, fixes are cut to at most one second's worth each, so writes come in an even stream. */
-  private paced (fixes: readonly PlannedFix[]): readonly PlannedFix[] {
+  private paced (fixes: readonly PlannedFix[], codec: RowCodec): readonly PlannedFix[] {
     const rate = this.init.budget.rate
     if (rate === 0 || fixes.every(f => f.upserts.length + f.deletes.length <= rate)) return fixes
-    const { codec } = this.init.view()
     return fixes.flatMap(f => { const keys = upsertKeysOf(f, codec); return splitFix(f.upserts.map((row, i) => ({ key: keys[i]!, row })), f.deletes, rate) })
   }
 
@@ -320,8 +329,7 @@ export class Repairer {
   }
 
   /** Each differing key with the SoT's row (if any) and this replica's (if any). */
-  private async driftRows (diff: NarrowingResult, signal?: AbortSignal): Promise<DriftRow[]> {
-    const { codec, store } = this.init.view()
+  private async driftRows (diff: NarrowingResult, { codec, store }: RepairView, signal?: AbortSignal): Promise<DriftRow[]> {
     // the narrowing knows each row's key from checking it; a difference from elsewhere may not say
     const upsertKeys = diff.upsertKeys?.length === diff.upserts.length ? diff.upsertKeys : diff.upserts.map(r => codec.keyOfEncodedRow(r))
     signal?.throwIfAborted()

@@ -5,7 +5,8 @@
  * next write, without waiting for a restart.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { Repairer } from '../../src/agent/repairer.ts'
+import { Repairer, type RepairView } from '../../src/agent/repairer.ts'
+import { RowCodec } from '../../src/digest/row-codec.ts'
 import { RowBudget } from '../../src/agent/resilience.ts'
 import { parseConfig } from '../../src/config/load.ts'
 import { silentLogger } from '../../src/observability/logger.ts'
@@ -59,11 +60,14 @@ describe('fixes left in flight by a failed write', () => {
   let s: StoreKit
   let repairer: Repairer
   let faults: Faults
+  /** The view the repairer writes through now (the agreement on schemas may change it). */
+  let current: RepairView
   beforeEach(async () => {
     kit = await openAudit()
     s = await openStore('level')
     const wrapped = faulty(s.store)
     faults = wrapped.faults
+    current = { codec, store: wrapped.store }
     const config = parseConfig({
       cluster: 't', region: 'b', dataDir: kit.dir, peers: [{ region: 'a', address: '/ip4/127.0.0.1/tcp/1/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN' }], datasets: [{ name: 'orders', schema: ORDERS_SCHEMA, store: { kind: 'level', path: kit.dir }, sourceOfTruth: ['a'] }]
     }).datasets[0]!
@@ -71,7 +75,7 @@ describe('fixes left in flight by a failed write', () => {
     await reviews.open()
     let clock = {}
     repairer = new Repairer({
-      config, view: () => ({ codec, store: wrapped.store }), budget: new RowBudget(0), state: kit.state, audit: kit.audit, reviews,
+      config, view: () => current, budget: new RowBudget(0), state: kit.state, audit: kit.audit, reviews,
       region: 'b', clock: () => clock, setClock: async c => { clock = c }
     })
     await repairer.open()
@@ -118,6 +122,19 @@ describe('fixes left in flight by a failed write', () => {
     expect(kinds).toEqual(['intent:old', 'commit:old', 'intent:new', 'commit:new'])
     expect(await rowsOf(s.store, [2, 3])).toEqual([hex(row(2, 2)), null])
     expect(repairer.leftoverCount).toBe(0)
+  })
+
+  it('are settled through the view they were written through, even once another one is current', async () => {
+    faults.lostAck = true
+    await expect(repairer.handle(diff([row(5, 1)]), ctx)).rejects.toThrow(/commit was acknowledged/)
+    faults.lostAck = false
+    faults.readsFail = false
+    // the agreement on schemas changed meanwhile: rows of this view would not even decode under the one now current
+    const wider = new RowCodec({ ...ORDERS_SCHEMA, columns: [...ORDERS_SCHEMA.columns, { name: 'local_tag', type: 'string', nullable: true }] })
+    current = { codec: wider, store: s.store }
+    expect(await repairer.settleLeftovers()).toBe(1)
+    expect((await entries(kit.audit)).map(e => e.kind)).toEqual(['intent', 'commit'])
+    expect(await rowsOf(s.store, [5])).toEqual([hex(row(5, 1))])
   })
 
   it('a write that did not land is aborted, so the next sync redoes it from fresh rows', async () => {
