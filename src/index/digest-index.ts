@@ -10,6 +10,10 @@
  * depth at the build; when the tree later changes depth, the pages are cut
  * again at the new one.
  *
+ * Changed entries count in the tree at once but reach their pages later
+ * (write-behind, see WRITE_BEHIND_ENTRIES), with the seq they bring the
+ * pages to; lists read them over the pages.
+ *
  * A store kept in key-hash order (`supports.keyHashOrder`, the embedded
  * LevelDB store) is its own index: nothing is written here, the tree is built
  * from one snapshot scan at a known change seq, and change batches carry the
@@ -31,7 +35,7 @@ import { SuspectKeys } from './suspects.ts'
 import type { IndexEntry, ReplicaView } from '../sync/replica-view.ts'
 import { depthFor, LeafBuffer, MerkleTree, nodeOf, nodeOfHigh32, nodeRange } from '../tree/merkle-tree.ts'
 import { PageBulkWriter } from './bulk-writer.ts'
-import { decodePage, forEachEntry, levelRange, pageKey, setEntry } from './page.ts'
+import { decodePage, entryOf, forEachEntry, levelRange, pageKey, setEntry } from './page.ts'
 import { READ_AHEAD, type ByteSublevel, type StateDb } from './state-db.ts'
 
 const META_KEY = new TextEncoder().encode('meta')
@@ -89,6 +93,36 @@ const PAGE_READ_CHUNK = 16_384
 const POINT_READ_MAX_PAGES = 4096
 const NO_PAGE = new Uint8Array(0)
 
+/** The page at `level` a key hash's entry is in. */
+function pageOf (keyHash: bigint, level: number): number { return nodeOfHigh32(Number(keyHash >> 32n), level) }
+
+/**
+ * Write-behind: a changed entry waits in memory (it counts in the tree at
+ * once) until this many wait, or WRITE_BEHIND_MS after the first of them;
+ * then they all go into their pages in one batch, with the seq that brings
+ * the pages to. A fix lands a second or so after the drift it repairs, on
+ * the same keys, so both reach a page in one write instead of two, and
+ * neither write delays the fix. A crash loses nothing: the meta's seq is
+ * the pages' own, the store keeps its change log from there (trimChanges),
+ * and replaying changes is idempotent. At most about 10 MiB wait.
+ */
+const WRITE_BEHIND_ENTRIES = 65_536
+const WRITE_BEHIND_MS = 5_000
+
+/** An entry changed in the tree and not yet in its page; `entry` undefined: the key is gone. */
+interface UnwrittenEntry { keyHash: bigint, key: Uint8Array, entry: bigint | undefined }
+
+/** A page with entries set (or removed) over what it holds. */
+function withEntries (page: Uint8Array, entries: readonly UnwrittenEntry[]): Uint8Array {
+  for (const e of entries) page = setEntry(page, e.keyHash, e.key, e.entry).page
+  return page
+}
+
+/** A key as a Map key: its bytes as a latin1 string. */
+function keyId (key: Uint8Array): string {
+  return Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString('latin1')
+}
+
 export interface IndexProgress { phase: 'scan' | 'load', rows: number }
 
 export interface ValidationReport {
@@ -110,6 +144,8 @@ export interface DigestIndexInit {
   state: StateDb
   /** Keep entries in the state db even for a store that could serve as its own index (to compare the two ways). Default false. */
   keepEntries?: boolean
+  /** When changed entries go into their pages: once this many wait, or this long after the first. Default WRITE_BEHIND_ENTRIES, WRITE_BEHIND_MS. */
+  writeBehind?: { entries: number, ms: number }
 }
 
 export class DigestIndex extends EventEmitter implements ReplicaView {
@@ -128,6 +164,12 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
   private readonly storeBacked: boolean
   private currentTree: MerkleTree = new MerkleTree(1)
   private seq = 0
+  /** Entries the tree has and the pages do not yet, by keyId (write-behind). */
+  private readonly unwritten = new Map<string, UnwrittenEntry>()
+  /** The seq the pages and the meta reflect; the store's change log is trimmed no further. */
+  private writtenSeq = 0
+  private writeTimer: NodeJS.Timeout | undefined
+  private readonly writeBehind: { entries: number, ms: number }
   private following: AbortController | undefined
   private followLoop: Promise<void> | undefined
   private followFailures = 0
@@ -152,6 +194,7 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
     this.legacyEntries = init.state.sublevel(`index:${init.dataset}:e`)
     this.meta = init.state.sublevel(`index:${init.dataset}:m`)
     this.spillDir = `${init.state.location}-spill/${encodeURIComponent(init.dataset)}`
+    this.writeBehind = init.writeBehind ?? { entries: WRITE_BEHIND_ENTRIES, ms: WRITE_BEHIND_MS }
     this.storeBacked = init.keepEntries !== true && init.store.supports.keyHashOrder === true && init.store.listRanges !== undefined && init.store.scanAt !== undefined
   }
 
@@ -174,6 +217,7 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
       await this.rebuild(options)
     } else {
       this.seq = meta.seq
+      this.writtenSeq = meta.seq
       this.pageLevel = meta.pageLevel
       await this.loadTree(options)
     }
@@ -186,6 +230,8 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
     await this.followLoop?.catch(() => undefined)
     this.following = undefined
     this.followLoop = undefined
+    // what waits in memory goes into the pages now, so a restart need not replay it
+    await this.updates.run(async () => await this.writePages()).catch(err => { this.emit('error', err) })
   }
 
   /** Builds the tree from one snapshot scan of a key-hash-ordered store, and takes its seq. */
@@ -202,6 +248,7 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
     this.currentTree = leaves.build(this.codec.minTreeDepth)
     this.seq = seq
     await this.store.trimChanges(seq)
+    this.release()
     this.emit('change')
   }
 
@@ -209,6 +256,8 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
   async rebuild (options: { signal?: AbortSignal, onProgress?: (p: IndexProgress) => void } = {}): Promise<void> {
     if (this.storeBacked) { await this.scanStore(options); return }
     const { signal } = options
+    // the scan sees every row: what waited for its pages is in it, or comes again from the feed
+    this.dropUnwritten()
     await this.writeMeta({ fp: this.codec.fingerprint, storeId: this.store.id, seq: 0, complete: false, layout: INDEX_LAYOUT })
     await this.pages.clear()
     await this.legacyEntries.clear()
@@ -244,8 +293,11 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
     this.currentTree = tree
     this.pageLevel = tree.depth
     this.seq = seqAtStart
+    this.writtenSeq = seqAtStart
     await this.writeMeta({ fp: this.codec.fingerprint, storeId: this.store.id, seq: seqAtStart, complete: true, layout: INDEX_LAYOUT, pageLevel: tree.depth })
     await this.store.trimChanges(seqAtStart)
+    // a catchUp waiting since before the rebuild may be past already
+    this.release()
     this.emit('change')
   }
 
@@ -256,6 +308,8 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
    */
   async loadTree (options: { signal?: AbortSignal, onProgress?: (p: IndexProgress) => void } = {}): Promise<void> {
     if (this.storeBacked) { await this.scanStore(options); return }
+    // the tree is built from the pages (at start, or in turn with updates): they must hold everything first
+    await this.writePages()
     const leaves = new LeafBuffer()
     let pages = 0
     await this.readPages(options.signal, page => {
@@ -341,13 +395,17 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
       const { first, count } = span(n)
       if (count <= POINT_READ_MAX_PAGES) for (let p = first; p < first + count; p++) wanted.add(p)
     }
+    // a range read is for nodes of thousands of pages: let every entry reach its page first
+    if (this.unwritten.size > 0 && nodes.some(n => span(n).count > POINT_READ_MAX_PAGES)) await this.updates.run(async () => await this.writePages())
+    // taken before the reads: a write of the pages meanwhile puts the same entries there
+    const unwritten = this.unwrittenByPage(level, wanted)
     const ids = [...wanted]
     const pages = new Map<number, Uint8Array>()
     for (let i = 0; i < ids.length; i += PAGE_READ_CHUNK) {
       throwIfAborted(signal)
       const part = ids.slice(i, i + PAGE_READ_CHUNK)
       const got = await this.pages.getMany(part.map(id => pageKey(level, id)))
-      part.forEach((id, j) => pages.set(id, got[j] ?? NO_PAGE))
+      part.forEach((id, j) => { const over = unwritten.get(id); pages.set(id, over === undefined ? got[j] ?? NO_PAGE : withEntries(got[j] ?? NO_PAGE, over)) })
     }
     const out: IndexEntry[][] = []
     for (const n of nodes) {
@@ -403,7 +461,7 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
     try {
       throwIfAborted(options.signal)
       await this.updates.run(async () => {
-        await this.applyChanges(changes, undefined, 'settle')
+        await this.applyChanges(changes, 'settle')
         if (seq === undefined) return
         const known = this.taken.get(seq)
         // the feed is past it already (a rescan took it in): nothing to skip
@@ -497,7 +555,7 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
     const keys = [...suspects.values()]
     await this.updates.run(async () => {
       const now = await this.store.get(keys, { signal })
-      await this.applyChanges(keys.map((key, i) => ({ key, row: now[i] ?? null })), this.seq, 'note')
+      await this.applyChanges(keys.map((key, i) => ({ key, row: now[i] ?? null })), 'note')
     })
     if (keys.length > 0) this.emit('change')
     return { rows: scanned, mismatchedNodes: differing.length, corrected: keys.length, ms: Date.now() - started }
@@ -527,12 +585,14 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
               if (seq <= batch.seq) this.taken.delete(seq)
               else if (batch.changes.length > 0 && write.state === 'taken') write.state = 'stale'
             }
-            await this.applyChanges(batch.changes, batch.seq, batch.origin === FIX_ORIGIN ? 'settle' : 'note')
+            await this.applyChanges(batch.changes, batch.origin === FIX_ORIGIN ? 'settle' : 'note', batch.seq)
           })
           this.followFailures = 0
           this.seq = batch.seq
-          // the store keeps its change log for this index only: drop what is applied
-          if (++applied % 64 === 0) await this.store.trimChanges(this.seq)
+          // the meta's seq follows, with the next write of the pages
+          this.scheduleWrite()
+          // the store keeps its change log for this index only: drop what the pages hold
+          if (++applied % 64 === 0) await this.store.trimChanges(this.storeBacked ? this.seq : this.writtenSeq)
           this.release()
           this.emit('change')
           // a rescan for a new depth goes in turn with batches and validation corrections
@@ -563,12 +623,14 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
   }
 
   /**
-   * Applies one batch of store changes to the index and the tree, and
-   * records the seq in the same write (none when undefined). Each change's page is read once for
-   * the batch and edited in memory, change by change, so the same key
-   * changed twice in one batch ends as its last change left it.
+   * Applies one batch of store changes to the tree, and to the index's
+   * entries in memory (written to their pages later: writePages). Each
+   * change's entry before it comes from the entries waiting in memory, else
+   * from its page (read once for the batch), so the same key changed twice
+   * in one batch ends as its last change left it. `seq`: the seq a feed
+   * batch brings the index to.
    */
-  private async applyChanges (changes: RowChange[], seq: number | undefined, suspects: 'note' | 'settle'): Promise<void> {
+  private async applyChanges (changes: RowChange[], suspects: 'note' | 'settle', seq?: number): Promise<void> {
     const tree = this.currentTree
     const hashes = changes.map(c => this.codec.keyHash(c.key))
     const afters = changes.map((c, i) => c.row === null ? undefined : entryHash(hashes[i]!, this.codec.rowDigest(c.row)))
@@ -591,32 +653,82 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
       return
     }
     const level = this.pageLevel
-    const pageOf = (keyHash: bigint): number => nodeOfHigh32(Number(keyHash >> 32n), level)
-    const ids = [...new Set(hashes.map(pageOf))]
-    const read = await this.pages.getMany(ids.map(id => pageKey(level, id)))
-    const pages = new Map<number, Uint8Array>(ids.map((id, i) => [id, read[i] ?? NO_PAGE]))
-    const touched = new Set<number>()
-    const treeOps: Array<() => void> = []
+    const ids = changes.map(c => keyId(c.key))
+    // the pages of the keys not waiting in memory: where their entries before the batch are
+    const wanted = new Set<number>()
+    ids.forEach((id, i) => { if (!this.unwritten.has(id)) wanted.add(pageOf(hashes[i]!, level)) })
+    const pageIds = [...wanted]
+    const read = pageIds.length === 0 ? [] : await this.pages.getMany(pageIds.map(id => pageKey(level, id)))
+    const pages = new Map<number, Uint8Array>(pageIds.map((id, i) => [id, read[i] ?? NO_PAGE]))
     changes.forEach((change, i) => {
       const keyHash = hashes[i]!
       const after = afters[i]
-      const id = pageOf(keyHash)
-      const { page, before } = setEntry(pages.get(id)!, keyHash, change.key, after)
+      const waiting = this.unwritten.get(ids[i]!)
+      const before = waiting !== undefined ? waiting.entry : entryOf(pages.get(pageOf(keyHash, level))!, keyHash, change.key)
       if (before === after) return
-      pages.set(id, page)
-      touched.add(id)
-      if (before !== undefined) treeOps.push(() => tree.remove(keyHash, before))
-      if (after !== undefined) treeOps.push(() => tree.add(keyHash, after))
+      this.unwritten.set(ids[i]!, { keyHash, key: change.key, entry: after })
+      if (before !== undefined) tree.remove(keyHash, before)
+      if (after !== undefined) tree.add(keyHash, after)
     })
-    const batch = this.db.batch()
-    for (const id of touched) {
-      const page = pages.get(id)!
-      if (page.length === 0) batch.del(pageKey(level, id), { sublevel: this.pages }); else batch.put(pageKey(level, id), page, { sublevel: this.pages })
-    }
-    if (seq !== undefined) batch.put(META_KEY, encodeMeta({ fp: this.codec.fingerprint, storeId: this.store.id, seq, complete: true, layout: INDEX_LAYOUT, pageLevel: level }), { sublevel: this.meta })
-    await batch.write()
-    for (const op of treeOps) op()
     track()
+    if (this.unwritten.size >= this.writeBehind.entries) await this.writePages(Math.max(seq ?? 0, this.seq)); else this.scheduleWrite()
+  }
+
+  /** Writes the pages within writeBehind.ms, in turn with updates (once: later calls find it scheduled). */
+  private scheduleWrite (): void {
+    if (this.storeBacked || this.writeTimer !== undefined || (this.unwritten.size === 0 && this.seq === this.writtenSeq)) return
+    this.writeTimer = setTimeout(() => {
+      this.writeTimer = undefined
+      // a failed write leaves the entries waiting; the next change schedules another
+      this.updates.run(async () => await this.writePages()).catch(err => { this.emit('error', err) })
+    }, this.writeBehind.ms)
+    this.writeTimer.unref()
+  }
+
+  /**
+   * Puts every entry waiting in memory into its page, and the seq the index
+   * has reached (`seq`, when a batch being applied is past this.seq) into
+   * the meta, in one batch. Called in turn with updates (or from one), so
+   * no entry changes meanwhile.
+   */
+  private async writePages (seq = this.seq): Promise<void> {
+    clearTimeout(this.writeTimer)
+    this.writeTimer = undefined
+    if (this.storeBacked || (this.unwritten.size === 0 && seq === this.writtenSeq)) return
+    const level = this.pageLevel
+    const byPage = this.unwrittenByPage(level)
+    const ids = [...byPage.keys()]
+    const batch = this.db.batch()
+    for (let i = 0; i < ids.length; i += PAGE_READ_CHUNK) {
+      const part = ids.slice(i, i + PAGE_READ_CHUNK)
+      const read = await this.pages.getMany(part.map(id => pageKey(level, id)))
+      part.forEach((id, j) => {
+        const page = withEntries(read[j] ?? NO_PAGE, byPage.get(id)!)
+        if (page.length === 0) batch.del(pageKey(level, id), { sublevel: this.pages }); else batch.put(pageKey(level, id), page, { sublevel: this.pages })
+      })
+    }
+    batch.put(META_KEY, encodeMeta({ fp: this.codec.fingerprint, storeId: this.store.id, seq, complete: true, layout: INDEX_LAYOUT, pageLevel: level }), { sublevel: this.meta })
+    await batch.write()
+    this.unwritten.clear()
+    this.writtenSeq = seq
+  }
+
+  /** The entries waiting in memory by page at `level`, only those of `only` pages when given. */
+  private unwrittenByPage (level: number, only?: ReadonlySet<number>): Map<number, UnwrittenEntry[]> {
+    const out = new Map<number, UnwrittenEntry[]>()
+    for (const e of this.unwritten.values()) {
+      const id = pageOf(e.keyHash, level)
+      if (only !== undefined && !only.has(id)) continue
+      const list = out.get(id)
+      if (list === undefined) out.set(id, [e]); else list.push(e)
+    }
+    return out
+  }
+
+  private dropUnwritten (): void {
+    clearTimeout(this.writeTimer)
+    this.writeTimer = undefined
+    this.unwritten.clear()
   }
 
   /**

@@ -134,24 +134,33 @@ export function hashHalves (keyHash: bigint): { hi: number, lo: number } {
   return { hi: Number(keyHash >> 32n), lo: Number(keyHash & 0xffffffffn) }
 }
 
+/** Where `key` is in a page, or where it would go: the first entry not before it, and whether that entry is the key's. */
+function seek (page: Uint8Array, keyHash: bigint, key: Uint8Array, c: Cursor): { at: number, found: boolean } {
+  const { hi, lo } = hashHalves(keyHash)
+  for (let at = 0; at < page.length; at = c.end) {
+    entryAt(page, at, c)
+    if (c.hi !== hi ? c.hi > hi : c.lo !== lo ? c.lo > lo : compareKeys(page, c.keyAt, c.end, key) >= 0) {
+      return { at, found: c.hi === hi && c.lo === lo && compareKeys(page, c.keyAt, c.end, key) === 0 }
+    }
+  }
+  return { at: page.length, found: false }
+}
+
+/** The entry hash a page holds for `key`, or undefined when it holds none. */
+export function entryOf (page: Uint8Array, keyHash: bigint, key: Uint8Array): bigint | undefined {
+  const c: Cursor = { at: 0, end: 0, keyAt: 0, hi: 0, lo: 0 }
+  const { at, found } = seek(page, keyHash, key, c)
+  return found ? readU64(page, at + 8) : undefined
+}
+
 /**
  * The page with the entry for `key` set to `entry` (or removed when
  * undefined), and the entry hash it held before. The page is left as it is
  * and a new one returned when anything changes.
  */
 export function setEntry (page: Uint8Array, keyHash: bigint, key: Uint8Array, entry: bigint | undefined): { page: Uint8Array, before: bigint | undefined } {
-  const { hi, lo } = hashHalves(keyHash)
   const c: Cursor = { at: 0, end: 0, keyAt: 0, hi: 0, lo: 0 }
-  // the first entry not before the key: where it is, or where it goes
-  let at = 0
-  let found = false
-  for (; at < page.length; at = c.end) {
-    entryAt(page, at, c)
-    if (c.hi !== hi ? c.hi > hi : c.lo !== lo ? c.lo > lo : compareKeys(page, c.keyAt, c.end, key) >= 0) {
-      found = c.hi === hi && c.lo === lo && compareKeys(page, c.keyAt, c.end, key) === 0
-      break
-    }
-  }
+  const { at, found } = seek(page, keyHash, key, c)
   const before = found ? readU64(page, at + 8) : undefined
   if (before === entry) return { page, before }
   const end = found ? c.end : at

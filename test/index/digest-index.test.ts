@@ -98,8 +98,8 @@ describe('DigestIndex', () => {
   async function openState (): Promise<StateDb> { return await openStateAt(join(dir, 'state')) }
 
   /** These tests exercise the index that keeps its own entries: the store is shown to it as key-ordered. */
-  function makeIndex (store: ReplicaStore, state: StateDb, c: RowCodec = codec): DigestIndex {
-    const index = new DigestIndex({ dataset: 'orders', codec: c, store: keyOrdered(store), state })
+  function makeIndex (store: ReplicaStore, state: StateDb, c: RowCodec = codec, writeBehind?: { entries: number, ms: number }): DigestIndex {
+    const index = new DigestIndex({ dataset: 'orders', codec: c, store: keyOrdered(store), state, ...(writeBehind === undefined ? {} : { writeBehind }) })
     index.on('error', err => { errors.push(err) })
     cleanup.push(async () => { await index.stop() })
     return index
@@ -267,6 +267,80 @@ describe('DigestIndex', () => {
     await store.apply({ upserts: [model.upsert(8, 3)], deletes: [model.delete(9)] })
     await index.catchUp()
     expectSameTree(index.tree, model.replica().tree)
+  })
+
+  /** The seq the index's pages record on disk (its meta). */
+  async function writtenSeq (state: StateDb): Promise<number> {
+    const meta = await state.sublevel('index:orders:m').get(new TextEncoder().encode('meta'))
+    return (JSON.parse(new TextDecoder().decode(meta)) as { seq: number }).seq
+  }
+
+  it('keeps changed entries in memory before their pages: lists them, and a crash before the write loses none', async () => {
+    const store = await openStore()
+    const state = await openState()
+    const model = new Model(Array.from({ length: 2000 }, (_, i) => i))
+    await store.apply({ upserts: [...model.rows.values()], deletes: [] })
+    const first = makeIndex(store, state)
+    await start(first, store)
+    const built = await writtenSeq(state)
+    // more batches than the feed trims after (64), each a change of its own
+    for (let i = 0; i < 70; i++) await store.apply(i % 3 === 0 ? { upserts: [], deletes: [model.delete(i)] } : { upserts: [model.upsert(i, 1)], deletes: [] })
+    await first.catchUp()
+    expect(first.appliedSeq).toBe(built + 70)
+    // the pages have not been written yet, and lists read the entries over them
+    expect(await writtenSeq(state)).toBe(built)
+    const expected = model.replica()
+    expectSameTree(first.tree, expected.tree)
+    expect(entryView(await first.list(0, 0))).toEqual(entryView(await expected.list(0, 0)))
+
+    // a kill: the first index never writes its entries; a new one opens what is on disk
+    const rescans: unknown[] = []
+    const second = makeIndex(store, state)
+    second.on('rescan', err => rescans.push(err))
+    const { scans } = await start(second, store)
+    // the store kept its change log from the pages' seq: replayed, not rescanned
+    expect(scans).toBe(0)
+    expect(rescans).toEqual([])
+    expect(second.appliedSeq).toBe(built + 70)
+    expectSameTree(second.tree, expected.tree)
+    expect(entryView(await second.list(0, 0))).toEqual(entryView(await expected.list(0, 0)))
+  })
+
+  it('writes its pages once enough entries wait, once they have waited long enough, and at stop', async () => {
+    const store = await openStore()
+    const state = await openState()
+    const model = new Model(Array.from({ length: 500 }, (_, i) => i))
+    await store.apply({ upserts: [...model.rows.values()], deletes: [] })
+    const index = makeIndex(store, state, codec, { entries: 100, ms: 60_000 })
+    await start(index, store)
+    const built = await writtenSeq(state)
+    // 99 entries wait; the 100th fills the batch
+    await store.apply({ upserts: Array.from({ length: 99 }, (_, i) => model.upsert(i, 1)), deletes: [] })
+    await index.catchUp()
+    expect(await writtenSeq(state)).toBe(built)
+    await store.apply({ upserts: [], deletes: [model.delete(200)] })
+    await index.catchUp()
+    expect(await writtenSeq(state)).toBe(built + 2)
+    await store.apply({ upserts: [model.upsert(300, 1)], deletes: [] })
+    await index.catchUp()
+    expect(await writtenSeq(state)).toBe(built + 2)
+    await index.stop()
+    expect(await writtenSeq(state)).toBe(built + 3)
+    expect(errors).toEqual([])
+
+    // after a while: a write 50 ms after the first change
+    const timed = makeIndex(store, state, codec, { entries: 100, ms: 50 })
+    await start(timed, store)
+    await store.apply({ upserts: [model.upsert(301, 1)], deletes: [] })
+    await timed.catchUp()
+    await vi.waitFor(async () => { expect(await writtenSeq(state)).toBe(built + 4) }, { timeout: 5000, interval: 20 })
+    const expected = model.replica()
+    expectSameTree(timed.tree, expected.tree)
+    // the pages alone (no entries waiting) hold the rows: a restart loads exactly them
+    await timed.stop()
+    const again = makeIndex(store, state)
+    await start(again, store)
+    expect(entryView(await again.list(0, 0))).toEqual(entryView(await expected.list(0, 0)))
   })
 
   it('rebuilds when the schema fingerprint changes, and not for a version bump alone', async () => {
