@@ -101,6 +101,13 @@ export class IndexPageFormatError extends ConvergeError {
   }
 }
 
+/** Entries waiting in memory could not be written into their index pages; they stay waiting and the write is tried again. */
+export class IndexWriteError extends ConvergeError {
+  constructor (cause: unknown) {
+    super('CONVERGE_INDEX_WRITE', `index pages not written: ${(cause as Error).message}; the entries stay in memory and the write is tried again`, { cause })
+  }
+}
+
 /** Thrown when a store's table does not match the dataset schema (a missing column, no primary key). */
 export class StoreSchemaError extends ConvergeError {
   constructor (message: string) { super('CONVERGE_STORE_SCHEMA', message) }

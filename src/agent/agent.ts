@@ -19,7 +19,7 @@ import { rollbackFix, type RollbackReport } from '../audit/rollback.ts'
 import type { VectorClock } from '../audit/vector-clock.ts'
 import type { AgentConfig, DatasetConfig } from '../config/schema.ts'
 import { SYNC_PROTOCOL, summaryTopic } from '../constants.ts'
-import { ConvergeError, FixNotFoundError, RegionClaimError, UnknownDatasetError } from '../errors.ts'
+import { ConvergeError, FixNotFoundError, IndexWriteError, RegionClaimError, UnknownDatasetError } from '../errors.ts'
 import { resolveSchema } from '../config/resolve-schema.ts'
 import { RowCodec } from '../digest/row-codec.ts'
 import { compareSchemas, SchemaIncompatibleError } from '../digest/schema-compat.ts'
@@ -165,7 +165,10 @@ export class Agent implements ReplicaHost {
       await store.open({ signal })
       this.openingStores.add(store)
       const index = new DigestIndex({ dataset: dataset.name, codec, store, state: this.state })
-      index.on('error', err => this.log.error({ dataset: dataset.name, err: (err as Error).message }, 'change feed failed; following again after a pause'))
+      index.on('error', err => {
+        if (err instanceof IndexWriteError) this.log.error({ dataset: dataset.name, code: err.code, err: err.message }, 'digest index pages not written; tried again later')
+        else this.log.error({ dataset: dataset.name, err: (err as Error).message }, 'change feed failed; following again after a pause')
+      })
       const t0 = Date.now()
       this.indexing.set(dataset.name, 0)
       await index.start({ signal, onProgress: p => { this.indexing.set(dataset.name, p.rows); this.onIndexProgress?.(dataset.name, p) } })

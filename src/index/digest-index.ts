@@ -27,7 +27,7 @@ import { EventEmitter } from 'node:events'
 import { rm } from 'node:fs/promises'
 import { SCAN_BATCH_ROWS, TREE_FANOUT } from '../constants.ts'
 import { SerialQueue, sleep } from '../util/serial.ts'
-import { AbortedError, ChangesTrimmedError, ConvergeError, IndexPageFormatError, throwIfAborted } from '../errors.ts'
+import { AbortedError, ChangesTrimmedError, ConvergeError, IndexPageFormatError, IndexWriteError, throwIfAborted } from '../errors.ts'
 import { entryHash } from '../digest/hash.ts'
 import type { RowCodec } from '../digest/row-codec.ts'
 import { FIX_ORIGIN, type ReplicaStore, type RowChange } from '../stores/replica-store.ts'
@@ -231,7 +231,7 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
     this.following = undefined
     this.followLoop = undefined
     // what waits in memory goes into the pages now, so a restart need not replay it
-    await this.updates.run(async () => await this.writePages()).catch(err => { this.emit('error', err) })
+    await this.updates.run(async () => await this.writePages()).catch(err => { this.emit('error', new IndexWriteError(err)) })
   }
 
   /** Builds the tree from one snapshot scan of a key-hash-ordered store, and takes its seq. */
@@ -679,8 +679,8 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
     if (this.storeBacked || this.writeTimer !== undefined || (this.unwritten.size === 0 && this.seq === this.writtenSeq)) return
     this.writeTimer = setTimeout(() => {
       this.writeTimer = undefined
-      // a failed write leaves the entries waiting; the next change schedules another
-      this.updates.run(async () => await this.writePages()).catch(err => { this.emit('error', err) })
+      // a failed write leaves the entries waiting, and is tried again as long after
+      this.updates.run(async () => await this.writePages()).catch(err => { this.emit('error', new IndexWriteError(err)); this.scheduleWrite() })
     }, this.writeBehind.ms)
     this.writeTimer.unref()
   }

@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { entryHash } from '../../src/digest/hash.ts'
 import { RowCodec } from '../../src/digest/row-codec.ts'
+import { IndexWriteError } from '../../src/errors.ts'
 import { DigestIndex, type IndexProgress } from '../../src/index/digest-index.ts'
 import { StateDb } from '../../src/index/state-db.ts'
 import { LevelStore } from '../../src/stores/level-store.ts'
@@ -338,6 +339,47 @@ describe('DigestIndex', () => {
     expectSameTree(timed.tree, expected.tree)
     // the pages alone (no entries waiting) hold the rows: a restart loads exactly them
     await timed.stop()
+    const again = makeIndex(store, state)
+    await start(again, store)
+    expect(entryView(await again.list(0, 0))).toEqual(entryView(await expected.list(0, 0)))
+  })
+
+  it('keeps its entries waiting when their pages cannot be written, says so, and writes them once it can', async () => {
+    const store = await openStore()
+    const state = await openState()
+    const model = new Model(Array.from({ length: 200 }, (_, i) => i))
+    await store.apply({ upserts: [...model.rows.values()], deletes: [] })
+    const index = makeIndex(store, state, codec, { entries: 1000, ms: 30 })
+    await start(index, store)
+    const built = await writtenSeq(state)
+    // every batch write of the state db fails while the disk is "full"
+    let full = true
+    const batch = state.db.batch.bind(state.db)
+    vi.spyOn(state.db, 'batch').mockImplementation(((...args: unknown[]) => {
+      const b = (batch as (...a: unknown[]) => unknown)(...args)
+      if (args.length > 0) return b
+      const chained = b as { write: () => Promise<void>, close: () => Promise<void> }
+      const write = chained.write.bind(chained)
+      chained.write = async () => { if (full) { await chained.close(); throw new Error('disk full') } await write() }
+      return chained
+    }) as typeof state.db.batch)
+    await store.apply({ upserts: [model.upsert(1, 1)], deletes: [model.delete(2)] })
+    await index.catchUp()
+    await vi.waitFor(() => { expect(errors.length).toBeGreaterThan(0) }, { timeout: 5000, interval: 10 })
+    const failed = errors.splice(0)
+    expect(failed[0]).toBeInstanceOf(IndexWriteError)
+    expect(failed[0]).toMatchObject({ code: 'CONVERGE_INDEX_WRITE', message: expect.stringMatching(/disk full/) })
+    // nothing lost meanwhile: the tree and lists have the change, the pages do not
+    expect(await writtenSeq(state)).toBe(built)
+    const expected = model.replica()
+    expectSameTree(index.tree, expected.tree)
+    expect(entryView(await index.list(0, 0))).toEqual(entryView(await expected.list(0, 0)))
+
+    full = false
+    await vi.waitFor(async () => { expect(await writtenSeq(state)).toBe(built + 1) }, { timeout: 5000, interval: 20 })
+    errors.splice(0)
+    await index.stop()
+    vi.restoreAllMocks()
     const again = makeIndex(store, state)
     await start(again, store)
     expect(entryView(await again.list(0, 0))).toEqual(entryView(await expected.list(0, 0)))
