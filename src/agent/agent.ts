@@ -332,9 +332,32 @@ export class Agent implements ReplicaHost {
   }
 
   async openSyncChannel (peerId: string, signal: AbortSignal): Promise<FrameChannel> {
-    if (this.node === undefined) throw new ConvergeError('CONVERGE_NOT_STARTED', 'agent is not started')
-    const stream = await this.node.dialProtocol(peerIdFromString(peerId), SYNC_PROTOCOL, { signal })
-    return streamChannel(stream)
+    return streamChannel(await this.openStream(peerId, SYNC_PROTOCOL, signal))
+  }
+
+  /**
+   * A stream to a peer: on its open connection, else through the address the
+   * config gives for it. A dial by peer id alone would use the addresses the
+   * peer announced (identify), which bypass whatever path the operator set
+   * (a proxy, a tunnel, the simulator's links); only a peer the config does
+   * not name is dialed that way.
+   */
+  private async openStream (peerId: string, protocol: string, signal: AbortSignal): Promise<Stream> {
+    const node = this.node
+    if (node === undefined) throw new ConvergeError('CONVERGE_NOT_STARTED', 'agent is not started')
+    const id = peerIdFromString(peerId)
+    const configured = this.config.peers.find(p => this.configuredPeerId(p) === peerId)
+    if (configured !== undefined && !node.getConnections(id).some(c => c.status === 'open')) {
+      const addr = multiaddr(configured.address)
+      const pinned = addr.getComponents().some(c => c.name === 'p2p') ? addr : addr.encapsulate(`/p2p/${peerId}`)
+      return await node.dialProtocol(pinned, protocol, { signal })
+    }
+    return await node.dialProtocol(id, protocol, { signal })
+  }
+
+  /** A configured peer's id: from its address, else as learned when it first connected. */
+  private configuredPeerId (peer: AgentConfig['peers'][number]): string | undefined {
+    return multiaddr(peer.address).getComponents().find(c => c.name === 'p2p')?.value ?? this.board.peerOf(peer.region)
   }
 
   publish (replica: DatasetReplica): void {
@@ -358,10 +381,7 @@ export class Agent implements ReplicaHost {
     return await gatherClusterView({
       self: this.statusReport(),
       peers,
-      open: async (peerId, signal) => {
-        if (node === undefined) throw new ConvergeError('CONVERGE_NOT_STARTED', 'agent is not started')
-        return streamChannel(await node.dialProtocol(peerIdFromString(peerId), STATUS_PROTOCOL, { signal }), MAX_STATUS_BYTES)
-      }
+      open: async (peerId, signal) => streamChannel(await this.openStream(peerId, STATUS_PROTOCOL, signal), MAX_STATUS_BYTES)
     })
   }
 
@@ -491,7 +511,7 @@ export class Agent implements ReplicaHost {
     const now = Date.now()
     for (const p of this.config.peers) {
       const addr = multiaddr(p.address)
-      const id = addr.getComponents().find(c => c.name === 'p2p')?.value ?? this.board.peerOf(p.region)
+      const id = this.configuredPeerId(p)
       if (id !== undefined && node.getConnections(peerIdFromString(id)).length > 0) { this.redial.delete(p.region); continue }
       const state = this.redial.get(p.region) ?? { at: 0, delay: REDIAL_MIN_MS }
       if (now < state.at) continue
