@@ -666,7 +666,8 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
       const waiting = this.unwritten.get(ids[i]!)
       const before = waiting !== undefined ? waiting.entry : entryOf(pages.get(pageOf(keyHash, level))!, keyHash, change.key)
       if (before === after) return
-      this.unwritten.set(ids[i]!, { keyHash, key: change.key, entry: after })
+      // a copy: the change's key may be a view into a much larger buffer the entry would keep alive while it waits
+      this.unwritten.set(ids[i]!, { keyHash, key: change.key.slice(), entry: after })
       if (before !== undefined) tree.remove(keyHash, before)
       if (after !== undefined) tree.add(keyHash, after)
     })
