@@ -276,14 +276,19 @@ describe('DigestIndex', () => {
     return (JSON.parse(new TextDecoder().decode(meta)) as { seq: number }).seq
   }
 
-  it('keeps changed entries in memory before their pages: lists them, and a crash before the write loses none', async () => {
+  /** A store of `rows` orders and a started index over it, with the seq its pages were built at. */
+  async function indexed (rows: number, writeBehind?: { entries: number, ms: number }): Promise<{ store: LevelStore, state: StateDb, model: Model, index: DigestIndex, built: number }> {
     const store = await openStore()
     const state = await openState()
-    const model = new Model(Array.from({ length: 2000 }, (_, i) => i))
+    const model = new Model(Array.from({ length: rows }, (_, i) => i))
     await store.apply({ upserts: [...model.rows.values()], deletes: [] })
-    const first = makeIndex(store, state)
-    await start(first, store)
-    const built = await writtenSeq(state)
+    const index = makeIndex(store, state, codec, writeBehind)
+    await start(index, store)
+    return { store, state, model, index, built: await writtenSeq(state) }
+  }
+
+  it('keeps changed entries in memory before their pages: lists them, and a crash before the write loses none', async () => {
+    const { store, state, model, index: first, built } = await indexed(2000)
     // more batches than the feed trims after (64), each a change of its own
     for (let i = 0; i < 70; i++) await store.apply(i % 3 === 0 ? { upserts: [], deletes: [model.delete(i)] } : { upserts: [model.upsert(i, 1)], deletes: [] })
     await first.catchUp()
@@ -308,13 +313,7 @@ describe('DigestIndex', () => {
   })
 
   it('writes its pages once enough entries wait, once they have waited long enough, and at stop', async () => {
-    const store = await openStore()
-    const state = await openState()
-    const model = new Model(Array.from({ length: 500 }, (_, i) => i))
-    await store.apply({ upserts: [...model.rows.values()], deletes: [] })
-    const index = makeIndex(store, state, codec, { entries: 100, ms: 60_000 })
-    await start(index, store)
-    const built = await writtenSeq(state)
+    const { store, state, model, index, built } = await indexed(500, { entries: 100, ms: 60_000 })
     // 99 entries wait; the 100th fills the batch
     await store.apply({ upserts: Array.from({ length: 99 }, (_, i) => model.upsert(i, 1)), deletes: [] })
     await index.catchUp()
@@ -345,13 +344,7 @@ describe('DigestIndex', () => {
   })
 
   it('keeps its entries waiting when their pages cannot be written, says so, and writes them once it can', async () => {
-    const store = await openStore()
-    const state = await openState()
-    const model = new Model(Array.from({ length: 200 }, (_, i) => i))
-    await store.apply({ upserts: [...model.rows.values()], deletes: [] })
-    const index = makeIndex(store, state, codec, { entries: 1000, ms: 30 })
-    await start(index, store)
-    const built = await writtenSeq(state)
+    const { store, state, model, index, built } = await indexed(200, { entries: 1000, ms: 30 })
     // every batch write of the state db fails while the disk is "full"
     let full = true
     const batch = state.db.batch.bind(state.db)
