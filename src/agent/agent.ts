@@ -320,9 +320,10 @@ export class Agent implements ReplicaHost {
       if (region === this.region) return { region }
       const heard = this.board.get(region, dataset.name)
       if (heard !== undefined && heard.receivedAt >= fresh && this.isConnected(heard.peerId)) return { region, peerId: heard.peerId, summary: heard.summary }
-      // a region pinned to a peer id in the config serves as soon as it is connected, before its first summary arrives
+      // a region pinned to a peer id in the config serves as soon as it is connected, before its first summary arrives,
+      // for as long as a summary may take: a connection that stays silent longer (a partition holds it open) is no sign of life
       const pinned = this.board.peerOf(region)
-      if (heard === undefined && pinned !== undefined && this.isConnected(pinned)) return { region, peerId: pinned }
+      if (heard === undefined && pinned !== undefined && (this.connectedSince(pinned) ?? 0) >= fresh) return { region, peerId: pinned }
     }
     return undefined
   }
@@ -426,6 +427,12 @@ export class Agent implements ReplicaHost {
 
   private isConnected (peerId: string): boolean {
     return this.node?.getConnections(peerIdFromString(peerId)).some(c => c.status === 'open') ?? false
+  }
+
+  /** When the newest open connection to a peer opened (epoch ms); undefined when none is open. */
+  private connectedSince (peerId: string): number | undefined {
+    const opened = (this.node?.getConnections(peerIdFromString(peerId)) ?? []).filter(c => c.status === 'open').map(c => c.timeline.open)
+    return opened.length === 0 ? undefined : Math.max(...opened)
   }
 
   private publishNow (replica: DatasetReplica): void {

@@ -30,3 +30,13 @@ export function check (report: RunReport, name: string): RunReport['checks'][num
   expect(found, `no check "${name}" among ${report.checks.map(c => c.name).join(', ')}`).toBeDefined()
   return found!
 }
+
+/** A region's states over the run (its first dataset's), each with when it began in ms from t0: what a failed expectation about them shows. */
+export function stateTimeline (report: RunReport, region: string): string {
+  const { t, regions } = report.series
+  const states = Object.values(regions[region]?.states ?? {})[0]
+  if (states === undefined) return `no states of ${region} in the report`
+  const out: string[] = []
+  states.forEach((state, i) => { if (i === 0 || state !== states[i - 1]) out.push(`${state}@${t[i]!}ms`) })
+  return `${region}: ${out.join(' ')}`
+}
