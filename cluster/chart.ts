@@ -5,7 +5,7 @@
  * it a strip per region of its state at each poll. Plain SVG, no script,
  * opens in any browser; report.html wraps it with the figures and checks.
  */
-import { faultWindow, type RunReport } from './report.ts'
+import { faultWindow, roundsText, type RunReport } from './report.ts'
 
 const COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b', '#e377c2', '#17becf', '#bcbd22', '#7f7f7f']
 const STATE_COLORS: Record<string, string> = {
@@ -129,6 +129,7 @@ ${report.scenario.description === undefined ? '' : `<p>${esc(report.scenario.des
 <p class="verdict ${report.passed ? 'passed' : 'failed'}">${report.passed ? 'PASSED' : 'FAILED'}</p>
 <p>Started ${esc(report.startedAt)}; ${(report.durationMs / 1000).toFixed(1)} s in all; agents ready ${(report.startupMs / 1000).toFixed(1)} s after launch (t0).
 ${c.convergenceMs === null ? 'The cluster did <b>not</b> converge.' : `Converged ${(c.convergenceMs / 1000).toFixed(2)} s after the timeline went quiet (at ${(c.quietAtMs / 1000).toFixed(1)} s).`}
+${c.rounds.length > 1 ? `Drift batches, each from its last commit until level again: ${esc(roundsText(c.rounds))}.` : ''}
 Sources of truth: ${report.scenario.sourceOfTruth.map(esc).join(' → ')}. Datasets: ${report.scenario.datasets.map(d => `${esc(d.name)} (${d.rows.toLocaleString('en-US')} rows${d.partitions === undefined ? '' : `, ${d.partitions} partitions`})`).join(', ')}.</p>
 ${svg}
 <h2>Regions</h2>

@@ -90,6 +90,9 @@ export function repairedRows (metrics: string): number {
   return rows
 }
 
+/** How often an agent's memory is read (see Observer.memoryOf). */
+const MEMORY_EVERY_MS = 500
+
 export class Observer {
   readonly samples: Sample[] = []
   private readonly carried = new Map<string, DatasetCounters>()
@@ -97,6 +100,8 @@ export class Observer {
   /** Highest RSS seen per region, in bytes, over every incarnation. */
   readonly peakRss = new Map<string, number>()
   private readonly listeners: Array<(s: Sample) => void> = []
+  /** Each region's memory as last read, with its pid and when. */
+  private readonly memorySeen = new Map<string, { pid: number | undefined, at: number, value: { rss: number, peak: number } | undefined }>()
 
   /** Rows fixed per region as of each pid's last /metrics read, and what earlier pids fixed. */
   private readonly fixedSeen = new Map<string, { pid: number | undefined, rows: number, carried: number }>()
@@ -137,7 +142,7 @@ export class Observer {
     const pid = agent?.child.pid
     const timeoutMs = Math.max(1000, this.everyMs * 4)
     const [status, memory, metrics] = running && agent !== undefined
-      ? await Promise.all([fetchJson<AgentStatus>(`${agent.statusUrl}/status`, timeoutMs), agentMemory(agent), this.watchFixes ? fetchText(`${agent.statusUrl}/metrics`, timeoutMs) : undefined])
+      ? await Promise.all([fetchJson<AgentStatus>(`${agent.statusUrl}/status`, timeoutMs), this.memoryOf(region, agent), this.watchFixes ? fetchText(`${agent.statusUrl}/metrics`, timeoutMs) : undefined])
       : [undefined, undefined, undefined]
     let rowsFixed: number | undefined
     if (this.watchFixes) {
@@ -169,6 +174,21 @@ export class Observer {
       connected: (status?.peers ?? []).filter(p => p.connected).map(p => p.region),
       datasets
     }
+  }
+
+  /**
+   * The agent's memory, read from /proc at most every MEMORY_EVERY_MS (and
+   * at once for a new pid): the peak is the kernel's own high-water mark, so
+   * reading it less often misses nothing of it, and a read per poll costs
+   * the machine the agents run on more than the poll itself.
+   */
+  private async memoryOf (region: string, agent: Parameters<typeof agentMemory>[0]): Promise<{ rss: number, peak: number } | undefined> {
+    const seen = this.memorySeen.get(region)
+    const now = Date.now()
+    if (seen !== undefined && seen.pid === agent.child.pid && now - seen.at < MEMORY_EVERY_MS) return seen.value
+    const value = await agentMemory(agent)
+    this.memorySeen.set(region, { pid: agent.child.pid, at: now, value })
+    return value
   }
 
   /** The counters over every incarnation: those of earlier pids carried, plus this one's. */

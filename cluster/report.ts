@@ -15,6 +15,7 @@ import { join } from 'node:path'
 import type { AuditReview } from './audit-review.ts'
 import { renderChart, renderHtml } from './chart.ts'
 import type { DriftCounts } from './drift.ts'
+import type { Round } from './convergence.ts'
 import type { FaultRecord } from './faults.ts'
 import type { Percentiles, RegionLatency } from './latency.ts'
 import type { LoadStats } from './live-load.ts'
@@ -52,7 +53,14 @@ export interface RunReport {
   /** Agent launch to every index built (t0). */
   startupMs: number
   /** quietAtMs/convergedAtMs: from t0; convergenceMs: from quiet to converged; fromLaunchMs: from the agents' launch, index builds included. */
-  convergence: { quietAtMs: number, convergedAtMs: number | null, convergenceMs: number | null, fromLaunchMs: number | null }
+  convergence: {
+    quietAtMs: number
+    convergedAtMs: number | null
+    convergenceMs: number | null
+    fromLaunchMs: number | null
+    /** Each one-shot drift batch (entries with `at`) on its own: from its last commit to converged, before the next batch began. */
+    rounds: Round[]
+  }
   checks: Check[]
   regions: Record<string, RegionReport>
   /** startMs/endMs: from t0 (negative: before it, from the launch). */
@@ -75,6 +83,7 @@ export interface ReportInput {
   startupMs: number
   quietAt: number
   convergedAt: number | undefined
+  rounds: Round[]
   samples: Sample[]
   last: Sample | undefined
   checks: Check[]
@@ -142,7 +151,8 @@ export function buildReport (input: ReportInput): RunReport {
       quietAtMs: input.quietAt - t0,
       convergedAtMs: input.convergedAt === undefined ? null : input.convergedAt - t0,
       convergenceMs: input.convergedAt === undefined ? null : input.convergedAt - input.quietAt,
-      fromLaunchMs: input.convergedAt === undefined ? null : input.convergedAt - t0 + input.startupMs
+      fromLaunchMs: input.convergedAt === undefined ? null : input.convergedAt - t0 + input.startupMs,
+      rounds: input.rounds
     },
     checks: input.checks,
     regions,
@@ -181,6 +191,11 @@ export function faultWindow (f: { fired: boolean, startMs?: number, endMs?: numb
 const ms = (p: Percentiles | undefined): string => (p === undefined ? '-' : `${p.p50} / ${p.p95} / ${p.max}`)
 const n = (v: number): string => v.toLocaleString('en-US')
 
+/** "at 0.0 s: level 1.45 s after it landed; at 6.0 s: 0.93 s; …" */
+export function roundsText (rounds: readonly Round[]): string {
+  return rounds.map((r, i) => `at ${(r.atMs / 1000).toFixed(1)} s: ${r.convergenceMs === null ? 'not level before the next' : `level ${(r.convergenceMs / 1000).toFixed(2)} s${i === 0 ? ' after it landed' : ''}`}`).join('; ')
+}
+
 /** The report as a person reads it in a terminal. */
 export function formatSummary (report: RunReport): string {
   const lines: string[] = []
@@ -188,6 +203,7 @@ export function formatSummary (report: RunReport): string {
   lines.push('')
   lines.push(`scenario ${report.scenario.name}: ${report.passed ? 'PASSED' : 'FAILED'} in ${(report.durationMs / 1000).toFixed(1)} s (agents ready after ${(report.startupMs / 1000).toFixed(1)} s)`)
   lines.push(c.convergenceMs === null ? 'did not converge' : `converged ${(c.convergenceMs / 1000).toFixed(2)} s after the timeline went quiet (${(c.quietAtMs / 1000).toFixed(1)} s after t0; ${((c.fromLaunchMs ?? 0) / 1000).toFixed(1)} s after the agents' launch, index builds included)`)
+  if (c.rounds.length > 1) lines.push(`drift batches: ${roundsText(c.rounds)}`)
   lines.push('')
   lines.push(`${'region'.padEnd(12)} ${'role'.padEnd(15)} ${'store'.padEnd(9)} ${'drift u/i/d'.padEnd(14)} ${'detect ms p50/p95/max'.padEnd(22)} ${'remediate ms p50/p95/max'.padEnd(25)} ${'repaired'.padStart(9)} ${'fixes'.padStart(6)} ${'round trips'.padStart(11)} ${'bytes sent / received'.padStart(24)} ${'peak rss'.padStart(9)}`)
   for (const [name, r] of Object.entries(report.regions)) {

@@ -2,8 +2,9 @@
  * Plays a scenario on this machine and reports:
  *
  *   1. provision: every region's store of every dataset, seeded; drift that
- *      lands before start; a peer key, ports and the link proxies (every
- *      agent dials its peers through them, mesh.ts);
+ *      lands before start; a peer key, ports and, when a fault is to cut
+ *      or shape the links, the link proxies (every agent then dials its
+ *      peers through them, mesh.ts);
  *   2. start an agent process per region; t0 is when all are ready;
  *   3. play the timeline: faults, drift over time, the live load; the
  *      progress view follows every agent's /status;
@@ -24,6 +25,7 @@ import type { ConfigInput } from '../src/config/schema.ts'
 import { ConvergeError } from '../src/errors.ts'
 import { createPeerKeyFile, peerIdOf } from '../src/net/peer-key.ts'
 import { AgentSet } from './agent-set.ts'
+import { converged, roundsOf, STABLE_SAMPLES, type Landing } from './convergence.ts'
 import { reviewAudit, type AuditReview } from './audit-review.ts'
 import { DatasetModel } from './dataset-model.ts'
 import { DriftInjector, DriftLedger } from './drift.ts'
@@ -51,8 +53,6 @@ export interface RunOptions {
 
 /** Agent settings the runner uses unless the scenario's `agent` says otherwise: snappy on one machine. */
 const AGENT_DEFAULTS = { gossip: { intervalMs: 500 }, sync: { minIntervalMs: 100 } }
-/** Consecutive samples that must agree before the cluster counts as converged (one could catch a transient). */
-const STABLE_SAMPLES = 2
 
 function deepMerge (base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = { ...base }
@@ -63,29 +63,6 @@ function deepMerge (base: Record<string, unknown>, over: Record<string, unknown>
       : v
   }
   return out
-}
-
-/**
- * Level with the source: every region's root equals the serving source's,
- * and each is in sync (or is the source). `written` holds, per
- * "region/dataset", the store change seq of the last drift or live-load
- * batch written there during the run: until the agent's index has taken it
- * in, the agent still shows the roots from before it, which may well agree.
- */
-export function converged (s: Sample | undefined, primary: string, datasets: string[], written: ReadonlyMap<string, number> = new Map()): boolean {
-  if (s === undefined) return false
-  for (const [place, seq] of written) {
-    const [region, ds] = place.split('/') as [string, string]
-    if ((s.regions[region]?.datasets[ds]?.indexSeq ?? -1) < seq) return false
-  }
-  return datasets.every(ds => {
-    const sot = s.regions[primary]?.datasets[ds]
-    if (sot?.sum === undefined || sot.state !== 'source') return false
-    return Object.values(s.regions).every(r => {
-      const d = r.datasets[ds]
-      return d !== undefined && d.sum === sot.sum && d.count === sot.count && (d.state === 'in-sync' || d.state === 'source')
-    })
-  })
 }
 
 const ready = (s: Sample | undefined): boolean =>
@@ -138,9 +115,11 @@ export async function runScenario (scenario: Scenario, options: RunOptions): Pro
       }
     }
 
-    // the proxies first: the agents' ports are then picked among those still free
+    // the proxies first: the agents' ports are then picked among those still free. Only a fault on the links needs
+    // them; without one the agents dial each other directly, as they would in production (no extra hop, no relay's CPU)
     mesh = new Mesh(scenario.regions.map(r => r.name), random)
-    await mesh.start()
+    const proxied = scenario.faults.some(f => f.kind === 'cut' || f.kind === 'link')
+    if (proxied) await mesh.start()
     const ports = await freePorts(2 * scenario.regions.length)
     const nodes = []
     for (const [i, r] of scenario.regions.entries()) {
@@ -148,7 +127,7 @@ export async function runScenario (scenario: Scenario, options: RunOptions): Pro
       const key = await createPeerKeyFile(join(dataDir, 'peer.key'))
       nodes.push({ region: r.name, peerId: peerIdOf(key), dataDir, p2pPort: ports[2 * i]!, statusPort: ports[2 * i + 1]! })
     }
-    mesh.setTargets(new Map(nodes.map(n => [n.region, n.p2pPort])))
+    if (proxied) mesh.setTargets(new Map(nodes.map(n => [n.region, n.p2pPort])))
     const clockRegions = new Set(scenario.faults.filter(f => f.kind === 'clock-skew').map(f => f.region))
     for (const n of nodes) {
       const base: Record<string, unknown> = {
@@ -156,7 +135,7 @@ export async function runScenario (scenario: Scenario, options: RunOptions): Pro
         region: n.region,
         dataDir: n.dataDir,
         listen: [`/ip4/127.0.0.1/tcp/${n.p2pPort}`],
-        peers: nodes.filter(p => p !== n).map(p => ({ region: p.region, address: `/ip4/127.0.0.1/tcp/${mesh!.portFor(n.region, p.region)}/p2p/${p.peerId}` })),
+        peers: nodes.filter(p => p !== n).map(p => ({ region: p.region, address: `/ip4/127.0.0.1/tcp/${proxied ? mesh!.portFor(n.region, p.region) : p.p2pPort}/p2p/${p.peerId}` })),
         status: { host: '127.0.0.1', port: n.statusPort },
         datasets: scenario.datasets.map(d => ({ ...d.policy, name: d.name, schema: modelOf(d.name).schema, store: storeOf(n.region, d.name).config, sourceOfTruth: scenario.sourceOfTruth }))
       }
@@ -206,6 +185,7 @@ export async function runScenario (scenario: Scenario, options: RunOptions): Pro
     const tl = ctx.signal
     ctx.t0 = t0
     const faultRuns = [...launchFaults, ...scenario.faults.map((f, i) => [f, i] as const).filter(([f]) => !fromLaunch(f)).map(async ([f, i]) => await faultRun(f, i))]
+    const landings: Landing[] = []
     const driftRuns = scenario.drift.flatMap((d, i) => {
       if (d.at === undefined && d.rowsPerSecond === undefined) return []
       return d.regions.map(async region => {
@@ -214,7 +194,12 @@ export async function runScenario (scenario: Scenario, options: RunOptions): Pro
         try {
           await sleep(t0! + (d.at ?? d.from ?? 0) - Date.now(), tl)
           if (tl.aborted) return
-          if (d.rowsPerSecond === undefined) { say(`${region}/${d.dataset}: ${await inj.land(store, d)}`); return }
+          if (d.rowsPerSecond === undefined) {
+            const startedAt = Date.now()
+            say(`${region}/${d.dataset}: ${await inj.land(store, d)}`)
+            landings.push({ atMs: d.at!, region, dataset: d.dataset, startedAt, landedAt: Date.now(), seq: inj.lastSeq })
+            return
+          }
           say(`${region}/${d.dataset}: drifting ${d.rowsPerSecond} rows/s until ${(d.until! / 1000).toFixed(1)} s`)
           const written = await inj.stream(store, d.rowsPerSecond, t0! + d.until!, tl)
           say(`${region}/${d.dataset}: drift stream ended (${written} rows)`)
@@ -363,7 +348,7 @@ export async function runScenario (scenario: Scenario, options: RunOptions): Pro
       seriesFrom: launchedAt
     })
     const report = buildReport({
-      scenario, startedAt, t0, startupMs, quietAt, convergedAt, samples: observer.samples, last, checks, faults, latency, audits,
+      scenario, startedAt, t0, startupMs, quietAt, convergedAt, rounds: roundsOf(landings, observer.samples, primary, datasetNames, t0), samples: observer.samples, last, checks, faults, latency, audits,
       injected: new Map(scenario.regions.map(r => [r.name, ledger.counts(r.name)])), load: load?.stats, links: mesh.stats(), peakRss: observer.peakRss,
       incarnations: new Map(agents.regions.map(r => [r, agents.incarnations(r).length]))
     })

@@ -6,10 +6,15 @@
  *     three agents as OS processes on loopback, each beside its own
  *     PostgreSQL database of the same orders; once every index is built
  *     (t0), 1 % of the rows of each replica is drifted behind its agent's
- *     back (60 % updated, 20 % inserted, 20 % deleted). Timed: from the
- *     drift's commit until every replica is level with the source by its
- *     status (polled every 100 ms); then the runner checks every replica
- *     row for row against the source, reading the databases directly.
+ *     back (60 % updated, 20 % inserted, 20 % deleted), and again every
+ *     ROUND_EVERY_S seconds, ROUNDS times in all. Timed, each round: from
+ *     its drift's commit until every replica is level with the source by
+ *     its status (polled every 100 ms). The first round is the agents'
+ *     first repair since their start (cold: V8 has not compiled the repair
+ *     path yet); the later ones are what a sidecar that has been running
+ *     meets (steady), and their median is the figure held against the
+ *     target, next to the first. Then the runner checks every replica row
+ *     for row against the source, reading the databases directly.
  * (b) the full copy: what an operator does instead, into the same replica
  *     databases right after: `COPY … TO STDOUT (FORMAT binary)` from the
  *     source piped into `TRUNCATE` + `COPY … FROM STDIN` on each replica in
@@ -28,18 +33,22 @@ import type { RunReport } from '../../cluster/report.ts'
 import { libpqEnv, sqlOnce } from './pg-databases.ts'
 import { bytes, fixed, int, passFail, progress, seconds, table } from './report.ts'
 import { makeTempDir, removeTempDir } from './temp-dirs.ts'
+import { median } from './timing.ts'
 
 export const CONVERGE_ROWS = 1_000_000
 export const QUICK_CONVERGE_ROWS = 100_000
 const DRIFT_SHARE = 0.01
 /** Target: converge at least this many times faster than the full copy. */
 const SPEEDUP_TARGET = 5
+/** Drift rounds, ROUND_EVERY_S apart: the first is cold, the median of the rest is the steady figure. */
+const ROUNDS = 4
+const ROUND_EVERY_S = 6
 const SOURCE = 'us-east'
 const REPLICAS = ['eu-west', 'ap-south'] as const
 
 function scenarioText (rows: number): string {
   return `name: bench-converge-vs-copy
-description: 3 PostgreSQL regions, ${rows} orders, ${DRIFT_SHARE * 100} % drift on each replica once every index is built
+description: 3 PostgreSQL regions, ${rows} orders, ${DRIFT_SHARE * 100} % drift on each replica once every index is built, ${ROUNDS} times ${ROUND_EVERY_S} s apart
 regions:
   - { name: ${SOURCE}, store: postgres }
 ${REPLICAS.map(r => `  - { name: ${r}, store: postgres }`).join('\n')}
@@ -47,7 +56,7 @@ sourceOfTruth: [${SOURCE}]
 datasets:
   - { name: orders, rows: ${rows} }
 drift:
-  - { at: 0s, share: ${DRIFT_SHARE} }
+${Array.from({ length: ROUNDS }, (_, i) => `  - { at: ${i * ROUND_EVERY_S}s, share: ${DRIFT_SHARE} }`).join('\n')}
 expect:
   convergeWithin: 120s
   maxRssMiB: 1024
@@ -63,6 +72,10 @@ const COPY_RUNS = 3
 export interface ConvergenceResult {
   rows: number
   report: RunReport
+  /** Each drift round's convergence (ms); the first is cold. */
+  roundsMs: number[]
+  /** The median of the rounds after the first. */
+  steadyMs: number
   /** The median of the copies (by time). */
   copy: CopyRun
   copies: CopyRun[]
@@ -130,6 +143,11 @@ export async function measureConvergence (adminUrl: string, rows: number, psql: 
     })
     urls = await regionUrls(join(outDir, 'work'))
     if (!report.passed) throw new Error(`the convergence run failed its checks: ${report.checks.filter(c => !c.passed).map(c => `${c.name}: ${c.detail}`).join('; ')}`)
+    const rounds = report.convergence.rounds
+    if (rounds.length !== ROUNDS || rounds.some(r => r.convergenceMs === null)) {
+      throw new Error(`not every drift round converged before the next began: ${rounds.map(r => `${r.atMs} ms: ${r.convergenceMs ?? 'not level'}`).join(', ')}`)
+    }
+    const roundsMs = rounds.map(r => r.convergenceMs!)
     const sourceUrl = urls.get(SOURCE)
     if (sourceUrl === undefined) throw new Error(`no database found for ${SOURCE} under ${outDir}`)
     const want = await tableFingerprint(sourceUrl)
@@ -150,7 +168,7 @@ export async function measureConvergence (adminUrl: string, rows: number, psql: 
       }
     }
     const copy = [...copies].sort((a, b) => a.ms - b.ms)[Math.floor(copies.length / 2)]!
-    return { rows, report, copy, copies }
+    return { rows, report, roundsMs, steadyMs: median(roundsMs.slice(1)), copy, copies }
   } finally {
     await dropDatabases(adminUrl, urls.values())
     await removeTempDir(outDir)
@@ -158,21 +176,25 @@ export async function measureConvergence (adminUrl: string, rows: number, psql: 
 }
 
 export function convergenceReport (r: ConvergenceResult): string {
-  const c = r.report.convergence
-  const convergeMs = c.convergenceMs ?? Number.NaN
+  const coldMs = r.roundsMs[0]!
+  const steadyMs = r.steadyMs
   const regions = REPLICAS.map(name => {
     const g = r.report.regions[name]!
     return [name, int(g.rowsRepaired.total), String(g.fixes), String(g.roundTrips), bytes(g.bytesSent + g.bytesReceived), g.remediateMs === undefined ? '—' : `${int(g.remediateMs.max)} ms`, seconds(r.copy.perReplicaMs[name] ?? Number.NaN)]
   })
   const convergeBytes = REPLICAS.reduce((s, name) => s + r.report.regions[name]!.bytesSent + r.report.regions[name]!.bytesReceived, 0)
-  const speedup = r.copy.ms / convergeMs
+  const steady = r.copy.ms / steadyMs
+  const cold = r.copy.ms / coldMs
   return [
     `## 5. Converging 3 regions x ${int(r.rows)} rows at ${DRIFT_SHARE * 100} % drift, against a full copy`,
     '',
     'converge: the cluster simulator with three agent processes on loopback, each beside its own PostgreSQL database of the same orders ' +
     `(seeded, then every index built from nothing in ${seconds(r.report.startupMs)} from the agents' launch). At t0, ${DRIFT_SHARE * 100} % of each replica's rows ` +
-    'drifted behind its agent\'s back (60 % updated, 20 % inserted, 20 % deleted, in one transaction per replica). Timed from the drift\'s commit until both replicas report ' +
-    'level with the source (status polled every 100 ms); the runner then stopped the agents and checked each replica row for row against the source, reading the databases ' +
+    'drifted behind its agent\'s back (60 % updated, 20 % inserted, 20 % deleted, in one transaction per replica), and again every ' +
+    `${ROUND_EVERY_S} s, ${ROUNDS} rounds in all. Each round timed from its drift's last commit until both replicas report ` +
+    'level with the source (status polled every 100 ms; the next round began only after). The first round is the agents\' first repair since they started (cold: ' +
+    'V8 compiles the repair path while it runs); the later rounds are what a sidecar that has been running meets (steady), and their median is held against the target. ' +
+    `Rounds: ${r.roundsMs.map(ms => seconds(ms)).join(', ')}. The runner then stopped the agents and checked each replica row for row against the source, reading the databases ` +
     `directly: ${r.report.checks.filter(ch => ch.name.startsWith('rows equal')).map(ch => `${ch.name}: ${ch.passed ? 'equal' : 'NOT equal'}`).join('; ')}.`,
     '',
     'Full copy: right after, into the same replica databases: psql `COPY public.orders TO STDOUT (FORMAT binary)` on the source piped into psql `TRUNCATE` + ' +
@@ -180,18 +202,18 @@ export function convergenceReport (r: ConvergenceResult): string {
     `Each replica was then checked equal to the source (row count and md5 of every row in key order). Done ${r.copies.length} times: ` +
     `${r.copies.map(c => seconds(c.ms)).join(', ')}; the median is the baseline.`,
     '',
-    table(['replica', 'rows repaired', 'fixes', 'round trips', 'converge bytes', 'slowest fix', 'full copy (the median run)'], regions),
+    table([`replica (all ${ROUNDS} rounds)`, 'rows repaired', 'fixes', 'round trips', 'converge bytes', 'slowest fix', 'full copy (the median run)'], regions),
     '',
-    table(['', 'converge (indexes built, change capture on)', 'full copy of the source to each replica'], [
-      ['time', seconds(convergeMs), `${seconds(r.copy.ms)} (median of ${r.copies.length})`],
-      ['bytes moved', bytes(convergeBytes), bytes(r.copy.bytes)]
+    table(['', 'converge, steady (median of rounds 2 to 4)', 'converge, cold (round 1)', 'full copy of the source to each replica'], [
+      ['time', seconds(steadyMs), seconds(coldMs), `${seconds(r.copy.ms)} (median of ${r.copies.length})`],
+      ['bytes moved', `${bytes(convergeBytes / ROUNDS)} a round (mean)`, '', bytes(r.copy.bytes)]
     ]),
     '',
     table(['target', 'measured', 'result'], [
-      [`convergence at ${DRIFT_SHARE * 100} % drift at least ${SPEEDUP_TARGET}x faster than the full copy`, `${fixed(speedup, 1)}x`, passFail(speedup >= SPEEDUP_TARGET)]
+      [`convergence at ${DRIFT_SHARE * 100} % drift at least ${SPEEDUP_TARGET}x faster than the full copy (steady)`, `${fixed(steady, 1)}x (cold: ${fixed(cold, 1)}x)`, passFail(steady >= SPEEDUP_TARGET)]
     ]),
     '',
-    `From nothing (the agents' launch, both index builds included, then the same drift) to converged took ${seconds(r.report.startupMs + convergeMs)}: ` +
+    `From nothing (the agents' launch, both index builds included, then the first drift) to converged took ${seconds(r.report.startupMs + coldMs)}: ` +
     'the index is built once per agent and kept by change capture after that; every later drift costs only the convergence above.'
   ].join('\n')
 }

@@ -104,6 +104,7 @@ export class Agent implements ReplicaHost {
   private readonly openingStores = new Set<ReplicaStore>()
   /** Datasets whose index is being built, with the rows read so far. */
   private readonly indexing = new Map<string, number>()
+  private listenCache: string[] | undefined
 
   constructor (init: AgentInit) {
     this.config = init.config
@@ -126,7 +127,12 @@ export class Agent implements ReplicaHost {
   }
 
   get peerId (): string | undefined { return this.node?.peerId.toString() }
-  get listenAddresses (): string[] { return this.node?.getMultiaddrs().map(String) ?? [] }
+  /** This node's addresses, computed again only when libp2p says they changed (every /status shows them). */
+  get listenAddresses (): string[] {
+    if (this.node === undefined) return []
+    this.listenCache ??= this.node.getMultiaddrs().map(String)
+    return this.listenCache
+  }
   get statusUrl (): string | undefined { return this.status?.url }
 
   async start (options: { signal?: AbortSignal } = {}): Promise<void> {
@@ -193,6 +199,7 @@ export class Agent implements ReplicaHost {
 
     const node = await createAgentNode({ privateKey, listen: this.config.listen, metrics: this.metrics.libp2pMetrics(), security: network.nodeOptions(this.topic) })
     this.node = node
+    node.addEventListener('self:peer:update', () => { this.listenCache = undefined })
     this.network = network
     network.attach(node)
     // the cluster view: a peer asks for this agent's status report (one bounded frame)

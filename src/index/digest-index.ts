@@ -98,16 +98,21 @@ function pageOf (keyHash: bigint, level: number): number { return nodeOfHigh32(N
 
 /**
  * Write-behind: a changed entry waits in memory (it counts in the tree at
- * once) until this many wait, or WRITE_BEHIND_MS after the first of them;
- * then they all go into their pages in one batch, with the seq that brings
- * the pages to. A fix lands a second or so after the drift it repairs, on
- * the same keys, so both reach a page in one write instead of two, and
- * neither write delays the fix. A crash loses nothing: the meta's seq is
- * the pages' own, the store keeps its change log from there (trimChanges),
- * and replaying changes is idempotent. At most about 10 MiB wait.
+ * once) until this many wait, or no change came for WRITE_BEHIND_IDLE_MS,
+ * or WRITE_BEHIND_MS after the first of them, whichever comes first; then
+ * they all go into their pages in one batch, with the seq that brings the
+ * pages to. A fix lands a second or so after the drift it repairs, on the
+ * same keys, so both reach a page in one write instead of two, and the
+ * write (its page reads and rewrites hold back the next change batch for
+ * some 100 ms per 10,000 pages) waits for a lull rather than landing in
+ * the middle of the next repair. A crash loses nothing: the meta's seq is
+ * the pages' own, the store keeps its change log from there
+ * (trimChanges), and replaying changes is idempotent. At most about 10 MiB
+ * wait.
  */
 const WRITE_BEHIND_ENTRIES = 65_536
 const WRITE_BEHIND_MS = 5_000
+const WRITE_BEHIND_IDLE_MS = 1_000
 
 /** An entry changed in the tree and not yet in its page; `entry` undefined: the key is gone. */
 interface UnwrittenEntry { keyHash: bigint, key: Uint8Array, entry: bigint | undefined }
@@ -144,8 +149,12 @@ export interface DigestIndexInit {
   state: StateDb
   /** Keep entries in the state db even for a store that could serve as its own index (to compare the two ways). Default false. */
   keepEntries?: boolean
-  /** When changed entries go into their pages: once this many wait, or this long after the first. Default WRITE_BEHIND_ENTRIES, WRITE_BEHIND_MS. */
-  writeBehind?: { entries: number, ms: number }
+  /**
+   * When changed entries go into their pages: once this many wait, once no
+   * change came for `idleMs`, or `ms` after the first of them. Default
+   * WRITE_BEHIND_ENTRIES, WRITE_BEHIND_IDLE_MS, WRITE_BEHIND_MS.
+   */
+  writeBehind?: { entries: number, ms: number, idleMs?: number }
 }
 
 export class DigestIndex extends EventEmitter implements ReplicaView {
@@ -169,7 +178,9 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
   /** The seq the pages and the meta reflect; the store's change log is trimmed no further. */
   private writtenSeq = 0
   private writeTimer: NodeJS.Timeout | undefined
-  private readonly writeBehind: { entries: number, ms: number }
+  private readonly writeBehind: { entries: number, ms: number, idleMs: number }
+  /** When the oldest change not yet in its page (or the last failed write) was: the write is due `writeBehind.ms` after it at the latest. */
+  private unwrittenSince: number | undefined
   private following: AbortController | undefined
   private followLoop: Promise<void> | undefined
   private followFailures = 0
@@ -194,7 +205,8 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
     this.legacyEntries = init.state.sublevel(`index:${init.dataset}:e`)
     this.meta = init.state.sublevel(`index:${init.dataset}:m`)
     this.spillDir = `${init.state.location}-spill/${encodeURIComponent(init.dataset)}`
-    this.writeBehind = init.writeBehind ?? { entries: WRITE_BEHIND_ENTRIES, ms: WRITE_BEHIND_MS }
+    const writeBehind = init.writeBehind ?? { entries: WRITE_BEHIND_ENTRIES, ms: WRITE_BEHIND_MS }
+    this.writeBehind = { ...writeBehind, idleMs: writeBehind.idleMs ?? WRITE_BEHIND_IDLE_MS }
     this.storeBacked = init.keepEntries !== true && init.store.supports.keyHashOrder === true && init.store.listRanges !== undefined && init.store.scanAt !== undefined
   }
 
@@ -675,14 +687,26 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
     if (this.unwritten.size >= this.writeBehind.entries) await this.writePages(Math.max(seq ?? 0, this.seq)); else this.scheduleWrite()
   }
 
-  /** Writes the pages within writeBehind.ms, in turn with updates (once: later calls find it scheduled). */
+  /**
+   * (Re)schedules the write of the pages, in turn with updates: writeBehind.idleMs
+   * from now (each change puts it off), but no later than writeBehind.ms
+   * after the oldest entry waiting.
+   */
   private scheduleWrite (): void {
-    if (this.storeBacked || this.writeTimer !== undefined || (this.unwritten.size === 0 && this.seq === this.writtenSeq)) return
+    if (this.storeBacked || (this.unwritten.size === 0 && this.seq === this.writtenSeq)) return
+    const now = Date.now()
+    this.unwrittenSince ??= now
+    const due = Math.min(this.unwrittenSince + this.writeBehind.ms, now + this.writeBehind.idleMs)
+    clearTimeout(this.writeTimer)
     this.writeTimer = setTimeout(() => {
       this.writeTimer = undefined
-      // a failed write leaves the entries waiting, and is tried again as long after
-      this.updates.run(async () => await this.writePages()).catch(err => { this.emit('error', new IndexWriteError(err)); this.scheduleWrite() })
-    }, this.writeBehind.ms)
+      this.updates.run(async () => await this.writePages()).catch(err => {
+        // a failed write leaves the entries waiting; it is tried again a while later
+        this.emit('error', new IndexWriteError(err))
+        this.unwrittenSince = Date.now()
+        this.scheduleWrite()
+      })
+    }, Math.max(0, due - now))
     this.writeTimer.unref()
   }
 
@@ -711,6 +735,7 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
     batch.put(META_KEY, encodeMeta({ fp: this.codec.fingerprint, storeId: this.store.id, seq, complete: true, layout: INDEX_LAYOUT, pageLevel: level }), { sublevel: this.meta })
     await batch.write()
     this.unwritten.clear()
+    this.unwrittenSince = undefined
     this.writtenSeq = seq
   }
 
@@ -730,6 +755,7 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
     clearTimeout(this.writeTimer)
     this.writeTimer = undefined
     this.unwritten.clear()
+    this.unwrittenSince = undefined
   }
 
   /**

@@ -12,7 +12,7 @@ import { DriftInjector, DriftLedger } from '../../cluster/drift.ts'
 import { measure, percentiles } from '../../cluster/latency.ts'
 import { LiveLoad } from '../../cluster/live-load.ts'
 import { COUNTER_NAMES, type DatasetCounters, type Sample } from '../../cluster/observer.ts'
-import { converged } from '../../cluster/scenario-runner.ts'
+import { converged, roundsOf, type Landing } from '../../cluster/convergence.ts'
 import { compareStores, fingerprint } from '../../cluster/store-compare.ts'
 import { AuditLog } from '../../src/audit/audit-log.ts'
 import { StateDb } from '../../src/index/state-db.ts'
@@ -160,5 +160,36 @@ describe('convergence as the runner sees it', () => {
     expect(converged(sample({ sum: 'ff', indexSeq: 41 }), 'a', ['orders'], written)).toBe(true)
     expect(converged(sample({ sum: 'ee', indexSeq: 50 }), 'a', ['orders'], written)).toBe(false)
     expect(converged(sample({ sum: 'ff' }), 'a', ['orders'])).toBe(true) // no drift during the run: the roots say it all
+  })
+
+  it('times each drift batch from its last commit to the first of two level samples that have taken it in, before the next batch', () => {
+    const at = (ms: number, replica: { sum: string, indexSeq?: number }): Sample => ({ ...sample(replica), at: 10_000 + ms })
+    const landings: Landing[] = [
+      { atMs: 0, region: 'b', dataset: 'orders', startedAt: 10_000, landedAt: 10_300, seq: 5 },
+      { atMs: 2000, region: 'b', dataset: 'orders', startedAt: 12_000, landedAt: 12_200, seq: 9 },
+      { atMs: 4000, region: 'b', dataset: 'orders', startedAt: 14_000, landedAt: 14_100, seq: 12 }
+    ]
+    const samples = [
+      at(200, { sum: 'ff', indexSeq: 1 }), // before the first batch landed: level, but not its doing
+      at(400, { sum: 'ee', indexSeq: 5 }),
+      at(500, { sum: 'ff', indexSeq: 5 }), // a single level sample is not enough
+      at(600, { sum: 'ee', indexSeq: 5 }),
+      at(700, { sum: 'ff', indexSeq: 5 }),
+      at(800, { sum: 'ff', indexSeq: 5 }), // level from 700 on: 400 ms after the landing at 300
+      at(2300, { sum: 'ff', indexSeq: 8 }), // level roots from before the second batch reached the index
+      at(2400, { sum: 'ff', indexSeq: 8 }),
+      at(2500, { sum: 'ff', indexSeq: 9 }),
+      at(2600, { sum: 'ff', indexSeq: 9 }), // 300 ms after the landing at 2200
+      at(4200, { sum: 'ee', indexSeq: 12 }),
+      at(4300, { sum: 'ff', indexSeq: 12 }) // never a second level sample: not level
+    ]
+    expect(roundsOf(landings, samples, 'a', ['orders'], 10_000)).toEqual([
+      { atMs: 0, landedAtMs: 300, convergenceMs: 400 },
+      { atMs: 2000, landedAtMs: 2200, convergenceMs: 300 },
+      { atMs: 4000, landedAtMs: 4100, convergenceMs: null }
+    ])
+    // a batch still not level when the next began writing has no time of its own
+    expect(roundsOf(landings.slice(0, 2), samples.slice(0, 4).concat(at(2500, { sum: 'ff', indexSeq: 9 }), at(2600, { sum: 'ff', indexSeq: 9 })), 'a', ['orders'], 10_000))
+      .toEqual([{ atMs: 0, landedAtMs: 300, convergenceMs: null }, { atMs: 2000, landedAtMs: 2200, convergenceMs: 300 }])
   })
 })

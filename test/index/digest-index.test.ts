@@ -99,7 +99,7 @@ describe('DigestIndex', () => {
   async function openState (): Promise<StateDb> { return await openStateAt(join(dir, 'state')) }
 
   /** These tests exercise the index that keeps its own entries: the store is shown to it as key-ordered. */
-  function makeIndex (store: ReplicaStore, state: StateDb, c: RowCodec = codec, writeBehind?: { entries: number, ms: number }): DigestIndex {
+  function makeIndex (store: ReplicaStore, state: StateDb, c: RowCodec = codec, writeBehind?: { entries: number, ms: number, idleMs?: number }): DigestIndex {
     const index = new DigestIndex({ dataset: 'orders', codec: c, store: keyOrdered(store), state, ...(writeBehind === undefined ? {} : { writeBehind }) })
     index.on('error', err => { errors.push(err) })
     cleanup.push(async () => { await index.stop() })
@@ -277,7 +277,7 @@ describe('DigestIndex', () => {
   }
 
   /** A store of `rows` orders and a started index over it, with the seq its pages were built at. */
-  async function indexed (rows: number, writeBehind?: { entries: number, ms: number }): Promise<{ store: LevelStore, state: StateDb, model: Model, index: DigestIndex, built: number }> {
+  async function indexed (rows: number, writeBehind?: { entries: number, ms: number, idleMs?: number }): Promise<{ store: LevelStore, state: StateDb, model: Model, index: DigestIndex, built: number }> {
     const store = await openStore()
     const state = await openState()
     const model = new Model(Array.from({ length: rows }, (_, i) => i))
@@ -313,7 +313,7 @@ describe('DigestIndex', () => {
   })
 
   it('writes its pages once enough entries wait, once they have waited long enough, and at stop', async () => {
-    const { store, state, model, index, built } = await indexed(500, { entries: 100, ms: 60_000 })
+    const { store, state, model, index, built } = await indexed(500, { entries: 100, ms: 60_000, idleMs: 60_000 })
     // 99 entries wait; the 100th fills the batch
     await store.apply({ upserts: Array.from({ length: 99 }, (_, i) => model.upsert(i, 1)), deletes: [] })
     await index.catchUp()
@@ -341,6 +341,21 @@ describe('DigestIndex', () => {
     const again = makeIndex(store, state)
     await start(again, store)
     expect(entryView(await again.list(0, 0))).toEqual(entryView(await expected.list(0, 0)))
+  })
+
+  it('writes its pages once changes pause, without waiting out the longest wait', async () => {
+    const { store, state, model, index, built } = await indexed(300, { entries: 1000, ms: 600_000, idleMs: 100 })
+    await store.apply({ upserts: [model.upsert(7, 1)], deletes: [] })
+    await index.catchUp()
+    // only the pause can have written it: the longest wait is ten minutes, and one entry is far from 1,000
+    await vi.waitFor(async () => { expect(await writtenSeq(state)).toBe(built + 1) }, { timeout: 5000, interval: 20 })
+    const expected = model.replica()
+    expectSameTree(index.tree, expected.tree)
+    await index.stop()
+    const again = makeIndex(store, state)
+    await start(again, store)
+    expect(entryView(await again.list(0, 0))).toEqual(entryView(await expected.list(0, 0)))
+    await again.stop()
   })
 
   it('keeps its entries waiting when their pages cannot be written, says so, and writes them once it can', async () => {

@@ -1,0 +1,83 @@
+/**
+ * When a cluster counts as converged, read off the observer's samples: for
+ * the whole run (after the timeline went quiet) and for each one-shot drift
+ * batch on its own (a round), so a scenario that drifts several times says
+ * how long each took, the first (cold: the agents' code paths not yet run)
+ * apart from the later ones (steady: as a long-running sidecar is).
+ */
+import type { Sample } from './observer.ts'
+
+/** Consecutive samples that must agree before the cluster counts as converged (one could catch a transient). */
+export const STABLE_SAMPLES = 2
+
+/**
+ * Level with the source: every region's root equals the serving source's,
+ * and each is in sync (or is the source). `written` holds, per
+ * "region/dataset", the store change seq of the last drift or live-load
+ * batch written there during the run: until the agent's index has taken it
+ * in, the agent still shows the roots from before it, which may well agree.
+ */
+export function converged (s: Sample | undefined, primary: string, datasets: string[], written: ReadonlyMap<string, number> = new Map()): boolean {
+  if (s === undefined) return false
+  for (const [place, seq] of written) {
+    const [region, ds] = place.split('/') as [string, string]
+    if ((s.regions[region]?.datasets[ds]?.indexSeq ?? -1) < seq) return false
+  }
+  return datasets.every(ds => {
+    const sot = s.regions[primary]?.datasets[ds]
+    if (sot?.sum === undefined || sot.state !== 'source') return false
+    return Object.values(s.regions).every(r => {
+      const d = r.datasets[ds]
+      return d !== undefined && d.sum === sot.sum && d.count === sot.count && (d.state === 'in-sync' || d.state === 'source')
+    })
+  })
+}
+
+/**
+ * The first of STABLE_SAMPLES consecutive converged samples taken at or
+ * after `from` and before `until`; undefined when there is none.
+ */
+export function firstConverged (samples: readonly Sample[], from: number, until: number, level: (s: Sample) => boolean): number | undefined {
+  let streak = 0
+  let first: number | undefined
+  for (const s of samples) {
+    if (s.at < from) continue
+    if (s.at >= until) break
+    if (level(s)) { streak++; first ??= s.at } else { streak = 0; first = undefined }
+    if (streak >= STABLE_SAMPLES) return first
+  }
+  return undefined
+}
+
+/** One region's share of a one-shot drift batch: when its write began and committed, and the change seq it committed at. */
+export interface Landing { atMs: number, region: string, dataset: string, startedAt: number, landedAt: number, seq: number }
+
+/** A one-shot drift batch (every entry scheduled at `atMs`), and how long the cluster took to be level again after it landed. */
+export interface Round {
+  /** The batch's time on the timeline (ms after t0). */
+  atMs: number
+  /** When its last write committed, ms after t0. */
+  landedAtMs: number
+  /** From then until converged; null when the cluster was not level before the next batch began (or the run ended). */
+  convergenceMs: number | null
+}
+
+/**
+ * Each one-shot drift batch's convergence, in timeline order: from its last
+ * commit until the first converged sample that shows every write of it taken
+ * in, before the next batch began writing.
+ */
+export function roundsOf (landings: readonly Landing[], samples: readonly Sample[], primary: string, datasets: string[], t0: number): Round[] {
+  const byAt = new Map<number, Landing[]>()
+  for (const l of landings) byAt.set(l.atMs, [...(byAt.get(l.atMs) ?? []), l])
+  const batches = [...byAt.entries()].sort((a, b) => a[0] - b[0])
+  return batches.map(([atMs, batch], i) => {
+    const landedAt = Math.max(...batch.map(l => l.landedAt))
+    const next = batches[i + 1]?.[1]
+    const until = next === undefined ? Number.POSITIVE_INFINITY : Math.min(...next.map(l => l.startedAt))
+    const written = new Map<string, number>()
+    for (const l of batch) written.set(`${l.region}/${l.dataset}`, Math.max(written.get(`${l.region}/${l.dataset}`) ?? 0, l.seq))
+    const at = firstConverged(samples, landedAt, until, s => converged(s, primary, datasets, written))
+    return { atMs, landedAtMs: landedAt - t0, convergenceMs: at === undefined ? null : at - landedAt }
+  })
+}
