@@ -8,7 +8,7 @@
 import type { Sample } from './observer.ts'
 
 /** Consecutive samples that must agree before the cluster counts as converged (one could catch a transient). */
-export const STABLE_SAMPLES = 2
+const STABLE_SAMPLES = 2
 
 /**
  * Level with the source: every region's root equals the serving source's,

@@ -25,7 +25,7 @@ import type { ConfigInput } from '../src/config/schema.ts'
 import { ConvergeError } from '../src/errors.ts'
 import { createPeerKeyFile, peerIdOf } from '../src/net/peer-key.ts'
 import { AgentSet } from './agent-set.ts'
-import { converged, roundsOf, STABLE_SAMPLES, type Landing } from './convergence.ts'
+import { converged, firstConverged, roundsOf, type Landing } from './convergence.ts'
 import { reviewAudit, type AuditReview } from './audit-review.ts'
 import { DatasetModel } from './dataset-model.ts'
 import { DriftInjector, DriftLedger } from './drift.ts'
@@ -236,7 +236,6 @@ export async function runScenario (scenario: Scenario, options: RunOptions): Pro
     // 4. convergence
     say(`timeline done; waiting for every replica to be level with ${primary} (at most ${scenario.expect.convergeWithin} ms)`)
     let convergedAt: number | undefined
-    let streak = 0
     const datasetNames = models.map(m => m.name)
     const written = new Map<string, number>()
     scenario.drift.forEach((d, i) => {
@@ -249,15 +248,10 @@ export async function runScenario (scenario: Scenario, options: RunOptions): Pro
       written.set(place, Math.max(written.get(place) ?? 0, load.lastSeq))
     }
     while (Date.now() - quietAt < scenario.expect.convergeWithin && !signal.aborted) {
-      const before = observer.samples.length
       await sleep(scenario.pollEvery, signal)
-      for (const s of observer.samples.slice(before)) {
-        if (s.at < quietAt) continue
-        if (converged(s, primary, datasetNames, written)) { streak++; convergedAt ??= s.at } else { streak = 0; convergedAt = undefined }
-      }
-      if (streak >= STABLE_SAMPLES) break
+      convergedAt = firstConverged(observer.samples, quietAt, Number.POSITIVE_INFINITY, s => converged(s, primary, datasetNames, written))
+      if (convergedAt !== undefined) break
     }
-    if (streak < STABLE_SAMPLES) convergedAt = undefined
     say(convergedAt === undefined ? 'NOT converged' : `converged ${((convergedAt - quietAt) / 1000).toFixed(2)} s after the timeline went quiet`)
     const last = observer.latest
 
