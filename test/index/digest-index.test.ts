@@ -277,6 +277,14 @@ describe('DigestIndex', () => {
   }
 
   /** A store of `rows` orders and a started index over it, with the seq its pages were built at. */
+  /** A new index opened on what is on disk (no entries waiting in memory) lists exactly `expected`'s rows. */
+  async function expectPagesHold (store: LevelStore, state: StateDb, expected: { list: (level: number, index: number) => Promise<IndexEntry[]> }): Promise<void> {
+    const again = makeIndex(store, state)
+    await start(again, store)
+    expect(entryView(await again.list(0, 0))).toEqual(entryView(await expected.list(0, 0)))
+    await again.stop()
+  }
+
   async function indexed (rows: number, writeBehind?: { entries: number, ms: number, idleMs?: number }): Promise<{ store: LevelStore, state: StateDb, model: Model, index: DigestIndex, built: number }> {
     const store = await openStore()
     const state = await openState()
@@ -338,9 +346,7 @@ describe('DigestIndex', () => {
     expectSameTree(timed.tree, expected.tree)
     // the pages alone (no entries waiting) hold the rows: a restart loads exactly them
     await timed.stop()
-    const again = makeIndex(store, state)
-    await start(again, store)
-    expect(entryView(await again.list(0, 0))).toEqual(entryView(await expected.list(0, 0)))
+    await expectPagesHold(store, state, expected)
   })
 
   it('writes its pages once changes pause, without waiting out the longest wait', async () => {
@@ -352,10 +358,7 @@ describe('DigestIndex', () => {
     const expected = model.replica()
     expectSameTree(index.tree, expected.tree)
     await index.stop()
-    const again = makeIndex(store, state)
-    await start(again, store)
-    expect(entryView(await again.list(0, 0))).toEqual(entryView(await expected.list(0, 0)))
-    await again.stop()
+    await expectPagesHold(store, state, expected)
   })
 
   it('keeps its entries waiting when their pages cannot be written, says so, and writes them once it can', async () => {
@@ -388,9 +391,7 @@ describe('DigestIndex', () => {
     errors.splice(0)
     await index.stop()
     vi.restoreAllMocks()
-    const again = makeIndex(store, state)
-    await start(again, store)
-    expect(entryView(await again.list(0, 0))).toEqual(entryView(await expected.list(0, 0)))
+    await expectPagesHold(store, state, expected)
   })
 
   it('rebuilds when the schema fingerprint changes, and not for a version bump alone', async () => {
