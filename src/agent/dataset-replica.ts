@@ -389,6 +389,17 @@ export class DatasetReplica {
     const correlationId = randomUUID()
     const session: Session = { sourceRegion, peerId, correlationId, signal, log: this.host.log.child({ dataset: this.name, cid: correlationId, source: sourceRegion }) }
     const report: SyncReport = { correlationId, sourceRegion, missing: 0, changed: 0, extra: 0, unresolved: 0, fixes: 0, roundTrips: 0, bytesSent: 0, bytesReceived: 0, waiting: 0, truncated: false, indexed: true }
+    // the pages wait for this sync's fix: written in the next lull, with the drift it repairs, in one write
+    const releases = [...new Set([this.index, this.compare.index])].map(index => index.holdPages())
+    try {
+      return await this.syncWith(session, report)
+    } finally {
+      for (const release of releases) release()
+    }
+  }
+
+  private async syncWith (session: Session, report: SyncReport): Promise<SyncReport> {
+    const { signal } = session
     if (!this.codec.partitioned) {
       if (!await this.askSuspects(session, report)) {
         const { result } = await this.exchange(session, report, {})

@@ -105,8 +105,10 @@ function pageOf (keyHash: bigint, level: number): number { return nodeOfHigh32(N
  * same keys, so both reach a page in one write instead of two, and the
  * write (its page reads and rewrites hold back the next change batch for
  * some 100 ms per 10,000 pages) waits for a lull rather than landing in
- * the middle of the next repair. A crash loses nothing: the meta's seq is
- * the pages' own, the store keeps its change log from there
+ * the middle of a repair. A sync in progress is no lull (holdPages): the
+ * fix it is about to take in changes the same pages again, and its
+ * takeApplied would queue behind the write. A crash loses nothing: the
+ * meta's seq is the pages' own, the store keeps its change log from there
  * (trimChanges), and replaying changes is idempotent. At most about 10 MiB
  * wait.
  */
@@ -181,6 +183,8 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
   private readonly writeBehind: { entries: number, ms: number, idleMs: number }
   /** When the oldest change not yet in its page (or the last failed write) was: the write is due `writeBehind.ms` after it at the latest. */
   private unwrittenSince: number | undefined
+  /** Callers holding off the lull's write of the pages (holdPages): a write of theirs is on its way. */
+  private pageHolds = 0
   private following: AbortController | undefined
   private followLoop: Promise<void> | undefined
   private followFailures = 0
@@ -490,6 +494,24 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
   }
 
   /**
+   * Holds off the write of the pages in a lull until the returned release
+   * is called (at most writeBehind.ms after the first entry waiting still
+   * applies): a sync holds it while its fix is on its way, so the fix's
+   * entries go into the same page write as the drift's they repair.
+   */
+  holdPages (): () => void {
+    this.pageHolds++
+    // a write already due in a lull now waits for the release
+    if (this.writeTimer !== undefined) this.scheduleWrite()
+    let held = true
+    return () => {
+      if (!held) return
+      held = false
+      if (--this.pageHolds === 0) this.scheduleWrite()
+    }
+  }
+
+  /**
    * An agent's write is about to commit as `seq` and will be taken in here
    * (takeApplied) right after: the feed may deliver it without its rows, and
    * then waits for takeApplied before it passes the seq.
@@ -696,7 +718,8 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
     if (this.storeBacked || (this.unwritten.size === 0 && this.seq === this.writtenSeq)) return
     const now = Date.now()
     this.unwrittenSince ??= now
-    const due = Math.min(this.unwrittenSince + this.writeBehind.ms, now + this.writeBehind.idleMs)
+    const lull = this.pageHolds > 0 ? Number.POSITIVE_INFINITY : now + this.writeBehind.idleMs
+    const due = Math.min(this.unwrittenSince + this.writeBehind.ms, lull)
     clearTimeout(this.writeTimer)
     this.writeTimer = setTimeout(() => {
       this.writeTimer = undefined

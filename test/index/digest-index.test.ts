@@ -1,4 +1,5 @@
 import { mkdtemp, rm } from 'node:fs/promises'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
@@ -359,6 +360,41 @@ describe('DigestIndex', () => {
     expectSameTree(index.tree, expected.tree)
     await index.stop()
     await expectPagesHold(store, state, expected)
+  })
+
+  it('holds the pause\'s write of its pages while a caller holds them, and writes them once released', async () => {
+    const { store, state, model, index, built } = await indexed(300, { entries: 1000, ms: 600_000, idleMs: 50 })
+    await store.apply({ upserts: [model.upsert(7, 1)], deletes: [] })
+    await index.catchUp()
+    // the pause's write is armed; a sync takes the hold before it fires, and its fix lands meanwhile
+    const release = index.holdPages()
+    await sleep(300)
+    expect(await writtenSeq(state)).toBe(built)
+    const fix = { upserts: [model.upsert(8, 2)], deletes: [] }
+    const { seq } = await store.apply(fix)
+    expect(await index.takeApplied(fix, { seq })).toBe(true)
+    await sleep(300)
+    expect(await writtenSeq(state)).toBe(built)
+    release()
+    release() // a second call changes nothing
+    // the drift's entry and the fix's go into the pages in one write, after the pause that follows the release
+    await vi.waitFor(async () => { expect(await writtenSeq(state)).toBeGreaterThan(built) }, { timeout: 5000, interval: 20 })
+    await index.catchUp()
+    const expected = model.replica()
+    expectSameTree(index.tree, expected.tree)
+    await index.stop()
+    await expectPagesHold(store, state, expected)
+  })
+
+  it('writes held pages anyway once the oldest entry has waited the longest wait', async () => {
+    const { store, state, model, index, built } = await indexed(300, { entries: 1000, ms: 200, idleMs: 50 })
+    const release = index.holdPages()
+    await store.apply({ upserts: [model.upsert(7, 1)], deletes: [] })
+    await index.catchUp()
+    await vi.waitFor(async () => { expect(await writtenSeq(state)).toBe(built + 1) }, { timeout: 5000, interval: 20 })
+    release()
+    await index.stop()
+    await expectPagesHold(store, state, model.replica())
   })
 
   it('keeps its entries waiting when their pages cannot be written, says so, and writes them once it can', async () => {
