@@ -44,8 +44,8 @@ const DRIFT_SHARE = 0.01
 /** Target: converge at least this many times faster than the full copy. */
 const SPEEDUP_TARGET = 5
 /** Drift rounds, ROUND_EVERY_S apart: the first is cold, the median of the rest is the steady figure. */
-const ROUNDS = 4
-const ROUND_EVERY_S = 6
+const ROUNDS = 6
+const ROUND_EVERY_S = 8
 const SOURCE = 'us-east'
 const REPLICAS = ['eu-west', 'ap-south'] as const
 
@@ -209,7 +209,7 @@ export function convergenceReport (r: ConvergenceResult): string {
     '',
     table([`replica (all ${ROUNDS} rounds)`, 'rows repaired', 'fixes', 'round trips', 'converge bytes', 'slowest fix', 'full copy (the median run)'], regions),
     '',
-    table(['', 'converge, steady (median of rounds 2 to 4)', 'converge, cold (round 1)', 'full copy of the source to each replica'], [
+    table(['', `converge, steady (median of rounds 2 to ${ROUNDS})`, 'converge, cold (round 1)', 'full copy of the source to each replica'], [
       ['time', seconds(steadyMs), seconds(coldMs), `${seconds(r.copy.ms)} (median of ${r.copies.length})`],
       ['bytes moved', `${bytes(convergeBytes / ROUNDS)} a round (mean)`, '', bytes(r.copy.bytes)]
     ]),
