@@ -36,6 +36,7 @@ import type { IndexEntry, ReplicaView } from '../sync/replica-view.ts'
 import { depthFor, LeafBuffer, MerkleTree, nodeOf, nodeOfHigh32, nodeRange } from '../tree/merkle-tree.ts'
 import { PageBulkWriter } from './bulk-writer.ts'
 import { decodePage, entryOf, forEachEntry, levelRange, pageKey, setEntry } from './page.ts'
+import { PageCache } from './page-cache.ts'
 import { READ_AHEAD, type ByteSublevel, type StateDb } from './state-db.ts'
 
 const META_KEY = new TextEncoder().encode('meta')
@@ -92,6 +93,11 @@ const PAGE_READ_CHUNK = 16_384
 /** A node spanning more pages than this is listed with one range read over them instead of point reads. */
 const POINT_READ_MAX_PAGES = 4096
 const NO_PAGE = new Uint8Array(0)
+
+/** A page's id (its node index at its level) from its key. */
+function pageIdOf (key: Uint8Array): number {
+  return ((key[1]! << 24) | (key[2]! << 16) | (key[3]! << 8) | key[4]!) >>> 0
+}
 
 /** The page at `level` a key hash's entry is in. */
 function pageOf (keyHash: bigint, level: number): number { return nodeOfHigh32(Number(keyHash >> 32n), level) }
@@ -157,6 +163,8 @@ export interface DigestIndexInit {
    * WRITE_BEHIND_ENTRIES, WRITE_BEHIND_IDLE_MS, WRITE_BEHIND_MS.
    */
   writeBehind?: { entries: number, ms: number, idleMs?: number }
+  /** Bytes of pages kept in memory (page-cache.ts); 0 keeps none. Default PAGE_CACHE_BYTES. */
+  pageCacheBytes?: number
 }
 
 export class DigestIndex extends EventEmitter implements ReplicaView {
@@ -171,6 +179,8 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
   private readonly spillDir: string
   /** The tree level the pages are cut at. */
   private pageLevel = 0
+  /** Pages of the page level as the pages sublevel holds them, those used lately. */
+  private readonly pageCache: PageCache
   /** The store lists rows by key hash itself: no entries are kept here. */
   private readonly storeBacked: boolean
   private currentTree: MerkleTree = new MerkleTree(1)
@@ -211,6 +221,7 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
     this.spillDir = `${init.state.location}-spill/${encodeURIComponent(init.dataset)}`
     const writeBehind = init.writeBehind ?? { entries: WRITE_BEHIND_ENTRIES, ms: WRITE_BEHIND_MS }
     this.writeBehind = { ...writeBehind, idleMs: writeBehind.idleMs ?? WRITE_BEHIND_IDLE_MS }
+    this.pageCache = new PageCache(init.pageCacheBytes)
     this.storeBacked = init.keepEntries !== true && init.store.supports.keyHashOrder === true && init.store.listRanges !== undefined && init.store.scanAt !== undefined
   }
 
@@ -275,6 +286,7 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
     // the scan sees every row: what waited for its pages is in it, or comes again from the feed
     this.dropUnwritten()
     await this.writeMeta({ fp: this.codec.fingerprint, storeId: this.store.id, seq: 0, complete: false, layout: INDEX_LAYOUT })
+    this.pageCache.clear()
     await this.pages.clear()
     await this.legacyEntries.clear()
     // a build killed midway may have left its spilled runs
@@ -312,6 +324,7 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
     this.writtenSeq = seqAtStart
     await this.writeMeta({ fp: this.codec.fingerprint, storeId: this.store.id, seq: seqAtStart, complete: true, layout: INDEX_LAYOUT, pageLevel: tree.depth })
     await this.store.trimChanges(seqAtStart)
+    await this.warmPages(signal)
     // a catchUp waiting since before the rebuild may be past already
     this.release()
     this.emit('change')
@@ -328,8 +341,11 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
     await this.writePages()
     const leaves = new LeafBuffer()
     let pages = 0
-    await this.readPages(options.signal, page => {
+    // every page goes by once: the first of them stay in memory, as many as the cache keeps
+    const generation = this.pageCache.generation
+    await this.readPages(options.signal, (page, id) => {
       forEachEntry(page, (_hi, keyHash, entry) => leaves.push(keyHash, entry))
+      if (!this.pageCache.full) this.pageCache.fill(id, page, generation)
       if (++pages % 1000 === 0) options.onProgress?.({ phase: 'load', rows: leaves.length })
     })
     options.onProgress?.({ phase: 'load', rows: leaves.length })
@@ -339,19 +355,54 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
     this.emit('change')
   }
 
-  /** Calls `each` with every page at the page level, in order. */
-  private async readPages (signal: AbortSignal | undefined, each: (page: Uint8Array) => void): Promise<void> {
+  /** Calls `each` with every page at the page level, in order, and its id; stops early when `each` returns false. */
+  private async readPages (signal: AbortSignal | undefined, each: (page: Uint8Array, id: number) => boolean | undefined | void): Promise<void> {
     const it = this.pages.iterator({ ...READ_AHEAD, ...levelRange(this.pageLevel) })
     try {
       for (;;) {
         throwIfAborted(signal)
         const batch = await it.nextv(1000)
         if (batch.length === 0) break
-        for (const [, page] of batch) each(page)
+        for (const [key, page] of batch) if (each(page, pageIdOf(key)) === false) return
       }
     } finally {
       await it.close()
     }
+  }
+
+  /** Reads pages into the cache, in order, until it is full (after a build, which writes them without keeping them). */
+  private async warmPages (signal?: AbortSignal): Promise<void> {
+    const generation = this.pageCache.generation
+    await this.readPages(signal, (page, id) => {
+      this.pageCache.fill(id, page, generation)
+      return !this.pageCache.full
+    })
+  }
+
+  /**
+   * Pages of the page level by id (NO_PAGE where there is none): from the
+   * cache, else read, PAGE_READ_CHUNK per getMany call, and kept.
+   */
+  private async pagesById (ids: readonly number[], signal?: AbortSignal): Promise<Map<number, Uint8Array>> {
+    const level = this.pageLevel
+    const out = new Map<number, Uint8Array>()
+    const missing: number[] = []
+    for (const id of ids) {
+      const page = this.pageCache.get(id)
+      if (page === undefined) missing.push(id); else out.set(id, page)
+    }
+    for (let i = 0; i < missing.length; i += PAGE_READ_CHUNK) {
+      throwIfAborted(signal)
+      const part = missing.slice(i, i + PAGE_READ_CHUNK)
+      const generation = this.pageCache.generation
+      const read = await this.pages.getMany(part.map(id => pageKey(level, id)))
+      part.forEach((id, j) => {
+        const page = read[j] ?? NO_PAGE
+        out.set(id, page)
+        this.pageCache.fill(id, page, generation)
+      })
+    }
+    return out
   }
 
   /**
@@ -362,6 +413,7 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
    */
   private async repage (level: number, signal?: AbortSignal): Promise<void> {
     const old = this.pageLevel
+    this.pageCache.clear()
     await this.pages.clear(levelRange(level))
     const writer = new PageBulkWriter(this.db, this.pages, { spillDir: this.spillDir })
     try {
@@ -372,8 +424,10 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
       throw err
     }
     this.pageLevel = level
+    this.pageCache.clear()
     await this.writeMeta({ fp: this.codec.fingerprint, storeId: this.store.id, seq: this.seq, complete: true, layout: INDEX_LAYOUT, pageLevel: level })
     await this.pages.clear(levelRange(old))
+    await this.warmPages(signal)
   }
 
   /** Waits until the index reflects every change the store has committed so far. */
@@ -415,14 +469,8 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
     if (this.unwritten.size > 0 && nodes.some(n => span(n).count > POINT_READ_MAX_PAGES)) await this.updates.run(async () => await this.writePages())
     // taken before the reads: a write of the pages meanwhile puts the same entries there
     const unwritten = this.unwrittenByPage(level, wanted)
-    const ids = [...wanted]
-    const pages = new Map<number, Uint8Array>()
-    for (let i = 0; i < ids.length; i += PAGE_READ_CHUNK) {
-      throwIfAborted(signal)
-      const part = ids.slice(i, i + PAGE_READ_CHUNK)
-      const got = await this.pages.getMany(part.map(id => pageKey(level, id)))
-      part.forEach((id, j) => { const over = unwritten.get(id); pages.set(id, over === undefined ? got[j] ?? NO_PAGE : withEntries(got[j] ?? NO_PAGE, over)) })
-    }
+    const pages = await this.pagesById([...wanted], signal)
+    for (const [id, over] of unwritten) pages.set(id, withEntries(pages.get(id)!, over))
     const out: IndexEntry[][] = []
     for (const n of nodes) {
       const { first, count } = span(n)
@@ -691,9 +739,7 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
     // the pages of the keys not waiting in memory: where their entries before the batch are
     const wanted = new Set<number>()
     ids.forEach((id, i) => { if (!this.unwritten.has(id)) wanted.add(pageOf(hashes[i]!, level)) })
-    const pageIds = [...wanted]
-    const read = pageIds.length === 0 ? [] : await this.pages.getMany(pageIds.map(id => pageKey(level, id)))
-    const pages = new Map<number, Uint8Array>(pageIds.map((id, i) => [id, read[i] ?? NO_PAGE]))
+    const pages = await this.pagesById([...wanted])
     changes.forEach((change, i) => {
       const keyHash = hashes[i]!
       const after = afters[i]
@@ -745,18 +791,18 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
     if (this.storeBacked || (this.unwritten.size === 0 && seq === this.writtenSeq)) return
     const level = this.pageLevel
     const byPage = this.unwrittenByPage(level)
-    const ids = [...byPage.keys()]
+    const current = await this.pagesById([...byPage.keys()])
+    const written = new Map<number, Uint8Array>()
     const batch = this.db.batch()
-    for (let i = 0; i < ids.length; i += PAGE_READ_CHUNK) {
-      const part = ids.slice(i, i + PAGE_READ_CHUNK)
-      const read = await this.pages.getMany(part.map(id => pageKey(level, id)))
-      part.forEach((id, j) => {
-        const page = withEntries(read[j] ?? NO_PAGE, byPage.get(id)!)
-        if (page.length === 0) batch.del(pageKey(level, id), { sublevel: this.pages }); else batch.put(pageKey(level, id), page, { sublevel: this.pages })
-      })
+    for (const [id, entries] of byPage) {
+      const page = withEntries(current.get(id)!, entries)
+      written.set(id, page)
+      if (page.length === 0) batch.del(pageKey(level, id), { sublevel: this.pages }); else batch.put(pageKey(level, id), page, { sublevel: this.pages })
     }
     batch.put(META_KEY, encodeMeta({ fp: this.codec.fingerprint, storeId: this.store.id, seq, complete: true, layout: INDEX_LAYOUT, pageLevel: level }), { sublevel: this.meta })
     await batch.write()
+    // (a failed write leaves the cache as the pages are: unchanged)
+    this.pageCache.put(written)
     this.unwritten.clear()
     this.unwrittenSince = undefined
     this.writtenSeq = seq

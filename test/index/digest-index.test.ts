@@ -100,8 +100,8 @@ describe('DigestIndex', () => {
   async function openState (): Promise<StateDb> { return await openStateAt(join(dir, 'state')) }
 
   /** These tests exercise the index that keeps its own entries: the store is shown to it as key-ordered. */
-  function makeIndex (store: ReplicaStore, state: StateDb, c: RowCodec = codec, writeBehind?: { entries: number, ms: number, idleMs?: number }): DigestIndex {
-    const index = new DigestIndex({ dataset: 'orders', codec: c, store: keyOrdered(store), state, ...(writeBehind === undefined ? {} : { writeBehind }) })
+  function makeIndex (store: ReplicaStore, state: StateDb, c: RowCodec = codec, writeBehind?: { entries: number, ms: number, idleMs?: number }, pageCacheBytes?: number): DigestIndex {
+    const index = new DigestIndex({ dataset: 'orders', codec: c, store: keyOrdered(store), state, ...(writeBehind === undefined ? {} : { writeBehind }), ...(pageCacheBytes === undefined ? {} : { pageCacheBytes }) })
     index.on('error', err => { errors.push(err) })
     cleanup.push(async () => { await index.stop() })
     return index
@@ -384,6 +384,37 @@ describe('DigestIndex', () => {
     expectSameTree(index.tree, expected.tree)
     await index.stop()
     await expectPagesHold(store, state, expected)
+  })
+
+  it.each([['kept in memory (the default)', undefined], ['none kept (a budget of 0)', 0]])('pages %s: a change batch and the write of its pages read from LevelDB only without them, and the pages hold', async (_name, cacheBytes) => {
+    const store = await openStore()
+    const state = await openState()
+    const model = new Model(Array.from({ length: 2000 }, (_, i) => i))
+    await store.apply({ upserts: [...model.rows.values()], deletes: [] })
+    const index = makeIndex(store, state, codec, { entries: 100_000, ms: 600_000, idleMs: 600_000 }, cacheBytes)
+    await start(index, store)
+    const reads = vi.spyOn(state.db, 'getMany')
+    await store.apply({ upserts: [model.upsert(1, 1), model.upsert(5000, 1)], deletes: [model.delete(2)] })
+    await index.catchUp()
+    await index.stop() // writes the pages
+    // the build put every page in memory (2,000 rows: a few KiB), so nothing was read; without them both steps read
+    if (cacheBytes === undefined) expect(reads).not.toHaveBeenCalled(); else expect(reads.mock.calls.length).toBeGreaterThanOrEqual(2)
+    reads.mockRestore()
+    const expected = model.replica()
+    expectSameTree(index.tree, expected.tree)
+    await expectPagesHold(store, state, expected)
+  })
+
+  it('lists entries from pages kept in memory as they are after each write', async () => {
+    const { store, model, index } = await indexed(500, { entries: 1, ms: 600_000, idleMs: 600_000 })
+    for (let round = 1; round <= 3; round++) {
+      // each change batch reaches a page write at once (entries: 1), which updates the pages kept in memory
+      await store.apply({ upserts: [model.upsert(round * 7, round), model.upsert(1000 + round, 0)], deletes: [model.delete(round * 11)] })
+      await index.catchUp()
+      const expected = model.replica()
+      expectSameTree(index.tree, expected.tree)
+      expect(entryView(await index.list(0, 0))).toEqual(entryView(await expected.list(0, 0)))
+    }
   })
 
   it('writes held pages anyway once the oldest entry has waited the longest wait', async () => {
@@ -689,7 +720,8 @@ describe('DigestIndex', () => {
     const state = await openState()
     const model = new Model(Array.from({ length: 600 }, (_, i) => i))
     await store.apply({ upserts: [...model.rows.values()], deletes: [] })
-    const index = makeIndex(store, state)
+    // no pages kept in memory: the damage is behind the index's back, only a read of the pages meets it
+    const index = makeIndex(store, state, codec, undefined, 0)
     await start(index, store)
     const rescans: unknown[] = []
     index.on('rescan', err => rescans.push(err))

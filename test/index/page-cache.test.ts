@@ -1,0 +1,61 @@
+import { describe, expect, it } from 'vitest'
+import { PageCache } from '../../src/index/page-cache.ts'
+
+const page = (bytes: number, fill = 1): Uint8Array => new Uint8Array(bytes).fill(fill)
+/** The cost of a page of `bytes` in the cache: its bytes and the fixed overhead (bytes of an empty page). */
+const costOf = (bytes: number): number => { const c = new PageCache(); c.put([[0, page(0)]]); return c.bytes + bytes }
+
+describe('PageCache', () => {
+  it('keeps pages up to its budget and lets the least recently used go first', () => {
+    const cost = costOf(100)
+    const cache = new PageCache(3 * cost)
+    cache.put([[1, page(100, 1)], [2, page(100, 2)], [3, page(100, 3)]])
+    expect(cache.size).toBe(3)
+    expect(cache.full).toBe(true)
+    // 1 used again: 2 is now the least recently used
+    expect(cache.get(1)?.[0]).toBe(1)
+    cache.put([[4, page(100, 4)]])
+    expect(cache.get(2)).toBeUndefined()
+    expect([1, 3, 4].map(id => cache.get(id)?.[0])).toEqual([1, 3, 4])
+    expect(cache.bytes).toBe(3 * cost)
+  })
+
+  it('replaces a page written again and counts its new size', () => {
+    const cache = new PageCache(10 * costOf(100))
+    cache.put([[7, page(100, 1)]])
+    cache.put([[7, page(40, 2)]])
+    expect(cache.size).toBe(1)
+    expect(cache.get(7)).toEqual(page(40, 2))
+    expect(cache.bytes).toBe(costOf(40))
+  })
+
+  it('takes a page as read only when nothing was written or cleared since the read began', () => {
+    const cache = new PageCache()
+    const before = cache.generation
+    // a write lands while the read is out: what the read brings may be the page from before it
+    cache.put([[5, page(10, 9)]])
+    cache.fill(5, page(10, 1), before)
+    cache.fill(6, page(10, 1), before)
+    expect(cache.get(5)?.[0]).toBe(9)
+    expect(cache.get(6)).toBeUndefined()
+    const now = cache.generation
+    cache.fill(6, page(10, 2), now)
+    expect(cache.get(6)?.[0]).toBe(2)
+    cache.clear()
+    cache.fill(6, page(10, 3), now)
+    expect(cache.size).toBe(0)
+    expect(cache.bytes).toBe(0)
+  })
+
+  it('keeps nothing with a budget of 0, nor a page larger than its budget', () => {
+    const none = new PageCache(0)
+    none.put([[1, page(10)]])
+    none.fill(2, page(10), none.generation)
+    expect(none.size).toBe(0)
+    const small = new PageCache(costOf(50))
+    small.put([[1, page(51)]])
+    expect(small.size).toBe(0)
+    small.put([[1, page(50)]])
+    expect(small.size).toBe(1)
+  })
+})
