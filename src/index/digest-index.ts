@@ -35,7 +35,7 @@ import { SuspectKeys } from './suspects.ts'
 import type { IndexEntry, ReplicaView } from '../sync/replica-view.ts'
 import { depthFor, LeafBuffer, MerkleTree, nodeOf, nodeOfHigh32, nodeRange } from '../tree/merkle-tree.ts'
 import { PageBulkWriter } from './bulk-writer.ts'
-import { decodePage, entryOf, forEachEntry, levelRange, pageKey, setEntry } from './page.ts'
+import { decodePage, entryOf, forEachEntry, levelRange, pageIndexOf, pageKey, setEntry } from './page.ts'
 import { PageCache } from './page-cache.ts'
 import { READ_AHEAD, type ByteSublevel, type StateDb } from './state-db.ts'
 
@@ -93,11 +93,6 @@ const PAGE_READ_CHUNK = 16_384
 /** A node spanning more pages than this is listed with one range read over them instead of point reads. */
 const POINT_READ_MAX_PAGES = 4096
 const NO_PAGE = new Uint8Array(0)
-
-/** A page's id (its node index at its level) from its key. */
-function pageIdOf (key: Uint8Array): number {
-  return ((key[1]! << 24) | (key[2]! << 16) | (key[3]! << 8) | key[4]!) >>> 0
-}
 
 /** The page at `level` a key hash's entry is in. */
 function pageOf (keyHash: bigint, level: number): number { return nodeOfHigh32(Number(keyHash >> 32n), level) }
@@ -363,7 +358,7 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
         throwIfAborted(signal)
         const batch = await it.nextv(1000)
         if (batch.length === 0) break
-        for (const [key, page] of batch) if (each(page, pageIdOf(key)) === false) return
+        for (const [key, page] of batch) if (each(page, pageIndexOf(key)) === false) return
       }
     } finally {
       await it.close()

@@ -35,6 +35,11 @@ export function pageKey (level: number, index: number): Uint8Array {
   return out
 }
 
+/** The node index a page key names (pageKey's inverse, its level aside). */
+export function pageIndexOf (key: Uint8Array): number {
+  return ((key[1]! << 24) | (key[2]! << 16) | (key[3]! << 8) | key[4]!) >>> 0
+}
+
 /** The first and past-the-last page keys of a level, for a range over all of its pages. */
 export function levelRange (level: number): { gte: Uint8Array, lt: Uint8Array } {
   const lt = Buffer.alloc(PAGE_KEY_BYTES)

@@ -1,6 +1,6 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { decodePage, encodeEntry, forEachEntry, levelRange, pageKey, setEntry } from '../../src/index/page.ts'
+import { decodePage, encodeEntry, forEachEntry, levelRange, pageIndexOf, pageKey, setEntry } from '../../src/index/page.ts'
 import { nodeOfHigh32 } from '../../src/tree/merkle-tree.ts'
 
 const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex')
@@ -52,6 +52,10 @@ describe('index pages', () => {
     expect(Buffer.compare(gte, pageKey(2, 0))).toBe(0)
     expect(Buffer.compare(pageKey(2, 0xffffffff), lt)).toBeLessThan(0)
     expect(Buffer.compare(lt, pageKey(3, 0))).toBeLessThanOrEqual(0)
+  })
+
+  it('give back the node index they name', () => {
+    for (const index of [0, 1, 0xff, 0x100, 0x7fffffff, 0x80000000, 0xffffffff]) expect(pageIndexOf(pageKey(5, index))).toBe(index)
   })
 
   it('refuse a damaged page with a stable code', () => {
