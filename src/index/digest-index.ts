@@ -281,7 +281,6 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
     // the scan sees every row: what waited for its pages is in it, or comes again from the feed
     this.dropUnwritten()
     await this.writeMeta({ fp: this.codec.fingerprint, storeId: this.store.id, seq: 0, complete: false, layout: INDEX_LAYOUT })
-    this.pageCache.clear()
     await this.pages.clear()
     await this.legacyEntries.clear()
     // a build killed midway may have left its spilled runs
@@ -315,6 +314,8 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
     }
     this.currentTree = tree
     this.pageLevel = tree.depth
+    // the pages are the build's now: forget what was kept of the old ones, or read meanwhile (a sync lists during a build)
+    this.pageCache.clear()
     this.seq = seqAtStart
     this.writtenSeq = seqAtStart
     await this.writeMeta({ fp: this.codec.fingerprint, storeId: this.store.id, seq: seqAtStart, complete: true, layout: INDEX_LAYOUT, pageLevel: tree.depth })
@@ -351,7 +352,7 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
   }
 
   /** Calls `each` with every page at the page level, in order, and its id; stops early when `each` returns false. */
-  private async readPages (signal: AbortSignal | undefined, each: (page: Uint8Array, id: number) => boolean | undefined | void): Promise<void> {
+  private async readPages (signal: AbortSignal | undefined, each: (page: Uint8Array, id: number) => boolean | void): Promise<void> {
     const it = this.pages.iterator({ ...READ_AHEAD, ...levelRange(this.pageLevel) })
     try {
       for (;;) {
@@ -408,7 +409,6 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
    */
   private async repage (level: number, signal?: AbortSignal): Promise<void> {
     const old = this.pageLevel
-    this.pageCache.clear()
     await this.pages.clear(levelRange(level))
     const writer = new PageBulkWriter(this.db, this.pages, { spillDir: this.spillDir })
     try {
@@ -419,6 +419,7 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
       throw err
     }
     this.pageLevel = level
+    // the pages kept were the old level's (they stayed right until the switch)
     this.pageCache.clear()
     await this.writeMeta({ fp: this.codec.fingerprint, storeId: this.store.id, seq: this.seq, complete: true, layout: INDEX_LAYOUT, pageLevel: level })
     await this.pages.clear(levelRange(old))
