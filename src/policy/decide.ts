@@ -10,7 +10,7 @@
  *
  * A row goes through, in this order:
  *   1. grace window: in flight, not drift (deferred.inFlight)
- *   2. it is drift; its sighting is counted
+ *   2. it is drift; its sighting is counted (when more than one confirms)
  *   3. the rule: under merge the local row may win (deferred.keptLocal)
  *   4. confirmations: not yet seen apart often enough (deferred.unconfirmed)
  *   5. the fix
@@ -51,9 +51,13 @@ export function decide (input: PolicyInput): Decision {
     // a row in flight is not tracked either: its confirmations start once it leaves the window
     if (inFlight(row, input.now, tolerance.graceMs)) { deferred.inFlight++; continue }
     drift++
-    const id = sightingId(row)
-    const seen = (input.sightings.get(id) ?? 0) + 1
-    sightings.set(id, seen)
+    // counted only where a row waits for more than one sighting: with one, nothing needs the count
+    let seen = 1
+    if (tolerance.confirmations > 1) {
+      const id = sightingId(row)
+      seen = (input.sightings.get(id) ?? 0) + 1
+      sightings.set(id, seen)
+    }
 
     const winner = input.rule === 'merge' ? lastWriter(row) : 'sot'
     if (winner === 'local') { deferred.keptLocal++; continue }

@@ -77,6 +77,10 @@ export interface Decision {
   /** Rows that differ, excluding those in the grace window. */
   drift: number
   deferred: DeferredRows
-  /** The state to pass to the next call: only keys still apart and outside the grace window. */
+  /**
+   * The state to pass to the next call: only keys still apart and outside
+   * the grace window; empty when `confirmations` is 1 (a first sighting
+   * confirms, so no count is kept).
+   */
   sightings: Map<string, number>
 }
