@@ -34,6 +34,7 @@ import type { ColumnType, DatasetSchema } from '../digest/schema.ts'
 import { CopyRows, decodeFields, fieldDecoder } from './pg-copy.ts'
 import { canonicalLineEncoder } from './pg-copy-canonical.ts'
 import { arrayLiteral, dollarQuoted, pgText } from './pg-literals.ts'
+import { latin1Of } from '../util/bytes.ts'
 import { FIX_ORIGIN, type ApplyRequest, type ApplyResult, type ChangeBatch, type ChangesOptions, type ReplicaStore, type StoredRow } from './replica-store.ts'
 
 export interface PgStoreInit {
@@ -97,7 +98,8 @@ const PARALLEL_READ_MIN_KEYS = 2500
 /** text: its type parser is the identity, which tells the types read as their text. */
 const TEXT_OID = 25
 
-const hex = (bytes: Uint8Array): string => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex')
+/** A canonical key as the map key rows are filed under here (latin1Of: no Buffer made, half the length of hex). */
+const idOf = latin1Of
 const quote = (name: string): string => `"${name.replace(/"/g, '""')}"`
 const literal = (text: string): string => `'${text.replace(/'/g, "''")}'`
 
@@ -288,15 +290,16 @@ export class PgStore implements ReplicaStore {
   async get (keys: Uint8Array[]): Promise<Array<Uint8Array | undefined>> {
     if (keys.length === 0) return []
     const found = await this.readNow(keys)
-    return keys.map(k => found.get(hex(k)))
+    return keys.map(k => found.get(idOf(k)))
   }
 
-  /** Current rows by canonical key in hex, a large read split among PARALLEL_READS transactions side by side. */
+  /** Current rows by canonical key (idOf), a large read split among PARALLEL_READS transactions side by side. */
   private async readNow (keys: Uint8Array[]): Promise<Map<string, Uint8Array>> {
-    const per = Math.max(PARALLEL_READ_MIN_KEYS, Math.ceil(keys.length / PARALLEL_READS))
-    const parts: Uint8Array[][] = []
-    for (let i = 0; i < keys.length; i += per) parts.push(keys.slice(i, i + per))
-    const found = await Promise.all(parts.map(async part => await this.inTransaction(async client => await this.readByKeys(client, part.map(k => this.codec.decodeKey(k))))))
+    const rows = keys.map(k => this.codec.decodeKey(k))
+    const per = Math.max(PARALLEL_READ_MIN_KEYS, Math.ceil(rows.length / PARALLEL_READS))
+    const parts: Row[][] = []
+    for (let i = 0; i < rows.length; i += per) parts.push(rows.slice(i, i + per))
+    const found = await Promise.all(parts.map(async part => await this.inTransaction(async client => await this.readByKeys(client, part))))
     if (found.length === 1) return found[0]!
     const all = new Map<string, Uint8Array>()
     for (const part of found) for (const [k, row] of part) all.set(k, row)
@@ -318,8 +321,11 @@ export class PgStore implements ReplicaStore {
     throwIfAborted(signal)
     return await this.inTransaction(async client => {
       const { rows: [tx] } = await client.query<{ xid: string }>("SELECT set_config('converge.origin', $1, true), pg_current_xact_id()::text AS xid", [request.origin ?? ''])
-      const current = await this.readByKeys(client, keys, true)
-      const before = keys.map(k => current.get(hex(this.codec.encodeKey(k))) ?? null)
+      // read to be written into the audit at once: no copy of each row of its own (see readByKeys)
+      const current = await this.readByKeys(client, keys, { forUpdate: true, copy: false })
+      // the keys' bytes as rows are filed under them: an upsert's from its values as decoded above, a delete's as given
+      const ids = [...upserts.map(values => idOf(this.codec.keyOfValues(values))), ...request.deletes.map(idOf)]
+      const before = ids.map(id => current.get(id) ?? null)
       for (let i = 0; i < upserts.length; i += WRITE_BATCH) {
         throwIfAborted(signal)
         const batch = upserts.slice(i, i + WRITE_BATCH)
@@ -553,12 +559,12 @@ export class PgStore implements ReplicaStore {
       return picked.map(t => ({ ...t, keys: keysOf.get(t.seq) ?? [] }))
     })
     if (logged.length === 0) return []
-    // each key of a transaction once, by its hex id (also what readNow files rows under)
+    // each key of a transaction once, by its id (also what readNow files rows under)
     const batches = logged.map(t => {
       const keys = new Map<string, Uint8Array>()
       for (const k of t.keys) {
         const key = this.codec.encodeKey(this.keyFromLog(k))
-        const id = hex(key)
+        const id = idOf(key)
         if (!keys.has(id)) keys.set(id, key)
       }
       return { seq: t.seq, origin: t.origin, keys }
@@ -585,14 +591,17 @@ export class PgStore implements ReplicaStore {
   }
 
   /**
-   * Current rows for keys (as decodeKey gives them), by canonical key in hex,
+   * Current rows for keys (as decodeKey gives them), by canonical key (idOf),
    * in the caller's transaction (see lineDecoder): `COPY (SELECT …) TO
    * STDOUT` with the key list written into the statement as array literals
    * (pg-literals.ts), so each row arrives as a bare line that pg-copy turns
    * into canonical bytes, with no JSON document of the keys to build and parse,
-   * no protocol row, string per field or row object. `forUpdate` locks them.
+   * no protocol row, string per field or row object. `forUpdate` locks them;
+   * `copy: false` leaves each row a view into its batch's buffer, for rows
+   * the caller is done with at once.
    */
-  private async readByKeys (client: pg.PoolClient, keys: Row[], forUpdate = false): Promise<Map<string, Uint8Array>> {
+  private async readByKeys (client: pg.PoolClient, keys: Row[], options: { forUpdate?: boolean, copy?: boolean } = {}): Promise<Map<string, Uint8Array>> {
+    const { forUpdate = false, copy: ownCopies = true } = options
     const out = new Map<string, Uint8Array>()
     if (keys.length === 0) return out
     const decode = await this.lineDecoder(client)
@@ -602,7 +611,8 @@ export class PgStore implements ReplicaStore {
       client.query(copy)
       for (let rows = await copy.next(); rows !== undefined; rows = await copy.next()) {
         // a copy of its own: a row written straight into a CanonicalWriter's slab would keep the whole slab alive
-        for (const r of rows) out.set(hex(r.key), r.row.slice())
+        // (not for rows the caller is done with at once: a fix's before-images go into its audit entry)
+        for (const r of rows) out.set(idOf(r.key), ownCopies ? r.row.slice() : r.row)
       }
     }
     return out
