@@ -29,7 +29,7 @@ import type { ReviewItem, ReviewQueue } from '../review/review-queue.ts'
 import type { ReplicaStore } from '../stores/replica-store.ts'
 import type { NarrowingResult } from '../sync/narrowing.ts'
 import type { RowBudget } from './resilience.ts'
-import { hexOf } from '../util/bytes.ts'
+import { hexOf, latin1Of } from '../util/bytes.ts'
 
 export interface FixContext {
   correlationId: string
@@ -174,14 +174,14 @@ export class Repairer {
     this.lastDecision = { at: Date.now(), partition: ctx.partition, action: decision.action, reasons: decision.reasons, drift: decision.drift, deferred: decision.deferred }
     if (decision.action === 'apply') {
       // the rows the policy saw are the fixes' before-images: no second read of them
-      const seen = new Map(rows.map(r => [hexOf(r.key), r.local ?? null]))
+      const seen = new Map(rows.map(r => [latin1Of(r.key), r.local ?? null]))
       Object.assign(outcome, await this.applyFixes(decision.fixes, { ...ctx, rule: config.rule, by: 'converge', seen, view }))
     } else if (decision.action === 'review') {
       const upserts = decision.fixes.flatMap(f => f.upserts)
       const deletes = decision.fixes.flatMap(f => f.deletes)
       // this replica's rows as the policy saw them: the approval re-checks against these
-      const seen = new Map(rows.map(r => [hexOf(r.key), r.local ?? null]))
-      const expected = [...decision.fixes.flatMap(f => upsertKeysOf(f, codec)), ...deletes].map(k => seen.get(hexOf(k)) ?? null)
+      const seen = new Map(rows.map(r => [latin1Of(r.key), r.local ?? null]))
+      const expected = [...decision.fixes.flatMap(f => upsertKeysOf(f, codec)), ...deletes].map(k => seen.get(latin1Of(k)) ?? null)
       const { review, created } = await this.init.reviews.propose({
         dataset: config.name, ...(ctx.partition === undefined ? {} : { partition: ctx.partition }), correlationId: ctx.correlationId, sourceRegion: ctx.sourceRegion,
         rule: config.rule, reasons: decision.reasons, upserts, deletes, expected
@@ -207,7 +207,7 @@ export class Repairer {
    */
   async applyFixes (fixes: readonly PlannedFix[], meta: {
     correlationId: string, sourceRegion: string, partition?: string, rule: string, by: string, reviewId?: string, signal?: AbortSignal, log: Logger
-    /** This replica's rows by key (hex), as read just before the fixes were planned: their before-images. */
+    /** This replica's rows by key (latin1Of), as read just before the fixes were planned: their before-images. */
     seen?: ReadonlyMap<string, Uint8Array | null>
     /** The view the fixes' rows are encoded for; the current one when not given. */
     view?: RepairView
@@ -261,7 +261,7 @@ export class Repairer {
     const before: Array<Uint8Array | null> = []
     const keys = fix.upsertKeys?.length === fix.upserts.length ? [...fix.upsertKeys, ...fix.deletes] : fixKeys(fix, codec)
     for (const key of keys) {
-      const row = seen.get(hexOf(key))
+      const row = seen.get(latin1Of(key))
       if (row === undefined) return {}
       before.push(row)
     }

@@ -29,6 +29,8 @@ import { SCAN_BATCH_ROWS, TREE_FANOUT } from '../constants.ts'
 import { SerialQueue, sleep } from '../util/serial.ts'
 import { AbortedError, ChangesTrimmedError, ConvergeError, IndexPageFormatError, IndexWriteError, throwIfAborted } from '../errors.ts'
 import { entryHash } from '../digest/hash.ts'
+import { latin1Of } from '../util/bytes.ts'
+import { high32 } from '../util/u64.ts'
 import type { RowCodec } from '../digest/row-codec.ts'
 import { FIX_ORIGIN, type ReplicaStore, type RowChange } from '../stores/replica-store.ts'
 import { SuspectKeys } from './suspects.ts'
@@ -95,7 +97,7 @@ const POINT_READ_MAX_PAGES = 4096
 const NO_PAGE = new Uint8Array(0)
 
 /** The page at `level` a key hash's entry is in. */
-function pageOf (keyHash: bigint, level: number): number { return nodeOfHigh32(Number(keyHash >> 32n), level) }
+function pageOf (keyHash: bigint, level: number): number { return nodeOfHigh32(high32(keyHash), level) }
 
 /**
  * Write-behind: a changed entry waits in memory (it counts in the tree at
@@ -127,9 +129,8 @@ function withEntries (page: Uint8Array, entries: readonly UnwrittenEntry[]): Uin
 }
 
 /** A key as a Map key: its bytes as a latin1 string. */
-function keyId (key: Uint8Array): string {
-  return Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString('latin1')
-}
+/** A key as the map key of the entries waiting in memory (the suspects use the same). */
+const keyId = latin1Of
 
 export interface IndexProgress { phase: 'scan' | 'load', rows: number }
 
@@ -713,9 +714,9 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
     const hashes = changes.map(c => this.codec.keyHash(c.key))
     const afters = changes.map((c, i) => c.row === null ? undefined : entryHash(hashes[i]!, this.codec.rowDigest(c.row)))
     // noted together with the tree's change (no await between): a replica that looks level meanwhile clears them
-    const track = (): void => {
-      if (suspects === 'note') changes.forEach((c, i) => this.suspects.note(c.key, c.row, afters[i]))
-      else for (const c of changes) this.suspects.settle(c.key)
+    const track = (ids?: readonly string[]): void => {
+      if (suspects === 'note') changes.forEach((c, i) => this.suspects.note(c.key, c.row, afters[i], ids?.[i]))
+      else changes.forEach((c, i) => this.suspects.settle(c.key, ids?.[i]))
     }
     if (this.storeBacked) {
       const befores = this.beforeEntries(changes, hashes)
@@ -747,7 +748,7 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
       if (before !== undefined) tree.remove(keyHash, before)
       if (after !== undefined) tree.add(keyHash, after)
     })
-    track()
+    track(ids)
     if (this.unwritten.size >= this.writeBehind.entries) await this.writePages(Math.max(seq ?? 0, this.seq)); else this.scheduleWrite()
   }
 

@@ -22,6 +22,8 @@ import { MAX_TREE_DEPTH } from '../constants.ts'
 import { IndexPageFormatError } from '../errors.ts'
 import type { IndexEntry } from '../sync/replica-view.ts'
 import { nodeOfHigh32 } from '../tree/merkle-tree.ts'
+import { bytesToU64 } from '../digest/hash.ts'
+import { high32, low32 } from '../util/u64.ts'
 
 export const PAGE_KEY_BYTES = 5
 
@@ -87,8 +89,9 @@ function entryAt (page: Uint8Array, at: number, cursor: Cursor): Cursor {
   return cursor
 }
 
+/** The 64-bit field at `at` (through a shared scratch buffer: no DataView per call). */
 function readU64 (page: Uint8Array, at: number): bigint {
-  return new DataView(page.buffer, page.byteOffset, page.byteLength).getBigUint64(at)
+  return bytesToU64(page, at)
 }
 
 /** A page's bytes as a plain Uint8Array (views of it are cheaper to make than a Buffer's) and a DataView for its 64-bit fields. */
@@ -134,14 +137,10 @@ function compareKeys (page: Uint8Array, from: number, to: number, key: Uint8Arra
   return (to - from) - key.length
 }
 
-/** Splits a key hash into its 32-bit halves. */
-export function hashHalves (keyHash: bigint): { hi: number, lo: number } {
-  return { hi: Number(keyHash >> 32n), lo: Number(keyHash & 0xffffffffn) }
-}
-
 /** Where `key` is in a page, or where it would go: the first entry not before it, and whether that entry is the key's. */
 function seek (page: Uint8Array, keyHash: bigint, key: Uint8Array, c: Cursor): { at: number, found: boolean } {
-  const { hi, lo } = hashHalves(keyHash)
+  const hi = high32(keyHash)
+  const lo = low32(keyHash)
   for (let at = 0; at < page.length; at = c.end) {
     entryAt(page, at, c)
     if (c.hi !== hi ? c.hi > hi : c.lo !== lo ? c.lo > lo : compareKeys(page, c.keyAt, c.end, key) >= 0) {

@@ -34,10 +34,10 @@ export class SuspectKeys {
    * write deleted it) and that row's entry hash. The row is kept while the
    * suspects' rows stay under SUSPECT_ROW_BYTES: it is this replica's row as
    * the index saw it, which the policy weighs instead of reading it again.
+   * `id`: latin1Of(key), where the caller has it.
    */
-  note (key: Uint8Array, row: Uint8Array | null, entry: bigint | undefined): void {
+  note (key: Uint8Array, row: Uint8Array | null, entry: bigint | undefined, id = latin1Of(key)): void {
     if (this.overflowed) return
-    const id = latin1Of(key)
     this.forgetRow(this.keys.get(id))
     const keep = row === null || this.rowBytes + row.length <= SUSPECT_ROW_BYTES
     if (keep && row !== null) this.rowBytes += row.length
@@ -50,9 +50,9 @@ export class SuspectKeys {
   }
 
   /** A key written by the agent's own fix: as the source has it, no longer a suspect. */
-  settle (key: Uint8Array): void {
+  settle (key: Uint8Array, id?: string): void {
     if (this.keys.size === 0) return
-    const id = latin1Of(key)
+    id ??= latin1Of(key)
     this.forgetRow(this.keys.get(id))
     this.keys.delete(id)
   }

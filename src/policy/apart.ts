@@ -4,7 +4,6 @@
  * difference was found in), each side decoded once, its key checked, its
  * digest and event time taken.
  */
-import { u64Hex } from '../digest/hash.ts'
 import type { RowCodec, Value } from '../digest/row-codec.ts'
 import { hexOf } from '../util/bytes.ts'
 import { PolicyInputError } from './errors.ts'
@@ -17,9 +16,9 @@ export interface ApartRow {
   keyHex: string
   sot: Uint8Array | undefined
   local: Uint8Array | undefined
-  /** Row digests as hex; undefined for an absent side. */
-  sotDigest: string | undefined
-  localDigest: string | undefined
+  /** Row digests; undefined for an absent side. */
+  sotDigest: bigint | undefined
+  localDigest: bigint | undefined
   /** Event times in UTC ms; undefined when the schema has no event-time column, the side is absent or its value is null. */
   sotTime: number | undefined
   localTime: number | undefined
@@ -72,7 +71,7 @@ function sortedByKey (rows: readonly DriftRow[]): DriftRow[] {
   return keyed.map(k => k.row)
 }
 
-interface Side { digest: string, time: number | undefined, values: Value[] }
+interface Side { digest: bigint, time: number | undefined, values: Value[] }
 
 /**
  * One side of a row, checked: it decodes, it is filed under its key, its
@@ -94,7 +93,7 @@ function side (codec: RowCodec, key: Uint8Array, keyHex: string, bytes: Uint8Arr
   // only where that is not known otherwise (key values identical to the other side's, or found in the row's encoding)
   const known = (checked !== undefined && codec.keyPositions.every(p => Object.is(values[p], checked.values[p]))) || codec.isFiledUnder(bytes, key)
   if (!known && compareBytes(codec.keyOfValues(values), key) !== 0) throw new PolicyInputError(`key ${keyHex}: the ${which} row has another key`)
-  return { digest: u64Hex(digest), time: eventTimeOf(codec, values, keyHex, which), values }
+  return { digest, time: eventTimeOf(codec, values, keyHex, which), values }
 }
 
 /**

@@ -3,6 +3,7 @@
  * written (in flight), a difference not yet seen often enough to trust, and a
  * drift small enough to live with are all reported and left alone.
  */
+import { u64Hex } from '../digest/hash.ts'
 import type { ApartRow } from './apart.ts'
 import type { DeferredRows } from './types.ts'
 import { rows } from './wording.ts'
@@ -28,7 +29,7 @@ export function inFlight (row: ApartRow, now: number, graceMs: number): boolean 
  * the id up to the first ':'.
  */
 export function sightingId (row: ApartRow): string {
-  return `${row.keyHex}:${row.sotDigest ?? '-'}:${row.localDigest ?? '-'}`
+  return `${row.keyHex}:${row.sotDigest === undefined ? '-' : u64Hex(row.sotDigest)}:${row.localDigest === undefined ? '-' : u64Hex(row.localDigest)}`
 }
 
 /** Why rows were left out of the fix; one line per kind, in a fixed order, none for kinds with no rows. */

@@ -141,9 +141,12 @@ export function oldCheckCanonicalRow (codec: RowCodec, row: Uint8Array): Value[]
   return values
 }
 
-export function oldApartRows (codec: RowCodec, rows: readonly DriftRow[]): ApartRow[] {
+/** An ApartRow as it was: digests in hex. */
+type OldApartRow = Omit<ApartRow, 'sotDigest' | 'localDigest'> & { sotDigest: string | undefined, localDigest: string | undefined }
+
+export function oldApartRows (codec: RowCodec, rows: readonly DriftRow[]): OldApartRow[] {
   const sorted = [...rows].sort((a, b) => compareBytes(a.key, b.key))
-  const out: ApartRow[] = []
+  const out: OldApartRow[] = []
   let previous: Uint8Array | undefined
   for (const row of sorted) {
     const keyHex = hexOf(row.key)

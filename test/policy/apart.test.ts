@@ -7,6 +7,7 @@
  */
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
+import { u64Hex } from '../../src/digest/hash.ts'
 import type { RowCodec } from '../../src/digest/row-codec.ts'
 import { apartRows } from '../../src/policy/apart.ts'
 import { decide, type DriftRow } from '../../src/policy/decide.ts'
@@ -21,6 +22,8 @@ function outcome (fn: () => unknown): unknown {
     return { error: (err as Error).constructor.name, message: (err as Error).message }
   }
 }
+
+const hexOrNone = (digest: bigint | undefined): string | undefined => digest === undefined ? undefined : u64Hex(digest)
 
 /** Differences whose rows are mostly canonical and filed under their keys, sometimes not: another key, bytes that do not decode, a key twice. */
 function driftRows (codec: RowCodec): fc.Arbitrary<DriftRow[]> {
@@ -45,7 +48,8 @@ describe('reading a difference', () => {
   for (const [name, codec] of [['every column type', allTypesCodec], ['an integer key', intKeyCodec]] as const) {
     it(`gives the rows and errors it gave before, ${name} (property)`, () => {
       fc.assert(fc.property(driftRows(codec), rows => {
-        expect(outcome(() => apartRows(codec, rows))).toEqual(outcome(() => oldApartRows(codec, rows)))
+        // (the digests, hex before, are numbers now)
+        expect(outcome(() => apartRows(codec, rows).map(r => ({ ...r, sotDigest: hexOrNone(r.sotDigest), localDigest: hexOrNone(r.localDigest) })))).toEqual(outcome(() => oldApartRows(codec, rows)))
       }), { numRuns: 1500 })
     })
   }
