@@ -11,7 +11,7 @@ import { InvalidSourceRowError, MalformedMessageError } from '../errors.ts'
 import { normalizeValue, packValues, type RowCodec, type Value } from '../digest/row-codec.ts'
 import { isCanonicalNumeric, readNumeric, scalarOffsets } from '../digest/row-scan.ts'
 import type { ColumnType } from '../digest/schema.ts'
-import { latin1Of } from '../util/bytes.ts'
+import { latin1Of, sameBytes } from '../util/bytes.ts'
 import { checkMsgpackShape } from './msgpack-shape.ts'
 
 /** ECMAScript dates span ±8.64e15 ms around 1970. */
@@ -38,12 +38,6 @@ export function alreadyNormal (type: ColumnType, v: Value): boolean {
     case 'bytes': return v instanceof Uint8Array && v.constructor === Uint8Array
     case 'json': return false
   }
-}
-
-function sameBytes (a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
-  return true
 }
 
 /**

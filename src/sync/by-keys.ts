@@ -5,10 +5,11 @@
  * level by level. Drift most often sits exactly where local writes went, and
  * the answer then costs no listing of the digest index on either side: the
  * SoT reads the rows for those keys from its store, and sends back those that
- * differ.
+ * differ, in the order they were asked about.
  *
  * What is checked here: every row is canonical under the schema, is for a
- * key that was asked about, comes once, and differs from this side's entry;
+ * key that was asked about, comes once and in the order asked, and differs
+ * from this side's entry;
  * every position the SoT says it lacks is a held key it sent no row for.
  * What cannot be checked here: that the answers add up to the SoT's tree
  * (a key request settles no node). The caller checks that afterwards: when
@@ -20,7 +21,7 @@ import { ProtocolViolationError } from '../errors.ts'
 import { assertCanonicalRow } from '../security/canonical-row.ts'
 import { entryHash } from '../digest/hash.ts'
 import type { RowCodec } from '../digest/row-codec.ts'
-import { latin1Of } from '../util/bytes.ts'
+import { sameBytes } from '../util/bytes.ts'
 import { U64Sum } from '../util/u64.ts'
 import { MAX_KEYS_PER_REQUEST, type KeyedMessage, type KeysMessage } from './messages.ts'
 import type { NarrowingResult } from './narrowing.ts'
@@ -71,21 +72,26 @@ export class KeyAnswers {
 
   constructor (private readonly codec: RowCodec) {}
 
-  /** Takes the replies to one request (`asked`: held keys first, as keysMessage ordered them). */
+  /**
+   * Takes the replies to one request (`asked`: held keys first, as
+   * keysMessage ordered them). The source answers in the order asked, so
+   * each row is found by moving forward through the keys asked: a row for a
+   * key not asked about, one out of that order or the same key twice finds
+   * none.
+   */
   accept (asked: readonly Suspect[], replies: readonly KeyedMessage[]): void {
-    const position = new Map<string, number>()
-    asked.forEach((s, i) => position.set(latin1Of(s.key), i))
     const answered = new Uint8Array(asked.length)
     const heldCount = asked.findIndex(s => s.entry === undefined)
     const held = heldCount === -1 ? asked.length : heldCount
+    let next = 0
     for (const reply of replies) {
       for (const row of reply.rows ?? []) {
         // a row that is not canonical under the schema is never taken (InvalidSourceRowError ends the exchange)
         assertCanonicalRow(this.codec, row)
         const key = this.codec.keyOfCanonicalRow(row)
-        const at = position.get(latin1Of(key))
-        if (at === undefined) throw new ProtocolViolationError('SoT sent a row for a key that was not asked about')
-        if (answered[at] === 1) throw new ProtocolViolationError('SoT sent the same key twice in one answer')
+        while (next < asked.length && !sameBytes(asked[next]!.key, key)) next++
+        if (next === asked.length) throw new ProtocolViolationError('SoT sent a row for a key that was not asked about, out of the order asked, or twice')
+        const at = next++
         answered[at] = 1
         const mine = asked[at]!.entry
         const theirs = entryHash(this.codec.keyHash(key), this.codec.rowDigest(row))

@@ -8,7 +8,7 @@
  *   client → server  round    nodes to expand, nodes to fetch whole, nodes to settle row by row (with the client's entry hashes)
  *   server → client  reply    children sums, node sums, unmatched positions, rows; `more` while rows keep coming
  *   client → server  keys     keys suspected of drift (changed here lately), with this side's entry hash of each held here
- *   server → client  keyed    the SoT's rows for those keys that differ, and which of them it lacks; `more` while rows keep coming
+ *   server → client  keyed    the SoT's rows for those keys that differ, in the order asked, and which of them it lacks; `more` while rows keep coming
  *   either           error    a stable code and a message, then the stream closes
  */
 import { Unpackr } from 'msgpackr'

@@ -190,7 +190,8 @@ export class Responder {
   /**
    * Answers a `keys` request: reads the rows for the keys from the store as
    * they are now (not through the index, which may lag it) and sends those
-   * whose entry differs from the client's, or that the client lacks; the
+   * whose entry differs from the client's, or that the client lacks, in the
+   * order asked (the client checks the answer in that order); the
    * positions of the held keys it lacks itself go in the last frame.
    */
   async * answerKeys (request: ParsedKeys, options: { signal?: AbortSignal } = {}): AsyncGenerator<KeyedMessage> {

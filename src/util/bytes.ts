@@ -28,3 +28,10 @@ export function latin1Of (bytes: Uint8Array): string {
   for (let at = 0; at < bytes.length; at += LATIN1_CHUNK) out += String.fromCharCode.apply(null, bytes.subarray(at, at + LATIN1_CHUNK) as unknown as number[])
   return out
 }
+
+/** Whether two byte strings are equal: a loop, cheaper than a call into Buffer.compare for short ones (keys, rows). */
+export function sameBytes (a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
+  return true
+}

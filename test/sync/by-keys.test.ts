@@ -402,14 +402,21 @@ describe('a client that asks by key refuses an answer that does not add up', () 
   })
 
   it('the same key twice, in one frame or across frames', async () => {
-    await refusedAnswer(m => [{ ...m, rows: [...rowsOf(m), rowsOf(m)[0]!] }], ProtocolViolationError, /same key twice/)
-    // twice with different rows
-    await refusedAnswer(m => [{ ...m, rows: [...rowsOf(m), row(5, 3)] }], ProtocolViolationError, /same key twice/)
-    await refusedAnswer(m => [{ t: 'keyed', rows: rowsOf(m), more: true }, { ...m, rows: [rowsOf(m)[0]!] }], ProtocolViolationError, /same key twice/)
+    await refusedAnswer(m => [{ ...m, rows: [...rowsOf(m), rowsOf(m)[0]!] }], ProtocolViolationError, /or twice/)
+    // twice in a row, and twice with different rows
+    await refusedAnswer(m => [{ ...m, rows: [rowsOf(m)[0]!, ...rowsOf(m)] }], ProtocolViolationError, /or twice/)
+    await refusedAnswer(m => [{ ...m, rows: [...rowsOf(m), row(5, 3)] }], ProtocolViolationError, /or twice/)
+    await refusedAnswer(m => [{ t: 'keyed', rows: rowsOf(m), more: true }, { ...m, rows: [rowsOf(m)[0]!] }], ProtocolViolationError, /or twice/)
+  })
+
+  it('rows out of the order the keys were asked in', async () => {
+    await refusedAnswer(m => [{ ...m, rows: [...rowsOf(m)].reverse() }], ProtocolViolationError, /out of the order asked/)
   })
 
   it('a row that is the same as this side\'s', async () => {
-    await refusedAnswer(m => [{ ...m, rows: [...rowsOf(m), row(0)] }], ProtocolViolationError, /same here/)
+    // (key 0 is the first asked: its row goes first)
+    expect(position(0)).toBe(0)
+    await refusedAnswer(m => [{ ...m, rows: [row(0), ...rowsOf(m)] }], ProtocolViolationError, /same here/)
     // a changed key's row as it is here
     await refusedAnswer(m => [{ ...m, rows: rowsOf(m).map(r => hex(r) === hex(row(5)) ? row(5, 1) : r) }], ProtocolViolationError, /same here/)
   })
