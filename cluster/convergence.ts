@@ -60,6 +60,31 @@ export interface Round {
   landedAtMs: number
   /** From then until converged; null when the cluster was not level before the next batch began (or the run ended). */
   convergenceMs: number | null
+  /**
+   * CPU (ms) spent meanwhile per region, by its agent and by its PostgreSQL
+   * backends: from the last sample up to the commit to the converged sample,
+   * so up to a poll interval more than the round at each end. Absent where
+   * the samples carry no CPU (no /proc, a server elsewhere).
+   */
+  cpu?: Record<string, RoundCpu>
+}
+
+export interface RoundCpu { agentMs?: number, postgresMs?: number }
+
+/** Each region's CPU between two samples (see Round.cpu); undefined when neither carries any. */
+export function cpuBetween (from: Sample | undefined, to: Sample): Record<string, RoundCpu> | undefined {
+  if (from === undefined) return undefined
+  const out: Record<string, RoundCpu> = {}
+  let any = false
+  for (const [region, end] of Object.entries(to.regions)) {
+    const start = from.regions[region]
+    if (start === undefined) continue
+    const cpu: RoundCpu = {}
+    if (start.cpuMs !== undefined && end.cpuMs !== undefined) cpu.agentMs = end.cpuMs - start.cpuMs
+    if (start.postgresCpuMs !== undefined && end.postgresCpuMs !== undefined) cpu.postgresMs = end.postgresCpuMs - start.postgresCpuMs
+    if (cpu.agentMs !== undefined || cpu.postgresMs !== undefined) { out[region] = cpu; any = true }
+  }
+  return any ? out : undefined
 }
 
 /**
@@ -78,6 +103,8 @@ export function roundsOf (landings: readonly Landing[], samples: readonly Sample
     const written = new Map<string, number>()
     for (const l of batch) written.set(`${l.region}/${l.dataset}`, Math.max(written.get(`${l.region}/${l.dataset}`) ?? 0, l.seq))
     const at = firstConverged(samples, landedAt, until, s => converged(s, primary, datasets, written))
-    return { atMs, landedAtMs: landedAt - t0, convergenceMs: at === undefined ? null : at - landedAt }
+    if (at === undefined) return { atMs, landedAtMs: landedAt - t0, convergenceMs: null }
+    const cpu = cpuBetween(samples.findLast(s => s.at <= landedAt), samples.find(s => s.at === at)!)
+    return { atMs, landedAtMs: landedAt - t0, convergenceMs: at - landedAt, ...(cpu === undefined ? {} : { cpu }) }
   })
 }

@@ -1,5 +1,6 @@
 /**
- * Reads every agent's GET /status (and its process's memory) every poll:
+ * Reads every agent's GET /status (and its process's memory and CPU, and
+ * the CPU of its region's PostgreSQL backends) every poll:
  * the time series behind the report and chart, the progress view, fault
  * triggers ("once eu-west has repaired 500 rows") and the convergence test.
  *
@@ -8,6 +9,7 @@
  * span every incarnation (less whatever a killed one did after its last poll).
  */
 import { agentMemory } from './launcher.ts'
+import { CpuTotal } from './process-cpu.ts'
 import type { AgentSet } from './agent-set.ts'
 
 export interface DatasetCounters {
@@ -55,6 +57,10 @@ export interface RegionSample {
   rowsFixed?: number
   pid?: number
   rssBytes?: number
+  /** CPU (ms) the region's agent processes spent since the observer first saw each (see CpuTotal); every incarnation counts. */
+  cpuMs?: number
+  /** CPU (ms) the backends serving the region's PostgreSQL database spent, likewise (postgres regions on this machine). */
+  postgresCpuMs?: number
   /** Peers this agent holds a connection to. */
   connected: string[]
   datasets: Record<string, DatasetSample>
@@ -111,7 +117,15 @@ export class Observer {
    * rows once all its fixes are done, /metrics after each fix (what a
    * "mid-repair" trigger needs).
    */
-  constructor (private readonly agents: AgentSet, private readonly datasets: string[], private readonly everyMs: number, private readonly watchFixes = false) {}
+  /** CPU so far per region: its agents', its database backends'. */
+  private readonly cpu = new Map<string, { agent: CpuTotal, postgres: CpuTotal }>()
+
+  /**
+   * @param postgresPids the pids of the backends serving a region's database
+   *   now (PostgreSQL regions), whose CPU each sample then carries
+   */
+  constructor (private readonly agents: AgentSet, private readonly datasets: string[], private readonly everyMs: number, private readonly watchFixes = false,
+    private readonly postgresPids?: (region: string) => readonly number[]) {}
 
   onSample (fn: (s: Sample) => void): void { this.listeners.push(fn) }
 
@@ -153,6 +167,7 @@ export class Observer {
       rowsFixed = seen.carried + seen.rows
     }
     if (memory !== undefined) this.peakRss.set(region, Math.max(this.peakRss.get(region) ?? 0, memory.peak))
+    const cpu = await this.cpuOf(region, pid)
     const datasets: Record<string, DatasetSample> = {}
     for (const name of this.datasets) {
       const d = status?.datasets.find(x => x.name === name)
@@ -171,6 +186,7 @@ export class Observer {
       ...(rowsFixed === undefined ? {} : { rowsFixed }),
       ...(pid === undefined ? {} : { pid }),
       ...(memory === undefined ? {} : { rssBytes: memory.rss }),
+      ...cpu,
       connected: (status?.peers ?? []).filter(p => p.connected).map(p => p.region),
       datasets
     }
@@ -189,6 +205,15 @@ export class Observer {
     const value = await agentMemory(agent)
     this.memorySeen.set(region, { pid: agent.child.pid, at: now, value })
     return value
+  }
+
+  /** The region's CPU so far: its agents' (this incarnation and those before it, as far as read) and its database backends'. */
+  private async cpuOf (region: string, pid: number | undefined): Promise<{ cpuMs?: number, postgresCpuMs?: number }> {
+    let c = this.cpu.get(region)
+    if (c === undefined) { c = { agent: new CpuTotal(), postgres: new CpuTotal() }; this.cpu.set(region, c) }
+    // (what a killed agent did after its last poll is lost, as with its counters)
+    const [agentMs, postgresMs] = await Promise.all([c.agent.read(pid === undefined ? [] : [pid]), this.postgresPids === undefined ? undefined : c.postgres.read(this.postgresPids(region))])
+    return { cpuMs: agentMs, ...(postgresMs === undefined ? {} : { postgresCpuMs: postgresMs }) }
   }
 
   /** The counters over every incarnation: those of earlier pids carried, plus this one's. */

@@ -193,7 +193,20 @@ const n = (v: number): string => v.toLocaleString('en-US')
 
 /** "at 0.0 s: level 1.45 s after it landed; at 6.0 s: 0.93 s; …" */
 export function roundsText (rounds: readonly Round[]): string {
-  return rounds.map((r, i) => `at ${(r.atMs / 1000).toFixed(1)} s: ${r.convergenceMs === null ? 'not level before the next' : `level ${(r.convergenceMs / 1000).toFixed(2)} s${i === 0 ? ' after it landed' : ''}`}`).join('; ')
+  return rounds.map((r, i) => `at ${(r.atMs / 1000).toFixed(1)} s: ${r.convergenceMs === null ? 'not level before the next' : `level ${(r.convergenceMs / 1000).toFixed(2)} s${i === 0 ? ' after it landed' : ''}${cpuText(r)}`}`).join('; ')
+}
+
+/** A round's CPU, all regions together: ` (CPU: agents 1.20 s, PostgreSQL 0.40 s)`; empty when not measured. */
+function cpuText (r: Round): string {
+  if (r.cpu === undefined) return ''
+  const sum = (pick: (c: NonNullable<Round['cpu']>[string]) => number | undefined): number | undefined => {
+    const parts = Object.values(r.cpu!).map(pick).filter((v): v is number => v !== undefined)
+    return parts.length === 0 ? undefined : parts.reduce((a, b) => a + b, 0)
+  }
+  const agents = sum(c => c.agentMs)
+  const postgres = sum(c => c.postgresMs)
+  const parts = [agents === undefined ? undefined : `agents ${(agents / 1000).toFixed(2)} s`, postgres === undefined ? undefined : `PostgreSQL ${(postgres / 1000).toFixed(2)} s`].filter(p => p !== undefined)
+  return parts.length === 0 ? '' : ` (CPU: ${parts.join(', ')})`
 }
 
 /** The report as a person reads it in a terminal. */

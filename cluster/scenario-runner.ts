@@ -33,6 +33,7 @@ import { fromLaunch, playFault, type FaultContext, type FaultRecord } from './fa
 import { freePorts } from './free-port.ts'
 import { measure } from './latency.ts'
 import { LiveLoad, sleep } from './live-load.ts'
+import { PostgresBackends } from './postgres-backends.ts'
 import { Mesh } from './mesh.ts'
 import { Observer, type Sample } from './observer.ts'
 import { rng } from './orders.ts'
@@ -88,7 +89,8 @@ export async function runScenario (scenario: Scenario, options: RunOptions): Pro
   const random = rng(scenario.seed)
 
   const agents = new AgentSet(work)
-  const observer = new Observer(agents, models.map(m => m.name), scenario.pollEvery, scenario.faults.some(f => (f as { when?: unknown }).when !== undefined))
+  const backends = new PostgresBackends(scenario.postgres ?? DEFAULT_PG_URL)
+  const observer = new Observer(agents, models.map(m => m.name), scenario.pollEvery, scenario.faults.some(f => (f as { when?: unknown }).when !== undefined), region => backends.pidsOf(region))
   observer.onSample(s => { view.sample(s) })
   let mesh: Mesh | undefined
   let provisioned: ReturnType<typeof provisionStores> | undefined
@@ -103,6 +105,8 @@ export async function runScenario (scenario: Scenario, options: RunOptions): Pro
     provisioned = provisionStores({ dir: work, regions: scenario.regions, datasets: models, pgAdminUrl: scenario.postgres ?? DEFAULT_PG_URL, signal, say })
     await provisioned.ready
     const stores = provisioned.stores
+    backends.watch(stores)
+    background.push(backends.run(signal))
     const storeOf = (region: string, dataset: string): RegionStore => stores.find(s => s.region === region && s.dataset.name === dataset)!
     const regionIndex = (region: string): number => scenario.regions.findIndex(r => r.name === region)
 

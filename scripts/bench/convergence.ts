@@ -28,6 +28,7 @@
  *     out the WAL of what came before it.
  */
 import { spawn } from 'node:child_process'
+import { availableParallelism } from 'node:os'
 import { readdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { parseScenario } from '../../cluster/scenario.ts'
@@ -180,6 +181,30 @@ export async function measureConvergence (adminUrl: string, rows: number, psql: 
   }
 }
 
+/**
+ * Where a steady round's CPU went: each agent's process and each region's
+ * PostgreSQL backends, as the runner read them from /proc every poll
+ * (Round.cpu), medians over the steady rounds; none when not measured.
+ */
+function cpuSection (r: ConvergenceResult): string[] {
+  const steadyRounds = r.report.convergence.rounds.slice(1).filter(round => round.cpu !== undefined)
+  if (steadyRounds.length === 0) return []
+  const regions = [SOURCE, ...REPLICAS]
+  const agent = (region: string): number => median(steadyRounds.map(round => round.cpu![region]?.agentMs ?? 0))
+  const postgres = median(steadyRounds.map(round => regions.reduce((n, region) => n + (round.cpu![region]?.postgresMs ?? 0), 0)))
+  const agents = regions.reduce((n, region) => n + agent(region), 0)
+  const round = median(steadyRounds.map(x => x.convergenceMs!))
+  return [
+    '',
+    `CPU in a steady round (medians of rounds 2 to ${ROUNDS}; each agent's process and each region's PostgreSQL backends, read from /proc by the runner ` +
+    `every poll, so each figure spans up to a poll more than the round; ${availableParallelism()} cores): the agents ${fixed(100 * agents / (agents + postgres), 0)} % of it.`,
+    '',
+    table(['', ...regions.map(region => `${region} agent${region === SOURCE ? ' (source)' : ''}`), 'PostgreSQL, all three databases', 'together', 'the round'], [
+      ['CPU', ...regions.map(region => seconds(agent(region))), seconds(postgres), seconds(agents + postgres), seconds(round)]
+    ])
+  ]
+}
+
 export function convergenceReport (r: ConvergenceResult): string {
   const coldMs = r.roundsMs[0]!
   const steadyMs = r.steadyMs
@@ -217,6 +242,7 @@ export function convergenceReport (r: ConvergenceResult): string {
     table(['target', 'measured', 'result'], [
       [`convergence at ${DRIFT_SHARE * 100} % drift at least ${SPEEDUP_TARGET}x faster than the full copy (steady)`, `${fixed(steady, 1)}x (cold: ${fixed(cold, 1)}x)`, passFail(steady >= SPEEDUP_TARGET)]
     ]),
+    ...cpuSection(r),
     '',
     `From nothing (the agents' launch, both index builds included, then the first drift) to converged took ${seconds(r.report.startupMs + coldMs)}: ` +
     'the index is built once per agent and kept by change capture after that; every later drift costs only the convergence above.'

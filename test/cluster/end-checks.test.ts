@@ -192,4 +192,26 @@ describe('convergence as the runner sees it', () => {
     expect(roundsOf(landings.slice(0, 2), samples.slice(0, 4).concat(at(2500, { sum: 'ff', indexSeq: 9 }), at(2600, { sum: 'ff', indexSeq: 9 })), 'a', ['orders'], 10_000))
       .toEqual([{ atMs: 0, landedAtMs: 300, convergenceMs: null }, { atMs: 2000, landedAtMs: 2200, convergenceMs: 300 }])
   })
+
+  it('gives each timed round the CPU spent from the last sample before its commit to its converged sample, per region', () => {
+    // CPU so far per sample: the agents' and b's PostgreSQL backends' (a has none: another store)
+    const at = (ms: number, replica: { sum: string, indexSeq?: number }, cpu: { a: number, b: number, bPg: number }): Sample => {
+      const s = { ...sample(replica), at: 10_000 + ms }
+      return { ...s, regions: { a: { ...s.regions.a!, cpuMs: cpu.a }, b: { ...s.regions.b!, cpuMs: cpu.b, postgresCpuMs: cpu.bPg } } }
+    }
+    const landings: Landing[] = [{ atMs: 0, region: 'b', dataset: 'orders', startedAt: 10_000, landedAt: 10_300, seq: 5 }]
+    const samples = [
+      at(100, { sum: 'ff', indexSeq: 1 }, { a: 50, b: 100, bPg: 10 }),
+      at(250, { sum: 'ff', indexSeq: 1 }, { a: 60, b: 120, bPg: 30 }), // the last before the commit at 300
+      at(400, { sum: 'ee', indexSeq: 5 }, { a: 90, b: 300, bPg: 90 }),
+      at(500, { sum: 'ff', indexSeq: 5 }, { a: 100, b: 420, bPg: 130 }), // converged from here
+      at(600, { sum: 'ff', indexSeq: 5 }, { a: 500, b: 900, bPg: 500 })
+    ]
+    expect(roundsOf(landings, samples, 'a', ['orders'], 10_000)).toEqual([
+      { atMs: 0, landedAtMs: 300, convergenceMs: 200, cpu: { a: { agentMs: 40 }, b: { agentMs: 300, postgresMs: 100 } } }
+    ])
+    // samples without CPU (no /proc): no figures rather than zeros
+    const bare = samples.map(s => ({ ...s, regions: Object.fromEntries(Object.entries(s.regions).map(([r, x]) => [r, { ...x, cpuMs: undefined, postgresCpuMs: undefined }])) }))
+    expect(roundsOf(landings, bare, 'a', ['orders'], 10_000)).toEqual([{ atMs: 0, landedAtMs: 300, convergenceMs: 200 }])
+  })
 })
