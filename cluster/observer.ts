@@ -112,17 +112,15 @@ export class Observer {
   /** Rows fixed per region as of each pid's last /metrics read, and what earlier pids fixed. */
   private readonly fixedSeen = new Map<string, { pid: number | undefined, rows: number, carried: number }>()
 
-  /**
-   * @param watchFixes also read /metrics each poll: /status counts a sync's
-   * rows once all its fixes are done, /metrics after each fix (what a
-   * "mid-repair" trigger needs).
-   */
   /** CPU so far per region: its agents', its database backends'. */
   private readonly cpu = new Map<string, { agent: CpuTotal, postgres: CpuTotal }>()
 
   /**
+   * @param watchFixes also read /metrics each poll: /status counts a sync's
+   * rows once all its fixes are done, /metrics after each fix (what a
+   * "mid-repair" trigger needs).
    * @param postgresPids the pids of the backends serving a region's database
-   *   now (PostgreSQL regions), whose CPU each sample then carries
+   * now (PostgreSQL regions), whose CPU each sample then carries
    */
   constructor (private readonly agents: AgentSet, private readonly datasets: string[], private readonly everyMs: number, private readonly watchFixes = false,
     private readonly postgresPids?: (region: string) => readonly number[]) {}
