@@ -211,7 +211,7 @@ export class Observer {
     if (c === undefined) { c = { agent: new CpuTotal(), postgres: new CpuTotal() }; this.cpu.set(region, c) }
     // (what a killed agent did after its last poll is lost, as with its counters)
     const [agentMs, postgresMs] = await Promise.all([c.agent.read(pid === undefined ? [] : [pid]), this.postgresPids === undefined ? undefined : c.postgres.read(this.postgresPids(region))])
-    return { cpuMs: agentMs, ...(postgresMs === undefined ? {} : { postgresCpuMs: postgresMs }) }
+    return { ...(agentMs === undefined ? {} : { cpuMs: agentMs }), ...(postgresMs === undefined ? {} : { postgresCpuMs: postgresMs }) }
   }
 
   /** The counters over every incarnation: those of earlier pids carried, plus this one's. */

@@ -50,17 +50,19 @@ export async function processName (pid: number): Promise<string | undefined> {
  * agent's start, is not what is being measured); one that ends keeps what
  * was read of it. So the total never goes down, and two readings' difference
  * is the set's CPU between them, less what processes started or ended in
- * between spent unread.
+ * between spent unread. Undefined until some process has been read (none
+ * yet, or no /proc): no figure rather than a zero.
  */
 export class CpuTotal {
   private readonly last = new Map<number, number>()
-  private total = 0
+  private total: number | undefined
 
-  async read (pids: Iterable<number>): Promise<number> {
+  async read (pids: Iterable<number>): Promise<number | undefined> {
     const now = new Set(pids)
     const readings = await Promise.all([...now].map(async pid => [pid, await processCpuMs(pid)] as const))
     for (const [pid, ms] of readings) {
       if (ms === undefined) continue
+      this.total ??= 0
       const before = this.last.get(pid)
       if (before !== undefined && ms > before) this.total += ms - before
       this.last.set(pid, ms)
