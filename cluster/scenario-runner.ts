@@ -89,7 +89,8 @@ export async function runScenario (scenario: Scenario, options: RunOptions): Pro
   const random = rng(scenario.seed)
 
   const agents = new AgentSet(work)
-  const backends = new PostgresBackends(scenario.postgres ?? DEFAULT_PG_URL)
+  const pgAdminUrl = scenario.postgres ?? DEFAULT_PG_URL
+  const backends = new PostgresBackends(pgAdminUrl)
   const observer = new Observer(agents, models.map(m => m.name), scenario.pollEvery, scenario.faults.some(f => (f as { when?: unknown }).when !== undefined), region => backends.pidsOf(region))
   observer.onSample(s => { view.sample(s) })
   let mesh: Mesh | undefined
@@ -102,7 +103,7 @@ export async function runScenario (scenario: Scenario, options: RunOptions): Pro
   try {
     say(`scenario ${scenario.name}: ${scenario.regions.length} regions (${scenario.regions.map(r => `${r.name}:${r.store}`).join(', ')}), source of truth ${scenario.sourceOfTruth.join(' → ')}`)
     // 1. stores, keys, ports, links
-    provisioned = provisionStores({ dir: work, regions: scenario.regions, datasets: models, pgAdminUrl: scenario.postgres ?? DEFAULT_PG_URL, signal, say })
+    provisioned = provisionStores({ dir: work, regions: scenario.regions, datasets: models, pgAdminUrl, signal, say })
     await provisioned.ready
     const stores = provisioned.stores
     backends.watch(stores)

@@ -29,7 +29,7 @@ import type { ReviewItem, ReviewQueue } from '../review/review-queue.ts'
 import type { ReplicaStore } from '../stores/replica-store.ts'
 import type { NarrowingResult } from '../sync/narrowing.ts'
 import type { RowBudget } from './resilience.ts'
-import { hexOf, latin1Of } from '../util/bytes.ts'
+import { hexOf, latin1Of, sameBytes } from '../util/bytes.ts'
 
 export interface FixContext {
   correlationId: string
@@ -284,7 +284,10 @@ export class Repairer {
     const { codec, store } = this.init.view()
     const keys = [...review.upserts.map(r => codec.keyOfEncodedRow(r)), ...review.deletes]
     const now = await store.get(keys)
-    const changed = now.filter((row, i) => !sameBytes(row ?? null, review.expected[i] ?? null)).length
+    const changed = now.filter((row, i) => {
+      const expected = review.expected[i] ?? null
+      return row === undefined || expected === null ? (row ?? null) !== expected : !sameBytes(row, expected)
+    }).length
     if (changed > 0) {
       await this.init.reviews.settle(id, { state: 'refused', by, reason: `${changed} rows changed since it was proposed` })
       this.init.metrics?.review(this.init.config.name, 'refused')
@@ -359,9 +362,4 @@ export class Repairer {
 /** A planned fix's upsert keys: the ones it carries, else each row's decoded. */
 function upsertKeysOf (fix: PlannedFix, codec: RowCodec): Uint8Array[] {
   return fix.upsertKeys?.length === fix.upserts.length ? fix.upsertKeys : fix.upserts.map(r => codec.keyOfEncodedRow(r))
-}
-
-function sameBytes (a: Uint8Array | null, b: Uint8Array | null): boolean {
-  if (a === null || b === null) return a === b
-  return Buffer.compare(a, b) === 0
 }

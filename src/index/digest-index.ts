@@ -128,8 +128,7 @@ function withEntries (page: Uint8Array, entries: readonly UnwrittenEntry[]): Uin
   return page
 }
 
-/** A key as a Map key: its bytes as a latin1 string. */
-/** A key as the map key of the entries waiting in memory (the suspects use the same). */
+/** A key as the map key of the entries waiting in memory: its bytes as a latin1 string (the suspects use the same). */
 const keyId = latin1Of
 
 export interface IndexProgress { phase: 'scan' | 'load', rows: number }

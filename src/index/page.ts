@@ -90,9 +90,7 @@ function entryAt (page: Uint8Array, at: number, cursor: Cursor): Cursor {
 }
 
 /** The 64-bit field at `at` (through a shared scratch buffer: no DataView per call). */
-function readU64 (page: Uint8Array, at: number): bigint {
-  return bytesToU64(page, at)
-}
+const readU64 = bytesToU64
 
 /** A page's bytes as a plain Uint8Array (views of it are cheaper to make than a Buffer's) and a DataView for its 64-bit fields. */
 function views (page: Uint8Array): { bytes: Uint8Array, fields: DataView } {
