@@ -47,6 +47,8 @@ export function alreadyNormal (type: ColumnType, v: Value): boolean {
  * Throws MalformedMessageError naming what is wrong.
  */
 export function checkCanonicalKey (codec: RowCodec, key: Uint8Array): void {
+  // most keys are told canonical from their bytes alone, without decoding and encoding them again
+  if (plainlyCanonicalKey(codec, key)) return
   let again: Uint8Array
   try {
     checkMsgpackShape(key, 'key', { maxDepth: 1 })
@@ -120,6 +122,22 @@ function isAscii (row: Uint8Array, from: number, to: number): boolean {
   return true
 }
 
+/** A value's column as plainlyCanonicalValues looks at it. */
+interface ScalarSpec { type: ColumnType, nullable: boolean }
+
+/** Per codec: its columns' specs, and its key columns' (never null), in the order the encodings hold them. */
+const specsByCodec = new WeakMap<RowCodec, { row: ScalarSpec[], key: ScalarSpec[] }>()
+
+function specsOf (codec: RowCodec): { row: ScalarSpec[], key: ScalarSpec[] } {
+  let specs = specsByCodec.get(codec)
+  if (specs === undefined) {
+    const row = codec.columns.map((col, i) => ({ type: col.type, nullable: col.nullable ?? !codec.keyPositions.includes(i) }))
+    specs = { row, key: codec.keyPositions.map(p => ({ type: row[p]!.type, nullable: false })) }
+    specsByCodec.set(codec, specs)
+  }
+  return specs
+}
+
 /**
  * True when the row is certainly what checkCanonicalRow accepts, read from
  * its bytes alone: a flat array of exactly the schema's columns, each value
@@ -133,46 +151,59 @@ function isAscii (row: Uint8Array, from: number, to: number): boolean {
  * unusual): the full check decides and words the error.
  */
 export function plainlyCanonical (codec: RowCodec, row: Uint8Array): boolean {
-  const columns = codec.columns
-  const offsets = scalarOffsets(row, columns.length)
+  return plainlyCanonicalValues(specsOf(codec).row, row)
+}
+
+/**
+ * The same for a key: a flat array of exactly the key columns' values, none
+ * null, each so encoded, is what encodeKey writes for the values it decodes
+ * to (encodeKey normalizes each as a row's column is), so checkCanonicalKey
+ * would pass.
+ */
+export function plainlyCanonicalKey (codec: RowCodec, key: Uint8Array): boolean {
+  return plainlyCanonicalValues(specsOf(codec).key, key)
+}
+
+function plainlyCanonicalValues (specs: readonly ScalarSpec[], bytes: Uint8Array): boolean {
+  const offsets = scalarOffsets(bytes, specs.length)
   if (offsets === undefined) return false
-  for (let i = 0; i < columns.length; i++) {
-    const col = columns[i]!
+  for (let i = 0; i < specs.length; i++) {
+    const spec = specs[i]!
     const at = offsets[i]!
     const end = offsets[i + 1]!
-    if (row[at] === 0xc0) {
-      if (!(col.nullable ?? !codec.keyPositions.includes(i))) return false
+    if (bytes[at] === 0xc0) {
+      if (!spec.nullable) return false
       continue
     }
-    switch (col.type) {
+    switch (spec.type) {
       case 'integer': {
-        const v = readNumeric(row, at)
+        const v = readNumeric(bytes, at)
         const normal = typeof v === 'number' ? Number.isSafeInteger(v) && !Object.is(v, -0) : typeof v === 'bigint' && (v > Number.MAX_SAFE_INTEGER || v < Number.MIN_SAFE_INTEGER)
-        if (!normal || !isCanonicalNumeric(row, at)) return false
+        if (!normal || !isCanonicalNumeric(bytes, at)) return false
         break
       }
       case 'timestamp': {
-        const v = readNumeric(row, at)
-        if (typeof v !== 'number' || !Number.isInteger(v) || Math.abs(v) > MAX_DATE_MS || !isCanonicalNumeric(row, at)) return false
+        const v = readNumeric(bytes, at)
+        if (typeof v !== 'number' || !Number.isInteger(v) || Math.abs(v) > MAX_DATE_MS || !isCanonicalNumeric(bytes, at)) return false
         break
       }
       case 'float': {
-        const v = readNumeric(row, at)
-        if (typeof v !== 'number' || Object.is(v, -0) || !isCanonicalNumeric(row, at)) return false
+        const v = readNumeric(bytes, at)
+        if (typeof v !== 'number' || Object.is(v, -0) || !isCanonicalNumeric(bytes, at)) return false
         break
       }
       case 'boolean':
-        if (row[at] !== 0xc2 && row[at] !== 0xc3) return false
+        if (bytes[at] !== 0xc2 && bytes[at] !== 0xc3) return false
         break
       case 'string':
       case 'decimal': {
-        const body = shortestBody(row, at, false)
-        if (body < 0 || !isAscii(row, body, end)) return false
-        if (col.type === 'decimal' && !CANONICAL_DECIMAL.test(latin1Of(row.subarray(body, end)))) return false
+        const body = shortestBody(bytes, at, false)
+        if (body < 0 || !isAscii(bytes, body, end)) return false
+        if (spec.type === 'decimal' && !CANONICAL_DECIMAL.test(latin1Of(bytes.subarray(body, end)))) return false
         break
       }
       case 'bytes':
-        if (shortestBody(row, at, true) < 0) return false
+        if (shortestBody(bytes, at, true) < 0) return false
         break
       default:
         return false

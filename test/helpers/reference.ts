@@ -109,6 +109,18 @@ function sameBytes (a: Uint8Array, b: Uint8Array): boolean {
   return true
 }
 
+/** checkCanonicalKey as it was before keys were told canonical from their bytes: decode, encode again, compare. */
+export function oldCheckCanonicalKey (codec: RowCodec, key: Uint8Array): void {
+  let again: Uint8Array
+  try {
+    oldCheckMsgpackShape(key, 'key', { maxDepth: 1 })
+    again = codec.encodeKey(codec.decodeKey(key))
+  } catch (err) {
+    throw new MalformedMessageError(`keys: a key that does not decode under the schema: ${(err as Error).message}`)
+  }
+  if (Buffer.compare(again, key) !== 0) throw new MalformedMessageError('keys: a key that is not in the canonical encoding of its values')
+}
+
 /** Returns the row's values, or throws InvalidSourceRowError naming what is wrong. */
 export function oldCheckCanonicalRow (codec: RowCodec, row: Uint8Array): Value[] {
   let values: Value[]

@@ -129,3 +129,13 @@ export function rowBytes (codec: RowCodec): fc.Arbitrary<Uint8Array> {
 
 /** Canonical rows only. */
 export const canonicalRowBytes = canonicalRow
+
+/** Encoded keys for a codec's schema: canonical ones, other encodings of key values (or other arity), any of those changed, and noise. */
+export function keyBytes (codec: RowCodec): fc.Arbitrary<Uint8Array> {
+  const canonical = canonicalRow(codec).map(row => codec.keyOfEncodedRow(row))
+  const keyTypes = codec.keyPositions.map(p => codec.columns[p]!.type)
+  const other = fc.tuple(...keyTypes.map(t => fc.oneof({ weight: 4, arbitrary: valueFor(t) }, { weight: 1, arbitrary: fc.constant(null) }, { weight: 1, arbitrary: fc.anything() })))
+    .chain(values => fc.constantFrom(values, values.slice(1), [...values, 1]))
+    .map(values => packRaw(values))
+  return fc.oneof(canonical, other, mutated(canonical), mutated(other), fc.uint8Array({ maxLength: 24 }))
+}

@@ -10,10 +10,10 @@ import { pack } from 'msgpackr'
 import { describe, expect, it } from 'vitest'
 import { normalizeValue, type Value } from '../../src/digest/row-codec.ts'
 import { COLUMN_TYPES } from '../../src/digest/schema.ts'
-import { alreadyNormal, assertCanonicalRow, checkCanonicalRow, plainlyCanonical } from '../../src/security/canonical-row.ts'
+import { alreadyNormal, assertCanonicalRow, checkCanonicalKey, checkCanonicalRow, plainlyCanonical, plainlyCanonicalKey } from '../../src/security/canonical-row.ts'
 import { checkMsgpackShape } from '../../src/security/msgpack-shape.ts'
-import { oldCheckCanonicalRow, oldCheckMsgpackShape } from '../helpers/reference.ts'
-import { allTypesCodec, canonicalRowBytes, intKeyCodec, packRaw, rowBytes, wideCodec } from '../helpers/row-bytes.ts'
+import { oldCheckCanonicalKey, oldCheckCanonicalRow, oldCheckMsgpackShape } from '../helpers/reference.ts'
+import { allTypesCodec, canonicalRowBytes, intKeyCodec, keyBytes, packRaw, rowBytes, wideCodec } from '../helpers/row-bytes.ts'
 
 /** What a call gives: its value, or its error's class, code and message. */
 function outcome (fn: () => unknown): unknown {
@@ -72,6 +72,26 @@ describe('faster checks, the same answers', () => {
       }), { numRuns: 2000 })
     })
   }
+
+  for (const [name, codec] of [['a string and an integer', allTypesCodec], ['an integer', intKeyCodec], ['an integer and a string, of 17 columns', wideCodec]] as const) {
+    it(`a key told canonical from its bytes alone is one the full check takes; the key check answers as before, key of ${name} (property)`, () => {
+      fc.assert(fc.property(keyBytes(codec), bytes => {
+        const old = outcome(() => oldCheckCanonicalKey(codec, bytes))
+        if (plainlyCanonicalKey(codec, bytes)) expect(old).toEqual({ value: undefined })
+        expect(outcome(() => checkCanonicalKey(codec, bytes))).toEqual(old)
+      }), { numRuns: 2000 })
+    })
+  }
+
+  it('tells the keys of plain values from their bytes alone, and no other encoding of them', () => {
+    expect(plainlyCanonicalKey(intKeyCodec, intKeyCodec.encodeKey({ id: 5 }))).toBe(true)
+    expect(plainlyCanonicalKey(intKeyCodec, intKeyCodec.encodeKey({ id: 2n ** 60n }))).toBe(true)
+    expect(plainlyCanonicalKey(allTypesCodec, allTypesCodec.encodeKey({ region: 'eu', id: -7 }))).toBe(true)
+    for (const [codec, values] of [[intKeyCodec, [5n]], [intKeyCodec, [5.5]], [intKeyCodec, [null]], [intKeyCodec, [5, 6]], [intKeyCodec, ['5']], [allTypesCodec, ['ünï', 1]], [allTypesCodec, [1, 'eu']]] as const) {
+      expect(plainlyCanonicalKey(codec, packRaw(values))).toBe(false)
+    }
+    expect(() => checkCanonicalKey(intKeyCodec, packRaw([5n]))).toThrow('not in the canonical encoding')
+  })
 
   it('tells every canonical row of plain values from its bytes alone (ASCII text, numbers, nulls) (property)', () => {
     const ascii = fc.string({ maxLength: 300, unit: fc.integer({ min: 0, max: 0x7f }).map(c => String.fromCharCode(c)) })
