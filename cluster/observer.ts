@@ -8,6 +8,7 @@
  * a new pid, and the counters of the one before are carried, so the totals
  * span every incarnation (less whatever a killed one did after its last poll).
  */
+import { Agent as HttpAgent, get as httpGet } from 'node:http'
 import { agentMemory } from './launcher.ts'
 import { CpuTotal } from './process-cpu.ts'
 import type { AgentSet } from './agent-set.ts'
@@ -68,19 +69,38 @@ export interface RegionSample {
 
 export interface Sample { at: number, regions: Record<string, RegionSample> }
 
-async function fetchJson<T> (url: string, timeoutMs: number): Promise<T | undefined> {
-  try {
-    const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) })
-    return res.ok ? await res.json() as T : undefined
-  } catch {
-    return undefined // not listening yet, killed, or restarting
-  }
+/**
+ * GET over a kept-alive connection: the body as text when the answer is 200,
+ * else undefined (not listening yet, killed, restarting, too slow). Plain
+ * node:http, not fetch: a poll every 100 ms of every agent through fetch's
+ * streams cost the runner more CPU than the agents spent answering, CPU the
+ * agents it times then lacked. A kept-alive connection the agent closed just
+ * as it was reused is tried once more on a new one, so such a race never
+ * shows as an agent that did not answer.
+ */
+async function getText (url: string, timeoutMs: number, agent: HttpAgent, retry = true): Promise<string | undefined> {
+  return await new Promise(resolve => {
+    const req = httpGet(url, { agent, timeout: timeoutMs }, res => {
+      if (res.statusCode !== 200) { res.resume(); resolve(undefined); return }
+      res.setEncoding('utf8')
+      let body = ''
+      res.on('data', (chunk: string) => { body += chunk })
+      res.on('end', () => resolve(body))
+      res.on('error', () => resolve(undefined))
+    })
+    req.on('timeout', () => req.destroy(new Error(`no answer from ${url} within ${timeoutMs} ms`)))
+    req.on('error', (err: NodeJS.ErrnoException) => {
+      if (retry && req.reusedSocket && err.code === 'ECONNRESET') getText(url, timeoutMs, agent, false).then(resolve, () => resolve(undefined))
+      else resolve(undefined)
+    })
+  })
 }
 
-async function fetchText (url: string, timeoutMs: number): Promise<string | undefined> {
+async function getJson<T> (url: string, timeoutMs: number, agent: HttpAgent): Promise<T | undefined> {
+  const text = await getText(url, timeoutMs, agent)
+  if (text === undefined) return undefined
   try {
-    const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) })
-    return res.ok ? await res.text() : undefined
+    return JSON.parse(text) as T
   } catch {
     return undefined
   }
@@ -112,6 +132,9 @@ export class Observer {
   /** Rows fixed per region as of each pid's last /metrics read, and what earlier pids fixed. */
   private readonly fixedSeen = new Map<string, { pid: number | undefined, rows: number, carried: number }>()
 
+  /** Connections to the agents' status ports, kept open from poll to poll. */
+  private readonly http = new HttpAgent({ keepAlive: true })
+
   /** CPU so far per region: its agents', its database backends'. */
   private readonly cpu = new Map<string, { agent: CpuTotal, postgres: CpuTotal }>()
 
@@ -131,11 +154,16 @@ export class Observer {
 
   /** Polls until the signal aborts. */
   async run (signal: AbortSignal): Promise<void> {
-    while (!signal.aborted) {
-      const started = Date.now()
-      await this.poll()
-      const wait = this.everyMs - (Date.now() - started)
-      if (wait > 0) await new Promise<void>(resolve => { const t = setTimeout(resolve, wait); signal.addEventListener('abort', () => { clearTimeout(t); resolve() }, { once: true }) })
+    try {
+      while (!signal.aborted) {
+        const started = Date.now()
+        await this.poll()
+        const wait = this.everyMs - (Date.now() - started)
+        if (wait > 0) await new Promise<void>(resolve => { const t = setTimeout(resolve, wait); signal.addEventListener('abort', () => { clearTimeout(t); resolve() }, { once: true }) })
+      }
+    } finally {
+      // the kept-alive connections to the agents
+      this.http.destroy()
     }
   }
 
@@ -154,7 +182,7 @@ export class Observer {
     const pid = agent?.child.pid
     const timeoutMs = Math.max(1000, this.everyMs * 4)
     const [status, memory, metrics] = running && agent !== undefined
-      ? await Promise.all([fetchJson<AgentStatus>(`${agent.statusUrl}/status`, timeoutMs), this.memoryOf(region, agent), this.watchFixes ? fetchText(`${agent.statusUrl}/metrics`, timeoutMs) : undefined])
+      ? await Promise.all([getJson<AgentStatus>(`${agent.statusUrl}/status`, timeoutMs, this.http), this.memoryOf(region, agent), this.watchFixes ? getText(`${agent.statusUrl}/metrics`, timeoutMs, this.http) : undefined])
       : [undefined, undefined, undefined]
     let rowsFixed: number | undefined
     if (this.watchFixes) {
@@ -165,7 +193,7 @@ export class Observer {
       rowsFixed = seen.carried + seen.rows
     }
     if (memory !== undefined) this.peakRss.set(region, Math.max(this.peakRss.get(region) ?? 0, memory.peak))
-    const cpu = await this.cpuOf(region, pid)
+    const cpu = this.cpuOf(region, pid)
     const datasets: Record<string, DatasetSample> = {}
     for (const name of this.datasets) {
       const d = status?.datasets.find(x => x.name === name)
@@ -206,11 +234,12 @@ export class Observer {
   }
 
   /** The region's CPU so far: its agents' (this incarnation and those before it, as far as read) and its database backends'. */
-  private async cpuOf (region: string, pid: number | undefined): Promise<{ cpuMs?: number, postgresCpuMs?: number }> {
+  private cpuOf (region: string, pid: number | undefined): { cpuMs?: number, postgresCpuMs?: number } {
     let c = this.cpu.get(region)
     if (c === undefined) { c = { agent: new CpuTotal(), postgres: new CpuTotal() }; this.cpu.set(region, c) }
     // (what a killed agent did after its last poll is lost, as with its counters)
-    const [agentMs, postgresMs] = await Promise.all([c.agent.read(pid === undefined ? [] : [pid]), this.postgresPids === undefined ? undefined : c.postgres.read(this.postgresPids(region))])
+    const agentMs = c.agent.read(pid === undefined ? [] : [pid])
+    const postgresMs = this.postgresPids === undefined ? undefined : c.postgres.read(this.postgresPids(region))
     return { ...(agentMs === undefined ? {} : { cpuMs: agentMs }), ...(postgresMs === undefined ? {} : { postgresCpuMs: postgresMs }) }
   }
 

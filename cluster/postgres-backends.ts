@@ -46,7 +46,7 @@ export class PostgresBackends {
           const { rows } = await client.query<{ datname: string, pid: number }>('SELECT datname, pid FROM pg_stat_activity WHERE datname = ANY ($1)', [[...this.regionOf.keys()]])
           const next = new Map<string, number[]>()
           for (const r of rows) {
-            if (!await this.isLocalPostgres(r.pid)) continue
+            if (!this.isLocalPostgres(r.pid)) continue
             const region = this.regionOf.get(r.datname)!
             next.set(region, [...(next.get(region) ?? []), r.pid])
           }
@@ -61,10 +61,10 @@ export class PostgresBackends {
     }
   }
 
-  private async isLocalPostgres (pid: number): Promise<boolean> {
+  private isLocalPostgres (pid: number): boolean {
     let local = this.local.get(pid)
     if (local === undefined) {
-      local = await processName(pid) === 'postgres'
+      local = processName(pid) === 'postgres'
       this.local.set(pid, local)
     }
     return local

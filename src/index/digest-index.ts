@@ -29,7 +29,7 @@ import { SCAN_BATCH_ROWS, TREE_FANOUT } from '../constants.ts'
 import { SerialQueue, sleep } from '../util/serial.ts'
 import { AbortedError, ChangesTrimmedError, ConvergeError, IndexPageFormatError, IndexWriteError, throwIfAborted } from '../errors.ts'
 import { entryHash } from '../digest/hash.ts'
-import { latin1Of } from '../util/bytes.ts'
+import { bytesOfLatin1, latin1Of } from '../util/bytes.ts'
 import { high32 } from '../util/u64.ts'
 import type { RowCodec } from '../digest/row-codec.ts'
 import { FIX_ORIGIN, type ReplicaStore, type RowChange } from '../stores/replica-store.ts'
@@ -119,11 +119,19 @@ const WRITE_BEHIND_ENTRIES = 65_536
 const WRITE_BEHIND_MS = 5_000
 const WRITE_BEHIND_IDLE_MS = 1_000
 
-/** An entry changed in the tree and not yet in its page; `entry` undefined: the key is gone. */
-interface UnwrittenEntry { keyHash: bigint, key: Uint8Array, entry: bigint | undefined }
+/**
+ * An entry changed in the tree and not yet in its page; `entry` undefined:
+ * the key is gone. Filed under its key's id (keyId), which is the key's
+ * bytes, so the entry holds no bytes of its own: neither a copy of each key
+ * per change nor a view that would keep the change's whole batch alive.
+ */
+interface UnwrittenEntry { keyHash: bigint, entry: bigint | undefined }
+
+/** An unwritten entry with its key's bytes, on its way into its page. */
+interface PageEntry extends UnwrittenEntry { key: Uint8Array }
 
 /** A page with entries set (or removed) over what it holds. */
-function withEntries (page: Uint8Array, entries: readonly UnwrittenEntry[]): Uint8Array {
+function withEntries (page: Uint8Array, entries: readonly PageEntry[]): Uint8Array {
   for (const e of entries) page = setEntry(page, e.keyHash, e.key, e.entry).page
   return page
 }
@@ -742,8 +750,7 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
       const waiting = this.unwritten.get(ids[i]!)
       const before = waiting !== undefined ? waiting.entry : entryOf(pages.get(pageOf(keyHash, level))!, keyHash, change.key)
       if (before === after) return
-      // a copy: the change's key may be a view into a much larger buffer the entry would keep alive while it waits
-      this.unwritten.set(ids[i]!, { keyHash, key: change.key.slice(), entry: after })
+      this.unwritten.set(ids[i]!, { keyHash, entry: after })
       if (before !== undefined) tree.remove(keyHash, before)
       if (after !== undefined) tree.add(keyHash, after)
     })
@@ -804,15 +811,16 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
     this.writtenSeq = seq
   }
 
-  /** The entries waiting in memory by page at `level`, only those of `only` pages when given. */
-  private unwrittenByPage (level: number, only?: ReadonlySet<number>): Map<number, UnwrittenEntry[]> {
-    const out = new Map<number, UnwrittenEntry[]>()
-    for (const e of this.unwritten.values()) {
-      const id = pageOf(e.keyHash, level)
-      if (only !== undefined && !only.has(id)) continue
-      const list = out.get(id)
-      if (list === undefined) out.set(id, [e]); else list.push(e)
-    }
+  /** The entries waiting in memory by page at `level`, with their keys' bytes; only those of `only` pages when given. */
+  private unwrittenByPage (level: number, only?: ReadonlySet<number>): Map<number, PageEntry[]> {
+    const out = new Map<number, PageEntry[]>()
+    this.unwritten.forEach((e, id) => {
+      const page = pageOf(e.keyHash, level)
+      if (only !== undefined && !only.has(page)) return
+      const entry = { keyHash: e.keyHash, key: bytesOfLatin1(id), entry: e.entry }
+      const list = out.get(page)
+      if (list === undefined) out.set(page, [entry]); else list.push(entry)
+    })
     return out
   }
 

@@ -29,6 +29,11 @@ export function latin1Of (bytes: Uint8Array): string {
   return out
 }
 
+/** The bytes latin1Of was given, back from its string. */
+export function bytesOfLatin1 (text: string): Uint8Array {
+  return Buffer.from(text, 'latin1')
+}
+
 /** Whether two byte strings are equal: a loop, cheaper than a call into Buffer.compare for short ones (keys, rows). */
 export function sameBytes (a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false

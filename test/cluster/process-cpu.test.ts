@@ -25,39 +25,39 @@ describe('process CPU from /proc', () => {
   })
 
   it('sees this process spend CPU, and nothing of a pid that is gone', async () => {
-    const before = await processCpuMs(process.pid)
+    const before = processCpuMs(process.pid)
     expect(before).toBeGreaterThan(0)
     burn(200)
-    const after = await processCpuMs(process.pid)
+    const after = processCpuMs(process.pid)
     // the kernel counts in ticks of 10 ms, and on a busy machine this thread may get a fraction of the 200 ms: some of it shows
     expect(after! - before!).toBeGreaterThanOrEqual(20)
-    expect(await processName(process.pid)).toBeTypeOf('string')
+    expect(processName(process.pid)).toBeTypeOf('string')
     const child = spawn(process.execPath, ['-e', ''])
     await new Promise(resolve => child.once('exit', resolve))
-    expect(await processCpuMs(child.pid!)).toBeUndefined()
-    expect(await processName(child.pid!)).toBeUndefined()
+    expect(processCpuMs(child.pid!)).toBeUndefined()
+    expect(processName(child.pid!)).toBeUndefined()
   })
 
   it("totals a set of processes from each one's first reading, keeping what a process that ended spent", async () => {
     const total = new CpuTotal()
     // nothing read yet, or only pids that are not there: no figure at all
-    expect(await total.read([])).toBeUndefined()
-    expect(await total.read([2 ** 22 + 12345])).toBeUndefined()
+    expect(total.read([])).toBeUndefined()
+    expect(total.read([2 ** 22 + 12345])).toBeUndefined()
     // a busy child: what it spent before its first reading is not counted
     const child = spawn(process.execPath, ['-e', 'const t = Date.now() + 5000; while (Date.now() < t);'])
     try {
       await new Promise(resolve => setTimeout(resolve, 300))
-      expect(await total.read([child.pid!, process.pid])).toBe(0)
+      expect(total.read([child.pid!, process.pid])).toBe(0)
       burn(150)
       await new Promise(resolve => setTimeout(resolve, 300))
-      const second = (await total.read([child.pid!, process.pid]))!
+      const second = total.read([child.pid!, process.pid])!
       // the child's 300 ms of spinning and this process's 150, less what ticks and a busy machine take off
       expect(second).toBeGreaterThanOrEqual(50)
       child.kill()
       await new Promise(resolve => child.once('exit', resolve))
       // gone: the total keeps what was read of it, and never goes down
-      expect(await total.read([child.pid!, process.pid])).toBeGreaterThanOrEqual(second)
-      expect(await total.read([process.pid])).toBeGreaterThanOrEqual(second)
+      expect(total.read([child.pid!, process.pid])).toBeGreaterThanOrEqual(second)
+      expect(total.read([process.pid])).toBeGreaterThanOrEqual(second)
     } finally {
       child.kill()
     }
