@@ -34,19 +34,50 @@ export function converged (s: Sample | undefined, primary: string, datasets: str
 }
 
 /**
- * The first of STABLE_SAMPLES consecutive converged samples taken at or
- * after `from` and before `until`; undefined when there is none.
+ * When the cluster became level after `from` (and before `until`): found
+ * as the first of STABLE_SAMPLES consecutive converged samples, and timed
+ * by the agents' own account (levelInstant); undefined when there is none.
  */
 export function firstConverged (samples: readonly Sample[], from: number, until: number, level: (s: Sample) => boolean): number | undefined {
+  return firstConvergedSample(samples, from, until, level)?.at
+}
+
+/** firstConverged, with the sample that showed it. */
+export function firstConvergedSample (samples: readonly Sample[], from: number, until: number, level: (s: Sample) => boolean): { sample: Sample, at: number } | undefined {
   let streak = 0
   let first: number | undefined
-  for (const s of samples) {
+  for (let i = 0; i < samples.length; i++) {
+    const s = samples[i]!
     if (s.at < from) continue
     if (s.at >= until) break
-    if (level(s)) { streak++; first ??= s.at } else { streak = 0; first = undefined }
-    if (streak >= STABLE_SAMPLES) return first
+    if (level(s)) { streak++; first ??= i } else { streak = 0; first = undefined }
+    if (streak >= STABLE_SAMPLES) return { sample: samples[first!]!, at: levelInstant(samples, first!, from) }
   }
   return undefined
+}
+
+/**
+ * The moment the converged sample `samples[i]` says the cluster became
+ * level: the latest time one of its datasets entered 'in-sync' by its
+ * agent's clock, when that falls after `from` and after the sample before
+ * (which was not level yet), and before the sample after; otherwise the
+ * sample's own time. A poll sees a replica level up to a poll interval after
+ * it became so; the agent's record of the moment takes that interval out of
+ * the figure, and the window keeps an agent whose clock is off (the
+ * simulator's clock skew) from moving it by more than a poll.
+ */
+export function levelInstant (samples: readonly Sample[], i: number, from: number): number {
+  const s = samples[i]!
+  let latest: number | undefined
+  for (const r of Object.values(s.regions)) {
+    for (const d of Object.values(r.datasets)) {
+      if (d.state === 'in-sync' && d.stateSince !== undefined && (latest === undefined || d.stateSince > latest)) latest = d.stateSince
+    }
+  }
+  const previous = samples[i - 1]
+  const after = Math.max(from, previous?.at ?? from)
+  const before = samples[i + 1]?.at ?? s.at + (previous === undefined ? 0 : s.at - previous.at)
+  return latest !== undefined && latest > after && latest <= before ? latest : s.at
 }
 
 /** One region's share of a one-shot drift batch: when its write began and committed, and the change seq it committed at. */
@@ -102,9 +133,9 @@ export function roundsOf (landings: readonly Landing[], samples: readonly Sample
     const until = next === undefined ? Number.POSITIVE_INFINITY : Math.min(...next.map(l => l.startedAt))
     const written = new Map<string, number>()
     for (const l of batch) written.set(`${l.region}/${l.dataset}`, Math.max(written.get(`${l.region}/${l.dataset}`) ?? 0, l.seq))
-    const at = firstConverged(samples, landedAt, until, s => converged(s, primary, datasets, written))
-    if (at === undefined) return { atMs, landedAtMs: landedAt - t0, convergenceMs: null }
-    const cpu = cpuBetween(samples.findLast(s => s.at <= landedAt), samples.find(s => s.at === at)!)
-    return { atMs, landedAtMs: landedAt - t0, convergenceMs: at - landedAt, ...(cpu === undefined ? {} : { cpu }) }
+    const found = firstConvergedSample(samples, landedAt, until, s => converged(s, primary, datasets, written))
+    if (found === undefined) return { atMs, landedAtMs: landedAt - t0, convergenceMs: null }
+    const cpu = cpuBetween(samples.findLast(s => s.at <= landedAt), found.sample)
+    return { atMs, landedAtMs: landedAt - t0, convergenceMs: found.at - landedAt, ...(cpu === undefined ? {} : { cpu }) }
   })
 }

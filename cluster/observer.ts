@@ -23,6 +23,7 @@ const zero = (): DatasetCounters => Object.fromEntries(COUNTER_NAMES.map(n => [n
 interface StatusDataset {
   name: string
   state: string
+  stateSince?: number
   sourceOfTruth?: string | null
   rowsIndexed?: number
   root?: { count: number, sum: string }
@@ -40,6 +41,8 @@ export interface AgentStatus {
 
 export interface DatasetSample {
   state: string
+  /** When the agent says it entered that state (its clock, epoch ms). */
+  stateSince?: number
   /** The region this one takes its rows from now (null: none reachable; itself when it serves). */
   source: string | null
   count?: number
@@ -199,6 +202,7 @@ export class Observer {
       const d = status?.datasets.find(x => x.name === name)
       datasets[name] = {
         state: d?.state ?? (running ? 'starting' : 'down'),
+        ...(typeof d?.stateSince === 'number' ? { stateSince: d.stateSince } : {}),
         source: d?.sourceOfTruth ?? (d?.state === 'source' ? region : null),
         ...(d?.root === undefined ? {} : { count: d.root.count, sum: d.root.sum }),
         ...(d?.rowsIndexed === undefined ? {} : { rowsIndexed: d.rowsIndexed }),

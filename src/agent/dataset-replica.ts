@@ -154,7 +154,21 @@ export class DatasetReplica {
   private readonly host: ReplicaHost
   private readonly minIntervalMs: number
   private readonly timeoutMs: number
-  state: DriftState = 'starting'
+  private current: DriftState = 'starting'
+  /**
+   * When the state last changed (epoch ms): since when the replica has been
+   * level, syncing or held. The status shows it, so a reader polling every
+   * so often (the simulator's runner) can tell when a replica became level
+   * to the millisecond, not to its poll.
+   */
+  stateSince = Date.now()
+  get state (): DriftState { return this.current }
+  set state (next: DriftState) {
+    if (next === this.current) return
+    this.current = next
+    this.stateSince = Date.now()
+  }
+
   lastError: string | undefined
   lastSyncAt: number | undefined
   lastFixAt: number | undefined
@@ -627,6 +641,7 @@ export class DatasetReplica {
     return {
       name: this.name,
       state: this.state,
+      stateSince: this.stateSince,
       sourceOfTruth: source?.region ?? null,
       root: { count: root.count, sum: u64Hex(root.sum) },
       sourceRoot: this.sotRoot === undefined ? null : { count: this.sotRoot.count, sum: u64Hex(this.sotRoot.sum) },

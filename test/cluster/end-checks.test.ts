@@ -193,6 +193,28 @@ describe('convergence as the runner sees it', () => {
       .toEqual([{ atMs: 0, landedAtMs: 300, convergenceMs: null }, { atMs: 2000, landedAtMs: 2200, convergenceMs: 300 }])
   })
 
+  it('times a round to the moment the last replica says it became level, when that falls between the polls around it; else to the poll', () => {
+    // replica b's state as polled, with when its agent says it entered it
+    const at = (ms: number, replica: { sum: string, indexSeq: number, state?: string, since?: number }): Sample => {
+      const s = { ...sample(replica), at: 10_000 + ms }
+      const b = s.regions.b!
+      return { ...s, regions: { ...s.regions, b: { ...b, datasets: { orders: { ...b.datasets.orders!, state: replica.state ?? 'in-sync', ...(replica.since === undefined ? {} : { stateSince: 10_000 + replica.since }) } } } } }
+    }
+    const landings: Landing[] = [{ atMs: 0, region: 'b', dataset: 'orders', startedAt: 10_000, landedAt: 10_300, seq: 5 }]
+    const round = (since: number | undefined): Array<number | null> => roundsOf(landings, [
+      at(250, { sum: 'ff', indexSeq: 1, since: 0 }),
+      at(400, { sum: 'ee', indexSeq: 5, state: 'syncing', since: 350 }),
+      at(500, { sum: 'ff', indexSeq: 5, since }), // level from here, by the poll
+      at(600, { sum: 'ff', indexSeq: 5, since })
+    ], 'a', ['orders'], 10_000).map(r => r.convergenceMs)
+    expect(round(460)).toEqual([160]) // became level at 460, between the polls at 400 and 500
+    expect(round(undefined)).toEqual([200]) // an agent that does not say: the poll's time
+    expect(round(380)).toEqual([200]) // before the poll that still saw it syncing: a clock that is off, the poll's time
+    expect(round(290)).toEqual([200]) // before the drift landed, likewise
+    expect(round(650)).toEqual([200]) // after the next poll, likewise
+    expect(round(520)).toEqual([220]) // between the poll's start and its answer
+  })
+
   it('gives each timed round the CPU spent from the last sample before its commit to its converged sample, per region', () => {
     // CPU so far per sample: the agents' and b's PostgreSQL backends' (a has none: another store)
     const at = (ms: number, replica: { sum: string, indexSeq?: number }, cpu: { a: number, b: number, bPg: number }): Sample => {
