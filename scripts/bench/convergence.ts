@@ -9,8 +9,9 @@
  *     back (60 % updated, 20 % inserted, 20 % deleted), and again every
  *     ROUND_EVERY_S seconds, ROUNDS times in all. Timed, each round: from
  *     its drift's commit until every replica is level with the source by
- *     its status (polled every 100 ms; timed to when the last replica's agent
- *     says it became level, cluster/convergence.ts). The first round is the agents'
+ *     its status (polled every POLL_EVERY_MS; timed to when the last
+ *     replica's agent says it became level, cluster/convergence.ts, so the
+ *     poll sets only how soon the runner notices, not the figure). The first round is the agents'
  *     first repair since their start (cold: V8 has not compiled the repair
  *     path yet); the later ones are what a sidecar that has been running
  *     meets (steady), and their median is the figure held against the
@@ -48,6 +49,13 @@ const SPEEDUP_TARGET = 5
 /** Drift rounds, ROUND_EVERY_S apart: the first is cold, the median of the rest is the steady figure. */
 const ROUNDS = 6
 const ROUND_EVERY_S = 8
+/**
+ * How often the runner polls each agent's status. The figure does not hang
+ * on it (the agents say when they became level); each poll costs an agent
+ * and the runner CPU that the round's work on two cores then lacks (at
+ * 100 ms, the runner alone took a tenth of a core).
+ */
+const POLL_EVERY_MS = 250
 const SOURCE = 'us-east'
 const REPLICAS = ['eu-west', 'ap-south'] as const
 
@@ -65,7 +73,7 @@ ${Array.from({ length: ROUNDS }, (_, i) => `  - { at: ${i * ROUND_EVERY_S}s, sha
 expect:
   convergeWithin: 120s
   maxRssMiB: 1024
-pollEvery: 100ms
+pollEvery: ${POLL_EVERY_MS}ms
 timeout: 20m
 `
 }
@@ -223,7 +231,7 @@ export function convergenceReport (r: ConvergenceResult): string {
     `(seeded, then every index built from nothing in ${seconds(r.report.startupMs)} from the agents' launch). At t0, ${DRIFT_SHARE * 100} % of each replica's rows ` +
     'drifted behind its agent\'s back (60 % updated, 20 % inserted, 20 % deleted, in one transaction per replica), and again every ' +
     `${ROUND_EVERY_S} s, ${ROUNDS} rounds in all. Each round timed from its drift's last commit until both replicas report ` +
-    'level with the source (status polled every 100 ms, the round timed to when the last replica\'s agent says it became level; the next round began only after). The first round is the agents\' first repair since they started (cold: ' +
+    `level with the source (status polled every ${POLL_EVERY_MS} ms, the round timed to when the last replica's agent says it became level; the next round began only after). The first round is the agents' first repair since they started (cold: ` +
     'V8 compiles the repair path while it runs); the later rounds are what a sidecar that has been running meets (steady), and their median is held against the target. ' +
     `Rounds: ${r.roundsMs.map(ms => seconds(ms)).join(', ')}. The runner then stopped the agents and checked each replica row for row against the source, reading the databases ` +
     `directly: ${r.report.checks.filter(ch => ch.name.startsWith('rows equal')).map(ch => `${ch.name}: ${ch.passed ? 'equal' : 'NOT equal'}`).join('; ')}.`,
