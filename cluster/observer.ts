@@ -74,10 +74,11 @@ export interface Sample { at: number, regions: Record<string, RegionSample> }
 
 /**
  * GET over a kept-alive connection: the body as text when the answer is 200,
- * else undefined (not listening yet, killed, restarting, too slow). Plain
- * node:http, not fetch: a poll every 100 ms of every agent through fetch's
- * streams cost the runner more CPU than the agents spent answering, CPU the
- * agents it times then lacked. A kept-alive connection the agent closed just
+ * else undefined (not listening yet, killed, restarting, or silent for
+ * `timeoutMs`). Plain node:http, not fetch: polling every agent every 100 ms
+ * through fetch's web streams, each on a new connection, was a large part of
+ * the runner's CPU, which the agents it times then lacked on a small
+ * machine. A kept-alive connection the agent closed just
  * as it was reused is tried once more on a new one, so such a race never
  * shows as an agent that did not answer.
  */
