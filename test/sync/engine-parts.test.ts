@@ -11,7 +11,7 @@ import type { IndexEntry } from '../../src/sync/replica-view.ts'
 import { matchListed } from '../../src/sync/responder.ts'
 import { encodeChildSums, encodeReconcileBlock, listedHash, type HashWidth, type ListedHash } from '../../src/sync/wire.ts'
 import { nodeOf, nodeOfHigh32 } from '../../src/tree/merkle-tree.ts'
-import { hexOf, latin1Of } from '../../src/util/bytes.ts'
+import { bytesOfLatin1, hexOf, latin1Of } from '../../src/util/bytes.ts'
 import { high32, low32, sameLowBits, U64Sum } from '../../src/util/u64.ts'
 import { oldEncodeChildSums, oldEncodeReconcileBlock, oldListedHash, oldMatch } from '../helpers/reference.ts'
 
@@ -81,7 +81,11 @@ describe('bytes as strings and in order', () => {
       expect(x.length).toBe(a.length)
       expect(x === y).toBe(Buffer.compare(a, b) === 0)
       expect(sign(x < y ? -1 : x > y ? 1 : 0)).toBe(Buffer.compare(a, b))
+      // and the bytes come back from it (the index keeps keys waiting for their pages as these strings)
+      expect(Buffer.compare(bytesOfLatin1(x), a)).toBe(0)
     }), { numRuns: 500 })
+    const every = Uint8Array.from({ length: 256 }, (_, i) => i)
+    expect(Buffer.compare(bytesOfLatin1(latin1Of(every)), every)).toBe(0)
   })
 
   it('compareBytes orders as Buffer.compare, and hexOf writes what Buffer writes (property)', () => {
