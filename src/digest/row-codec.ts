@@ -215,12 +215,17 @@ export class RowCodec {
 
   /** Key bytes from a row object or a key given as an object of key columns. */
   encodeKey (row: Row): Uint8Array {
-    return packValues(this.keyPositions.map(i => {
+    return packValues(this.keyValues(row))
+  }
+
+  /** The key's values as encodeKey writes them (normalized, in key order), from a row object or a key object. */
+  keyValues (row: Row): Value[] {
+    return this.keyPositions.map(i => {
       const col = this.columns[i]!
       const raw = row[col.name]
       if (raw === null || raw === undefined) throw new RowEncodingError(`key column "${col.name}" is missing`)
       return normalizeValue(col.type, raw, col.name)
-    }))
+    })
   }
 
   /** Key bytes from canonical row values. */

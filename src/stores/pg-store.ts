@@ -295,7 +295,11 @@ export class PgStore implements ReplicaStore {
 
   /** Current rows by canonical key (idOf), a large read split among PARALLEL_READS transactions side by side. */
   private async readNow (keys: Uint8Array[]): Promise<Map<string, Uint8Array>> {
-    const rows = keys.map(k => this.codec.decodeKey(k))
+    return await this.readNowRows(keys.map(k => this.codec.decodeKey(k)))
+  }
+
+  /** readNow for keys given as key objects (decodeKey's form). */
+  private async readNowRows (rows: Row[]): Promise<Map<string, Uint8Array>> {
     const per = Math.max(PARALLEL_READ_MIN_KEYS, Math.ceil(rows.length / PARALLEL_READS))
     const parts: Row[][] = []
     for (let i = 0; i < rows.length; i += per) parts.push(rows.slice(i, i + per))
@@ -559,20 +563,29 @@ export class PgStore implements ReplicaStore {
       return picked.map(t => ({ ...t, keys: keysOf.get(t.seq) ?? [] }))
     })
     if (logged.length === 0) return []
-    // each key of a transaction once, by its id (also what readNow files rows under)
+    // each key of a transaction once, by its id (also what readNow files rows under); the rows are read by the
+    // key values as normalized here, not decoded again from the key's bytes
+    const wanted: Row[] = []
     const batches = logged.map(t => {
-      const keys = new Map<string, Uint8Array>()
+      const seen = new Set<string>()
+      const ids: string[] = []
+      const keys: Uint8Array[] = []
       for (const k of t.keys) {
-        const key = this.codec.encodeKey(this.keyFromLog(k))
+        const values = this.codec.keyValues(this.keyFromLog(k))
+        const key = packValues(values)
         const id = idOf(key)
-        if (!keys.has(id)) keys.set(id, key)
+        if (seen.has(id)) continue
+        seen.add(id)
+        ids.push(id)
+        keys.push(key)
+        wanted.push(this.keyRow(values))
       }
-      return { seq: t.seq, origin: t.origin, keys }
+      return { seq: t.seq, origin: t.origin, ids, keys }
     })
-    const current = await this.readNow(batches.flatMap(b => [...b.keys.values()]))
+    const current = await this.readNowRows(wanted)
     return batches.map(b => ({
       seq: b.seq,
-      changes: [...b.keys].map(([id, key]) => ({ key, row: current.get(id) ?? null })),
+      changes: b.keys.map((key, i) => ({ key, row: current.get(b.ids[i]!) ?? null })),
       ...(b.origin === undefined ? {} : { origin: b.origin })
     }))
   }
