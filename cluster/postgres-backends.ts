@@ -51,6 +51,9 @@ export class PostgresBackends {
             next.set(region, [...(next.get(region) ?? []), r.pid])
           }
           this.pids = next
+          // what was learnt of pids no longer listed is dropped: a long run's backends come and go
+          const listed = new Set(rows.map(r => r.pid))
+          for (const pid of this.local.keys()) if (!listed.has(pid)) this.local.delete(pid)
         } catch {
           // the server going away (a fault) or the connection lost: keep the last lists
         }
