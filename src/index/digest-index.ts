@@ -515,8 +515,10 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
    * with its rows). Unless a change batch older than the write comes through
    * after this: its rows may have been read before the write committed and
    * put back what the fix replaced here, so the write is then read back and
-   * applied again. False for a store-backed index, whose tree follows the
-   * feed's before-images.
+   * applied again. A write the feed is already past is not taken in at
+   * all: the feed read its rows itself, and a write to the same key that
+   * followed it may be in the index already. False for a store-backed
+   * index, whose tree follows the feed's before-images.
    */
   async takeApplied (write: { upserts: readonly Uint8Array[], deletes: readonly Uint8Array[], upsertKeys?: readonly Uint8Array[] }, options: { signal?: AbortSignal, seq?: number } = {}): Promise<boolean> {
     if (this.storeBacked) return false
@@ -529,11 +531,17 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
     try {
       throwIfAborted(options.signal)
       await this.updates.run(async () => {
+        if (seq !== undefined && seq <= this.seq) {
+          // the feed is past it already and read its rows itself, as they were then or later: a write behind
+          // the agent's back that followed the fix on the same key may be in the index, and the fix's rows would undo it
+          const known = this.taken.get(seq)
+          this.taken.delete(seq)
+          known?.settle(true)
+          return
+        }
         await this.applyChanges(changes, 'settle')
         if (seq === undefined) return
         const known = this.taken.get(seq)
-        // the feed is past it already (a rescan took it in): nothing to skip
-        if (seq <= this.seq) { this.taken.delete(seq); known?.settle(true); return }
         if (known === undefined) this.taken.set(seq, { state: 'taken', settled: Promise.resolve(true), settle: () => {} })
         else if (known.state === 'pending') { known.state = 'taken'; known.settle(true) }
       })
