@@ -49,12 +49,20 @@ const META_KEY = new TextEncoder().encode('meta')
  *            without rows, and then waits for `settled` before passing it
  *            (false: abandoned, the feed reads it again with its rows);
  *   taken    in the index as written; the feed may deliver it without rows;
- *   stale    a batch older than it came through after it was taken in: that
- *            batch's rows may have been read before the write committed and
- *            undone part of it here, so the feed reads the write's rows back.
+ *   stale    the write's rows in the index may not be the last word on its
+ *            keys, so the feed reads them back (again, if it delivered the
+ *            write without them). Either a batch older than the write came
+ *            through after it was taken in: that batch's rows may have been
+ *            read before the write committed and undone part of it here. Or
+ *            one came through while the write was pending (`raced`): its rows
+ *            may have been read after the write committed, holding a later
+ *            write to the same keys (by a transaction that began before the
+ *            fix and committed after it), which taking the write in undoes.
  */
 interface TakenWrite {
   state: 'pending' | 'taken' | 'stale'
+  /** A batch with changes came through while the write was pending: taken in, it is stale at once. */
+  raced?: boolean
   settled: Promise<boolean>
   settle: (taken: boolean) => void
 }
@@ -543,7 +551,7 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
         if (seq === undefined) return
         const known = this.taken.get(seq)
         if (known === undefined) this.taken.set(seq, { state: 'taken', settled: Promise.resolve(true), settle: () => {} })
-        else if (known.state === 'pending') { known.state = 'taken'; known.settle(true) }
+        else if (known.state === 'pending') { known.state = known.raced === true ? 'stale' : 'taken'; known.settle(true) }
       })
     } catch (err) {
       if (seq !== undefined) this.abandonTake(seq)
@@ -667,17 +675,22 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
           // a rescan meanwhile (the tree changed depth) already took this batch in
           if (batch.seq <= this.seq) continue
           const take = this.taken.get(batch.seq)
-          if (batch.changes.length === 0 && take?.state === 'pending' && !await settledWithin(take.settled, TAKE_WAIT_MS, controller.signal)) {
-            // delivered without its rows, but the fix will not be taken in after all: read it again, rows and all
-            this.abandonTake(batch.seq)
-            again = true
-            break
+          if (batch.changes.length === 0 && take !== undefined) {
+            const tookIn = take.state !== 'pending' || await settledWithin(take.settled, TAKE_WAIT_MS, controller.signal)
+            // delivered without its rows, but the fix will not be taken in after all, or its rows in the index
+            // may be older than the store's: read it again, rows and all (a stale write is not skipped: `taken`)
+            if (!tookIn) this.abandonTake(batch.seq)
+            if (!tookIn || this.taken.get(batch.seq)?.state === 'stale') {
+              again = true
+              break
+            }
           }
           await this.updates.run(async () => {
             // in the order writes are applied here: a batch older than a write taken in before it may undo part of it
             for (const [seq, write] of this.taken) {
               if (seq <= batch.seq) this.taken.delete(seq)
               else if (batch.changes.length > 0 && write.state === 'taken') write.state = 'stale'
+              else if (batch.changes.length > 0 && write.state === 'pending') write.raced = true
             }
             await this.applyChanges(batch.changes, batch.origin === FIX_ORIGIN ? 'settle' : 'note', batch.seq)
           })

@@ -7,6 +7,7 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import pg from 'pg'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { DigestIndex } from '../../src/index/digest-index.ts'
 import { StateDb } from '../../src/index/state-db.ts'
@@ -150,6 +151,34 @@ describe('writes the index took in as written (real PostgreSQL)', () => {
     expect(await index.takeApplied(fix, { seq })).toBe(true)
     expect(index.tree.root).toEqual((await truth()).tree.root)
     expect((await index.validate()).corrected).toBe(0)
+  })
+
+  it('reads a taken fix back when a write that began before it and committed after it came through while it was pending', async () => {
+    const seen: ChangeBatch[] = []
+    index = await startIndex(recorded(store, seen, async () => {}))
+    const live = index
+    // a transaction behind the agent's back takes its id (a seq below the fix's) before the fix begins
+    const other = new pg.Client({ connectionString: db.url })
+    await other.connect()
+    try {
+      await other.query('BEGIN')
+      const { rows: [own] } = await other.query<{ xid: string }>('SELECT pg_current_xact_id()::text AS xid')
+      const fix = { upserts: rows([11], 6), upsertKeys: [key(11)], deletes: [] }
+      const { seq } = await store.apply({ ...fix, origin: FIX_ORIGIN, beforeCommit: s => { live.willTake(s) } })
+      expect(seq).toBeGreaterThan(Number(own!.xid))
+      // it writes the fixed row after the fix committed: the store ends with its row, not the fix's
+      await other.query("UPDATE public.orders SET status = 'void' WHERE order_id = 11")
+      await other.query('COMMIT')
+      // the feed brings that write (its rows read after both commits) before the fix is taken in
+      while (live.appliedSeq < Number(own!.xid)) await new Promise(resolve => setTimeout(resolve, 10))
+      await live.takeApplied(fix, { seq })
+      await live.catchUp()
+      expect(seen.filter(b => b.seq === seq).map(b => b.changes.length)).toEqual([0, 1])
+      expect(live.tree.root).toEqual((await truth()).tree.root)
+      expect((await live.validate()).corrected).toBe(0)
+    } finally {
+      await other.end()
+    }
   })
 
   it('waits for a fix announced before its commit, delivered without rows before it was taken in', async () => {
