@@ -1,8 +1,10 @@
 /**
  * A fix the index took in as written (takeApplied with its store seq) is not
  * read back from PostgreSQL by the change feed, unless a batch older than it
- * came through after it was taken: that batch's rows were read before the
- * fix committed, so the fix is then read back and applied again.
+ * came through after it was taken (its rows were read before the fix
+ * committed) or while it was pending (its rows may hold a later write to the
+ * fixed rows): the fix is then read back and applied again. A fix the feed
+ * is already past is not taken in at all.
  */
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
