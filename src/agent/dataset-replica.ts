@@ -12,7 +12,8 @@ import { merge, type VectorClock } from '../audit/vector-clock.ts'
 import type { DatasetConfig } from '../config/schema.ts'
 import { ConvergeError, RemoteError, RowEncodingError, SchemaMismatchError, ShapeOfferedError } from '../errors.ts'
 import { renameSchema, SchemaIncompatibleError } from '../digest/schema-compat.ts'
-import type { ColumnType, DatasetSchema } from '../digest/schema.ts'
+import type { ColumnSpec, DatasetSchema } from '../digest/schema.ts'
+import { microsToIso } from '../digest/timestamp.ts'
 import { wireSchema } from '../sync/messages.ts'
 import type { ShapeView, ShapeViews } from './shape-views.ts'
 import type { Breakers } from './resilience.ts'
@@ -574,8 +575,7 @@ export class DatasetReplica {
   private partitionValue (result: NarrowingResult): string | undefined {
     const key = result.deletes[0] ?? (result.upserts[0] === undefined ? undefined : this.codec.keyOfEncodedRow(result.upserts[0]))
     if (key === undefined) return undefined
-    const type = this.codec.columns[this.codec.keyPositions[this.codec.partitionKeyPosition!]!]!.type
-    return displayValue(this.codec.partitionOf(key), type)
+    return displayValue(this.codec.partitionOf(key), this.codec.columns[this.codec.keyPositions[this.codec.partitionKeyPosition!]!]!)
   }
 
   /**
@@ -668,10 +668,11 @@ function incompatibility (err: unknown): string[] | undefined {
   return undefined
 }
 
-/** A partition value as operators write it: dates as ISO strings (timestamp columns hold UTC ms), bytes in hex. */
-function displayValue (v: Value | undefined, type: ColumnType): string | undefined {
+/** A partition value as operators write it: dates as ISO strings (timestamp columns hold UTC ms, or µs), bytes in hex. */
+function displayValue (v: Value | undefined, column: ColumnSpec): string | undefined {
   if (v === undefined) return undefined
   if (v instanceof Uint8Array) return Buffer.from(v).toString('hex')
-  if (type === 'timestamp' && typeof v === 'number') return new Date(v).toISOString()
+  if (column.type === 'timestamp' && column.precision === 'us' && (typeof v === 'number' || typeof v === 'bigint')) return microsToIso(v)
+  if (column.type === 'timestamp' && typeof v === 'number') return new Date(v).toISOString()
   return String(v)
 }

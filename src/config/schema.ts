@@ -12,8 +12,10 @@ const name = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'must be 1-1
 const column = z.object({
   name: z.string().min(1).max(128),
   type: z.enum(COLUMN_TYPES),
-  nullable: z.boolean().optional()
-}).strict()
+  nullable: z.boolean().optional(),
+  /** A timestamp's precision: ms (the default) or us (microseconds, as PostgreSQL holds them). */
+  precision: z.enum(['ms', 'us']).optional()
+}).strict().refine(c => c.precision === undefined || c.type === 'timestamp', { path: ['precision'], message: 'only a timestamp column has a precision' })
 
 export const datasetSchemaSchema = z.object({
   version: z.number().int().min(1).default(1),

@@ -5,7 +5,7 @@
  * each value normalized by its column type so that the same logical row read
  * from any store gives the same bytes: integers as integers whatever the
  * driver returned (number, bigint, numeric string), timestamps as UTC
- * milliseconds, decimals as a canonical string, JSON with sorted keys, bytes
+ * milliseconds (microseconds for a column of `precision: us`, timestamp.ts), decimals as a canonical string, JSON with sorted keys, bytes
  * as msgpack bin. A key is the msgpack array of the key column values.
  *
  * Guaranteed: encode(normalize(x)) is a function of the logical values only.
@@ -19,6 +19,7 @@ import { u64Hex, xxh64 } from './hash.ts'
 import { isCanonicalNumeric, readNumeric, scalarOffsets, UNREAD } from './row-scan.ts'
 import { U64_MASK } from '../util/u64.ts'
 import { schemaFingerprint, type ColumnSpec, type ColumnType, type DatasetSchema } from './schema.ts'
+import { microsToIso, normalizeMicros, type TimePrecision } from './timestamp.ts'
 
 /** A value as it appears in a canonical row. */
 export type Value = null | boolean | number | bigint | string | Uint8Array
@@ -101,8 +102,8 @@ function normalizeInteger (v: unknown, column: string): number | bigint {
   return big
 }
 
-/** Normalizes one value for its column type; throws RowEncodingError naming the column. */
-export function normalizeValue (type: ColumnType, v: unknown, column: string): Value {
+/** Normalizes one value for its column type (and a timestamp's precision); throws RowEncodingError naming the column. */
+export function normalizeValue (type: ColumnType, v: unknown, column: string, precision: TimePrecision = 'ms'): Value {
   switch (type) {
     case 'integer': return normalizeInteger(v, column)
     case 'float': {
@@ -125,6 +126,7 @@ export function normalizeValue (type: ColumnType, v: unknown, column: string): V
       if (v === 'f' || v === 'false') return false
       throw new RowEncodingError(`column "${column}": ${String(v)} is not a boolean`)
     case 'timestamp': {
+      if (precision === 'us') return normalizeMicros(v, column)
       const ms = timestampMs(v)
       if (!Number.isFinite(ms)) throw new RowEncodingError(`column "${column}": ${String(v)} is not a timestamp`)
       return Math.trunc(ms)
@@ -185,7 +187,8 @@ export class RowCodec {
    * and cannot be read under another.
    */
   get keyLayout (): string {
-    const key = this.keyPositions.map(i => [this.columns[i]!.name, this.columns[i]!.type])
+    // a microsecond key column is named as such; other layouts stay as they were
+    const key = this.keyPositions.map(i => { const c = this.columns[i]!; return c.precision === 'us' ? [c.name, c.type, 'us'] : [c.name, c.type] })
     return u64Hex(xxh64(packValues([JSON.stringify(key), this.schema.partitionColumn ?? null])))
   }
 
@@ -205,7 +208,7 @@ export class RowCodec {
         if (!nullable) throw new RowEncodingError(`column "${col.name}" is not nullable`)
         out[i] = null
       } else {
-        out[i] = normalizeValue(col.type, raw, col.name)
+        out[i] = normalizeValue(col.type, raw, col.name, col.precision)
       }
     }
     return out
@@ -224,7 +227,7 @@ export class RowCodec {
       const col = this.columns[i]!
       const raw = row[col.name]
       if (raw === null || raw === undefined) throw new RowEncodingError(`key column "${col.name}" is missing`)
-      return normalizeValue(col.type, raw, col.name)
+      return normalizeValue(col.type, raw, col.name, col.precision)
     })
   }
 
@@ -313,14 +316,15 @@ export class RowCodec {
     return at === key.length
   }
 
-  /** A row object from canonical bytes; timestamps come back as Date. */
+  /** A row object from canonical bytes; timestamps come back as Date, or as ISO text with microseconds for a column of `precision: us`. */
   decodeRow (rowBytes: Uint8Array): Row {
     const values = this.decodeValues(rowBytes)
     const row: Row = {}
     for (let i = 0; i < this.columns.length; i++) {
       const col = this.columns[i]!
       const v = values[i]
-      row[col.name] = col.type === 'timestamp' && typeof v === 'number' ? new Date(v) : v
+      if (col.type !== 'timestamp' || (typeof v !== 'number' && typeof v !== 'bigint')) row[col.name] = v
+      else row[col.name] = col.precision === 'us' ? microsToIso(v) : new Date(Number(v))
     }
     return row
   }
@@ -357,10 +361,11 @@ export class RowCodec {
     return xxh64(packValues(this.digestPositions.map(i => values[i] ?? null)))
   }
 
-  /** Event time (UTC ms) of canonical row values, if the schema declares one. */
+  /** Event time (UTC ms, with a fraction for a column of `precision: us`) of canonical row values, if the schema declares one. */
   eventTime (values: readonly Value[]): number | undefined {
     if (this.eventTimePosition === undefined) return undefined
     const v = values[this.eventTimePosition]
-    return typeof v === 'number' ? v : undefined
+    if (typeof v !== 'number' && typeof v !== 'bigint') return undefined
+    return this.columns[this.eventTimePosition]!.precision === 'us' ? Number(v) / 1000 : Number(v)
   }
 }

@@ -31,6 +31,8 @@
  *
  *     integer < float < decimal        string, boolean, timestamp, json, bytes: only themselves
  *
+ * (a timestamp of one precision only with the same precision: ms or us)
+ *
  * Widening a value is exact or a RowEncodingError: an integer beyond 2^53 that
  * no float holds exactly, a NaN or infinite float as a decimal. A float
  * becomes the decimal of its shortest round-trip digits (0.1 → "0.1",
@@ -75,6 +77,9 @@ export function widerType (a: ColumnType, b: ColumnType): ColumnType | undefined
   if (ra === undefined || rb === undefined) return undefined
   return ra > rb ? a : b
 }
+
+/** A timestamp column's precision, the default spelled out. */
+function precisionOf (col: ColumnSpec): string { return col.precision ?? 'ms' }
 
 function isNullable (schema: DatasetSchema, col: ColumnSpec): boolean {
   return col.nullable ?? !schema.primaryKey.includes(col.name)
@@ -176,12 +181,17 @@ function compareRenamed (local: DatasetSchema, source: DatasetSchema, notes: str
       if (!keyNames.has(s.name)) reasons.push(`column "${s.name}": local ${l.type} and source ${s.type} cannot be widened into each other`)
       continue
     }
+    if (type === 'timestamp' && precisionOf(l) !== precisionOf(s)) {
+      // milliseconds and microseconds are other values of one instant: they would never digest alike
+      reasons.push(`column "${s.name}": local ${precisionOf(l)} timestamps, source ${precisionOf(s)}; declare the same precision on both sides`)
+      continue
+    }
     if (l.type !== s.type) notes.push(`column "${s.name}": local ${l.type}, source ${s.type}: compared as ${type}`)
     const ln = isNullable(local, l)
     const sn = isNullable(source, s)
     if (sn && !ln) notes.push(`column "${s.name}": nullable at the source only: a source row with NULL there cannot be applied locally`)
     if (ln && !sn) notes.push(`column "${s.name}": nullable locally only`)
-    const spec: ColumnSpec = { name: s.name, type }
+    const spec: ColumnSpec = { name: s.name, type, ...(s.precision === 'us' ? { precision: 'us' as const } : {}) }
     // spelled out only when not the default, so P of two default-nullability schemas reads like the source's
     if ((ln || sn) !== !source.primaryKey.includes(s.name)) spec.nullable = ln || sn
     columns.push(spec)
@@ -292,6 +302,7 @@ export class Projection {
       if (j === undefined) { problems.push(`column "${p.name}" of the comparison schema is not in this schema`); continue }
       const f = from.columns[j]!
       if (widerType(f.type, p.type) !== p.type) problems.push(`column "${p.name}": ${f.type} does not widen to ${p.type}`)
+      else if (f.type === 'timestamp' && precisionOf(f) !== precisionOf(p)) problems.push(`column "${p.name}": ${precisionOf(f)} timestamps here, ${precisionOf(p)} in the comparison schema`)
       sources.push(j)
     }
     const key = from.primaryKey.map(n => renamed(renames, n))

@@ -6,6 +6,7 @@
  */
 import { encode } from 'msgpackr'
 import { xxh64, u64Hex } from './hash.ts'
+import type { TimePrecision } from './timestamp.ts'
 
 export const COLUMN_TYPES = ['integer', 'float', 'decimal', 'string', 'boolean', 'timestamp', 'json', 'bytes'] as const
 export type ColumnType = typeof COLUMN_TYPES[number]
@@ -15,6 +16,12 @@ export interface ColumnSpec {
   type: ColumnType
   /** Whether NULL is allowed. Default: true, except for key columns. */
   nullable?: boolean
+  /**
+   * A timestamp column's precision: 'ms' (the default) compares and copies
+   * whole milliseconds; 'us' microseconds, as PostgreSQL holds them
+   * (timestamp.ts). Only for `timestamp` columns.
+   */
+  precision?: TimePrecision
 }
 
 export interface DatasetSchema {
@@ -47,5 +54,8 @@ export function schemaFingerprint (schema: DatasetSchema): string {
   ]
   // the partition column moves every key hash; appended only when set, so unpartitioned fingerprints stay as they were
   if (schema.partitionColumn !== undefined) shape.push(['partition', schema.partitionColumn])
+  // the same for microsecond timestamps: their values, and so their rows' digests, differ from milliseconds'
+  const micros = schema.columns.filter(c => c.precision === 'us').map(c => c.name)
+  if (micros.length > 0) shape.push(['us', micros])
   return u64Hex(xxh64(encode(shape)))
 }

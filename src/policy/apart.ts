@@ -97,17 +97,20 @@ function side (codec: RowCodec, key: Uint8Array, keyHex: string, bytes: Uint8Arr
 }
 
 /**
- * The event time of a row, or undefined when it has none (null counts as the
- * oldest). Timestamps are canonical UTC ms numbers; an integer column beyond
- * 2^53 decodes as a bigint and is compared at double precision.
+ * The event time of a row in UTC ms, or undefined when it has none (null
+ * counts as the oldest). Timestamps are canonical UTC ms numbers, or
+ * microseconds for a column of `precision: us` (given here as ms with a
+ * fraction, which keeps their order); an integer column beyond 2^53 decodes
+ * as a bigint and is compared at double precision.
  */
 function eventTimeOf (codec: RowCodec, values: readonly Value[], keyHex: string, which: string): number | undefined {
   const position = codec.eventTimePosition
   if (position === undefined) return undefined
   const v = values[position]
   if (v === null || v === undefined) return undefined
-  if (typeof v === 'bigint') return Number(v)
-  if (typeof v === 'number' && !Number.isNaN(v)) return v
+  if (typeof v === 'bigint' || (typeof v === 'number' && !Number.isNaN(v))) {
+    return codec.columns[position]!.precision === 'us' ? Number(v) / 1000 : Number(v)
+  }
   const column = codec.columns[position]?.name ?? String(position)
   throw new PolicyInputError(`key ${keyHex}: the ${which} row's event time (column "${column}") is ${typeof v === 'number' ? 'NaN' : `a ${v instanceof Uint8Array ? 'bytes' : typeof v} value`}, not a time`)
 }

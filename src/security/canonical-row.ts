@@ -11,11 +11,9 @@ import { InvalidSourceRowError, MalformedMessageError } from '../errors.ts'
 import { normalizeValue, packValues, type RowCodec, type Value } from '../digest/row-codec.ts'
 import { isCanonicalNumeric, readNumeric, scalarOffsets } from '../digest/row-scan.ts'
 import type { ColumnType } from '../digest/schema.ts'
+import { isCanonicalMicros, MAX_DATE_MS, withinDates, type TimePrecision } from '../digest/timestamp.ts'
 import { latin1Of, sameBytes } from '../util/bytes.ts'
 import { checkMsgpackShape } from './msgpack-shape.ts'
-
-/** ECMAScript dates span ±8.64e15 ms around 1970. */
-const MAX_DATE_MS = 8.64e15
 
 /** Exactly the strings canonicalDecimal gives back unchanged: no sign but a minus on a non-zero value, no leading or trailing zeros, no bare point. */
 const CANONICAL_DECIMAL = /^(?:-?[1-9]\d*(?:\.\d*[1-9])?|0(?:\.\d*[1-9])?|-0\.\d*[1-9])$/
@@ -27,11 +25,11 @@ const CANONICAL_DECIMAL = /^(?:-?[1-9]\d*(?:\.\d*[1-9])?|0(?:\.\d*[1-9])?|-0\.\d
  * expressions and string building) costs more than the check. False only
  * means "normalize it".
  */
-export function alreadyNormal (type: ColumnType, v: Value): boolean {
+export function alreadyNormal (type: ColumnType, v: Value, precision: TimePrecision = 'ms'): boolean {
   switch (type) {
     case 'integer': return typeof v === 'number' && Number.isSafeInteger(v) && !Object.is(v, -0)
     case 'float': return typeof v === 'number' && !Object.is(v, -0)
-    case 'timestamp': return typeof v === 'number' && Number.isInteger(v)
+    case 'timestamp': return precision === 'us' ? isCanonicalMicros(v) : typeof v === 'number' && Number.isInteger(v)
     case 'string': return typeof v === 'string'
     case 'boolean': return typeof v === 'boolean'
     case 'decimal': return typeof v === 'string' && CANONICAL_DECIMAL.test(v)
@@ -80,10 +78,12 @@ export function checkCanonicalRow (codec: RowCodec, row: Uint8Array): Value[] {
       continue
     }
     // a finite millisecond count beyond the range of dates encodes, but no store could hold it as a timestamp
-    if (col.type === 'timestamp' && !(typeof v === 'number' && Math.abs(v) <= MAX_DATE_MS)) throw new InvalidSourceRowError(`the source sent a row whose column "${col.name}" is not a timestamp within the range of dates`)
-    if (alreadyNormal(col.type, v)) { canonical[i] = v; continue }
+    if (col.type === 'timestamp' && !withinDates(v, col.precision)) {
+      throw new InvalidSourceRowError(`the source sent a row whose column "${col.name}" is not a timestamp within the range of dates`)
+    }
+    if (alreadyNormal(col.type, v, col.precision)) { canonical[i] = v; continue }
     try {
-      canonical[i] = normalizeValue(col.type, v, col.name)
+      canonical[i] = normalizeValue(col.type, v, col.name, col.precision)
     } catch (err) {
       throw new InvalidSourceRowError(`the source sent a row whose column "${col.name}" is not a ${col.type}: ${(err as Error).message}`)
     }
@@ -123,7 +123,7 @@ function isAscii (row: Uint8Array, from: number, to: number): boolean {
 }
 
 /** A value's column as plainlyCanonicalValues looks at it. */
-interface ScalarSpec { type: ColumnType, nullable: boolean }
+interface ScalarSpec { type: ColumnType, nullable: boolean, micros: boolean }
 
 /** Per codec: its columns' specs, and its key columns' (never null), in the order the encodings hold them. */
 const specsByCodec = new WeakMap<RowCodec, { row: ScalarSpec[], key: ScalarSpec[] }>()
@@ -131,8 +131,8 @@ const specsByCodec = new WeakMap<RowCodec, { row: ScalarSpec[], key: ScalarSpec[
 function specsOf (codec: RowCodec): { row: ScalarSpec[], key: ScalarSpec[] } {
   let specs = specsByCodec.get(codec)
   if (specs === undefined) {
-    const row = codec.columns.map((col, i) => ({ type: col.type, nullable: col.nullable ?? !codec.keyPositions.includes(i) }))
-    specs = { row, key: codec.keyPositions.map(p => ({ type: row[p]!.type, nullable: false })) }
+    const row = codec.columns.map((col, i) => ({ type: col.type, nullable: col.nullable ?? !codec.keyPositions.includes(i), micros: col.precision === 'us' }))
+    specs = { row, key: codec.keyPositions.map(p => ({ ...row[p]!, nullable: false })) }
     specsByCodec.set(codec, specs)
   }
   return specs
@@ -184,7 +184,8 @@ function plainlyCanonicalValues (specs: readonly ScalarSpec[], bytes: Uint8Array
       }
       case 'timestamp': {
         const v = readNumeric(bytes, at)
-        if (typeof v !== 'number' || !Number.isInteger(v) || Math.abs(v) > MAX_DATE_MS || !isCanonicalNumeric(bytes, at)) return false
+        const normal = spec.micros ? isCanonicalMicros(v) : typeof v === 'number' && Number.isInteger(v) && Math.abs(v) <= MAX_DATE_MS
+        if (!normal || !isCanonicalNumeric(bytes, at)) return false
         break
       }
       case 'float': {

@@ -67,6 +67,8 @@ export function canonicalLineEncoder (columns: CanonicalColumns): ((line: Buffer
     else return undefined
   }
   const n = kinds.length
+  // a column of `precision: us` is read to the microsecond
+  const micros = codec.columns.map(c => c.precision === 'us')
   const keyPositions = codec.keyPositions
   const writer = new CanonicalWriter()
   const starts = new Array<number>(n).fill(0)
@@ -109,9 +111,9 @@ export function canonicalLineEncoder (columns: CanonicalColumns): ((line: Buffer
         if (!decimalSpan(line, at, stop, span)) return writer.abandon(start)
         writer.asciiString(line, span[0]!, span[1]!)
       } else {
-        const ms = timeMs(kinds[c]!, line, at, stop)
-        if (ms === undefined) return writer.abandon(start)
-        writer.integer(ms)
+        const time = micros[c] === true ? timeMicros(kinds[c]!, line, at, stop) : timeMs(kinds[c]!, line, at, stop)
+        if (time === undefined) return writer.abandon(start)
+        writer.integer(time)
       }
       ends[c] = writer.offset
       at = stop + 1
@@ -172,52 +174,77 @@ function decimalSpan (line: Buffer, start: number, stop: number, span: number[])
   return true
 }
 
+/** A timestamp field read apart: its whole seconds as UTC ms (the zone's offset taken off), and its fraction's digits. */
+interface TimeParts { wholeMs: number, fraction: number, fractionDigits: number }
+
 /**
- * A timestamp's UTC milliseconds from its ISO-style text, as the store's
- * parser and RowCodec give them, for years 1000 to 9999 (four digits, so the
- * two-digit-year rules of Date.UTC never apply):
- *   timestamptz  `YYYY-MM-DD HH:MM:SS[.f…][±HH[:MM[:SS]]]`, postgres-date's
- *                arithmetic: Date.UTC with the fraction times 1000 (cut to an
- *                integer by Date.UTC), less the zone's offset
- *   timestamp    `YYYY-MM-DD HH:MM:SS[.f…]` read as UTC by Date's ISO parse,
- *                which keeps the first three fraction digits
+ * Reads a timestamp's ISO-style text into `parts`, as the store's parser
+ * reads it, for years 1000 to 9999 (four digits, so the two-digit-year rules
+ * of Date.UTC never apply):
+ *   timestamptz  `YYYY-MM-DD HH:MM:SS[.f…][±HH[:MM[:SS]]]`
+ *   timestamp    `YYYY-MM-DD HH:MM:SS[.f…]`, read as UTC
  *   date         `YYYY-MM-DD`, UTC midnight
- * Undefined for anything else.
+ * False for anything else (at most six fraction digits, as PostgreSQL writes).
  */
-function timeMs (kind: Kind, line: Buffer, start: number, stop: number): number | undefined {
-  if (stop - start < 10) return undefined
+function readTime (kind: Kind, line: Buffer, start: number, stop: number, parts: TimeParts): boolean {
+  if (stop - start < 10) return false
   const year = fixedDigits(line, start, 4)
-  if (year < 1000 || line[start + 4] !== MINUS || line[start + 7] !== MINUS) return undefined
+  if (year < 1000 || line[start + 4] !== MINUS || line[start + 7] !== MINUS) return false
   const month = fixedDigits(line, start + 5, 2)
   const day = fixedDigits(line, start + 8, 2)
-  if (month < 1 || month > 12 || day < 1 || day > 31) return undefined
-  if (kind === 'date') return stop === start + 10 ? Date.UTC(year, month - 1, day) : undefined
-  if (stop < start + 19 || line[start + 10] !== SPACE || line[start + 13] !== COLON || line[start + 16] !== COLON) return undefined
+  if (month < 1 || month > 12 || day < 1 || day > 31) return false
+  parts.fraction = 0
+  parts.fractionDigits = 0
+  if (kind === 'date') {
+    parts.wholeMs = Date.UTC(year, month - 1, day)
+    return stop === start + 10
+  }
+  if (stop < start + 19 || line[start + 10] !== SPACE || line[start + 13] !== COLON || line[start + 16] !== COLON) return false
   const hour = fixedDigits(line, start + 11, 2)
   const minute = fixedDigits(line, start + 14, 2)
   const second = fixedDigits(line, start + 17, 2)
-  if (hour < 0 || hour > 23 || minute < 0 || minute > 59 || second < 0 || second > 59) return undefined
+  if (hour < 0 || hour > 23 || minute < 0 || minute > 59 || second < 0 || second > 59) return false
   let i = start + 19
-  let fraction = 0
-  let fractionDigits = 0
   if (i < stop && line[i] === DOT) {
     i++
-    for (; i < stop && isDigit(line[i]!); i++, fractionDigits++) {
-      if (fractionDigits === 6) return undefined
-      fraction = fraction * 10 + line[i]! - ZERO
+    for (; i < stop && isDigit(line[i]!); i++, parts.fractionDigits++) {
+      if (parts.fractionDigits === 6) return false
+      parts.fraction = parts.fraction * 10 + line[i]! - ZERO
     }
-    if (fractionDigits === 0) return undefined
+    if (parts.fractionDigits === 0) return false
   }
-  if (kind === 'timestamp') {
-    if (i !== stop) return undefined
-    // Date's ISO parse: milliseconds are the first three digits
-    const ms = fractionDigits <= 3 ? fraction * 10 ** (3 - fractionDigits) : Math.trunc(fraction / 10 ** (fractionDigits - 3))
-    return Date.UTC(year, month - 1, day, hour, minute, second, ms)
-  }
+  const offset = kind === 'timestamp' ? (i === stop ? 0 : undefined) : zoneOffsetMs(line, i, stop)
+  if (offset === undefined) return false
+  parts.wholeMs = Date.UTC(year, month - 1, day, hour, minute, second) - offset
+  return true
+}
+
+const parts: TimeParts = { wholeMs: 0, fraction: 0, fractionDigits: 0 }
+
+/**
+ * A timestamp's UTC milliseconds from its text (readTime), as the store's
+ * parsers and RowCodec give them: timestamptz by postgres-date's arithmetic
+ * (Date.UTC with the fraction times 1000, cut to an integer by Date.UTC, less
+ * the zone's offset); timestamp by Date's ISO parse, which keeps the first
+ * three fraction digits; date as UTC midnight. Undefined for anything else.
+ */
+function timeMs (kind: Kind, line: Buffer, start: number, stop: number): number | undefined {
+  if (!readTime(kind, line, start, stop, parts)) return undefined
+  const { wholeMs, fraction, fractionDigits: k } = parts
+  if (kind === 'timestamp') return wholeMs + (k <= 3 ? fraction * 10 ** (3 - k) : Math.trunc(fraction / 10 ** (k - 3)))
   // timestamptz: postgres-date computes 1000 * parseFloat('.f…'); n / 10^k is that same correctly rounded double
-  const utc = Date.UTC(year, month - 1, day, hour, minute, second, fractionDigits === 0 ? 0 : 1000 * (fraction / 10 ** fractionDigits))
-  const offset = zoneOffsetMs(line, i, stop)
-  return offset === undefined ? undefined : utc - offset
+  return k === 0 ? wholeMs : wholeMs + Math.trunc(1000 * (fraction / 10 ** k))
+}
+
+/**
+ * A timestamp's canonical microseconds (timestamp.ts) from its text
+ * (readTime), every fraction digit kept; undefined for anything else and
+ * beyond 2^53 microseconds (the general way makes that a bigint).
+ */
+function timeMicros (kind: Kind, line: Buffer, start: number, stop: number): number | undefined {
+  if (!readTime(kind, line, start, stop, parts)) return undefined
+  const us = parts.wholeMs * 1000 + parts.fraction * 10 ** (6 - parts.fractionDigits)
+  return Number.isSafeInteger(us) ? us + 0 : undefined
 }
 
 /** `±HH[:MM[:SS]]` ending the field, in milliseconds east of UTC (as postgres-date reads it); undefined for anything else. */

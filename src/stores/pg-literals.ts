@@ -13,18 +13,21 @@
  */
 import type { Value } from '../digest/row-codec.ts'
 import type { ColumnType } from '../digest/schema.ts'
+import { microsToIso, type TimePrecision } from '../digest/timestamp.ts'
 
 /**
  * The text a canonical value is written as for its column's input function
- * (null for SQL NULL): timestamps (UTC milliseconds) as ISO 8601 in UTC,
+ * (null for SQL NULL): timestamps (UTC milliseconds, or microseconds for
+ * `precision: us`) as ISO 8601 in UTC,
  * bytes as bytea's hex form, JSON as its text (cast to json or jsonb by the
  * statement, so a JSON null stays a JSON null), numbers as JavaScript prints
  * them (the shortest text that reads back as the same double; `Infinity` and
  * `NaN` as float8 reads them).
  */
-export function pgText (value: Value, type: ColumnType): string | null {
+export function pgText (value: Value, type: ColumnType, precision: TimePrecision = 'ms'): string | null {
   if (value === null) return null
   if (value instanceof Uint8Array) return `\\x${Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('hex')}`
+  if (type === 'timestamp' && precision === 'us' && (typeof value === 'number' || typeof value === 'bigint')) return microsToIso(value)
   if (type === 'timestamp' && typeof value === 'number') return new Date(value).toISOString()
   return String(value)
 }

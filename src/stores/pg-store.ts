@@ -31,7 +31,8 @@ import { SCAN_BATCH_ROWS } from '../constants.ts'
 import { AbortedError, ChangesTrimmedError, RowEncodingError, StoreNotOpenError, StoreSchemaError, StoreUnavailableError, throwIfAborted } from '../errors.ts'
 import { normalizeValue, packValues, type Row, type RowCodec, type Value } from '../digest/row-codec.ts'
 import type { ColumnType, DatasetSchema } from '../digest/schema.ts'
-import { CopyRows, decodeFields, fieldDecoder } from './pg-copy.ts'
+import type { TimePrecision } from '../digest/timestamp.ts'
+import { CopyRows, DATE_OID, decodeFields, fieldDecoder, TIMESTAMP_OID, TIMESTAMPTZ_OID } from './pg-copy.ts'
 import { canonicalLineEncoder } from './pg-copy-canonical.ts'
 import { arrayLiteral, dollarQuoted, pgText } from './pg-literals.ts'
 import { latin1Of } from '../util/bytes.ts'
@@ -98,6 +99,9 @@ const PARALLEL_READ_MIN_KEYS = 2500
 /** text: its type parser is the identity, which tells the types read as their text. */
 const TEXT_OID = 25
 
+/** Type oids of PostgreSQL's times, which a column of `precision: us` reads as text. */
+const TIME_OIDS = new Set([TIMESTAMPTZ_OID, TIMESTAMP_OID, DATE_OID])
+
 /** A canonical key as the map key rows are filed under here (latin1Of: no Buffer made, half the length of hex). */
 const idOf = latin1Of
 const quote = (name: string): string => `"${name.replace(/"/g, '""')}"`
@@ -117,7 +121,7 @@ export const typeParsers = {
   }
 }
 
-interface ColumnInfo { name: string, type: ColumnType, pgType: string }
+interface ColumnInfo { name: string, type: ColumnType, pgType: string, precision?: TimePrecision }
 
 export function splitTableName (table: string): { schema: string, name: string } {
   const dot = table.indexOf('.')
@@ -151,8 +155,8 @@ export async function readCatalogSchema (connectionString: string, table: string
     throw new StoreUnavailableError(`cannot reach PostgreSQL for ${schema}.${name}: ${(err as Error).message}`, { cause: err })
   }
   try {
-    const { rows } = await client.query<{ name: string, pg_type: string, not_null: boolean, pk: boolean }>(
-      `SELECT a.attname AS name, format_type(a.atttypid, NULL) AS pg_type, a.attnotnull AS not_null,
+    const { rows } = await client.query<{ name: string, pg_type: string, typmod: number, not_null: boolean, pk: boolean }>(
+      `SELECT a.attname AS name, format_type(a.atttypid, NULL) AS pg_type, a.atttypmod AS typmod, a.attnotnull AS not_null,
               coalesce(a.attnum = ANY (i.indkey), false) AS pk
          FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
          LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary
@@ -162,7 +166,9 @@ export async function readCatalogSchema (connectionString: string, table: string
     const columns = rows.map(r => {
       const type = CATALOG_TYPES.find(([pattern]) => pattern.test(r.pg_type))?.[1]
       if (type === undefined) throw new StoreSchemaError(`table ${schema}.${name}: column "${r.name}" has type ${r.pg_type}, which converge does not compare; leave it out with a hand-written schema`)
-      return { name: r.name, type, nullable: !r.not_null }
+      // a timestamp holds microseconds unless declared with at most 3 fraction digits (its typmod; -1: the default 6)
+      const micros = /^timestamp/.test(r.pg_type) && (r.typmod < 0 || r.typmod > 3)
+      return { name: r.name, type, nullable: !r.not_null, ...(micros ? { precision: 'us' as const } : {}) }
     })
     const { rows: keyRows } = await client.query<{ name: string }>(
       `SELECT a.attname AS name FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -228,7 +234,7 @@ export class PgStore implements ReplicaStore {
     this.columns = this.codec.columns.map(c => {
       const pgType = pgTypes.get(c.name)
       if (pgType === undefined) throw new StoreSchemaError(`table ${this.table.tag} has no column "${c.name}"`)
-      return { name: c.name, type: c.type, pgType }
+      return { name: c.name, type: c.type, pgType, ...(c.precision === undefined ? {} : { precision: c.precision }) }
     })
     this.keyColumns = this.codec.keyPositions.map(i => this.columns[i]!)
     await this.installCapture()
@@ -333,7 +339,7 @@ export class PgStore implements ReplicaStore {
       for (let i = 0; i < upserts.length; i += WRITE_BATCH) {
         throwIfAborted(signal)
         const batch = upserts.slice(i, i + WRITE_BATCH)
-        await client.query(this.upsertSql(), this.columns.map((c, j) => arrayLiteral(batch.map(values => pgText(values[j]!, c.type)))))
+        await client.query(this.upsertSql(), this.columns.map((c, j) => arrayLiteral(batch.map(values => pgText(values[j]!, c.type, c.precision)))))
       }
       const deletes = keys.slice(upserts.length)
       for (let i = 0; i < deletes.length; i += WRITE_BATCH) {
@@ -341,7 +347,7 @@ export class PgStore implements ReplicaStore {
         const batch = deletes.slice(i, i + WRITE_BATCH)
         const match = this.keyMatch(this.keyColumns.map((c, j) => `$${j + 1}::${c.pgType}[]`))
         await client.query(`DELETE FROM ${this.table.sql} t${match.keys === undefined ? '' : ` USING ${match.keys}`} WHERE ${match.where}`,
-          this.keyColumns.map(c => arrayLiteral(batch.map(k => pgText(k[c.name] as Value, c.type)))))
+          this.keyColumns.map(c => arrayLiteral(batch.map(k => pgText(k[c.name] as Value, c.type, c.precision)))))
       }
       // the last chance to leave: after COMMIT the fix has landed
       throwIfAborted(signal)
@@ -633,7 +639,7 @@ export class PgStore implements ReplicaStore {
 
   /** SELECT of the rows whose keys are in `keys`, the key list written in as an array literal per key column. */
   private keyedSelect (keys: Row[], forUpdate: boolean): string {
-    const match = this.keyMatch(this.keyColumns.map(c => `${dollarQuoted(arrayLiteral(keys.map(k => pgText(k[c.name] as Value, c.type))))}::${c.pgType}[]`))
+    const match = this.keyMatch(this.keyColumns.map(c => `${dollarQuoted(arrayLiteral(keys.map(k => pgText(k[c.name] as Value, c.type, c.precision))))}::${c.pgType}[]`))
     return `SELECT ${this.selectList('t')} FROM ${this.table.sql} t${match.keys === undefined ? '' : `, ${match.keys}`} WHERE ${match.where}${forUpdate ? ' FOR UPDATE OF t' : ''}`
   }
 
@@ -704,7 +710,8 @@ export class PgStore implements ReplicaStore {
    */
   private copyLineDecoder (oids: number[]): (line: Buffer) => StoredRow {
     const identity = typeParsers.getTypeParser(TEXT_OID, 'text')
-    const parsers = oids.map(oid => typeParsers.getTypeParser(oid, 'text'))
+    // a column of `precision: us` is read as its text, to the microsecond (RowCodec), not through a Date
+    const parsers = oids.map((oid, i) => this.codec.columns[i]!.precision === 'us' && TIME_OIDS.has(oid) ? identity : typeParsers.getTypeParser(oid, 'text'))
     const fields = oids.map((oid, i) => fieldDecoder(oid, parsers[i]!, identity))
     const general = (line: Buffer): StoredRow => this.storedFromArray(decodeFields(line, fields))
     const direct = canonicalLineEncoder({ codec: this.codec, nullable: this.nullable, oids, readAsText: parsers.map(p => p === identity) })
@@ -725,7 +732,7 @@ export class PgStore implements ReplicaStore {
         if (!this.nullable[i]) throw new RowEncodingError(`column "${column.name}" is not nullable`)
         values[i] = null
       } else {
-        values[i] = normalizeValue(column.type, v, column.name)
+        values[i] = normalizeValue(column.type, v, column.name, column.precision)
       }
     }
     return { key: this.codec.keyOfValues(values), row: packValues(values) }

@@ -24,7 +24,8 @@
  * float → REAL (NaN as the text 'NaN', which SQLite would otherwise turn into
  * NULL), decimal, string and json → TEXT, boolean → INTEGER 0/1, timestamp →
  * ISO-8601 UTC text with milliseconds (integer ms when the column's declared
- * type has INTEGER affinity), bytes → BLOB. Text holding a NUL character is
+ * type has INTEGER affinity; microseconds, six fraction digits or integer µs,
+ * for a column of `precision: us`), bytes → BLOB. Text holding a NUL character is
  * read as bytes and decoded here, since node:sqlite would cut it short.
  *
  * Guaranteed: apply() is one transaction; the change log holds every
@@ -40,6 +41,7 @@ import { SCAN_BATCH_ROWS } from '../constants.ts'
 import { AbortedError, ChangesTrimmedError, RowEncodingError, StoreNotOpenError, StoreSchemaError, throwIfAborted } from '../errors.ts'
 import { packValues, type Row, type RowCodec, type Value } from '../digest/row-codec.ts'
 import type { ColumnSpec } from '../digest/schema.ts'
+import { microsToIso } from '../digest/timestamp.ts'
 import type { ApplyRequest, ApplyResult, ChangeBatch, ReplicaStore, RowChange, StoredRow } from './replica-store.ts'
 
 export interface SqliteStoreInit {
@@ -105,16 +107,16 @@ function fromSql (type: ColumnSpec['type'], raw: SQLOutputValue, text: TextDecod
     // a column with numeric affinity turns numeric-looking text into a number: give the text back
     case 'string': return typeof v === 'number' || typeof v === 'bigint' ? String(v) : v
     case 'bytes': return typeof v === 'string' ? new TextEncoder().encode(v) : v
-    // integer ms written into a column with TEXT affinity comes back as digits
-    case 'timestamp': return typeof v === 'string' && /^\s*[+-]?\d+\s*$/.test(v) ? Number(v) : v
+    // integer ms (or µs) written into a column with TEXT affinity comes back as digits: read exactly
+    case 'timestamp': return typeof v === 'string' && /^\s*[+-]?\d+\s*$/.test(v) ? BigInt(v.trim()) : v
     default: return v
   }
 }
 
 interface ColumnBinding {
   spec: ColumnSpec
-  /** Timestamps go in as integer ms (declared type with INTEGER affinity) instead of ISO text. */
-  timestampAsMs: boolean
+  /** Timestamps go in as integer ms, or µs for `precision: us` (declared type with INTEGER affinity), instead of ISO text. */
+  timestampAsInteger: boolean
 }
 
 /** A canonical value made into what this store writes for the column. */
@@ -140,8 +142,13 @@ function toSql (column: ColumnBinding, v: Value): SQLInputValue {
     case 'boolean':
       return typeof v === 'boolean' ? (v ? 1n : 0n) : wrong()
     case 'timestamp': {
+      if (spec.precision === 'us') {
+        // microseconds: as an integer count, or ISO text with six fraction digits
+        const us = typeof v === 'number' || typeof v === 'bigint' ? v : wrong()
+        return column.timestampAsInteger ? BigInt(us) : microsToIso(us)
+      }
       const ms = typeof v === 'number' ? v : typeof v === 'bigint' ? Number(v) : wrong()
-      if (column.timestampAsMs || Math.abs(ms) > 8.64e15) return BigInt(Math.trunc(ms))
+      if (column.timestampAsInteger || Math.abs(ms) > 8.64e15) return BigInt(Math.trunc(ms))
       return new Date(ms).toISOString()
     }
     case 'bytes':
@@ -199,7 +206,7 @@ export class SqliteStore implements ReplicaStore {
       meta: quoteIdent(`converge_meta_${init.table}`),
       triggers: [`converge_${init.table}_insert`, `converge_${init.table}_update`, `converge_${init.table}_delete`]
     }
-    this.bindings = this.codec.columns.map(spec => ({ spec, timestampAsMs: false }))
+    this.bindings = this.codec.columns.map(spec => ({ spec, timestampAsInteger: false }))
     this.keyBindings = this.codec.keyPositions.map(i => this.bindings[i]!)
     this.committed.setMaxListeners(0)
   }
@@ -320,7 +327,7 @@ export class SqliteStore implements ReplicaStore {
       const found = byName.get(binding.spec.name.toLowerCase())
       if (found === undefined) throw new StoreSchemaError(`SQLite table "${this.table}" has no column "${binding.spec.name}" (schema type ${binding.spec.type})`)
       // SQLite's affinity rule: a declared type containing INT has INTEGER affinity
-      binding.timestampAsMs = binding.spec.type === 'timestamp' && /INT/i.test(found.type)
+      binding.timestampAsInteger = binding.spec.type === 'timestamp' && /INT/i.test(found.type)
     }
     const wanted = [...keyNames].map(n => n.toLowerCase()).sort().join('\0')
     const pk = info.filter(c => Number(c.pk) > 0).map(c => c.name.toLowerCase()).sort().join('\0')

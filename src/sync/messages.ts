@@ -29,7 +29,8 @@ export const vectorClockSchema = z.record(name, z.number().int().nonnegative())
 /** A dataset schema on the wire, bounded: the replica's own in `open`, the comparison schema in `opened`. */
 export const schemaWire = z.object({
   version: z.number().int().min(0).max(2 ** 31),
-  columns: z.array(z.object({ name, type: z.enum(COLUMN_TYPES), nullable: z.boolean().optional() })).min(1).max(1024),
+  columns: z.array(z.object({ name, type: z.enum(COLUMN_TYPES), nullable: z.boolean().optional(), precision: z.enum(['ms', 'us']).optional() })
+    .refine(c => c.precision === undefined || c.type === 'timestamp', { message: 'only a timestamp column has a precision' })).min(1).max(1024),
   primaryKey: z.array(name).min(1).max(64),
   ignoreColumns: z.array(name).max(1024),
   eventTimeColumn: name.optional(),
@@ -40,7 +41,12 @@ export const schemaWire = z.object({
 export function wireSchema (schema: DatasetSchema): DatasetSchema {
   return {
     version: schema.version,
-    columns: schema.columns.map(c => (c.nullable === undefined ? { name: c.name, type: c.type } : { name: c.name, type: c.type, nullable: c.nullable })),
+    columns: schema.columns.map(c => ({
+      name: c.name,
+      type: c.type,
+      ...(c.nullable === undefined ? {} : { nullable: c.nullable }),
+      ...(c.precision === undefined ? {} : { precision: c.precision })
+    })),
     primaryKey: [...schema.primaryKey],
     ignoreColumns: [...schema.ignoreColumns],
     ...(schema.eventTimeColumn === undefined ? {} : { eventTimeColumn: schema.eventTimeColumn }),

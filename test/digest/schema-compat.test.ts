@@ -54,6 +54,21 @@ describe('compareSchemas: compatible differences', () => {
     expect(schemaFingerprint(r.shape)).toBe(schemaFingerprint(source))
   })
 
+  it('timestamps of another precision are not comparable, and the reason says what to declare', () => {
+    const micros = variant(s => { s.columns.find(c => c.name === 'at')!.precision = 'us' })
+    for (const [local, remote, here, there] of [[micros, source, 'us', 'ms'], [source, micros, 'ms', 'us']] as const) {
+      const r = compareSchemas(local, remote)
+      expect(r.compatible).toBe(false)
+      if (!r.compatible) expect(r.reasons).toEqual([`column "at": local ${here} timestamps, source ${there}; declare the same precision on both sides`])
+    }
+    // the same precision on both sides: identical, and P keeps it
+    const same = compatible(compareSchemas(structuredClone(micros), micros))
+    expect(same.identical).toBe(true)
+    expect(same.shape.columns.find(c => c.name === 'at')!.precision).toBe('us')
+    expect(schemaFingerprint(same.shape)).toBe(schemaFingerprint(micros))
+    expect(() => new Projection(source, micros)).toThrow(/column "at": ms timestamps here, us in the comparison schema/)
+  })
+
   it('a nullable column only in the local schema is left out', () => {
     const local = variant(s => { s.columns.push({ name: 'note2', type: 'string', nullable: true }) })
     const r = compatible(compareSchemas(local, source))

@@ -142,9 +142,13 @@ export function oldCheckCanonicalRow (codec: RowCodec, row: Uint8Array): Value[]
       continue
     }
     // a finite millisecond count beyond the range of dates encodes, but no store could hold it as a timestamp
-    if (col.type === 'timestamp' && !(typeof v === 'number' && Math.abs(v) <= MAX_DATE_MS)) throw new InvalidSourceRowError(`the source sent a row whose column "${col.name}" is not a timestamp within the range of dates`)
+    // (microseconds: a number or a bigint within the range of dates times 1000)
+    const inRange = col.precision === 'us'
+      ? (typeof v === 'number' && Math.abs(v) <= MAX_DATE_MS * 1000) || (typeof v === 'bigint' && v <= BigInt(MAX_DATE_MS) * 1000n && v >= -BigInt(MAX_DATE_MS) * 1000n)
+      : typeof v === 'number' && Math.abs(v) <= MAX_DATE_MS
+    if (col.type === 'timestamp' && !inRange) throw new InvalidSourceRowError(`the source sent a row whose column "${col.name}" is not a timestamp within the range of dates`)
     try {
-      canonical[i] = normalizeValue(col.type, v, col.name)
+      canonical[i] = normalizeValue(col.type, v, col.name, col.precision)
     } catch (err) {
       throw new InvalidSourceRowError(`the source sent a row whose column "${col.name}" is not a ${col.type}: ${(err as Error).message}`)
     }

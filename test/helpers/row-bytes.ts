@@ -8,7 +8,7 @@
 import fc from 'fast-check'
 import { Packr } from 'msgpackr'
 import { RowCodec, type Row } from '../../src/digest/row-codec.ts'
-import type { DatasetSchema } from '../../src/digest/schema.ts'
+import type { ColumnSpec, DatasetSchema } from '../../src/digest/schema.ts'
 
 /** Every column type; `key` is [region, id], `at` the event time, `note` nullable. */
 export const allTypesSchema: DatasetSchema = {
@@ -56,6 +56,21 @@ export const wideSchema: DatasetSchema = {
 }
 export const wideCodec = new RowCodec(wideSchema)
 
+/** Microsecond timestamps (`precision: us`), one of them in the key: numbers within 2^53, bigints beyond. */
+export const microsSchema: DatasetSchema = {
+  version: 1,
+  columns: [
+    { name: 'at', type: 'timestamp', precision: 'us' },
+    { name: 'id', type: 'integer' },
+    { name: 'seen', type: 'timestamp', precision: 'us', nullable: true },
+    { name: 'label', type: 'string' }
+  ],
+  primaryKey: ['at', 'id'],
+  ignoreColumns: [],
+  eventTimeColumn: 'seen'
+}
+export const microsCodec = new RowCodec(microsSchema)
+
 /** Encodes any values as they are (the codec's own options: no records, bigints as 64-bit integers). */
 const rawPackr = new Packr({ useRecords: false, moreTypes: false, int64AsType: 'bigint', mapsAsObjects: true })
 export const packRaw = (values: unknown): Uint8Array => rawPackr.pack(values)
@@ -66,10 +81,15 @@ const decimalText = fc.oneof(
 )
 const integerValue = fc.oneof(fc.integer(), fc.integer({ min: -200, max: 200 }), fc.maxSafeInteger(), fc.bigInt({ min: -(2n ** 63n), max: 2n ** 64n - 1n }))
 const timeValue = fc.oneof(fc.integer({ min: -8.64e15, max: 8.64e15 }), fc.double(), fc.constantFrom(8.64e15 + 1, -0, 1.5, Number.NaN))
+const MAX_DATE_US = 8_640_000_000_000_000_000n
+/** Microseconds: canonical numbers and bigints, a safe value as a bigint, beyond the range of dates, and the millisecond forms. */
+const microsValue = fc.oneof(timeValue, fc.maxSafeInteger(), fc.bigInt({ min: -MAX_DATE_US - 5n, max: MAX_DATE_US + 5n }),
+  fc.constantFrom(2n ** 53n - 1n, 2n ** 53n, -(2n ** 53n), 5n, MAX_DATE_US, MAX_DATE_US + 1n))
 
 /** A plausible value for a column of each type, often already canonical, sometimes not. */
-function valueFor (type: string): fc.Arbitrary<unknown> {
-  switch (type) {
+function valueFor (column: ColumnSpec): fc.Arbitrary<unknown> {
+  if (column.precision === 'us') return microsValue
+  switch (column.type) {
     case 'integer': return integerValue
     case 'float': return fc.oneof(fc.double(), fc.integer(), fc.constant(-0))
     case 'decimal': return decimalText
@@ -90,7 +110,8 @@ function canonicalRow (codec: RowCodec): fc.Arbitrary<Uint8Array> {
       : c.type === 'float' ? fc.double({ noNaN: true })
         : c.type === 'decimal' ? fc.oneof(fc.integer().map(String), fc.integer().map(n => String(n / 100)))
           : c.type === 'boolean' ? fc.boolean()
-            : c.type === 'timestamp' ? fc.integer({ min: -8.64e15, max: 8.64e15 })
+            : c.type === 'timestamp' && c.precision === 'us' ? fc.oneof(fc.maxSafeInteger(), fc.bigInt({ min: -MAX_DATE_US, max: MAX_DATE_US }))
+              : c.type === 'timestamp' ? fc.integer({ min: -8.64e15, max: 8.64e15 })
               : c.type === 'json' ? fc.json()
                 : c.type === 'bytes' ? fc.uint8Array({ maxLength: 12 })
                   : fc.string({ maxLength: 40 })
@@ -102,7 +123,7 @@ function canonicalRow (codec: RowCodec): fc.Arbitrary<Uint8Array> {
 
 /** The row's values, each as given or swapped for a plausible other value of its type (or of no type). */
 function otherEncoding (codec: RowCodec): fc.Arbitrary<Uint8Array> {
-  return fc.tuple(...codec.columns.map(c => fc.oneof({ weight: 4, arbitrary: valueFor(c.type) }, { weight: 1, arbitrary: fc.constant(null) }), { weight: 1, arbitrary: fc.anything() }))
+  return fc.tuple(...codec.columns.map(c => fc.oneof({ weight: 4, arbitrary: valueFor(c) }, { weight: 1, arbitrary: fc.constant(null) }), { weight: 1, arbitrary: fc.anything() }))
     .chain(values => fc.constantFrom(values, values.slice(1), [...values, 1]))
     .map(values => packRaw(values))
 }
@@ -133,8 +154,8 @@ export const canonicalRowBytes = canonicalRow
 /** Encoded keys for a codec's schema: canonical ones, other encodings of key values (or other arity), any of those changed, and noise. */
 export function keyBytes (codec: RowCodec): fc.Arbitrary<Uint8Array> {
   const canonical = canonicalRow(codec).map(row => codec.keyOfEncodedRow(row))
-  const keyTypes = codec.keyPositions.map(p => codec.columns[p]!.type)
-  const other = fc.tuple(...keyTypes.map(t => fc.oneof({ weight: 4, arbitrary: valueFor(t) }, { weight: 1, arbitrary: fc.constant(null) }, { weight: 1, arbitrary: fc.anything() })))
+  const keyColumns = codec.keyPositions.map(p => codec.columns[p]!)
+  const other = fc.tuple(...keyColumns.map(c => fc.oneof({ weight: 4, arbitrary: valueFor(c) }, { weight: 1, arbitrary: fc.constant(null) }, { weight: 1, arbitrary: fc.anything() })))
     .chain(values => fc.constantFrom(values, values.slice(1), [...values, 1]))
     .map(values => packRaw(values))
   return fc.oneof(canonical, other, mutated(canonical), mutated(other), fc.uint8Array({ maxLength: 24 }))

@@ -13,7 +13,7 @@ import { COLUMN_TYPES } from '../../src/digest/schema.ts'
 import { alreadyNormal, assertCanonicalRow, checkCanonicalKey, checkCanonicalRow, plainlyCanonical, plainlyCanonicalKey } from '../../src/security/canonical-row.ts'
 import { checkMsgpackShape } from '../../src/security/msgpack-shape.ts'
 import { oldCheckCanonicalKey, oldCheckCanonicalRow, oldCheckMsgpackShape } from '../helpers/reference.ts'
-import { allTypesCodec, canonicalRowBytes, intKeyCodec, keyBytes, packRaw, rowBytes, wideCodec } from '../helpers/row-bytes.ts'
+import { allTypesCodec, canonicalRowBytes, intKeyCodec, keyBytes, microsCodec, packRaw, rowBytes, wideCodec } from '../helpers/row-bytes.ts'
 
 /** What a call gives: its value, or its error's class, code and message. */
 function outcome (fn: () => unknown): unknown {
@@ -53,7 +53,7 @@ describe('faster checks, the same answers', () => {
     }
   })
 
-  for (const [name, codec] of [['every column type', allTypesCodec], ['an integer key', intKeyCodec], ['17 columns', wideCodec]] as const) {
+  for (const [name, codec] of [['every column type', allTypesCodec], ['an integer key', intKeyCodec], ['17 columns', wideCodec], ['microsecond timestamps', microsCodec]] as const) {
     it(`the canonical-row check takes and refuses exactly the rows it did, ${name} (property)`, () => {
       fc.assert(fc.property(rowBytes(codec), bytes => {
         expect(outcome(() => checkCanonicalRow(codec, bytes))).toEqual(outcome(() => oldCheckCanonicalRow(codec, bytes)))
@@ -61,7 +61,7 @@ describe('faster checks, the same answers', () => {
     })
   }
 
-  for (const [name, codec] of [['every column type', allTypesCodec], ['an integer key', intKeyCodec], ['17 columns', wideCodec]] as const) {
+  for (const [name, codec] of [['every column type', allTypesCodec], ['an integer key', intKeyCodec], ['17 columns', wideCodec], ['microsecond timestamps', microsCodec]] as const) {
     it(`a row told canonical from its bytes alone is one the full check takes; any other is refused as before, ${name} (property)`, () => {
       fc.assert(fc.property(rowBytes(codec), bytes => {
         const old = outcome(() => oldCheckCanonicalRow(codec, bytes))
@@ -73,7 +73,7 @@ describe('faster checks, the same answers', () => {
     })
   }
 
-  for (const [name, codec] of [['a string and an integer', allTypesCodec], ['an integer', intKeyCodec], ['an integer and a string, of 17 columns', wideCodec]] as const) {
+  for (const [name, codec] of [['a string and an integer', allTypesCodec], ['an integer', intKeyCodec], ['an integer and a string, of 17 columns', wideCodec], ['a microsecond timestamp and an integer', microsCodec]] as const) {
     it(`a key told canonical from its bytes alone is one the full check takes; the key check answers as before, key of ${name} (property)`, () => {
       fc.assert(fc.property(keyBytes(codec), bytes => {
         const old = outcome(() => oldCheckCanonicalKey(codec, bytes))

@@ -469,7 +469,15 @@ describe('PostgreSQL store (real server)', () => {
     expect(read.columns.map(c => [c.name, c.type])).toEqual(ORDERS_SCHEMA.columns.map(c => [c.name, c.type]))
     expect(read.columns.find(c => c.name === 'note')!.nullable).toBe(true)
     expect(read.columns.find(c => c.name === 'status')!.nullable).toBe(false)
-    expect(new RowCodec({ ...read, version: 1, ignoreColumns: [] }).fingerprint).toBe(codec.fingerprint)
+    // timestamptz holds microseconds: read as such, it fingerprints like the hand-written schema saying so
+    expect(read.columns.find(c => c.name === 'updated_at')!.precision).toBe('us')
+    const micros = { ...ORDERS_SCHEMA, columns: ORDERS_SCHEMA.columns.map(c => c.name === 'updated_at' ? { ...c, precision: 'us' as const } : c) }
+    expect(new RowCodec({ ...read, version: 1, ignoreColumns: [] }).fingerprint).toBe(new RowCodec(micros).fingerprint)
+    expect(new RowCodec(micros).fingerprint).not.toBe(codec.fingerprint)
+    // declared with at most three fraction digits (or a date), a time column is read in milliseconds
+    await sql(db.url, 'CREATE TABLE public.coarse (id int PRIMARY KEY, at timestamptz(3), plain timestamp(0), day date, fine timestamp(4))')
+    const coarse = await readCatalogSchema(db.url, 'public.coarse')
+    expect(coarse.columns.map(c => [c.name, c.precision])).toEqual([['id', undefined], ['at', undefined], ['plain', undefined], ['day', undefined], ['fine', 'us']])
     await sql(db.url, 'CREATE TABLE public.odd (id int PRIMARY KEY, spot point)')
     await expect(readCatalogSchema(db.url, 'public.odd')).rejects.toThrow(/column "spot" has type point/)
     await sql(db.url, 'CREATE TABLE public.keyless (id int)')
