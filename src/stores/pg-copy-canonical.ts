@@ -20,7 +20,8 @@
  * a year from 1000 to 9999 in ISO style is the milliseconds the store's
  * parsers give (timestamptz: postgres-date's arithmetic, fraction included;
  * timestamp: Date's ISO parse, which keeps three fraction digits; date: UTC
- * midnight, RowCodec's reading of a zoneless date).
+ * midnight, RowCodec's reading of a zoneless date), or for a column of
+ * `precision: us` the microseconds timestamp.ts reads from the same text.
  * A line with anything else (NULL where a column may not be null, an escape,
  * a byte over 0x7f, a longer int8, NaN, a year outside that range or BC,
  * another date style, a malformed line) returns undefined, and the caller
