@@ -2,6 +2,8 @@ import { describe, expect, it } from 'vitest'
 import { MAX_FIX_ROWS } from '../../src/constants.ts'
 import { decide, PolicyConfigError, sightingKeyHex } from '../../src/policy/decide.ts'
 import { planRestore, splitFix } from '../../src/policy/restore.ts'
+import { RowCodec } from '../../src/digest/row-codec.ts'
+import { order, ordersSchema } from '../helpers/datasets.ts'
 import { changed, codec, extra, fixKeys, hex, hexFixes, keyOf, missing, plainCodec, policyInput, row } from './fixtures.ts'
 
 const sortedHex = (ids: number[]): string[] => ids.map(id => hex(keyOf(id))).sort()
@@ -111,6 +113,24 @@ describe('rule merge', () => {
     const a = row(1, 1, null); const b = row(1, 2, null)
     const greater = Buffer.compare(a, b) > 0 ? a : b
     expect(decide(policyInput([changed(1, greater, greater === a ? b : a)], merge)).fixes[0]!.upserts.map(hex)).toEqual([hex(greater)])
+  })
+
+  it('orders event times to the microsecond in a microsecond column, and holds a grace window in milliseconds', () => {
+    const usCodec = new RowCodec({ ...ordersSchema, columns: ordersSchema.columns.map(c => c.name === 'updated_at' ? { ...c, precision: 'us' as const } : c) })
+    const at = (id: number, version: number, iso: string): Uint8Array => usCodec.encodeRow({ ...order(id, version), updated_at: iso })
+    const key = usCodec.encodeKey({ id: 1 })
+    const later = at(1, 1, '2026-11-26T12:00:00.000002Z')
+    const earlier = at(1, 2, '2026-11-26T12:00:00.000001Z')
+    const sotLater = decide(policyInput([{ key, sot: later, local: earlier }], { ...merge, codec: usCodec }))
+    expect(sotLater.fixes[0]!.upserts.map(hex)).toEqual([hex(later)])
+    expect(decide(policyInput([{ key, sot: earlier, local: later }], { ...merge, codec: usCodec })).deferred.keptLocal).toBe(1)
+    // the event time 1.5 ms before now is inside a 2 ms grace window, 2.5 ms before it is not
+    const now = Date.parse('2026-11-26T12:00:00.003Z')
+    const grace = { graceMs: 2, confirmations: 1, acceptableRows: 0 }
+    const young = decide(policyInput([{ key, sot: at(1, 1, '2026-11-26T12:00:00.0015Z'), local: earlier }], { codec: usCodec, now, tolerance: grace }))
+    expect(young.fixes).toEqual([])
+    const old = decide(policyInput([{ key, sot: at(1, 1, '2026-11-26T12:00:00.0005Z'), local: earlier }], { codec: usCodec, now, tolerance: grace }))
+    expect(old.fixes).toHaveLength(1)
   })
 
   it('refuses a schema without an event-time column', () => {
