@@ -5,8 +5,9 @@
  * each value normalized by its column type so that the same logical row read
  * from any store gives the same bytes: integers as integers whatever the
  * driver returned (number, bigint, numeric string), timestamps as UTC
- * milliseconds (microseconds for a column of `precision: us`, timestamp.ts), decimals as a canonical string, JSON with sorted keys, bytes
- * as msgpack bin. A key is the msgpack array of the key column values.
+ * milliseconds (microseconds for a column of `precision: us`: timestamp.ts),
+ * decimals as a canonical string, JSON with sorted keys, bytes as msgpack
+ * bin. A key is the msgpack array of the key column values.
  *
  * Guaranteed: encode(normalize(x)) is a function of the logical values only.
  * Not guaranteed: the encoding orders keys in any meaningful way; the tree
