@@ -48,11 +48,6 @@ export function microsOf (ms: number, micros: number): number | bigint {
   return Number.isSafeInteger(us) ? us : canonicalMicros(BigInt(ms) * 1000n + BigInt(micros))
 }
 
-/** Whole milliseconds (rounded down) of a canonical microsecond value, e.g. for an event time. */
-export function millisOfMicros (us: number | bigint): number {
-  return typeof us === 'number' ? Math.floor(us / 1000) : Number(us / 1000n - (us % 1000n < 0n ? 1n : 0n))
-}
-
 /**
  * ISO 8601 in UTC with six fraction digits (`2026-11-26T12:00:00.123456Z`),
  * as PostgreSQL and SQLite take it; years beyond 9999 in Date's ±YYYYYY form.

@@ -108,9 +108,7 @@ function eventTimeOf (codec: RowCodec, values: readonly Value[], keyHex: string,
   if (position === undefined) return undefined
   const v = values[position]
   if (v === null || v === undefined) return undefined
-  if (typeof v === 'bigint' || (typeof v === 'number' && !Number.isNaN(v))) {
-    return codec.columns[position]!.precision === 'us' ? Number(v) / 1000 : Number(v)
-  }
+  if (typeof v === 'bigint' || (typeof v === 'number' && !Number.isNaN(v))) return codec.eventTime(values)
   const column = codec.columns[position]?.name ?? String(position)
   throw new PolicyInputError(`key ${keyHex}: the ${which} row's event time (column "${column}") is ${typeof v === 'number' ? 'NaN' : `a ${v instanceof Uint8Array ? 'bytes' : typeof v} value`}, not a time`)
 }

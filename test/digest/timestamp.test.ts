@@ -8,7 +8,7 @@ import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { RowCodec } from '../../src/digest/row-codec.ts'
 import { schemaFingerprint, type DatasetSchema } from '../../src/digest/schema.ts'
-import { MAX_DATE_US, microsToIso, millisOfMicros, normalizeMicros, parseIsoMicros } from '../../src/digest/timestamp.ts'
+import { MAX_DATE_US, microsToIso, normalizeMicros, parseIsoMicros } from '../../src/digest/timestamp.ts'
 import { datasetSchemaSchema } from '../../src/config/schema.ts'
 import { RowEncodingError } from '../../src/errors.ts'
 
@@ -63,14 +63,6 @@ describe('microsecond timestamps', () => {
     expect(() => normalizeMicros(new Date(Number.NaN), 'at')).toThrow(/not a timestamp/)
     expect(() => normalizeMicros(MAX_DATE_US + 1n, 'at')).toThrow(/beyond the range of dates/)
     expect(() => normalizeMicros(Number.POSITIVE_INFINITY, 'at')).toThrow(/not a timestamp/)
-  })
-
-  it('gives an event time in milliseconds, rounded down', () => {
-    expect(millisOfMicros(T + 999)).toBe(T / 1000)
-    expect(millisOfMicros(-1)).toBe(-1)
-    expect(millisOfMicros(-1000)).toBe(-1)
-    expect(millisOfMicros(253402300799999999n)).toBe(253402300799999)
-    expect(millisOfMicros(-253402300799999999n)).toBe(-253402300800000)
   })
 
   const schema = (precision?: 'us'): DatasetSchema => ({
