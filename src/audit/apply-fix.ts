@@ -69,7 +69,8 @@ export async function applyFixOnce (init: ApplyFixInit): Promise<FixResult> {
     if (before.length !== keys.length) throw new RangeError(`a fix of ${keys.length} rows came with ${before.length} before-images`)
     throwIfAborted(signal)
     const common = { ...fixIdentity(fix as AuditRecord), reason: fix.reason }
-    const intent = await audit.append({ ...common, kind: 'intent', detected: fix.detected, upserts: fix.upserts, deletes: fix.deletes, before })
+    // on disk before the store commits the fix (AuditLog.append, durable)
+    const intent = await audit.append({ ...common, kind: 'intent', detected: fix.detected, upserts: fix.upserts, deletes: fix.deletes, before }, { durable: true })
     let applied: ApplyResult
     try {
       applied = await store.apply({ upserts: fix.upserts, deletes: fix.deletes, origin: FIX_ORIGIN, ...(init.beforeCommit === undefined ? {} : { beforeCommit: init.beforeCommit }) })

@@ -99,6 +99,18 @@ export type ChainCheck =
 
 interface Options { signal?: AbortSignal }
 
+interface AppendOptions extends Options {
+  /**
+   * On disk before append returns (LevelDB's sync write: its log is
+   * fsynced), not only handed to the OS. A fix's intent is: the store
+   * commits the fix durably, and an intent lost with the OS (a power cut)
+   * would leave that fix with no audit entry to settle or roll it back.
+   * Other entries can be lost with the tail of the log; what a lost commit
+   * said, settling its intent finds again.
+   */
+  durable?: boolean
+}
+
 const GENESIS = '0'.repeat(64)
 /** Entries indexed per batch when indexing a log written before the index existed. */
 const CATCH_UP_BATCH = 500
@@ -175,7 +187,7 @@ export class AuditLog {
   /** Sequence number of the last entry (0 when the log is empty). */
   get length (): number { return this.lastSeq }
 
-  async append (record: AuditRecord, options: Options = {}): Promise<AuditEntry> {
+  async append (record: AuditRecord, options: AppendOptions = {}): Promise<AuditEntry> {
     return await this.appends.run(async () => {
       throwIfAborted(options.signal)
       await this.catchUpIndex()
@@ -188,7 +200,7 @@ export class AuditLog {
         { type: 'put', sublevel: this.entries, key: seqBytes(entry.seq), value: bytes },
         ...this.index.opsFor(entry),
         this.index.markOp(entry.seq)
-      ])
+      ], { sync: options.durable === true })
       this.lastSeq = entry.seq
       this.lastHash = entry.hash
       this.indexedThrough = entry.seq

@@ -42,6 +42,26 @@ describe.each<StoreKind>(['level', 'postgres'])('rolling back a fix, against a r
     expect(await s.store.lastSeq()).toBe(storeSeq)
   })
 
+  it('writes the intent to disk (a synced LevelDB write) before the store commits the fix; the commit need not be', async () => {
+    // the real LevelDB and store, their calls noted in order
+    const order: string[] = []
+    const realBatch = kit.state.db.batch.bind(kit.state.db) as (ops: unknown, options?: { sync?: boolean }) => Promise<void>
+    const realApply = s.store.apply.bind(s.store)
+    const batch = vi.spyOn(kit.state.db, 'batch').mockImplementation((async (ops: unknown, options?: { sync?: boolean }) => {
+      order.push(`audit sync=${String(options?.sync)}`)
+      await realBatch(ops, options)
+    }) as never)
+    const apply = vi.spyOn(s.store, 'apply').mockImplementation(async (request, options) => { order.push('store apply'); return await realApply(request, options) })
+    try {
+      await applyFixOnce({ audit: kit.audit, store: s.store, fix: plan() })
+    } finally {
+      batch.mockRestore()
+      apply.mockRestore()
+    }
+    expect(order).toEqual(['audit sync=true', 'store apply', 'audit sync=false'])
+    expect(await rowsOf(s.store, [1, 2, 11])).toEqual(fixed())
+  })
+
   it('records the before-images it is handed in the intent without reading them, and the rows the store replaced in the commit', async () => {
     // handed before-images that are already out of date: the commit still says what the write replaced
     const handed = [row(1, 5), null, row(2, 5)]
