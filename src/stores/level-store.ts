@@ -25,7 +25,7 @@ import { bytesToU64 } from '../digest/hash.ts'
 import type { RowCodec } from '../digest/row-codec.ts'
 import { hashRange, READ_AHEAD, readRanges } from '../index/state-db.ts'
 import { SerialQueue } from '../util/serial.ts'
-import type { ApplyRequest, ApplyResult, ChangeBatch, ChangesOptions, HashedRow, ReplicaStore, StoredRow } from './replica-store.ts'
+import { FIX_ORIGIN, type ApplyRequest, type ApplyResult, type ChangeBatch, type ChangesOptions, type HashedRow, type ReplicaStore, type StoredRow } from './replica-store.ts'
 
 type Bytes = Uint8Array
 type Sub = AbstractSublevel<Level<Bytes, Bytes>, string | Uint8Array, Bytes, Bytes>
@@ -186,7 +186,9 @@ export class LevelStore implements ReplicaStore {
       })
       batch.put(seqKey(seq), pack([request.origin ?? null, changes]), { sublevel: this.changeLog })
       batch.put(SEQ, seqKey(seq), { sublevel: this.meta })
-      await batch.write()
+      // a fix is on disk before its audit commit is written, as a database's commit would be; other writes (seeding,
+      // the simulator's drift) need not wait for the disk
+      await batch.write({ sync: request.origin === FIX_ORIGIN })
       this.seq = seq
       this.committed.emit('seq', seq)
       return { seq, before }

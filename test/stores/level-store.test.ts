@@ -1,11 +1,11 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { RowCodec } from '../../src/digest/row-codec.ts'
 import { StoreNotOpenError, StoreSchemaError } from '../../src/errors.ts'
 import { LevelStore } from '../../src/stores/level-store.ts'
-import type { ChangeBatch } from '../../src/stores/replica-store.ts'
+import { FIX_ORIGIN, type ChangeBatch } from '../../src/stores/replica-store.ts'
 import { ordersCodec as codec, order, ordersSchema } from '../helpers/datasets.ts'
 
 const hex = (b: Uint8Array | null | undefined): string | null | undefined =>
@@ -81,6 +81,28 @@ describe('LevelStore', () => {
   afterEach(async () => {
     for (const store of opened.splice(0)) await store.close()
     await rm(dir, { recursive: true, force: true })
+  })
+
+  it('writes a fix to disk (a synced LevelDB write) before it answers; other writes need not wait for the disk', async () => {
+    const store = await openStore()
+    // the real database, the sync option of each batch written noted
+    const db = (store as unknown as { db: { batch: () => { write: (options?: { sync?: boolean }) => Promise<void> } } }).db
+    const realBatch = db.batch.bind(db)
+    const syncs: Array<boolean | undefined> = []
+    const spy = vi.spyOn(db, 'batch').mockImplementation(() => {
+      const batch = realBatch()
+      const write = batch.write.bind(batch)
+      batch.write = async options => { syncs.push(options?.sync); await write(options) }
+      return batch
+    })
+    try {
+      await store.apply({ upserts: [row(1)], deletes: [], origin: FIX_ORIGIN })
+      await store.apply({ upserts: [row(2)], deletes: [] })
+    } finally {
+      spy.mockRestore()
+    }
+    expect(syncs).toEqual([true, false])
+    expect((await store.get([key(1), key(2)])).map(hex)).toEqual([hex(row(1)), hex(row(2))])
   })
 
   it('assigns increasing seqs, also to concurrent applies, and each is recorded whole', async () => {
