@@ -42,6 +42,8 @@ import { PageCache } from './page-cache.ts'
 import { READ_AHEAD, type ByteSublevel, type StateDb } from './state-db.ts'
 
 const META_KEY = new TextEncoder().encode('meta')
+/** Written (empty) with a sync before the store's change log is trimmed: see durableWrittenSeq. */
+const SYNC_KEY = new TextEncoder().encode('sync')
 /**
  * An agent's own write the index takes in itself (takeApplied), by its
  * store seq, until the feed passes it:
@@ -198,8 +200,10 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
   private seq = 0
   /** Entries the tree has and the pages do not yet, by keyId (write-behind). */
   private readonly unwritten = new Map<string, UnwrittenEntry>()
-  /** The seq the pages and the meta reflect; the store's change log is trimmed no further. */
+  /** The seq the pages and the meta reflect. */
   private writtenSeq = 0
+  /** The written seq known to be on disk (durableWrittenSeq): the store's change log is trimmed no further. */
+  private syncedSeq = 0
   private writeTimer: NodeJS.Timeout | undefined
   private readonly writeBehind: { entries: number, ms: number, idleMs: number }
   /** When the oldest change not yet in its page (or the last failed write) was: the write is due `writeBehind.ms` after it at the latest. */
@@ -256,6 +260,7 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
     } else {
       this.seq = meta.seq
       this.writtenSeq = meta.seq
+      this.syncedSeq = meta.seq
       this.pageLevel = meta.pageLevel
       await this.loadTree(options)
     }
@@ -699,7 +704,7 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
           // the meta's seq follows, with the next write of the pages
           this.scheduleWrite()
           // the store keeps its change log for this index only: drop what the pages hold
-          if (++applied % 64 === 0) await this.store.trimChanges(this.storeBacked ? this.seq : this.writtenSeq)
+          if (++applied % 64 === 0) await this.store.trimChanges(this.storeBacked ? this.seq : await this.durableWrittenSeq())
           this.release()
           this.emit('change')
           // a rescan for a new depth goes in turn with batches and validation corrections
@@ -830,6 +835,26 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
     this.unwritten.clear()
     this.unwrittenSince = undefined
     this.writtenSeq = seq
+  }
+
+  /**
+   * The written seq, once it is on disk. Page writes are handed to the OS
+   * without waiting for the disk, but the store's change log (PostgreSQL,
+   * SQLite) is trimmed durably: trimmed past pages a power cut then took
+   * back, the index would find the changes it lacks gone and rescan the
+   * whole store. So before a trim one small synced write flushes LevelDB's
+   * log, and with it every page write before it.
+   */
+  private async durableWrittenSeq (): Promise<number> {
+    if (this.syncedSeq === this.writtenSeq) return this.syncedSeq
+    await this.updates.run(async () => {
+      const seq = this.writtenSeq
+      const batch = this.db.batch()
+      batch.put(SYNC_KEY, new Uint8Array(0), { sublevel: this.meta })
+      await batch.write({ sync: true })
+      this.syncedSeq = seq
+    })
+    return this.syncedSeq
   }
 
   /** The entries waiting in memory by page at `level`, with their keys' bytes; only those of `only` pages when given. */

@@ -321,6 +321,36 @@ describe('DigestIndex', () => {
     expect(entryView(await second.list(0, 0))).toEqual(entryView(await expected.list(0, 0)))
   })
 
+  it('makes its written pages durable (a synced write) before the store trims its change log past them', async () => {
+    const { store, state, model, index } = await indexed(500, { entries: 1, ms: 60_000, idleMs: 60_000 })
+    // the real databases, each synced write of the state and each trim of the store noted in order
+    const events: string[] = []
+    const realBatch = state.db.batch.bind(state.db) as () => { write: (options?: { sync?: boolean }) => Promise<void> }
+    const batchSpy = vi.spyOn(state.db, 'batch').mockImplementation((() => {
+      const batch = realBatch()
+      const write = batch.write.bind(batch)
+      batch.write = async options => { await write(options); if (options?.sync === true) events.push(`sync, pages at ${index.appliedSeq}`) }
+      return batch
+    }) as never)
+    const realTrim = store.trimChanges.bind(store)
+    const trimSpy = vi.spyOn(store, 'trimChanges').mockImplementation(async seq => { events.push(`trim to ${seq}`); await realTrim(seq) })
+    try {
+      // more batches than the feed trims after (64), each a change of its own, each written to its page at once
+      for (let i = 0; i < 70; i++) await store.apply({ upserts: [model.upsert(i, 1)], deletes: [] })
+      await index.catchUp()
+    } finally {
+      batchSpy.mockRestore()
+      trimSpy.mockRestore()
+    }
+    const trims = events.filter(e => e.startsWith('trim'))
+    expect(trims).toHaveLength(1)
+    const at = events.indexOf(trims[0]!)
+    expect(events[at - 1]).toMatch(/^sync/)
+    // trimmed to no more than the pages held at that sync
+    expect(Number(trims[0]!.split(' ').pop())).toBeLessThanOrEqual(Number(events[at - 1]!.split(' ').pop()))
+    expectSameTree(index.tree, model.replica().tree)
+  })
+
   it('writes its pages once enough entries wait, once they have waited long enough, and at stop', async () => {
     const { store, state, model, index, built } = await indexed(500, { entries: 100, ms: 60_000, idleMs: 60_000 })
     // 99 entries wait; the 100th fills the batch
