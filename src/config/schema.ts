@@ -5,6 +5,7 @@
  */
 import { z } from 'zod'
 import { COLUMN_TYPES } from '../digest/schema.ts'
+import { ONLY_TIMESTAMPS, TIME_PRECISIONS } from '../digest/timestamp.ts'
 import { MAX_FRAME_BYTES } from '../constants.ts'
 
 const name = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'must be 1-128 letters, digits, dot, dash or underscore, starting with a letter or digit')
@@ -14,8 +15,8 @@ const column = z.object({
   type: z.enum(COLUMN_TYPES),
   nullable: z.boolean().optional(),
   /** A timestamp's precision: ms (the default) or us (microseconds, as PostgreSQL holds them). */
-  precision: z.enum(['ms', 'us']).optional()
-}).strict().refine(c => c.precision === undefined || c.type === 'timestamp', { path: ['precision'], message: 'only a timestamp column has a precision' })
+  precision: z.enum(TIME_PRECISIONS).optional()
+}).strict().refine(c => c.precision === undefined || c.type === 'timestamp', { path: ['precision'], message: ONLY_TIMESTAMPS })
 
 export const datasetSchemaSchema = z.object({
   version: z.number().int().min(1).default(1),

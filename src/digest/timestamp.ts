@@ -12,7 +12,11 @@
  */
 import { RowEncodingError } from '../errors.ts'
 
-export type TimePrecision = 'ms' | 'us'
+/** A timestamp column's precision, as a schema says it (absent: ms). */
+export const TIME_PRECISIONS = ['ms', 'us'] as const
+export type TimePrecision = typeof TIME_PRECISIONS[number]
+/** What a schema check says of a precision on a column that is not a timestamp. */
+export const ONLY_TIMESTAMPS = 'only a timestamp column has a precision'
 
 /** The range of a JavaScript Date (±100,000,000 days), which every store's conversion goes through. */
 export const MAX_DATE_MS = 8.64e15
@@ -42,7 +46,7 @@ export function withinDates (v: unknown, precision: TimePrecision = 'ms'): boole
   return typeof v === 'bigint' && v <= MAX_DATE_US && v >= -MAX_DATE_US
 }
 
-/** Microseconds from whole milliseconds and the microseconds past them (0-999), exact. */
+/** Microseconds from whole milliseconds and the microseconds past them (0-999), exact, as their canonical value. */
 export function microsOf (ms: number, micros: number): number | bigint {
   const us = ms * 1000 + micros
   return Number.isSafeInteger(us) ? us : canonicalMicros(BigInt(ms) * 1000n + BigInt(micros))
@@ -92,9 +96,7 @@ export function parseIsoMicros (text: string): number | bigint | undefined {
     const offset = (Number(digits.slice(0, 2)) * 3600 + Number(digits.slice(2, 4) || 0) * 60 + Number(digits.slice(4, 6) || 0)) * 1000
     ms -= zone[0] === '-' ? -offset : offset
   }
-  const fraction = (f ?? '').padEnd(6, '0').slice(0, 6)
-  const us = microsOf(ms, 0)
-  const total = typeof us === 'number' && Number.isSafeInteger(us + Number(fraction)) ? us + Number(fraction) : canonicalMicros(BigInt(us) + BigInt(fraction))
+  const total = microsOf(ms, Number((f ?? '').padEnd(6, '0').slice(0, 6)))
   return isCanonicalMicros(total) ? total : undefined
 }
 
@@ -107,7 +109,7 @@ export function parseIsoMicros (text: string): number | bigint | undefined {
 export function normalizeMicros (v: unknown, column: string): number | bigint {
   let us: number | bigint | undefined
   if (v instanceof Date) us = Number.isNaN(v.getTime()) ? undefined : microsOf(v.getTime(), 0)
-  else if (typeof v === 'number') us = Number.isFinite(v) ? (Number.isSafeInteger(Math.trunc(v)) ? Math.trunc(v) + 0 : canonicalMicros(BigInt(Math.trunc(v)))) : undefined
+  else if (typeof v === 'number') us = Number.isFinite(v) ? canonicalMicros(BigInt(Math.trunc(v))) : undefined
   else if (typeof v === 'bigint') us = canonicalMicros(v)
   else if (typeof v === 'string') us = /^\s*[+-]?\d+\s*$/.test(v) ? canonicalMicros(BigInt(v.trim())) : parseIsoMicros(v)
   if (us === undefined) throw new RowEncodingError(`column "${column}": ${String(v)} is not a timestamp`)

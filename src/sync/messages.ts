@@ -17,6 +17,7 @@ import { MAX_TREE_DEPTH, PROTOCOL_VERSION } from '../constants.ts'
 import { MalformedMessageError } from '../errors.ts'
 import { checkMsgpackShape } from '../security/msgpack-shape.ts'
 import { COLUMN_TYPES, type DatasetSchema } from '../digest/schema.ts'
+import { ONLY_TIMESTAMPS, TIME_PRECISIONS } from '../digest/timestamp.ts'
 
 const bytes = z.custom<Uint8Array>(v => v instanceof Uint8Array, { message: 'expected bytes' })
 const sum8 = bytes.refine(b => b.length === 8, { message: 'expected 8 bytes' })
@@ -29,8 +30,8 @@ export const vectorClockSchema = z.record(name, z.number().int().nonnegative())
 /** A dataset schema on the wire, bounded: the replica's own in `open`, the comparison schema in `opened`. */
 export const schemaWire = z.object({
   version: z.number().int().min(0).max(2 ** 31),
-  columns: z.array(z.object({ name, type: z.enum(COLUMN_TYPES), nullable: z.boolean().optional(), precision: z.enum(['ms', 'us']).optional() })
-    .refine(c => c.precision === undefined || c.type === 'timestamp', { message: 'only a timestamp column has a precision' })).min(1).max(1024),
+  columns: z.array(z.object({ name, type: z.enum(COLUMN_TYPES), nullable: z.boolean().optional(), precision: z.enum(TIME_PRECISIONS).optional() })
+    .refine(c => c.precision === undefined || c.type === 'timestamp', { message: ONLY_TIMESTAMPS })).min(1).max(1024),
   primaryKey: z.array(name).min(1).max(64),
   ignoreColumns: z.array(name).max(1024),
   eventTimeColumn: name.optional(),

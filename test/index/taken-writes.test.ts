@@ -88,6 +88,19 @@ describe('writes the index took in as written (real PostgreSQL)', () => {
     return new MemoryReplica(codec, all)
   }
 
+  /** The index holds what the store holds: the same tree, and nothing for a deep pass to correct. */
+  const expectExact = async (live: DigestIndex): Promise<void> => {
+    expect(live.tree.root).toEqual((await truth()).tree.root)
+    expect((await live.validate()).corrected).toBe(0)
+  }
+
+  /** Waits (up to 5 s) until the index's feed has passed `seq`. */
+  const untilApplied = async (live: DigestIndex, seq: number): Promise<void> => {
+    const deadline = Date.now() + 5000
+    while (live.appliedSeq < seq && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 10))
+    expect(live.appliedSeq).toBeGreaterThanOrEqual(seq)
+  }
+
   it('delivers a taken fix without its rows, and the index stays exact', async () => {
     const seen: ChangeBatch[] = []
     index = await startIndex(recorded(store, seen, async () => {}))
@@ -100,8 +113,7 @@ describe('writes the index took in as written (real PostgreSQL)', () => {
     const delivered = seen.find(b => b.seq === seq)
     expect(delivered?.origin).toBe(FIX_ORIGIN)
     expect(delivered?.changes).toEqual([])
-    expect(index.tree.root).toEqual((await truth()).tree.root)
-    expect((await index.validate()).corrected).toBe(0)
+    await expectExact(index)
 
     // not taken (no seq given): read back with its rows, as before
     const again = { upserts: rows(range(200, 230), 1), upsertKeys: range(200, 230).map(key), deletes: [] }
@@ -135,8 +147,7 @@ describe('writes the index took in as written (real PostgreSQL)', () => {
     await index.catchUp()
     const delivered = seen.find(b => b.seq === seq)
     expect(delivered?.changes.map(c => Buffer.from(c.row!).equals(rows([7], 2)[0]!))).toEqual([true])
-    expect(index.tree.root).toEqual((await truth()).tree.root)
-    expect((await index.validate()).corrected).toBe(0)
+    await expectExact(index)
   })
 
   it('takes nothing in from a fix the feed is already past, when a later write changed the same row', async () => {
@@ -149,10 +160,9 @@ describe('writes the index took in as written (real PostgreSQL)', () => {
     await sql(db.url, "UPDATE public.orders SET status = 'void' WHERE order_id = 9")
     const later = await store.lastSeq()
     expect(later).toBeGreaterThan(seq)
-    while (index.appliedSeq < later) await new Promise(resolve => setTimeout(resolve, 10))
+    await untilApplied(index, later)
     expect(await index.takeApplied(fix, { seq })).toBe(true)
-    expect(index.tree.root).toEqual((await truth()).tree.root)
-    expect((await index.validate()).corrected).toBe(0)
+    await expectExact(index)
   })
 
   it('reads a taken fix back when a write that began before it and committed after it came through while it was pending', async () => {
@@ -172,12 +182,11 @@ describe('writes the index took in as written (real PostgreSQL)', () => {
       await other.query("UPDATE public.orders SET status = 'void' WHERE order_id = 11")
       await other.query('COMMIT')
       // the feed brings that write (its rows read after both commits) before the fix is taken in
-      while (live.appliedSeq < Number(own!.xid)) await new Promise(resolve => setTimeout(resolve, 10))
+      await untilApplied(live, Number(own!.xid))
       await live.takeApplied(fix, { seq })
       await live.catchUp()
       expect(seen.filter(b => b.seq === seq).map(b => b.changes.length)).toEqual([0, 1])
-      expect(live.tree.root).toEqual((await truth()).tree.root)
-      expect((await live.validate()).corrected).toBe(0)
+      await expectExact(live)
     } finally {
       await other.end()
     }
@@ -197,8 +206,7 @@ describe('writes the index took in as written (real PostgreSQL)', () => {
     await live.takeApplied(fix, { seq })
     await live.catchUp()
     expect(live.appliedSeq).toBeGreaterThanOrEqual(seq)
-    expect(live.tree.root).toEqual((await truth()).tree.root)
-    expect((await live.validate()).corrected).toBe(0)
+    await expectExact(live)
   })
 
   it('reads back a fix announced before its commit that is then not taken in', async () => {
@@ -212,7 +220,6 @@ describe('writes the index took in as written (real PostgreSQL)', () => {
     await live.catchUp()
     // first without rows, then read again with them
     expect(seen.filter(b => b.seq === seq).map(b => b.changes.length)).toEqual([0, 20])
-    expect(live.tree.root).toEqual((await truth()).tree.root)
-    expect((await live.validate()).corrected).toBe(0)
+    await expectExact(live)
   })
 })
