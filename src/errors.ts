@@ -87,6 +87,14 @@ export class StoreNotOpenError extends ConvergeError {
   constructor (what: string) { super('CONVERGE_STORE_NOT_OPEN', `${what} is not open`) }
 }
 
+/**
+ * Thrown when a store opened read-only (a comparison, `converge diff`) is
+ * asked to write, to follow or trim its change log, or for its identity.
+ */
+export class StoreReadOnlyError extends ConvergeError {
+  constructor (what: string, operation: string) { super('CONVERGE_STORE_READ_ONLY', `${what} is open read-only: ${operation} is not allowed`) }
+}
+
 /** Thrown when a change feed is asked for history it no longer keeps; the consumer must rescan. */
 export class ChangesTrimmedError extends ConvergeError {
   constructor (since: number, last: number) {

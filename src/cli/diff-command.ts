@@ -47,9 +47,10 @@ export async function diffCommand (opts: DiffOptions, out: NodeJS.WritableStream
   const codec = new RowCodec(await readSchema(opts))
   const left = await createStore(parseStoreSpec(opts.left), codec)
   const right = await createStore(parseStoreSpec(opts.right), codec)
-  await left.open()
+  // read-only: a diff sets up no change capture and leaves the change logs that agents follow alone
+  await left.open({ readOnly: true })
   try {
-    await right.open()
+    await right.open({ readOnly: true })
     try {
       const diff = await compareStores(left, right, codec)
       const total = diff.onlyLeft.length + diff.onlyRight.length + diff.changed.length

@@ -178,7 +178,17 @@ export interface DigestIndexInit {
   writeBehind?: { entries: number, ms: number, idleMs?: number }
   /** Bytes of pages kept in memory (page-cache.ts); 0 keeps none. Default PAGE_CACHE_BYTES. */
   pageCacheBytes?: number
+  /**
+   * Built once by a scan and not kept current: start() neither follows nor
+   * trims the store's change log, and asks nothing of the store but its rows
+   * (it may be open read-only). For a one-shot comparison (compareStores) of
+   * stores whose agents follow those change logs.
+   */
+  snapshot?: boolean
 }
+
+/** The store identity a snapshot index records: it is thrown away, never checked against its store again. */
+const SNAPSHOT_STORE_ID = 'snapshot'
 
 export class DigestIndex extends EventEmitter implements ReplicaView {
   readonly codec: RowCodec
@@ -196,6 +206,8 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
   private readonly pageCache: PageCache
   /** The store lists rows by key hash itself: no entries are kept here. */
   private readonly storeBacked: boolean
+  /** DigestIndexInit.snapshot */
+  private readonly snapshot: boolean
   private currentTree: MerkleTree = new MerkleTree(1)
   private seq = 0
   /** Entries the tree has and the pages do not yet, by keyId (write-behind). */
@@ -238,7 +250,11 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
     this.writeBehind = { ...writeBehind, idleMs: writeBehind.idleMs ?? WRITE_BEHIND_IDLE_MS }
     this.pageCache = new PageCache(init.pageCacheBytes)
     this.storeBacked = init.keepEntries !== true && init.store.supports.keyHashOrder === true && init.store.listRanges !== undefined && init.store.scanAt !== undefined
+    this.snapshot = init.snapshot === true
   }
+
+  /** The identity of the store's data the meta records (see ReplicaStore.id). */
+  private storeId (): string { return this.snapshot ? SNAPSHOT_STORE_ID : this.store.id }
 
   get tree (): MerkleTree { return this.currentTree }
 
@@ -248,14 +264,16 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
   /**
    * Makes the index current: rebuilds it by a full scan when it is missing or
    * distrusted, else loads the tree from it and replays missed changes. Then
-   * follows the change feed until stop().
+   * follows the change feed until stop(). A snapshot index is built by a
+   * scan, and that is all.
    */
   async start (options: { signal?: AbortSignal, onProgress?: (p: IndexProgress) => void, rebuild?: boolean } = {}): Promise<void> {
+    if (this.snapshot) { await this.rebuild(options); return }
     const meta = this.storeBacked ? undefined : await this.readMeta()
     if (this.storeBacked) {
       await this.scanStore(options)
     } else if (options.rebuild === true || meta === undefined || !meta.complete || meta.layout !== INDEX_LAYOUT || meta.pageLevel === undefined ||
-      meta.fp !== this.codec.fingerprint || meta.storeId !== this.store.id) {
+      meta.fp !== this.codec.fingerprint || meta.storeId !== this.storeId()) {
       await this.rebuild(options)
     } else {
       this.seq = meta.seq
@@ -290,7 +308,7 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
     }
     this.currentTree = leaves.build(this.codec.minTreeDepth)
     this.seq = seq
-    await this.store.trimChanges(seq)
+    if (!this.snapshot) await this.store.trimChanges(seq)
     this.release()
     this.emit('change')
   }
@@ -301,13 +319,13 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
     const { signal } = options
     // the scan sees every row: what waited for its pages is in it, or comes again from the feed
     this.dropUnwritten()
-    await this.writeMeta({ fp: this.codec.fingerprint, storeId: this.store.id, seq: 0, complete: false, layout: INDEX_LAYOUT })
+    await this.writeMeta({ fp: this.codec.fingerprint, storeId: this.storeId(), seq: 0, complete: false, layout: INDEX_LAYOUT })
     await this.pages.clear()
     await this.legacyEntries.clear()
     // a build killed midway may have left its spilled runs
     await rm(this.spillDir, { recursive: true, force: true })
-    // changes committed while the scan runs are replayed from here; replays are idempotent
-    const seqAtStart = await this.store.lastSeq()
+    // changes committed while the scan runs are replayed from here; replays are idempotent (a snapshot replays none)
+    const seqAtStart = this.snapshot ? 0 : await this.store.lastSeq()
     const leaves = new LeafBuffer()
     let rows = 0
     const writer = new PageBulkWriter(this.db, this.pages, { spillDir: this.spillDir })
@@ -339,8 +357,8 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
     this.pageCache.clear()
     this.seq = seqAtStart
     this.writtenSeq = seqAtStart
-    await this.writeMeta({ fp: this.codec.fingerprint, storeId: this.store.id, seq: seqAtStart, complete: true, layout: INDEX_LAYOUT, pageLevel: tree.depth })
-    await this.store.trimChanges(seqAtStart)
+    await this.writeMeta({ fp: this.codec.fingerprint, storeId: this.storeId(), seq: seqAtStart, complete: true, layout: INDEX_LAYOUT, pageLevel: tree.depth })
+    if (!this.snapshot) await this.store.trimChanges(seqAtStart)
     await this.warmPages(signal)
     // a catchUp waiting since before the rebuild may be past already
     this.release()
@@ -442,7 +460,7 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
     this.pageLevel = level
     // the pages kept were the old level's (they stayed right until the switch)
     this.pageCache.clear()
-    await this.writeMeta({ fp: this.codec.fingerprint, storeId: this.store.id, seq: this.seq, complete: true, layout: INDEX_LAYOUT, pageLevel: level })
+    await this.writeMeta({ fp: this.codec.fingerprint, storeId: this.storeId(), seq: this.seq, complete: true, layout: INDEX_LAYOUT, pageLevel: level })
     await this.pages.clear(levelRange(old))
     await this.warmPages(signal)
   }
@@ -828,7 +846,7 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
       written.set(id, page)
       if (page.length === 0) batch.del(pageKey(level, id), { sublevel: this.pages }); else batch.put(pageKey(level, id), page, { sublevel: this.pages })
     }
-    batch.put(META_KEY, encodeMeta({ fp: this.codec.fingerprint, storeId: this.store.id, seq, complete: true, layout: INDEX_LAYOUT, pageLevel: level }), { sublevel: this.meta })
+    batch.put(META_KEY, encodeMeta({ fp: this.codec.fingerprint, storeId: this.storeId(), seq, complete: true, layout: INDEX_LAYOUT, pageLevel: level }), { sublevel: this.meta })
     await batch.write()
     // (a failed write leaves the cache as the pages are: unchanged)
     this.pageCache.put(written)

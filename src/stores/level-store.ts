@@ -15,17 +15,18 @@
  * with the rows.
  */
 import { randomUUID } from 'node:crypto'
+import { existsSync } from 'node:fs'
 import { EventEmitter, on } from 'node:events'
 import type { AbstractIterator, AbstractSublevel } from 'abstract-level'
 import { Level } from 'level'
 import { pack, unpack } from 'msgpackr'
 import { SCAN_BATCH_ROWS } from '../constants.ts'
-import { AbortedError, ChangesTrimmedError, StoreNotOpenError, StoreSchemaError, throwIfAborted } from '../errors.ts'
+import { AbortedError, ChangesTrimmedError, StoreNotOpenError, StoreReadOnlyError, StoreSchemaError, StoreUnavailableError, throwIfAborted } from '../errors.ts'
 import { bytesToU64 } from '../digest/hash.ts'
 import type { RowCodec } from '../digest/row-codec.ts'
 import { hashRange, READ_AHEAD, readRanges } from '../index/state-db.ts'
 import { SerialQueue } from '../util/serial.ts'
-import { FIX_ORIGIN, type ApplyRequest, type ApplyResult, type ChangeBatch, type ChangesOptions, type HashedRow, type ReplicaStore, type StoredRow } from './replica-store.ts'
+import { FIX_ORIGIN, type ApplyRequest, type ApplyResult, type ChangeBatch, type ChangesOptions, type HashedRow, type ReplicaStore, type StoredRow, type StoreOpenOptions } from './replica-store.ts'
 
 type Bytes = Uint8Array
 type Sub = AbstractSublevel<Level<Bytes, Bytes>, string | Uint8Array, Bytes, Bytes>
@@ -50,41 +51,63 @@ export class LevelStore implements ReplicaStore {
   readonly kind = 'level'
   readonly codec: RowCodec
   readonly supports = { changeFeed: true, durableChangeFeed: true, transactions: true, keyHashOrder: true }
-  private readonly db: Level<Bytes, Bytes>
-  private readonly rows: Sub
-  private readonly changeLog: Sub
-  private readonly meta: Sub
+  // made by open(): a Level opens itself once made, and only open() knows whether it may create the directory
+  private db!: Level<Bytes, Bytes>
+  private rows!: Sub
+  private changeLog!: Sub
+  private meta!: Sub
   private readonly writes = new SerialQueue()
   private readonly committed = new EventEmitter()
   private seq = 0
   private opened = false
+  private readOnly = false
   private storeId: string | undefined
   private readonly path: string
 
   constructor (init: LevelStoreInit) {
     this.codec = init.codec
     this.path = init.path
-    this.db = new Level<Bytes, Bytes>(init.path, { keyEncoding: 'view', valueEncoding: 'view' })
+    this.committed.setMaxListeners(0)
+  }
+
+  async open (options: StoreOpenOptions = {}): Promise<void> {
+    throwIfAborted(options.signal)
+    const readOnly = options.readOnly === true
+    // read-only: a missing directory is an error, not a new empty store (LevelDB makes the directory even when told not to create the store)
+    if (readOnly && !existsSync(this.path)) throw new StoreUnavailableError(`cannot open LevelDB store ${this.path}: it does not exist`)
+    this.db = new Level<Bytes, Bytes>(this.path, { keyEncoding: 'view', valueEncoding: 'view', createIfMissing: !readOnly })
     const sub = (name: string): Sub => this.db.sublevel<Bytes, Bytes>(name, { keyEncoding: 'view', valueEncoding: 'view' })
     this.rows = sub('rows')
     this.changeLog = sub('changes')
     this.meta = sub('meta')
-    this.committed.setMaxListeners(0)
-  }
-
-  async open (): Promise<void> {
-    await this.db.open()
+    try {
+      await this.db.open()
+    } catch (err) {
+      const cause = (err as { cause?: { code?: string, message?: string } }).cause
+      const why = cause?.code === 'LEVEL_LOCKED'
+        ? 'it is already open (an agent running on it?): LevelDB lets one process at a time open it, once'
+        : cause?.message ?? (err as Error).message
+      throw new StoreUnavailableError(`cannot open LevelDB store ${this.path}: ${why}`, { cause: err })
+    }
     const stored = await this.meta.get(SEQ)
     this.seq = stored === undefined ? 0 : Number(new DataView(stored.buffer, stored.byteOffset, 8).getBigUint64(0))
-    const id = await this.meta.get(ID)
-    if (id === undefined) {
-      this.storeId = randomUUID()
-      await this.meta.put(ID, new TextEncoder().encode(this.storeId))
-    } else {
-      this.storeId = new TextDecoder().decode(id)
+    this.readOnly = readOnly
+    if (!readOnly) {
+      const id = await this.meta.get(ID)
+      if (id === undefined) {
+        this.storeId = randomUUID()
+        await this.meta.put(ID, new TextEncoder().encode(this.storeId))
+      } else {
+        this.storeId = new TextDecoder().decode(id)
+      }
     }
     await this.checkKeyLayout()
     this.opened = true
+  }
+
+  /** Throws StoreReadOnlyError when opened read-only and `operation` would write. */
+  private writable (operation: string): void {
+    if (this.readOnly) throw new StoreReadOnlyError(`LevelDB store ${this.path}`, operation)
   }
 
   /** Rows sit in key-hash order: a store written under another key layout (key or partition column) cannot be read. */
@@ -97,7 +120,7 @@ export class LevelStore implements ReplicaStore {
         await this.db.close()
         throw new StoreSchemaError(`LevelDB store ${this.path} was written without a partition column; a partition column changes every row's place: re-create the store, or drop partitionColumn`)
       }
-      await this.meta.put(LAYOUT, new TextEncoder().encode(layout))
+      if (!this.readOnly) await this.meta.put(LAYOUT, new TextEncoder().encode(layout))
       return
     }
     const was = new TextDecoder().decode(stored)
@@ -108,6 +131,7 @@ export class LevelStore implements ReplicaStore {
   }
 
   get id (): string {
+    this.writable('its store id')
     if (this.storeId === undefined) throw new StoreNotOpenError('LevelDB store')
     return this.storeId
   }
@@ -116,7 +140,7 @@ export class LevelStore implements ReplicaStore {
     this.opened = false
     // wakes change feeds waiting for a commit; they see the store closed and end
     this.committed.emit('seq', this.seq)
-    await this.db.close()
+    if (this.db !== undefined) await this.db.close()
   }
 
   async * scan (options: { signal?: AbortSignal, batchSize?: number } = {}): AsyncGenerator<StoredRow[]> {
@@ -169,6 +193,7 @@ export class LevelStore implements ReplicaStore {
 
   async apply (request: ApplyRequest, options: { signal?: AbortSignal } = {}): Promise<ApplyResult> {
     this.assertOpen()
+    this.writable('apply')
     const upsertKeys = request.upserts.map(row => this.codec.keyOfEncodedRow(row))
     return await this.writes.run(async () => {
       throwIfAborted(options.signal)
@@ -195,10 +220,14 @@ export class LevelStore implements ReplicaStore {
     })
   }
 
-  async lastSeq (): Promise<number> { return this.seq }
+  async lastSeq (): Promise<number> {
+    this.writable('its change log')
+    return this.seq
+  }
 
   async * changes (options: ChangesOptions): AsyncGenerator<ChangeBatch> {
     this.assertOpen()
+    this.writable('its change feed')
     let since = options.since
     if (since < this.seq && !(await this.hasChange(since + 1))) throw new ChangesTrimmedError(since, this.seq)
     const wake = on(this.committed, 'seq', { signal: options.signal })
@@ -237,6 +266,8 @@ export class LevelStore implements ReplicaStore {
   }
 
   async trimChanges (seq: number): Promise<void> {
+    this.assertOpen()
+    this.writable('trimming its change log')
     await this.changeLog.clear({ lte: seqKey(seq) })
   }
 

@@ -28,7 +28,7 @@
 import { createHash, randomUUID } from 'node:crypto'
 import pg from 'pg'
 import { SCAN_BATCH_ROWS } from '../constants.ts'
-import { AbortedError, ChangesTrimmedError, RowEncodingError, StoreNotOpenError, StoreSchemaError, StoreUnavailableError, throwIfAborted } from '../errors.ts'
+import { AbortedError, ChangesTrimmedError, RowEncodingError, StoreNotOpenError, StoreReadOnlyError, StoreSchemaError, StoreUnavailableError, throwIfAborted } from '../errors.ts'
 import { normalizeValue, packValues, type Row, type RowCodec, type Value } from '../digest/row-codec.ts'
 import type { ColumnType, DatasetSchema } from '../digest/schema.ts'
 import type { TimePrecision } from '../digest/timestamp.ts'
@@ -36,7 +36,7 @@ import { CopyRows, DATE_OID, decodeFields, fieldDecoder, TIMESTAMP_OID, TIMESTAM
 import { canonicalLineEncoder } from './pg-copy-canonical.ts'
 import { arrayLiteral, dollarQuoted, pgText } from './pg-literals.ts'
 import { latin1Of } from '../util/bytes.ts'
-import { FIX_ORIGIN, type ApplyRequest, type ApplyResult, type ChangeBatch, type ChangesOptions, type ReplicaStore, type StoredRow } from './replica-store.ts'
+import { FIX_ORIGIN, type ApplyRequest, type ApplyResult, type ChangeBatch, type ChangesOptions, type ReplicaStore, type StoredRow, type StoreOpenOptions } from './replica-store.ts'
 
 export interface PgStoreInit {
   /** e.g. postgres://postgres@127.0.0.1:5432/shop */
@@ -194,6 +194,8 @@ export class PgStore implements ReplicaStore {
   /** Per schema column, whether it may be NULL: RowCodec.normalize's rule (declared, else every non-key column). */
   private readonly nullable: readonly boolean[]
   private storeId: string | undefined
+  /** Opened read-only (StoreOpenOptions.readOnly): no capture installed, every session's transactions read-only. */
+  private readOnly = false
   private readonly closing = new AbortController()
 
   constructor (init: PgStoreInit) {
@@ -205,28 +207,54 @@ export class PgStore implements ReplicaStore {
   }
 
   get id (): string {
+    this.writable('its store id')
     if (this.storeId === undefined) throw new StoreNotOpenError(`PostgreSQL store ${this.table.tag}`)
     return this.storeId
   }
 
-  async open (): Promise<void> {
-    // idle connections are kept (at most 4): a sync after a quiet hour should not wait for new backends
-    this.pool = new pg.Pool({ connectionString: this.init.connectionString, max: 4, idleTimeoutMillis: 0, types: typeParsers })
+  /** Throws StoreReadOnlyError when opened read-only: `operation` would write, or needs the change capture a read-only open does not set up. */
+  private writable (operation: string): void {
+    if (this.readOnly) throw new StoreReadOnlyError(`PostgreSQL store ${this.table.tag}`, operation)
+  }
+
+  async open (options: StoreOpenOptions = {}): Promise<void> {
+    throwIfAborted(options.signal)
+    this.readOnly = options.readOnly === true
+    this.pool = new pg.Pool({
+      connectionString: this.init.connectionString,
+      // idle connections are kept (at most 4): a sync after a quiet hour should not wait for new backends
+      max: 4,
+      idleTimeoutMillis: 0,
+      types: typeParsers,
+      // read-only: the server itself refuses any write of this pool's sessions, whatever a caller tries
+      ...(this.readOnly ? { options: '-c default_transaction_read_only=on' } : {})
+    })
     this.pool.on('error', () => undefined) // an idle client's error: the next query reconnects
     // a client's connection can fail while no one listens: between statements of a checked-out client, or
     // while a new one is handed out (a termination in the same packet as its ready-for-query). Unheard, that
     // 'error' would end the process; the query under way, or the next one, reports it instead.
     // (pg-pool itself drops a client whose connection is gone when it comes back; see releaseClient)
     this.pool.on('connect', client => { client.on('error', () => undefined) })
+    try {
+      await this.readColumns()
+      if (!this.readOnly) await this.installCapture()
+    } catch (err) {
+      // an open that failed leaves no connection behind (idle ones are kept forever, and would keep a CLI running)
+      await this.pool.end().catch(() => undefined)
+      this.pool = undefined
+      throw err
+    }
+  }
+
+  /** The table's columns as the catalog gives them, each checked against the schema. */
+  private async readColumns (): Promise<void> {
     let catalog
     try {
-      catalog = await this.pool.query<{ name: string, pg_type: string }>(
+      catalog = await this.db().query<{ name: string, pg_type: string }>(
         `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS pg_type
            FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
           WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped`, [this.table.schema, this.table.name])
     } catch (err) {
-      await this.pool.end()
-      this.pool = undefined
       throw new StoreUnavailableError(`cannot reach PostgreSQL for ${this.table.tag}: ${(err as Error).message}`, { cause: err })
     }
     if (catalog.rows.length === 0) throw new StoreSchemaError(`table ${this.table.tag} does not exist`)
@@ -237,7 +265,6 @@ export class PgStore implements ReplicaStore {
       return { name: c.name, type: c.type, pgType, ...(c.precision === undefined ? {} : { precision: c.precision }) }
     })
     this.keyColumns = this.codec.keyPositions.map(i => this.columns[i]!)
-    await this.installCapture()
   }
 
   async close (): Promise<void> {
@@ -325,6 +352,7 @@ export class PgStore implements ReplicaStore {
    */
   async apply (request: ApplyRequest, options: { signal?: AbortSignal } = {}): Promise<ApplyResult> {
     const { signal } = options
+    this.writable('apply')
     const upserts = request.upserts.map(r => this.codec.decodeValues(r))
     const keyPositions = this.codec.keyPositions
     const keys = [...upserts.map(values => this.keyRow(keyPositions.map(p => values[p]!))), ...request.deletes.map(k => this.codec.decodeKey(k))]
@@ -357,6 +385,7 @@ export class PgStore implements ReplicaStore {
   }
 
   async lastSeq (): Promise<number> {
+    this.writable('its change log')
     const { rows } = await this.db().query<{ seq: string }>(
       `SELECT greatest(
           (SELECT max(xid) FROM converge.changes WHERE tbl = $1 AND xid < ${HORIZON}),
@@ -365,6 +394,7 @@ export class PgStore implements ReplicaStore {
   }
 
   async * changes (options: ChangesOptions): AsyncGenerator<ChangeBatch> {
+    this.writable('its change feed')
     const signal = AbortSignal.any([options.signal, this.closing.signal])
     let since = options.since
     const { rows: [store] } = await this.db().query<{ trimmed: string }>('SELECT trimmed::text AS trimmed FROM converge.stores WHERE tbl = $1', [this.table.tag])
@@ -390,6 +420,7 @@ export class PgStore implements ReplicaStore {
   }
 
   async trimChanges (seq: number): Promise<void> {
+    this.writable('trimming its change log')
     await this.db().query('DELETE FROM converge.changes WHERE tbl = $1 AND xid <= $2::text::xid8', [this.table.tag, String(seq)])
     await this.db().query('UPDATE converge.stores SET trimmed = greatest(trimmed, $2::text::xid8) WHERE tbl = $1', [this.table.tag, String(seq)])
   }

@@ -91,13 +91,26 @@ export interface ApplyResult {
   before: Array<Uint8Array | null>
 }
 
+export interface StoreOpenOptions {
+  signal?: AbortSignal
+  /**
+   * Read without changing anything in the database: nothing is created (no
+   * change capture, no change log, no table, no database file), and
+   * apply(), changes(), lastSeq(), trimChanges() and id refuse with
+   * StoreReadOnlyError. For comparisons of stores that agents may be
+   * following (`converge diff`): trimming their change log would make them
+   * rescan.
+   */
+  readOnly?: boolean
+}
+
 export interface ReplicaStore {
   readonly kind: string
   readonly codec: RowCodec
   readonly supports: StoreCapabilities
   /** Identifies this store's data (stable across restarts, new when the store is recreated); known after open(). */
   readonly id: string
-  open: (options?: { signal?: AbortSignal }) => Promise<void>
+  open: (options?: StoreOpenOptions) => Promise<void>
   close: () => Promise<void>
   /** Every row, in batches, in the store's own key order. */
   scan: (options?: { signal?: AbortSignal, batchSize?: number }) => AsyncIterable<StoredRow[]>

@@ -38,11 +38,11 @@ import { EventEmitter } from 'node:events'
 import { TextDecoder } from 'node:util'
 import { DatabaseSync, type SQLInputValue, type SQLOutputValue, type StatementSync } from 'node:sqlite'
 import { SCAN_BATCH_ROWS } from '../constants.ts'
-import { AbortedError, ChangesTrimmedError, RowEncodingError, StoreNotOpenError, StoreSchemaError, throwIfAborted } from '../errors.ts'
+import { AbortedError, ChangesTrimmedError, RowEncodingError, StoreNotOpenError, StoreReadOnlyError, StoreSchemaError, StoreUnavailableError, throwIfAborted } from '../errors.ts'
 import { packValues, type Row, type RowCodec, type Value } from '../digest/row-codec.ts'
 import type { ColumnSpec } from '../digest/schema.ts'
 import { microsToIso } from '../digest/timestamp.ts'
-import type { ApplyRequest, ApplyResult, ChangeBatch, ReplicaStore, RowChange, StoredRow } from './replica-store.ts'
+import type { ApplyRequest, ApplyResult, ChangeBatch, ReplicaStore, RowChange, StoredRow, StoreOpenOptions } from './replica-store.ts'
 
 export interface SqliteStoreInit {
   /** Path of the SQLite file (created if missing). */
@@ -156,13 +156,18 @@ function toSql (column: ColumnBinding, v: Value): SQLInputValue {
   }
 }
 
-interface Statements {
+/** What a read-only open prepares: reads of the table alone. */
+interface ReadStatements {
   selectByKey: StatementSync
-  upsert: StatementSync
-  deleteByKey: StatementSync
   scanFirst: StatementSync
   scanAfter: StatementSync
   count: StatementSync
+}
+
+/** Writes, and the change log's statements (a read-only open has no log to read: it creates none). */
+interface Statements extends ReadStatements {
+  upsert: StatementSync
+  deleteByKey: StatementSync
   lastSeq: StatementSync
   firstSeqAfter: StatementSync
   readLog: StatementSync
@@ -188,7 +193,10 @@ export class SqliteStore implements ReplicaStore {
   private readonly keyBindings: ColumnBinding[]
   private readonly committed = new EventEmitter()
   private db: DatabaseSync | undefined
-  private stmts: Statements | undefined
+  private stmts: ReadStatements | undefined
+  /** The statements that write or read the change log; undefined when opened read-only. */
+  private writeStmts: Statements | undefined
+  private readOnly = false
   private storeId: string | undefined
   /** Decodes text read as bytes, in the database's text encoding. */
   private text = new TextDecoder('utf-8', { ignoreBOM: true })
@@ -212,21 +220,37 @@ export class SqliteStore implements ReplicaStore {
   }
 
   get id (): string {
+    if (this.readOnly) throw new StoreReadOnlyError(`SQLite store ${this.table}`, 'its store id')
     if (this.storeId === undefined) throw new StoreNotOpenError(`SQLite store ${this.table}`)
     return this.storeId
   }
 
-  async open (options: { signal?: AbortSignal } = {}): Promise<void> {
+  async open (options: StoreOpenOptions = {}): Promise<void> {
     throwIfAborted(options.signal)
     if (this.db !== undefined) return
-    const db = new DatabaseSync(this.path, { timeout: this.busyTimeoutMs, readBigInts: true })
+    const readOnly = options.readOnly === true
+    let db: DatabaseSync
     try {
-      // WAL lets other processes read while one writes; the busy timeout makes writers queue instead of failing
-      db.exec('PRAGMA journal_mode = WAL')
-      const id = this.transaction(db, () => this.setUp(db))
+      // read-only: SQLite itself refuses writes, and a missing file is an error instead of a new empty database
+      db = new DatabaseSync(this.path, { timeout: this.busyTimeoutMs, readBigInts: true, readOnly })
+    } catch (err) {
+      throw new StoreUnavailableError(`cannot open SQLite database ${this.path}${readOnly ? ' read-only' : ''}: ${(err as Error).message}`, { cause: err })
+    }
+    try {
+      let id: string | undefined
+      if (readOnly) {
+        this.checkTable(db, this.codec.keyPositions.map(i => this.codec.columns[i]!.name))
+      } else {
+        // WAL lets other processes read while one writes; the busy timeout makes writers queue instead of failing
+        db.exec('PRAGMA journal_mode = WAL')
+        id = this.transaction(db, () => this.setUp(db))
+      }
       const encoding = (db.prepare('PRAGMA encoding').get() as { encoding: string }).encoding
       this.text = new TextDecoder(encoding.toLowerCase(), { ignoreBOM: true })
-      this.stmts = this.prepare(db)
+      const prepared = this.prepare(db, readOnly)
+      this.stmts = prepared.read
+      this.writeStmts = prepared.write
+      this.readOnly = readOnly
       this.storeId = id
       this.db = db
     } catch (err) {
@@ -239,6 +263,7 @@ export class SqliteStore implements ReplicaStore {
     const db = this.db
     this.db = undefined
     this.stmts = undefined
+    this.writeStmts = undefined
     // wakes change feeds waiting for a commit; they see the store closed and end
     this.committed.emit('wake')
     db?.close()
@@ -340,7 +365,7 @@ export class SqliteStore implements ReplicaStore {
     throw new StoreSchemaError(`SQLite table "${this.table}" has no PRIMARY KEY or UNIQUE index on (${keyNames.join(', ')})`)
   }
 
-  private prepare (db: DatabaseSync): Statements {
+  private prepare (db: DatabaseSync, readOnly: boolean): { read: ReadStatements, write?: Statements } {
     const { table, log, meta } = this.names
     const columns = this.codec.columns
     const keyNames = this.codec.keyPositions.map(i => columns[i]!.name)
@@ -356,13 +381,18 @@ export class SqliteStore implements ReplicaStore {
       ? 'DO NOTHING'
       : `DO UPDATE SET ${nonKey.map(c => `${quoteIdent(c.name)} = excluded.${quoteIdent(c.name)}`).join(', ')}`
     const k = keyNames.map((_, i) => `k${i}`)
-    const stmts: Statements = {
+    const read: ReadStatements = {
       selectByKey: db.prepare(`SELECT ${select('')} FROM ${table} WHERE ${keyMatch}`),
-      upsert: db.prepare(`INSERT INTO ${table} (${columns.map(c => quoteIdent(c.name)).join(', ')}) VALUES (${columns.map(() => '?').join(', ')}) ON CONFLICT (${order}) ${onConflict}`),
-      deleteByKey: db.prepare(`DELETE FROM ${table} WHERE ${keyMatch}`),
       scanFirst: db.prepare(`SELECT ${select('')}, ${keyTypes} FROM ${table} ORDER BY ${order} LIMIT ?`),
       scanAfter: db.prepare(`SELECT ${select('')}, ${keyTypes} FROM ${table} WHERE ${after} ORDER BY ${order} LIMIT ?${2 * keyNames.length + 1}`),
-      count: db.prepare(`SELECT count(*) AS n FROM ${table}`),
+      count: db.prepare(`SELECT count(*) AS n FROM ${table}`)
+    }
+    for (const s of Object.values(read)) s.setReadBigInts(true)
+    if (readOnly) return { read }
+    const write: Statements = {
+      ...read,
+      upsert: db.prepare(`INSERT INTO ${table} (${columns.map(c => quoteIdent(c.name)).join(', ')}) VALUES (${columns.map(() => '?').join(', ')}) ON CONFLICT (${order}) ${onConflict}`),
+      deleteByKey: db.prepare(`DELETE FROM ${table} WHERE ${keyMatch}`),
       lastSeq: db.prepare('SELECT seq FROM sqlite_sequence WHERE name = ?'),
       firstSeqAfter: db.prepare(`SELECT min(seq) AS seq FROM ${log} WHERE seq > ?`),
       // each entry with its row as it is now (NULLs when gone): the join matches the raw key values the trigger copied
@@ -374,13 +404,20 @@ export class SqliteStore implements ReplicaStore {
       setControl: db.prepare(`UPDATE ${meta} SET value = CASE name WHEN 'origin' THEN ? ELSE ? END WHERE name IN ('origin', 'tx')`),
       marker: db.prepare(`INSERT INTO ${log} (op, origin, tx) VALUES ('N', ?, ?)`)
     }
-    for (const s of Object.values(stmts)) s.setReadBigInts(true)
-    return stmts
+    for (const s of Object.values(write)) s.setReadBigInts(true)
+    return { read, write }
   }
 
-  private handles (): { db: DatabaseSync, stmts: Statements } {
+  private handles (): { db: DatabaseSync, stmts: ReadStatements } {
     if (this.db === undefined || this.stmts === undefined) throw new StoreNotOpenError(`SQLite store ${this.table}`)
     return { db: this.db, stmts: this.stmts }
+  }
+
+  /** The handles for `operation`, which writes or needs the change log: refused when opened read-only. */
+  private writeHandles (operation: string): { db: DatabaseSync, stmts: Statements } {
+    const { db } = this.handles()
+    if (this.readOnly || this.writeStmts === undefined) throw new StoreReadOnlyError(`SQLite store ${this.table}`, operation)
+    return { db, stmts: this.writeStmts }
   }
 
   /** A result row (columns aliased c0…cn in schema order) as canonical values. */
@@ -403,7 +440,7 @@ export class SqliteStore implements ReplicaStore {
     return this.keyBindings.map(b => toSql(b, (decoded[b.spec.name] ?? null) as Value))
   }
 
-  private readRow (stmts: Statements, params: SQLInputValue[]): Uint8Array | undefined {
+  private readRow (stmts: ReadStatements, params: SQLInputValue[]): Uint8Array | undefined {
     const raw = stmts.selectByKey.get(...params) as Record<string, SQLOutputValue> | undefined
     return raw === undefined ? undefined : packValues(this.canonical(raw))
   }
@@ -435,7 +472,7 @@ export class SqliteStore implements ReplicaStore {
 
   async apply (request: ApplyRequest, options: { signal?: AbortSignal } = {}): Promise<ApplyResult> {
     throwIfAborted(options.signal)
-    const { db, stmts } = this.handles()
+    const { db, stmts } = this.writeHandles('apply')
     // decode and map everything before the transaction: a bad row fails the apply without touching the file
     const upsertValues = request.upserts.map(r => this.codec.decodeValues(r))
     const upsertParams = upsertValues.map(values => this.bindings.map((b, i) => toSql(b, values[i] ?? null)))
@@ -464,14 +501,14 @@ export class SqliteStore implements ReplicaStore {
   }
 
   async lastSeq (): Promise<number> {
-    return this.lastSeqOf(this.handles().stmts)
+    return this.lastSeqOf(this.writeHandles('its change log').stmts)
   }
 
   async * changes (options: { since: number, signal: AbortSignal }): AsyncGenerator<ChangeBatch> {
     const { signal } = options
     let since = options.since
     {
-      const { stmts } = this.handles()
+      const { stmts } = this.writeHandles('its change feed')
       const last = this.lastSeqOf(stmts)
       if (since < last) {
         const first = (stmts.firstSeqAfter.get(since) as { seq: bigint | number | null } | undefined)?.seq ?? null
@@ -497,7 +534,7 @@ export class SqliteStore implements ReplicaStore {
    * same read.
    */
   private readChanges (since: number): ChangeBatch[] {
-    const { stmts } = this.handles()
+    const { stmts } = this.writeHandles('its change feed')
     const entries: LogEntry[] = (stmts.readLog.all(since, FEED_READ_ENTRIES) as Array<Record<string, SQLOutputValue>>)
       .map(raw => ({ seq: raw.seq as bigint, origin: raw.origin as string | null, tx: raw.tx as bigint | null, raw }))
     const groups: LogEntry[][] = []
@@ -545,7 +582,7 @@ export class SqliteStore implements ReplicaStore {
   }
 
   async trimChanges (seq: number): Promise<void> {
-    this.handles().stmts.trim.run(seq)
+    this.writeHandles('trimming its change log').stmts.trim.run(seq)
   }
 
   async countRows (options: { signal?: AbortSignal } = {}): Promise<number> {

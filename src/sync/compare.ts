@@ -2,7 +2,8 @@
  * A one-shot comparison of two stores of one dataset, with the same engine
  * the agents use: each store gets a digest index (in a throwaway state
  * directory), the right side narrows against the left over an in-memory
- * channel, and the differing rows are read from both sides.
+ * channel, and the differing rows are read from both sides. Only rows are
+ * read: the stores may be open read-only (StoreOpenOptions.readOnly).
  */
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -36,7 +37,8 @@ export async function compareStores (left: ReplicaStore, right: ReplicaStore, co
   try {
     for (const [i, store] of [left, right].entries()) {
       await states[i]!.open()
-      const index = new DigestIndex({ dataset: 'diff', codec, store, state: states[i]! })
+      // a snapshot: the stores' change logs are their agents', not this comparison's to follow or trim
+      const index = new DigestIndex({ dataset: 'diff', codec, store, state: states[i]!, snapshot: true })
       await index.start({ signal: options.signal })
       indexes.push(index)
     }

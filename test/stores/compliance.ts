@@ -25,6 +25,8 @@ export interface StoreUnderTest {
   store: ReplicaStore            // opened
   /** Writes rows straight into the backing database, as another application would (not through apply). Optional: LevelDB has no second writer. */
   writeBehind?: (upserts: Row[], deletes: Row[]) => Promise<void>
+  /** Another store over the same data, not yet opened (a second process would make the same one). */
+  openAgain: () => ReplicaStore
   cleanup: () => Promise<void>   // closes and removes everything
 }
 export type StoreFactory = (schema: DatasetSchema) => Promise<StoreUnderTest>
@@ -531,6 +533,53 @@ export function describeReplicaStoreCompliance (name: string, makeStore: StoreFa
         // a deleted key reads as absent
         await applyChecked(store, codec, model, [], [key(3)])
         expect((await store.get([key(2), key(3), key(4)])).map(r => (r === undefined ? undefined : hex(r)))).toEqual([hex(row(2)), undefined, hex(row(4))])
+      })
+    })
+
+    it('opened read-only: reads the rows, refuses writes, the change feed, trimming and its id (CONVERGE_STORE_READ_ONLY), and trims nothing', async () => {
+      await withStore(makeStore, ITEMS, async (under, codec) => {
+        const { store } = under
+        const key = (id: number): Bytes => codec.encodeKey({ id })
+        const model: Model = new Map()
+        await applyChecked(store, codec, model, Array.from({ length: 40 }, (_, i) => codec.encodeRow(item(i))), [])
+        await applyChecked(store, codec, model, [codec.encodeRow(item(7, 1))], [key(8)])
+        const seq = await store.lastSeq()
+        const id = store.id
+        // LevelDB lets one process at a time open a store: the agent's is closed first there (and everywhere, for one test)
+        await store.close()
+        const reader = under.openAgain()
+        await reader.open({ readOnly: true })
+        try {
+          const rows: string[] = []
+          for await (const batch of reader.scan({ batchSize: 16 })) for (const { row } of batch) rows.push(hex(row))
+          expect(rows.sort(), 'a read-only scan reads every row').toEqual([...model.values()].map(hex).sort())
+          expect((await reader.get([key(7), key(8)])).map(r => (r === undefined ? undefined : hex(r)))).toEqual([hex(codec.encodeRow(item(7, 1))), undefined])
+          const refused = async (what: string, work: () => Promise<unknown>): Promise<void> => {
+            await expect(work(), what).rejects.toMatchObject({ code: 'CONVERGE_STORE_READ_ONLY' })
+          }
+          await refused('apply', async () => await reader.apply({ upserts: [codec.encodeRow(item(100))], deletes: [] }))
+          await refused('trimChanges', async () => await reader.trimChanges(seq))
+          await refused('lastSeq', async () => await reader.lastSeq())
+          await refused('changes', async () => { for await (const _ of reader.changes({ since: 0, signal: AbortSignal.timeout(FEED_WAIT_MS) })) break })
+          expect(() => reader.id, 'id').toThrow(expect.objectContaining({ code: 'CONVERGE_STORE_READ_ONLY' }) as Error)
+        } finally {
+          await reader.close()
+        }
+        // as it was: the same rows, identity and change log, every change still there for its consumer
+        const again = under.openAgain()
+        await again.open()
+        try {
+          expect(again.id, 'the store keeps its identity').toBe(id)
+          expect(await again.lastSeq()).toBe(seq)
+          await expectGet(again, codec, model, [key(100), key(8)], 0)
+          if (store.supports.changeFeed) {
+            const seen: ChangeBatch[] = []
+            for await (const batch of again.changes({ since: 0, signal: AbortSignal.timeout(FEED_WAIT_MS) })) { seen.push(batch); if (batch.seq >= seq) break }
+            expect(seen.flatMap(b => b.changes).length, 'the change log from the start, untrimmed').toBeGreaterThanOrEqual(41)
+          }
+        } finally {
+          await again.close()
+        }
       })
     })
 

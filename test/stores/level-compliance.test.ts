@@ -7,7 +7,8 @@ import { describeReplicaStoreCompliance } from './compliance.ts'
 
 describeReplicaStoreCompliance('LevelDB', async schema => {
   const dir = await mkdtemp(join(tmpdir(), 'converge-level-compliance-'))
-  const store = new LevelStore({ path: join(dir, 'store'), codec: new RowCodec(schema) })
+  const make = (): LevelStore => new LevelStore({ path: join(dir, 'store'), codec: new RowCodec(schema) })
+  const store = make()
   await store.open()
-  return { store, cleanup: async () => { await store.close(); await rm(dir, { recursive: true, force: true }) } }
+  return { store, openAgain: make, cleanup: async () => { await store.close(); await rm(dir, { recursive: true, force: true }) } }
 })

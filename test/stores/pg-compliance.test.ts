@@ -14,6 +14,7 @@ describeReplicaStoreCompliance('PostgreSQL', async schema => {
   await other.open()
   return {
     store,
+    openAgain: () => new PgStore({ connectionString: db.url, table: 'public.rows', codec, pollMs: 50 }),
     writeBehind: async (upserts, deletes) => { await other.apply({ upserts: upserts.map(r => codec.encodeRow(r)), deletes: deletes.map(k => codec.encodeKey(k)) }) },
     cleanup: async () => { await other.close(); await store.close(); await db.drop() }
   }

@@ -45,7 +45,7 @@ async function makeSqliteStore (schema: DatasetSchema): Promise<StoreUnderTest> 
     await store.close()
     await rm(dir, { recursive: true, force: true })
   }
-  return { store, writeBehind, cleanup }
+  return { store, writeBehind, openAgain: () => new SqliteStore({ path, table: 'rows', codec, pollMs: 50 }), cleanup }
 }
 
 describeReplicaStoreCompliance('SQLite', makeSqliteStore)
