@@ -108,6 +108,7 @@ describe('a mixed cluster: PostgreSQL source, PostgreSQL, SQLite and LevelDB rep
 
   it('finds writes that bypassed change capture with the deep pass, then repairs them', async () => {
     await waitFor('convergence', converged, 90_000)
+    const rowsBefore = (await sql(replicaDb.url, 'SELECT count(*)::int AS n FROM orders')).rows[0].n as number
     // a bulk load with the capture triggers off: the change feed never hears of it
     await sql(replicaDb.url, 'ALTER TABLE orders DISABLE TRIGGER converge_capture_insert, DISABLE TRIGGER converge_capture_update, DISABLE TRIGGER converge_capture_delete')
     await sql(replicaDb.url, "UPDATE orders SET note = 'bulk load' WHERE order_id BETWEEN 300 AND 324")
@@ -118,7 +119,8 @@ describe('a mixed cluster: PostgreSQL source, PostgreSQL, SQLite and LevelDB rep
     const pg = agents[1]!.datasets.get('orders')!
     const report = await pg.validateNow()
     expect(report.corrected).toBe(30)
-    expect(report.rows).toBe((await sql(replicaDb.url, 'SELECT count(*)::int AS n FROM orders')).rows[0].n)
+    // the rows as the pass read them: the 5 deleted are gone (the repair it calls for may have put them back since)
+    expect(report.rows).toBe(rowsBefore - 5)
     await waitFor('the bypassed writes to be repaired', converged, 30_000)
     expect((await sql(replicaDb.url, "SELECT count(*)::int AS n FROM orders WHERE note = 'bulk load'")).rows[0].n).toBe(0)
     expect((await sql(replicaDb.url, 'SELECT count(*)::int AS n FROM orders WHERE order_id BETWEEN 400 AND 404')).rows[0].n).toBe(5)
