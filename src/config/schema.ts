@@ -5,6 +5,7 @@
  */
 import { z } from 'zod'
 import { COLUMN_TYPES } from '../digest/schema.ts'
+import { NOT_A_KEY, ONLY_DECIMALS } from '../digest/decimal.ts'
 import { ONLY_TIMESTAMPS, TIME_PRECISIONS } from '../digest/timestamp.ts'
 import { MAX_FRAME_BYTES } from '../constants.ts'
 
@@ -15,8 +16,12 @@ const column = z.object({
   type: z.enum(COLUMN_TYPES),
   nullable: z.boolean().optional(),
   /** A timestamp's precision: ms (the default) or us (microseconds, as PostgreSQL holds them). */
-  precision: z.enum(TIME_PRECISIONS).optional()
-}).strict().refine(c => c.precision === undefined || c.type === 'timestamp', { path: ['precision'], message: ONLY_TIMESTAMPS })
+  precision: z.enum(TIME_PRECISIONS).optional(),
+  /** A decimal's digits as written, trailing fraction zeros included (10.50 stays 10.50); default false (digest/decimal.ts). */
+  keepScale: z.boolean().optional()
+}).strict()
+  .refine(c => c.precision === undefined || c.type === 'timestamp', { path: ['precision'], message: ONLY_TIMESTAMPS })
+  .refine(c => c.keepScale !== true || c.type === 'decimal', { path: ['keepScale'], message: ONLY_DECIMALS })
 
 export const datasetSchemaSchema = z.object({
   version: z.number().int().min(1).default(1),
@@ -33,6 +38,7 @@ export const datasetSchemaSchema = z.object({
     names.add(c.name)
   })
   s.primaryKey.forEach((k, i) => { if (!names.has(k)) ctx.addIssue({ code: 'custom', path: ['primaryKey', i], message: `"${k}" is not a column` }) })
+  s.columns.forEach((c, i) => { if (c.keepScale === true && s.primaryKey.includes(c.name)) ctx.addIssue({ code: 'custom', path: ['columns', i, 'keepScale'], message: NOT_A_KEY }) })
   s.ignoreColumns.forEach((k, i) => {
     if (!names.has(k)) ctx.addIssue({ code: 'custom', path: ['ignoreColumns', i], message: `"${k}" is not a column` })
     if (s.primaryKey.includes(k)) ctx.addIssue({ code: 'custom', path: ['ignoreColumns', i], message: `key column "${k}" cannot be ignored` })

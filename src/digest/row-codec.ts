@@ -6,7 +6,8 @@
  * from any store gives the same bytes: integers as integers whatever the
  * driver returned (number, bigint, numeric string), timestamps as UTC
  * milliseconds (microseconds for a column of `precision: us`: timestamp.ts),
- * decimals as a canonical string, JSON with sorted keys, bytes as msgpack
+ * decimals as a canonical string (with their scale for a column of
+ * `keepScale`: decimal.ts), JSON with sorted keys, bytes as msgpack
  * bin. A key is the msgpack array of the key column values.
  *
  * Guaranteed: encode(normalize(x)) is a function of the logical values only.
@@ -20,7 +21,8 @@ import { u64Hex, xxh64 } from './hash.ts'
 import { isCanonicalNumeric, readNumeric, scalarOffsets, UNREAD } from './row-scan.ts'
 import { U64_MASK } from '../util/u64.ts'
 import { schemaFingerprint, type ColumnSpec, type ColumnType, type DatasetSchema } from './schema.ts'
-import { microsToIso, normalizeMicros, type TimePrecision } from './timestamp.ts'
+import { canonicalDecimal } from './decimal.ts'
+import { microsToIso, normalizeMicros } from './timestamp.ts'
 
 /** A value as it appears in a canonical row. */
 export type Value = null | boolean | number | bigint | string | Uint8Array
@@ -40,17 +42,6 @@ export function unpackValues (bytes: Uint8Array): Value[] {
   const out = packr.unpack(bytes) as unknown
   if (!Array.isArray(out)) throw new RowEncodingError('encoded row is not an array')
   return out as Value[]
-}
-
-const DECIMAL = /^([+-]?)(\d*)(?:\.(\d*))?$/
-
-function canonicalDecimal (text: string, column: string): string {
-  const m = DECIMAL.exec(text.trim())
-  if (m === null || (m[2] === '' && (m[3] ?? '') === '')) throw new RowEncodingError(`column "${column}": "${text}" is not a decimal`)
-  const int = (m[2] ?? '').replace(/^0+/, '') || '0'
-  const frac = (m[3] ?? '').replace(/0+$/, '')
-  const sign = m[1] === '-' && (int !== '0' || frac !== '') ? '-' : ''
-  return frac === '' ? `${sign}${int}` : `${sign}${int}.${frac}`
 }
 
 /** Sorts object keys recursively. Input is plain JSON data (from JSON.parse); fromEntries keeps a "__proto__" key as data. */
@@ -103,8 +94,11 @@ function normalizeInteger (v: unknown, column: string): number | bigint {
   return big
 }
 
-/** Normalizes one value for its column type (and a timestamp's precision); throws RowEncodingError naming the column. */
-export function normalizeValue (type: ColumnType, v: unknown, column: string, precision: TimePrecision = 'ms'): Value {
+/** What besides its type a column's values are normalized by: a timestamp's precision, a decimal's scale (a ColumnSpec serves). */
+export type ValueForm = Pick<ColumnSpec, 'precision' | 'keepScale'>
+
+/** Normalizes one value for its column type (and form); throws RowEncodingError naming the column. */
+export function normalizeValue (type: ColumnType, v: unknown, column: string, form: ValueForm = {}): Value {
   switch (type) {
     case 'integer': return normalizeInteger(v, column)
     case 'float': {
@@ -115,7 +109,7 @@ export function normalizeValue (type: ColumnType, v: unknown, column: string, pr
     case 'decimal':
       if (typeof v === 'number') { if (!Number.isFinite(v)) throw new RowEncodingError(`column "${column}": ${v} is not a decimal`); return canonicalDecimal(v.toString().includes('e') ? v.toFixed(20) : v.toString(), column) }
       if (typeof v === 'bigint') return v.toString()
-      if (typeof v === 'string') return canonicalDecimal(v, column)
+      if (typeof v === 'string') return canonicalDecimal(v, column, form.keepScale === true)
       throw new RowEncodingError(`column "${column}": ${typeof v} is not a decimal`)
     case 'string':
       if (typeof v !== 'string') throw new RowEncodingError(`column "${column}": ${typeof v} is not a string`)
@@ -127,7 +121,7 @@ export function normalizeValue (type: ColumnType, v: unknown, column: string, pr
       if (v === 'f' || v === 'false') return false
       throw new RowEncodingError(`column "${column}": ${String(v)} is not a boolean`)
     case 'timestamp': {
-      if (precision === 'us') return normalizeMicros(v, column)
+      if (form.precision === 'us') return normalizeMicros(v, column)
       const ms = timestampMs(v)
       if (!Number.isFinite(ms)) throw new RowEncodingError(`column "${column}": ${String(v)} is not a timestamp`)
       return Math.trunc(ms)
@@ -209,7 +203,7 @@ export class RowCodec {
         if (!nullable) throw new RowEncodingError(`column "${col.name}" is not nullable`)
         out[i] = null
       } else {
-        out[i] = normalizeValue(col.type, raw, col.name, col.precision)
+        out[i] = normalizeValue(col.type, raw, col.name, col)
       }
     }
     return out
@@ -228,7 +222,7 @@ export class RowCodec {
       const col = this.columns[i]!
       const raw = row[col.name]
       if (raw === null || raw === undefined) throw new RowEncodingError(`key column "${col.name}" is missing`)
-      return normalizeValue(col.type, raw, col.name, col.precision)
+      return normalizeValue(col.type, raw, col.name, col)
     })
   }
 

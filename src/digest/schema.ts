@@ -22,6 +22,12 @@ export interface ColumnSpec {
    * (timestamp.ts). Only for `timestamp` columns.
    */
   precision?: TimePrecision
+  /**
+   * A decimal column's digits as written, trailing fraction zeros included
+   * (`10.50`, not `10.5`: decimal.ts), for a store whose decimals carry their
+   * scale. Only for non-key `decimal` columns. Default false.
+   */
+  keepScale?: boolean
 }
 
 export interface DatasetSchema {
@@ -57,5 +63,8 @@ export function schemaFingerprint (schema: DatasetSchema): string {
   // the same for microsecond timestamps: their values, and so their rows' digests, differ from milliseconds'
   const micros = schema.columns.filter(c => c.precision === 'us').map(c => c.name)
   if (micros.length > 0) shape.push(['us', micros])
+  // and for decimals that keep their scale: 10.50 is not 10.5 there
+  const scaled = schema.columns.filter(c => c.keepScale === true).map(c => c.name)
+  if (scaled.length > 0) shape.push(['scale', scaled])
   return u64Hex(xxh64(encode(shape)))
 }

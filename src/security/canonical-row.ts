@@ -8,15 +8,13 @@
  * encoding of a value that digests differently on every other replica.
  */
 import { InvalidSourceRowError, MalformedMessageError } from '../errors.ts'
-import { normalizeValue, packValues, type RowCodec, type Value } from '../digest/row-codec.ts'
+import { isCanonicalDecimal } from '../digest/decimal.ts'
+import { normalizeValue, packValues, type RowCodec, type Value, type ValueForm } from '../digest/row-codec.ts'
 import { isCanonicalNumeric, readNumeric, scalarOffsets } from '../digest/row-scan.ts'
 import type { ColumnType } from '../digest/schema.ts'
-import { isCanonicalMicros, MAX_DATE_MS, withinDates, type TimePrecision } from '../digest/timestamp.ts'
+import { isCanonicalMicros, MAX_DATE_MS, withinDates } from '../digest/timestamp.ts'
 import { latin1Of, sameBytes } from '../util/bytes.ts'
 import { checkMsgpackShape } from './msgpack-shape.ts'
-
-/** Exactly the strings canonicalDecimal gives back unchanged: no sign but a minus on a non-zero value, no leading or trailing zeros, no bare point. */
-const CANONICAL_DECIMAL = /^(?:-?[1-9]\d*(?:\.\d*[1-9])?|0(?:\.\d*[1-9])?|-0\.\d*[1-9])$/
 
 /**
  * Whether normalizeValue would give `v` itself back (Object.is) for a column
@@ -25,14 +23,14 @@ const CANONICAL_DECIMAL = /^(?:-?[1-9]\d*(?:\.\d*[1-9])?|0(?:\.\d*[1-9])?|-0\.\d
  * expressions and string building) costs more than the check. False only
  * means "normalize it".
  */
-export function alreadyNormal (type: ColumnType, v: Value, precision: TimePrecision = 'ms'): boolean {
+export function alreadyNormal (type: ColumnType, v: Value, form: ValueForm = {}): boolean {
   switch (type) {
     case 'integer': return typeof v === 'number' && Number.isSafeInteger(v) && !Object.is(v, -0)
     case 'float': return typeof v === 'number' && !Object.is(v, -0)
-    case 'timestamp': return precision === 'us' ? isCanonicalMicros(v) : typeof v === 'number' && Number.isInteger(v)
+    case 'timestamp': return form.precision === 'us' ? isCanonicalMicros(v) : typeof v === 'number' && Number.isInteger(v)
     case 'string': return typeof v === 'string'
     case 'boolean': return typeof v === 'boolean'
-    case 'decimal': return typeof v === 'string' && CANONICAL_DECIMAL.test(v)
+    case 'decimal': return typeof v === 'string' && isCanonicalDecimal(v, form.keepScale === true)
     case 'bytes': return v instanceof Uint8Array && v.constructor === Uint8Array
     case 'json': return false
   }
@@ -81,9 +79,9 @@ export function checkCanonicalRow (codec: RowCodec, row: Uint8Array): Value[] {
     if (col.type === 'timestamp' && !withinDates(v, col.precision)) {
       throw new InvalidSourceRowError(`the source sent a row whose column "${col.name}" is not a timestamp within the range of dates`)
     }
-    if (alreadyNormal(col.type, v, col.precision)) { canonical[i] = v; continue }
+    if (alreadyNormal(col.type, v, col)) { canonical[i] = v; continue }
     try {
-      canonical[i] = normalizeValue(col.type, v, col.name, col.precision)
+      canonical[i] = normalizeValue(col.type, v, col.name, col)
     } catch (err) {
       throw new InvalidSourceRowError(`the source sent a row whose column "${col.name}" is not a ${col.type}: ${(err as Error).message}`)
     }
@@ -123,7 +121,7 @@ function isAscii (row: Uint8Array, from: number, to: number): boolean {
 }
 
 /** A value's column as plainlyCanonicalValues looks at it. */
-interface ScalarSpec { type: ColumnType, nullable: boolean, micros: boolean }
+interface ScalarSpec { type: ColumnType, nullable: boolean, micros: boolean, keepScale: boolean }
 
 /** Per codec: its columns' specs, and its key columns' (never null), in the order the encodings hold them. */
 const specsByCodec = new WeakMap<RowCodec, { row: ScalarSpec[], key: ScalarSpec[] }>()
@@ -131,7 +129,7 @@ const specsByCodec = new WeakMap<RowCodec, { row: ScalarSpec[], key: ScalarSpec[
 function specsOf (codec: RowCodec): { row: ScalarSpec[], key: ScalarSpec[] } {
   let specs = specsByCodec.get(codec)
   if (specs === undefined) {
-    const row = codec.columns.map((col, i) => ({ type: col.type, nullable: col.nullable ?? !codec.keyPositions.includes(i), micros: col.precision === 'us' }))
+    const row = codec.columns.map((col, i) => ({ type: col.type, nullable: col.nullable ?? !codec.keyPositions.includes(i), micros: col.precision === 'us', keepScale: col.keepScale === true }))
     specs = { row, key: codec.keyPositions.map(p => ({ ...row[p]!, nullable: false })) }
     specsByCodec.set(codec, specs)
   }
@@ -200,7 +198,7 @@ function plainlyCanonicalValues (specs: readonly ScalarSpec[], bytes: Uint8Array
       case 'decimal': {
         const body = shortestBody(bytes, at, false)
         if (body < 0 || !isAscii(bytes, body, end)) return false
-        if (spec.type === 'decimal' && !CANONICAL_DECIMAL.test(latin1Of(bytes.subarray(body, end)))) return false
+        if (spec.type === 'decimal' && !isCanonicalDecimal(latin1Of(bytes.subarray(body, end)), spec.keepScale)) return false
         break
       }
       case 'bytes':

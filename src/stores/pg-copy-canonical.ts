@@ -70,6 +70,8 @@ export function canonicalLineEncoder (columns: CanonicalColumns): ((line: Buffer
   const n = kinds.length
   // a column of `precision: us` is read to the microsecond
   const micros = codec.columns.map(c => c.precision === 'us')
+  // a decimal column of `keepScale` keeps numeric's trailing fraction zeros
+  const keepScale = codec.columns.map(c => c.keepScale === true)
   const keyPositions = codec.keyPositions
   const writer = new CanonicalWriter()
   const starts = new Array<number>(n).fill(0)
@@ -109,7 +111,7 @@ export function canonicalLineEncoder (columns: CanonicalColumns): ((line: Buffer
         if ((bits & 0x80) !== 0 || escaped) return writer.abandon(start)
         writer.asciiString(line, at, stop)
       } else if (kinds[c] === 'decimal') {
-        if (!decimalSpan(line, at, stop, span)) return writer.abandon(start)
+        if (!decimalSpan(line, at, stop, span, keepScale[c] === true)) return writer.abandon(start)
         writer.asciiString(line, span[0]!, span[1]!)
       } else {
         const time = micros[c] === true ? timeMicros(kinds[c]!, line, at, stop) : timeMs(kinds[c]!, line, at, stop)
@@ -148,10 +150,11 @@ function digits (line: Buffer, start: number, stop: number): number | undefined 
  * `span`: numeric's output (`-`, digits, a fraction) without its trailing
  * fraction zeros, without the point when no fraction is left, and without the
  * minus when the value is zero, which is RowCodec's canonical decimal when the
- * integer part has no leading zeros (numeric never prints any). False for
- * anything else (NaN, Infinity, another shape): the general way reads it.
+ * integer part has no leading zeros (numeric never prints any); with
+ * `keepScale`, the fraction's zeros stay (decimal.ts). False for anything
+ * else (NaN, Infinity, another shape): the general way reads it.
  */
-function decimalSpan (line: Buffer, start: number, stop: number, span: number[]): boolean {
+function decimalSpan (line: Buffer, start: number, stop: number, span: number[], keepScale: boolean): boolean {
   let i = start
   const negative = line[i] === MINUS
   if (negative) i++
@@ -160,7 +163,8 @@ function decimalSpan (line: Buffer, start: number, stop: number, span: number[])
   const intEnd = i
   if (intEnd === intStart || (line[intStart] === ZERO && intEnd - intStart > 1)) return false
   let end = intEnd
-  if (i < stop) {
+  const fraction = i < stop
+  if (fraction) {
     if (line[i] !== DOT) return false
     const fractionStart = ++i
     while (i < stop && isDigit(line[i]!)) i++
@@ -169,7 +173,9 @@ function decimalSpan (line: Buffer, start: number, stop: number, span: number[])
     while (end > fractionStart && line[end - 1] === ZERO) end--
     if (end === fractionStart) end = intEnd
   }
+  // zero: every digit is (with keepScale, its zeros are kept, its minus is not)
   const zero = intEnd - intStart === 1 && line[intStart] === ZERO && end === intEnd
+  if (keepScale && fraction) end = stop
   span[0] = negative && !zero ? start : intStart
   span[1] = end
   return true

@@ -168,7 +168,9 @@ export async function readCatalogSchema (connectionString: string, table: string
       if (type === undefined) throw new StoreSchemaError(`table ${schema}.${name}: column "${r.name}" has type ${r.pg_type}, which converge does not compare; leave it out with a hand-written schema`)
       // a timestamp holds microseconds unless declared with at most 3 fraction digits (its typmod; -1: the default 6)
       const micros = /^timestamp/.test(r.pg_type) && (r.typmod < 0 || r.typmod > 3)
-      return { name: r.name, type, nullable: !r.not_null, ...(micros ? { precision: 'us' as const } : {}) }
+      // a numeric without a declared scale (typmod -1) keeps each value's own: 10.50 stays 10.50 (not on a key: 5.0 and 5 are one key)
+      const scaled = r.pg_type === 'numeric' && r.typmod < 0 && !r.pk
+      return { name: r.name, type, nullable: !r.not_null, ...(micros ? { precision: 'us' as const } : {}), ...(scaled ? { keepScale: true } : {}) }
     })
     const { rows: keyRows } = await client.query<{ name: string }>(
       `SELECT a.attname AS name FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -763,7 +765,7 @@ export class PgStore implements ReplicaStore {
         if (!this.nullable[i]) throw new RowEncodingError(`column "${column.name}" is not nullable`)
         values[i] = null
       } else {
-        values[i] = normalizeValue(column.type, v, column.name, column.precision)
+        values[i] = normalizeValue(column.type, v, column.name, column)
       }
     }
     return { key: this.codec.keyOfValues(values), row: packValues(values) }

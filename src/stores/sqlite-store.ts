@@ -113,6 +113,22 @@ function fromSql (type: ColumnSpec['type'], raw: SQLOutputValue, text: TextDecod
   }
 }
 
+/** SQLite's column affinity for a declared type (its rules, in their order: https://sqlite.org/datatype3.html#determination_of_column_affinity). */
+function affinityOf (declared: string): 'INTEGER' | 'TEXT' | 'BLOB' | 'REAL' | 'NUMERIC' {
+  const t = declared.toUpperCase()
+  if (t.includes('INT')) return 'INTEGER'
+  if (t.includes('CHAR') || t.includes('CLOB') || t.includes('TEXT')) return 'TEXT'
+  if (t.includes('BLOB') || t === '') return 'BLOB'
+  if (t.includes('REAL') || t.includes('FLOA') || t.includes('DOUB')) return 'REAL'
+  return 'NUMERIC'
+}
+
+/** Whether a column of this declared type stores text as written (TEXT or BLOB affinity: no conversion to a number). */
+function keepsText (declared: string): boolean {
+  const affinity = affinityOf(declared)
+  return affinity === 'TEXT' || affinity === 'BLOB'
+}
+
 interface ColumnBinding {
   spec: ColumnSpec
   /** Timestamps go in as integer ms, or µs for `precision: us` (declared type with INTEGER affinity), instead of ISO text. */
@@ -353,6 +369,9 @@ export class SqliteStore implements ReplicaStore {
       if (found === undefined) throw new StoreSchemaError(`SQLite table "${this.table}" has no column "${binding.spec.name}" (schema type ${binding.spec.type})`)
       // SQLite's affinity rule: a declared type containing INT has INTEGER affinity
       binding.timestampAsInteger = binding.spec.type === 'timestamp' && /INT/i.test(found.type)
+      if (binding.spec.keepScale === true && !keepsText(found.type)) {
+        throw new StoreSchemaError(`SQLite table "${this.table}": column "${binding.spec.name}" keeps its decimals' scale (keepScale), but its declared type ${found.type === '' ? '(none)' : found.type} has ${affinityOf(found.type)} affinity, which stores 10.50 as the number 10.5: declare it TEXT`)
+      }
     }
     const wanted = [...keyNames].map(n => n.toLowerCase()).sort().join('\0')
     const pk = info.filter(c => Number(c.pk) > 0).map(c => c.name.toLowerCase()).sort().join('\0')

@@ -45,6 +45,15 @@ describe('config', () => {
     expect(e.message).toMatch(/datasets\.0\.schema\.primaryKey\.0: "id" is not a column/)
   })
 
+  it('takes keepScale on a decimal column only, and not on a key column', () => {
+    const withColumn = (column: Record<string, unknown>, primaryKey = ORDERS_SCHEMA.primaryKey): unknown => ({
+      ...valid, datasets: [{ ...valid.datasets[0], schema: { ...ORDERS_SCHEMA, columns: [...ORDERS_SCHEMA.columns, column], primaryKey } }]
+    })
+    expect(() => parseConfig(withColumn({ name: 'price', type: 'decimal', keepScale: true }))).not.toThrow()
+    expect(errorOf(withColumn({ name: 'label', type: 'string', keepScale: true })).message).toMatch(/datasets\.0\.schema\.columns\.9\.keepScale: only a decimal column keeps its scale/)
+    expect(errorOf(withColumn({ name: 'price', type: 'decimal', keepScale: true }, ['order_id', 'price'])).message).toMatch(/datasets\.0\.schema\.columns\.9\.keepScale: a key column cannot keep its scale/)
+  })
+
   it('refuses unknown fields and wrong types', () => {
     expect(errorOf({ ...valid, colour: 'blue' }).message).toMatch(/colour/)
     expect(errorOf({ ...valid, gossip: { intervalMs: 'often' } }).message).toMatch(/gossip\.intervalMs/)

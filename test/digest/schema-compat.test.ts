@@ -69,6 +69,16 @@ describe('compareSchemas: compatible differences', () => {
     expect(() => new Projection(source, micros)).toThrow(/column "at": ms timestamps here, us in the comparison schema/)
   })
 
+  it('a decimal that keeps its scale is comparable only with one that does, and the reason says what to declare', () => {
+    const kept = variant(s => { s.columns.find(c => c.name === 'amount')!.keepScale = true })
+    expect(reasonsOf(compareSchemas(kept, source))).toEqual(['column "amount": the local column keeps its decimals\' scale (keepScale), the source\'s drops trailing fraction zeros; declare keepScale the same on both sides'])
+    expect(reasonsOf(compareSchemas(source, kept))).toEqual(['column "amount": the local column drops trailing fraction zeros, the source\'s keeps its decimals\' scale (keepScale); declare keepScale the same on both sides'])
+    const same = compatible(compareSchemas(structuredClone(kept), kept))
+    expect(same.identical).toBe(true)
+    expect(column(same.shape, 'amount').keepScale).toBe(true)
+    expect(() => new Projection(source, kept)).toThrow(/column "amount": here it drops trailing fraction zeros, in the comparison schema it keeps its decimals' scale/)
+  })
+
   it('a nullable column only in the local schema is left out', () => {
     const local = variant(s => { s.columns.push({ name: 'note2', type: 'string', nullable: true }) })
     const r = compatible(compareSchemas(local, source))

@@ -148,7 +148,7 @@ export function oldCheckCanonicalRow (codec: RowCodec, row: Uint8Array): Value[]
       : typeof v === 'number' && Math.abs(v) <= MAX_DATE_MS
     if (col.type === 'timestamp' && !inRange) throw new InvalidSourceRowError(`the source sent a row whose column "${col.name}" is not a timestamp within the range of dates`)
     try {
-      canonical[i] = normalizeValue(col.type, v, col.name, col.precision)
+      canonical[i] = normalizeValue(col.type, v, col.name, col)
     } catch (err) {
       throw new InvalidSourceRowError(`the source sent a row whose column "${col.name}" is not a ${col.type}: ${(err as Error).message}`)
     }

@@ -174,6 +174,26 @@ describe('COPY numeric and timestamp text straight to canonical rows', () => {
     expect(refused).toBeGreaterThan(50)
   })
 
+  it('keeps numeric\'s fraction zeros for a column of keepScale, as the general way does, and drops them otherwise', () => {
+    const scaleSchema: DatasetSchema = { ...timeSchema, columns: timeSchema.columns.map(c => c.name === 'price' ? { ...c, keepScale: true } : c) }
+    const scaleCodec = new RowCodec(scaleSchema)
+    const scaleDirect = canonicalLineEncoder({ codec: scaleCodec, nullable: [false, true, true, true, true], oids, readAsText: parsers.map(p => p === textParser) })!
+    const line = (price: string): Buffer => Buffer.from(`1\t${price}\t\\N\t\\N\t\\N\n`, 'utf8')
+    const priceOf = (codec: RowCodec, row: Uint8Array | undefined): unknown => row === undefined ? undefined : codec.decodeValues(row)[1]
+    for (const [text, kept, dropped] of [['10.50', '10.50', '10.5'], ['5.000', '5.000', '5'], ['0.00', '0.00', '0'], ['-0.10', '-0.10', '-0.1'], ['7', '7', '7'], ['-12.0', '-12.0', '-12']] as const) {
+      expect(priceOf(scaleCodec, scaleDirect(line(text))?.row), `${text} with keepScale`).toBe(kept)
+      expect(priceOf(timeCodec, timeDirect(line(text))?.row), `${text} without`).toBe(dropped)
+    }
+    fc.assert(fc.property(nullable(numericText), price => {
+      const l = Buffer.from([1, price, null, null, null].map(copyText).join('\t') + '\n', 'utf8')
+      const got = scaleDirect(l)
+      if (got === undefined) return
+      const values = decodeFields(l, fields)
+      const want = scaleCodec.encodeRow(Object.fromEntries(scaleSchema.columns.map((c, i) => [c.name, values[i]])))
+      expect(hex(got.row), JSON.stringify(l.toString())).toBe(hex(want))
+    }), { numRuns: 2000 })
+  })
+
   it('reads the edges exactly: fractions before 1970, cut fraction digits, zone offsets with seconds, zeros', () => {
     const line = (price: string, at: string, local: string, day: string): Buffer => Buffer.from(`1\t${price}\t${at}\t${local}\t${day}\n`)
     const cases = [

@@ -197,6 +197,19 @@ describe('SqliteStore', () => {
     expect((await store.get([events.encodeKey({ id: 1 })])).map(hex)).toEqual([hex(events.encodeRow({ id: 1, at: JAN_1, note: 'before' }))])
   })
 
+  it('keeps a decimal\'s scale in a TEXT column, and refuses keepScale on a column that would store 10.50 as the number 10.5', async () => {
+    const db = connect()
+    db.exec('CREATE TABLE prices (sku INTEGER PRIMARY KEY, price TEXT NOT NULL, cost NUMERIC)')
+    const schema: DatasetSchema = { version: 1, columns: [{ name: 'sku', type: 'integer' }, { name: 'price', type: 'decimal', keepScale: true }, { name: 'cost', type: 'decimal' }], primaryKey: ['sku'], ignoreColumns: [] }
+    const prices = new RowCodec(schema)
+    const store = await openStore({ table: 'prices', codec: prices, createTable: false })
+    await store.apply({ upserts: [prices.encodeRow({ sku: 1, price: '10.50', cost: '3.10' }), prices.encodeRow({ sku: 2, price: '7', cost: '2' })], deletes: [] })
+    expect(db.prepare('SELECT price, typeof(price) AS type FROM prices ORDER BY sku').all().map(r => ({ ...r }))).toEqual([{ price: '10.50', type: 'text' }, { price: '7', type: 'text' }])
+    expect((await store.get([prices.encodeKey({ sku: 1 })])).map(r => prices.decodeValues(r!)[1])).toEqual(['10.50'])
+    const numeric = new RowCodec({ ...schema, columns: [schema.columns[0]!, schema.columns[1]!, { name: 'cost', type: 'decimal', keepScale: true }] })
+    await expect(openStore({ table: 'prices', codec: numeric, createTable: false })).rejects.toThrow(/column "cost" keeps its decimals' scale \(keepScale\), but its declared type NUMERIC has NUMERIC affinity, which stores 10.50 as the number 10.5: declare it TEXT/)
+  })
+
   it('scans in bounded batches in key order, also over a composite key holding text with NUL characters', async () => {
     const schema: DatasetSchema = {
       version: 1,
