@@ -122,6 +122,15 @@ export class StoreSchemaError extends ConvergeError {
 }
 
 /**
+ * Thrown when a store cannot set up its change capture (PostgreSQL: the
+ * role may not create the schema `converge` or the table's triggers); the
+ * message says what the role needs.
+ */
+export class StoreSetupError extends ConvergeError {
+  constructor (message: string, options?: { cause?: unknown }) { super('CONVERGE_STORE_SETUP', message, options) }
+}
+
+/**
  * Sent back when the source cannot read the keys a replica asked about from
  * its store (a key its store cannot hold, or a store error); the replica
  * narrows instead.

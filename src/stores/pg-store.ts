@@ -28,7 +28,7 @@
 import { createHash, randomUUID } from 'node:crypto'
 import pg from 'pg'
 import { SCAN_BATCH_ROWS } from '../constants.ts'
-import { AbortedError, ChangesTrimmedError, RowEncodingError, StoreNotOpenError, StoreReadOnlyError, StoreSchemaError, StoreUnavailableError, throwIfAborted } from '../errors.ts'
+import { AbortedError, ChangesTrimmedError, RowEncodingError, StoreNotOpenError, StoreReadOnlyError, StoreSchemaError, StoreSetupError, StoreUnavailableError, throwIfAborted } from '../errors.ts'
 import { normalizeValue, packValues, type Row, type RowCodec, type Value } from '../digest/row-codec.ts'
 import type { ColumnType, DatasetSchema } from '../digest/schema.ts'
 import type { TimePrecision } from '../digest/timestamp.ts'
@@ -98,6 +98,8 @@ const PARALLEL_READ_MIN_KEYS = 2500
 
 /** text: its type parser is the identity, which tells the types read as their text. */
 const TEXT_OID = 25
+/** SQLSTATE insufficient_privilege: the role may not do what the capture's setup does. */
+const INSUFFICIENT_PRIVILEGE = '42501'
 
 /** Type oids of PostgreSQL's times, which a column of `precision: us` reads as text. */
 const TIME_OIDS = new Set([TIMESTAMPTZ_OID, TIMESTAMP_OID, DATE_OID])
@@ -439,7 +441,18 @@ export class PgStore implements ReplicaStore {
 
   /** Creates the change log, the capture triggers and this store's identity, once per table (idempotent). */
   private async installCapture (): Promise<void> {
-    this.storeId = await this.inTransaction(async client => {
+    try {
+      this.storeId = await this.setUpCapture()
+    } catch (err) {
+      if ((err as { code?: string }).code !== INSUFFICIENT_PRIVILEGE) throw err
+      throw new StoreSetupError(`cannot set up change capture for ${this.table.tag}: ${(err as Error).message}. ` +
+        `The agent's role must be allowed to create the schema converge (CREATE on the database; the schema holds the change log) ` +
+        `and TRIGGER on ${this.table.tag} (owning it gives that) to create its capture triggers. A role that may only read can still run converge diff.`, { cause: err })
+    }
+  }
+
+  private async setUpCapture (): Promise<string> {
+    return await this.inTransaction(async client => {
       // agents opening stores at once must not race on the DDL
       await client.query("SELECT pg_advisory_xact_lock(hashtext('converge-capture-setup'))")
       await client.query('CREATE SCHEMA IF NOT EXISTS converge')

@@ -11,6 +11,7 @@ import { RowCodec } from '../../src/digest/row-codec.ts'
 import type { ChangeBatch } from '../../src/stores/replica-store.ts'
 import { MemoryReplica } from '../../src/sync/memory-view.ts'
 import { ORDERS_SCHEMA, orderRow, ordersCodec as codec } from '../../cluster/orders.ts'
+import { randomBytes } from 'node:crypto'
 import { createDatabase, ORDERS_DDL, PG_ADMIN_URL, sql } from '../helpers/postgres.ts'
 
 const hex = (b: Uint8Array | null | undefined): string | null => (b === null || b === undefined ? null : Buffer.from(b).toString('hex'))
@@ -544,5 +545,53 @@ describe('PostgreSQL store (real server)', () => {
     expect(codec.decodeRow(got[1]!.changes[0]!.row!).status).toBe('after the cut')
     controller.abort()
     await feed
+  })
+})
+
+/** The role an agent connects as: what it may not do, the error says, and what it needs suffices. */
+describe('PostgreSQL store set up by a role of its own (real server)', () => {
+  const role = `converge_test_role_${randomBytes(4).toString('hex')}`
+  let db: Awaited<ReturnType<typeof createDatabase>>
+  const asRole = (): string => { const url = new URL(db.url); url.username = role; return url.toString() }
+
+  beforeEach(async () => {
+    db = await createDatabase()
+    await sql(PG_ADMIN_URL, `CREATE ROLE ${role} LOGIN`)
+    await sql(db.url, ORDERS_DDL)
+    // an application's role: it reads and writes the table, and may create nothing (PostgreSQL 15 lets no one create in public by default)
+    await sql(db.url, `GRANT SELECT, INSERT, UPDATE, DELETE ON public.orders TO ${role}; REVOKE CREATE ON SCHEMA public FROM PUBLIC`)
+  })
+  afterEach(async () => {
+    await db.drop()
+    await sql(PG_ADMIN_URL, `DROP ROLE IF EXISTS ${role}`)
+  })
+
+  it('says what the role lacks when it may not set up change capture, and creates nothing', async () => {
+    const store = new PgStore({ connectionString: asRole(), table: 'public.orders', codec })
+    await expect(store.open()).rejects.toMatchObject({
+      code: 'CONVERGE_STORE_SETUP',
+      message: expect.stringMatching(/^cannot set up change capture for public\.orders: permission denied for database .*The agent's role must be allowed to create the schema converge \(CREATE on the database.*and TRIGGER on public\.orders \(owning it gives that\)/) as string
+    })
+    await store.close()
+    expect((await sql(db.url, "SELECT to_regnamespace('converge') IS NULL AS none")).rows[0].none).toBe(true)
+    // reading is all a diff needs
+    const reader = new PgStore({ connectionString: asRole(), table: 'public.orders', codec })
+    await reader.open({ readOnly: true })
+    expect(await reader.countRows()).toBe(0)
+    await reader.close()
+  })
+
+  it('sets up and captures with what the error names: CREATE on the database and TRIGGER on the table', async () => {
+    await sql(db.url, `GRANT CREATE ON DATABASE ${db.name} TO ${role}; GRANT TRIGGER ON public.orders TO ${role}`)
+    const store = new PgStore({ connectionString: asRole(), table: 'public.orders', codec })
+    await store.open()
+    try {
+      const since = await store.lastSeq()
+      await store.apply({ upserts: [codec.encodeRow(orderRow(1))], deletes: [] })
+      const controller = new AbortController()
+      for await (const batch of store.changes({ since, signal: controller.signal })) { expect(batch.changes.length).toBe(1); break }
+    } finally {
+      await store.close()
+    }
   })
 })
