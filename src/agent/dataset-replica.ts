@@ -653,7 +653,7 @@ export class DatasetReplica {
       lastFixAt: this.lastFixAt ?? null,
       driftSince: this.firstDriftAt ?? null,
       lastValidation: this.lastValidation ?? null,
-      policy: { rule: this.config.rule, lastDecision: this.repairer.lastDecision ?? null, heldKeys: this.repairer.heldCount },
+      policy: { rule: this.config.rule, lastDecision: this.repairer.lastDecision ?? null, heldKeys: this.repairer.heldCount, rewrittenKeys: this.repairer.rewrittenCount },
       ...(this.codec.partitioned ? { partitionColumn: this.codec.schema.partitionColumn, partitions: this.partitions.status() } : {}),
       counters: this.counters
     }

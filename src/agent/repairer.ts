@@ -23,10 +23,11 @@ import type { ByteSublevel, StateDb } from '../index/state-db.ts'
 import type { Logger } from '../observability/logger.ts'
 import type { AgentMetrics } from '../observability/metrics.ts'
 import { decide, type Decision, type DriftRow } from '../policy/decide.ts'
+import type { Value } from '../digest/row-codec.ts'
 import { splitFix, type PlannedFix } from '../policy/restore.ts'
 import { ReviewClosedError, ReviewNotFoundError, ReviewStaleError } from '../review/errors.ts'
 import type { ReviewItem, ReviewQueue } from '../review/review-queue.ts'
-import type { ReplicaStore } from '../stores/replica-store.ts'
+import type { ReplicaStore, RewrittenRow } from '../stores/replica-store.ts'
 import type { NarrowingResult } from '../sync/narrowing.ts'
 import type { RowBudget } from './resilience.ts'
 import { hexOf, latin1Of, sameBytes } from '../util/bytes.ts'
@@ -96,6 +97,9 @@ const LEFTOVER_REASONS = {
 const enc = new TextEncoder()
 const dec = new TextDecoder()
 
+/** Keys remembered as rewritten by their store (Repairer.rewrites) at most; the oldest are forgotten first. */
+const MAX_REWRITTEN_KEYS = 100_000
+
 export class Repairer {
   private readonly init: RepairerInit
   /** Per place (partition value, or '' for the whole dataset): consecutive sightings of each drifted key. */
@@ -111,6 +115,14 @@ export class Repairer {
    * through the view they were written through (their rows are its rows).
    */
   private readonly leftovers = new Map<string, RepairView>()
+  /**
+   * Keys (latin1Of) whose last fix the store kept otherwise than written (a
+   * trigger that sets a column, a column type that rounds or cuts), with the
+   * source's row that fix wrote. Writing that row again would change nothing
+   * but the store's timestamp: it is not fixed again until the source's row
+   * changes. Kept in memory: after a restart each is written once more.
+   */
+  private readonly rewrites = new Map<string, Uint8Array>()
   lastDecision: LastDecision | undefined
 
   constructor (init: RepairerInit) {
@@ -119,6 +131,9 @@ export class Repairer {
   }
 
   get heldCount (): number { return this.heldKeys.size }
+
+  /** Keys left apart from the source because their store changes them as they are written (see rewrites). */
+  get rewrittenCount (): number { return this.rewrites.size }
 
   /** Fixes of this run left in flight by a failed write (see settleLeftovers). */
   get leftoverCount (): number { return this.leftovers.size }
@@ -155,7 +170,7 @@ export class Repairer {
     const { config } = this.init
     const view = this.init.view()
     const { codec } = view
-    const rows = await this.driftRows(diff, view, ctx.signal)
+    const { rows, rewritten } = this.withoutRewritten(await this.driftRows(diff, view, ctx.signal))
     const place = ctx.partition ?? ''
     const decision = decide({
       codec,
@@ -170,6 +185,7 @@ export class Repairer {
       heldKeys: this.heldKeys
     })
     if (decision.sightings.size === 0) this.sightings.delete(place); else this.sightings.set(place, decision.sightings)
+    if (rewritten > 0) decision.reasons.push(`${rewritten} rows not written again: this store changed them as they were written (a trigger that sets a column, or a column type that rounds or cuts); they stay apart until the source changes them`)
     const outcome: RepairOutcome = { decision, fixIds: [], rowsUpserted: 0, rowsDeleted: 0, indexed: true }
     this.lastDecision = { at: Date.now(), partition: ctx.partition, action: decision.action, reasons: decision.reasons, drift: decision.drift, deferred: decision.deferred }
     if (decision.action === 'apply') {
@@ -229,12 +245,13 @@ export class Repairer {
       // said before the write: the write's own change event may find the replica level with its source already
       this.init.metrics?.fixing(this.init.config.name)
       let commit
+      let rewritten: RewrittenRow[] = []
       const index = view.index
       // told the write's seq before it commits, the index lets its feed skip reading the fix back (DigestIndex.willTake)
       let announced: number | undefined
       const beforeCommit = index === undefined ? undefined : (seq: number): void => { announced = seq; index.willTake(seq) }
       try {
-        ({ commit } = await applyFixOnce({ audit: this.init.audit, store: view.store, fix: plan, signal: meta.signal, beforeCommit }))
+        ({ commit, rewritten } = await applyFixOnce({ audit: this.init.audit, store: view.store, fix: plan, signal: meta.signal, beforeCommit }))
       } catch (err) {
         if (announced !== undefined) index?.abandonTake(announced)
         // its intent may be left without an outcome (the store went away mid-write): settled once the store is back
@@ -242,8 +259,8 @@ export class Repairer {
         throw err
       }
       if (announced !== undefined && announced !== commit.storeSeq) index?.abandonTake(announced)
-      // committed: the index takes the fix now rather than when the change feed brings it back
-      if (index === undefined || !await index.takeApplied(fix, { seq: commit.storeSeq })) out.indexed = false
+      // committed: the index takes the fix now, as stored, rather than when the change feed brings it back
+      if (index === undefined || !await index.takeApplied(this.asStored(fix, rewritten, view.codec, meta.log), { seq: commit.storeSeq })) out.indexed = false
       out.fixIds.push(plan.fixId)
       out.rowsUpserted += fix.upserts.length
       out.rowsDeleted += fix.deletes.length
@@ -253,6 +270,45 @@ export class Repairer {
       meta.log.info({ fixId: plan.fixId, upserts: fix.upserts.length, deletes: fix.deletes.length, storeSeq: commit.storeSeq, by: meta.by }, 'fix applied')
     }
     return out
+  }
+
+  /**
+   * The fix as its store holds it: each upsert the store changed as it was
+   * written replaced by the row as stored (so the index holds what the store
+   * does), and its key remembered with the source's row (rewrites).
+   */
+  private asStored (fix: PlannedFix, rewritten: readonly RewrittenRow[], codec: RowCodec, log: Logger): PlannedFix {
+    if (rewritten.length === 0) return fix
+    const keys = upsertKeysOf(fix, codec)
+    const upserts = [...fix.upserts]
+    const columns = new Set<string>()
+    for (const { index, row } of rewritten) {
+      const id = latin1Of(keys[index]!)
+      this.rewrites.delete(id)
+      this.rewrites.set(id, fix.upserts[index]!)
+      upserts[index] = row
+      const written = codec.decodeValues(fix.upserts[index]!)
+      codec.decodeValues(row).forEach((v, i) => { if (!sameValue(v, written[i]!)) columns.add(codec.columns[i]!.name) })
+    }
+    for (const id of this.rewrites.keys()) { if (this.rewrites.size <= MAX_REWRITTEN_KEYS) break; this.rewrites.delete(id) }
+    log.warn({ rows: rewritten.length, columns: [...columns], example: hexOf(keys[rewritten[0]!.index]!) },
+      'the store changed rows of a fix as they were written (a trigger, or a column type that rounds or cuts): they stay apart from the source, and are not written again until the source changes them')
+    return { ...fix, upserts }
+  }
+
+  /** The drift rows without those whose store rewrote the source's row, unchanged since, when last written (rewrites). */
+  private withoutRewritten (rows: DriftRow[]): { rows: DriftRow[], rewritten: number } {
+    if (this.rewrites.size === 0) return { rows, rewritten: 0 }
+    const kept: DriftRow[] = []
+    for (const row of rows) {
+      const id = latin1Of(row.key)
+      const written = this.rewrites.get(id)
+      if (written !== undefined && row.sot !== undefined && sameBytes(written, row.sot)) continue
+      // the source's row moved on (or is gone): it is written again
+      if (written !== undefined) this.rewrites.delete(id)
+      kept.push(row)
+    }
+    return { rows: kept, rewritten: rows.length - kept.length }
   }
 
   /** A fix's before-images from the rows seen while planning it, when every key of it was seen; else none (they are read). */
@@ -362,4 +418,9 @@ export class Repairer {
 /** A planned fix's upsert keys: the ones it carries, else each row's decoded. */
 function upsertKeysOf (fix: PlannedFix, codec: RowCodec): Uint8Array[] {
   return fix.upsertKeys?.length === fix.upserts.length ? fix.upsertKeys : fix.upserts.map(r => codec.keyOfEncodedRow(r))
+}
+
+/** Whether two canonical values are the same (bytes compared by content). */
+function sameValue (a: Value, b: Value): boolean {
+  return a instanceof Uint8Array && b instanceof Uint8Array ? sameBytes(a, b) : Object.is(a, b)
 }

@@ -11,7 +11,7 @@
  * or its apply failed) is simply attempted again.
  */
 import { throwIfAborted } from '../errors.ts'
-import { FIX_ORIGIN, type ApplyResult, type ReplicaStore } from '../stores/replica-store.ts'
+import { FIX_ORIGIN, type ApplyResult, type ReplicaStore, type RewrittenRow } from '../stores/replica-store.ts'
 import type { AuditEntry, AuditLog, AuditRecord } from './audit-log.ts'
 import { withFixLock } from './fix-lock.ts'
 import { afterImages, beforeImages, fixIdentity, fixKeys, mergedBefore, type RowImage } from './fix-rows.ts'
@@ -46,6 +46,8 @@ export interface FixResult {
   applied: boolean
   intent: AuditEntry
   commit: AuditEntry
+  /** Upserts the store holds otherwise than written (ApplyResult.rewritten); none when nothing was written. */
+  rewritten: RewrittenRow[]
 }
 
 export interface ApplyFixInit {
@@ -62,7 +64,7 @@ export async function applyFixOnce (init: ApplyFixInit): Promise<FixResult> {
   const { audit, store, fix, signal } = init
   return await withFixLock(audit, fix.fixId, async () => {
     const known = await audit.fixOf(fix.fixId, { signal })
-    if (known?.commit !== undefined) return { applied: false, intent: known.intent, commit: known.commit }
+    if (known?.commit !== undefined) return { applied: false, intent: known.intent, commit: known.commit, rewritten: [] }
     const keys = fix.upsertKeys?.length === fix.upserts.length ? [...fix.upsertKeys, ...fix.deletes] : fixKeys(fix, store.codec)
     const after = afterImages(fix)
     const before = fix.before ?? (await store.get(keys, { signal })).map(row => row ?? null)
@@ -86,6 +88,6 @@ export async function applyFixOnce (init: ApplyFixInit): Promise<FixResult> {
     // an earlier attempt left pending may have written some rows already: what it replaced is the truer before-image
     const earlier = known !== undefined && known.abort === undefined ? beforeImages(known.intent, keys.length) : undefined
     const commit = await audit.append({ ...common, kind: 'commit', before: mergedBefore(earlier, after, applied.before), storeSeq: applied.seq })
-    return { applied: true, intent, commit }
+    return { applied: true, intent, commit, rewritten: applied.rewritten ?? [] }
   })
 }

@@ -35,8 +35,8 @@ import type { TimePrecision } from '../digest/timestamp.ts'
 import { CopyRows, DATE_OID, decodeFields, fieldDecoder, TIMESTAMP_OID, TIMESTAMPTZ_OID } from './pg-copy.ts'
 import { canonicalLineEncoder } from './pg-copy-canonical.ts'
 import { arrayLiteral, dollarQuoted, pgText } from './pg-literals.ts'
-import { latin1Of } from '../util/bytes.ts'
-import { FIX_ORIGIN, type ApplyRequest, type ApplyResult, type ChangeBatch, type ChangesOptions, type ReplicaStore, type StoredRow, type StoreOpenOptions } from './replica-store.ts'
+import { latin1Of, sameBytes } from '../util/bytes.ts'
+import { FIX_ORIGIN, type ApplyRequest, type ApplyResult, type ChangeBatch, type ChangesOptions, type ReplicaStore, type RewrittenRow, type StoredRow, type StoreOpenOptions } from './replica-store.ts'
 
 export interface PgStoreInit {
   /** e.g. postgres://postgres@127.0.0.1:5432/shop */
@@ -368,10 +368,23 @@ export class PgStore implements ReplicaStore {
       // the keys' bytes as rows are filed under them: an upsert's from its values as decoded above, a delete's as given
       const ids = [...upserts.map(values => idOf(this.codec.keyOfValues(values))), ...request.deletes.map(idOf)]
       const before = ids.map(id => current.get(id) ?? null)
+      // each row as stored comes back (RETURNING): one a trigger or the column's type changed is told apart from what was written
+      const position = new Map<string, number>()
+      for (let i = 0; i < upserts.length; i++) position.set(ids[i]!, i)
+      const rewritten: RewrittenRow[] = []
       for (let i = 0; i < upserts.length; i += WRITE_BATCH) {
         throwIfAborted(signal)
         const batch = upserts.slice(i, i + WRITE_BATCH)
-        await client.query(this.upsertSql(), this.columns.map((c, j) => arrayLiteral(batch.map(values => pgText(values[j]!, c.type, c.precision)))))
+        const { rows: stored } = await client.query<unknown[]>({
+          text: this.upsertSql(),
+          values: this.columns.map((c, j) => arrayLiteral(batch.map(values => pgText(values[j]!, c.type, c.precision)))),
+          rowMode: 'array'
+        })
+        for (const raw of stored) {
+          const { key, row } = this.storedFromArray(raw)
+          const index = position.get(idOf(key))
+          if (index !== undefined && !sameBytes(row, request.upserts[index]!)) rewritten.push({ index, row })
+        }
       }
       const deletes = keys.slice(upserts.length)
       for (let i = 0; i < deletes.length; i += WRITE_BATCH) {
@@ -384,7 +397,7 @@ export class PgStore implements ReplicaStore {
       // the last chance to leave: after COMMIT the fix has landed
       throwIfAborted(signal)
       request.beforeCommit?.(Number(tx!.xid))
-      return { seq: Number(tx!.xid), before }
+      return { seq: Number(tx!.xid), before, ...(rewritten.length === 0 ? {} : { rewritten }) }
     })
   }
 
@@ -710,8 +723,11 @@ export class PgStore implements ReplicaStore {
     const lists = this.columns.map((c, i) => `$${i + 1}::${isJsonColumn(c) ? 'text' : c.pgType}[]`)
     const values = this.columns.map((c, i) => (isJsonColumn(c) ? `x.${names[i]!}::${c.pgType}` : `x.${names[i]!}`))
     const updates = this.columns.flatMap((c, i) => (this.keyColumns.includes(c) ? [] : [`${names[i]!} = EXCLUDED.${names[i]!}`]))
+    // the rows as stored, read as a scan reads them (a microseconds time as its text: the parser would cut it to a Date's ms)
+    const returning = this.columns.map((c, i) => (c.precision === 'us' && /^timestamp|^date/.test(c.pgType) ? `${names[i]!}::text` : names[i]!))
     return `INSERT INTO ${this.table.sql} (${names.join(', ')}) SELECT ${values.join(', ')} FROM unnest(${lists.join(', ')}) AS x(${names.join(', ')})
-      ON CONFLICT (${this.keyColumns.map(c => quote(c.name)).join(', ')}) DO ${updates.length === 0 ? 'NOTHING' : `UPDATE SET ${updates.join(', ')}`}`
+      ON CONFLICT (${this.keyColumns.map(c => quote(c.name)).join(', ')}) DO ${updates.length === 0 ? 'NOTHING' : `UPDATE SET ${updates.join(', ')}`}
+      RETURNING ${returning.join(', ')}`
   }
 
   /** A key as decodeKey gives it, from its canonical values in key order. */

@@ -11,6 +11,7 @@
  */
 import type { Projection } from '../digest/schema-compat.ts'
 import type { RowCodec } from '../digest/row-codec.ts'
+import { sameBytes } from '../util/bytes.ts'
 import type { ApplyRequest, ApplyResult, ChangeBatch, ChangesOptions, ReplicaStore, StoreCapabilities, StoredRow } from './replica-store.ts'
 
 export class ProjectedStore implements ReplicaStore {
@@ -44,7 +45,9 @@ export class ProjectedStore implements ReplicaStore {
     const current = request.upserts.length === 0 ? [] : await this.base.get(keys, options)
     const upserts = request.upserts.map((row, i) => this.projection.embed(row, current[i]))
     const result = await this.base.apply({ ...request, upserts }, options)
-    return { seq: result.seq, before: result.before.map(r => (r === null ? null : this.projection.project(r))) }
+    // a row the store changed as it was written, seen through P: changed only if a column P has changed
+    const rewritten = (result.rewritten ?? []).map(r => ({ index: r.index, row: this.projection.project(r.row) })).filter(r => !sameBytes(r.row, request.upserts[r.index]!))
+    return { seq: result.seq, before: result.before.map(r => (r === null ? null : this.projection.project(r))), ...(rewritten.length === 0 ? {} : { rewritten }) }
   }
 
   async lastSeq (): Promise<number> { return await this.base.lastSeq() }

@@ -89,6 +89,21 @@ export interface ApplyResult {
   seq: number
   /** The row before the change, per upsert then per delete, in request order; null where absent. */
   before: Array<Uint8Array | null>
+  /**
+   * The upserts the store holds otherwise than they were written, by index
+   * into the request's upserts, each with the row as stored: a trigger that
+   * sets a column, a column type that rounds or cuts what it is given. Left
+   * out (or empty) when every row was stored as written.
+   */
+  rewritten?: RewrittenRow[]
+}
+
+/** An upsert the store keeps otherwise than written (ApplyResult.rewritten). */
+export interface RewrittenRow {
+  /** Its index in the request's upserts. */
+  index: number
+  /** The canonical row as the store holds it. */
+  row: Uint8Array
 }
 
 export interface StoreOpenOptions {

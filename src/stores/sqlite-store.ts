@@ -42,7 +42,8 @@ import { AbortedError, ChangesTrimmedError, RowEncodingError, StoreNotOpenError,
 import { packValues, type Row, type RowCodec, type Value } from '../digest/row-codec.ts'
 import type { ColumnSpec } from '../digest/schema.ts'
 import { microsToIso } from '../digest/timestamp.ts'
-import type { ApplyRequest, ApplyResult, ChangeBatch, ReplicaStore, RowChange, StoredRow, StoreOpenOptions } from './replica-store.ts'
+import { sameBytes } from '../util/bytes.ts'
+import type { ApplyRequest, ApplyResult, ChangeBatch, ReplicaStore, RewrittenRow, RowChange, StoredRow, StoreOpenOptions } from './replica-store.ts'
 
 export interface SqliteStoreInit {
   /** Path of the SQLite file (created if missing). */
@@ -503,12 +504,18 @@ export class SqliteStore implements ReplicaStore {
       stmts.setControl.run(request.origin ?? null, tx)
       const before = [...upsertKeyParams, ...deleteParams].map(params => this.readRow(stmts, params) ?? null)
       for (const params of upsertParams) stmts.upsert.run(...params)
+      // each row as stored: one a trigger changed (or the column's affinity made another value of) is told apart from what was written
+      const rewritten: RewrittenRow[] = []
+      upsertKeyParams.forEach((params, index) => {
+        const row = this.readRow(stmts, params)
+        if (row !== undefined && !sameBytes(row, request.upserts[index]!)) rewritten.push({ index, row })
+      })
       for (const params of deleteParams) stmts.deleteByKey.run(...params)
       // an apply that changed nothing still gets its own seq, as in the other stores
       if (this.lastSeqOf(stmts) < tx) stmts.marker.run(request.origin ?? null, tx)
       const seq = this.lastSeqOf(stmts)
       stmts.setControl.run(null, null)
-      return { seq, before }
+      return { seq, before, ...(rewritten.length === 0 ? {} : { rewritten }) }
     })
     this.committed.emit('wake')
     return result

@@ -5,10 +5,9 @@
  * back exactly, keys of timestamptz included.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import type { Agent } from '../../src/agent/agent.ts'
-import type { ConfigInput } from '../../src/config/schema.ts'
-import { agentConfig, startAgent, tempDir, waitFor } from '../helpers/agents.ts'
-import { createDatabase, sql } from '../helpers/postgres.ts'
+import { waitFor } from '../helpers/agents.ts'
+import { startPgPair, type PgPair } from '../helpers/pg-pair.ts'
+import { sql } from '../helpers/postgres.ts'
 
 const DDL = 'CREATE TABLE public.readings (taken timestamptz NOT NULL, sensor integer NOT NULL, value numeric(10,1) NOT NULL, seen_at timestamptz NOT NULL, PRIMARY KEY (taken, sensor))'
 /** 2,000 readings whose times all have microseconds. */
@@ -17,10 +16,7 @@ const SEED = `INSERT INTO public.readings
     FROM generate_series(1, 2000) AS i`
 
 describe('microsecond timestamps between PostgreSQL regions', () => {
-  let dir: Awaited<ReturnType<typeof tempDir>>
-  let sotDb: Awaited<ReturnType<typeof createDatabase>>
-  let replicaDb: Awaited<ReturnType<typeof createDatabase>>
-  const agents: Agent[] = []
+  let pair: PgPair
 
   /** Every row as PostgreSQL prints it in UTC: the microseconds as the server holds them. */
   const table = async (url: string): Promise<string[]> => {
@@ -29,39 +25,26 @@ describe('microsecond timestamps between PostgreSQL regions', () => {
   }
 
   beforeAll(async () => {
-    dir = await tempDir()
-    sotDb = await createDatabase()
-    replicaDb = await createDatabase()
-    for (const db of [sotDb, replicaDb]) {
-      await sql(db.url, DDL)
-      await sql(db.url, SEED)
-    }
-    // drift below the millisecond only: a value a microsecond off, a key a microsecond off (a missing row and an extra one)
-    await sql(replicaDb.url, "UPDATE public.readings SET seen_at = seen_at + interval '1 microsecond' WHERE sensor = 3 AND value < 300")
-    await sql(replicaDb.url, "UPDATE public.readings SET taken = taken + interval '1 microsecond' WHERE value = 100")
-    const config = (region: string, url: string, peers: Array<{ region: string, address: string }>): ConfigInput => ({
-      ...agentConfig(dir.path, region, peers, ['sot']),
-      datasets: [{ name: 'readings', schema: { fromCatalog: true }, store: { kind: 'postgres', connectionString: url, table: 'public.readings' }, sourceOfTruth: ['sot'] }]
+    pair = await startPgPair({
+      dataset: 'readings',
+      table: 'public.readings',
+      prepare: async (url, role) => {
+        await sql(url, DDL)
+        await sql(url, SEED)
+        if (role === 'sot') return
+        // drift below the millisecond only: a value a microsecond off, a key a microsecond off (a missing row and an extra one)
+        await sql(url, "UPDATE public.readings SET seen_at = seen_at + interval '1 microsecond' WHERE sensor = 3 AND value < 300")
+        await sql(url, "UPDATE public.readings SET taken = taken + interval '1 microsecond' WHERE value = 100")
+      }
     })
-    const sot = await startAgent(config('sot', sotDb.url, []))
-    agents.push(sot)
-    agents.push(await startAgent(config('replica', replicaDb.url, [{ region: 'sot', address: sot.listenAddresses[0]! }])))
   }, 120_000)
 
-  afterAll(async () => {
-    for (const a of agents.reverse()) await a.stop()
-    await sotDb?.drop()
-    await replicaDb?.drop()
-    await dir?.remove()
-  })
+  afterAll(async () => { await pair?.stop() })
 
   it('finds drift below the millisecond and repairs it to the microsecond', async () => {
-    expect(await table(replicaDb.url)).not.toEqual(await table(sotDb.url))
-    const replica = agents[1]!.datasets.get('readings')!
-    const root = (a: Agent) => a.datasets.get('readings')!.index.tree.root
-    await waitFor('the replica to match the source', () => root(agents[1]!).sum === root(agents[0]!).sum && root(agents[1]!).count === root(agents[0]!).count, 60_000)
-    expect(await table(replicaDb.url)).toEqual(await table(sotDb.url))
-    const c = replica.counters
+    await waitFor('the replica to match the source', pair.level, 60_000)
+    expect(await table(pair.replicaDb.url)).toEqual(await table(pair.sotDb.url))
+    const c = pair.replica.datasets.get('readings')!.counters
     // 86 readings of sensor 3 below value 300 changed; one reading moved a microsecond: one missing, one extra
     expect({ changed: c.changed, missing: c.missing, extra: c.extra }).toEqual({ changed: 86, missing: 1, extra: 1 })
   })

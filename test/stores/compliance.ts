@@ -1012,6 +1012,8 @@ export function describeReplicaStoreCompliance (name: string, makeStore: StoreFa
           const keys = rows.map(r => codec.keyOfEncodedRow(r))
           const result = await store.apply({ upserts: rows, deletes: [] })
           expect(result.before.every(b => b === null)).toBe(true)
+          // stored as written: a store that reads its rows back after writing them says none was changed
+          expect(result.rewritten ?? [], 'rows the store says it holds otherwise').toEqual([])
           applyToModel(codec, model, rows, [])
           const got = await store.get(keys)
           rows.forEach((written, i) => {

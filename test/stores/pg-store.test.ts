@@ -111,6 +111,36 @@ describe('PostgreSQL store (real server)', () => {
     expect((await store.get([key(3)])).map(hex)).toEqual([hex(rows([3])[0])])
   })
 
+  it('says which upserts it holds otherwise than written, with the rows as stored: a trigger, a varchar that cuts, a numeric that rounds', async () => {
+    const schema = { version: 1, columns: [{ name: 'id', type: 'integer' as const }, { name: 'code', type: 'string' as const }, { name: 'price', type: 'decimal' as const }, { name: 'touched', type: 'boolean' as const }], primaryKey: ['id'], ignoreColumns: [] }
+    const items = new RowCodec(schema)
+    await sql(db.url, `CREATE TABLE public.items (id integer PRIMARY KEY, code varchar(5) NOT NULL, price numeric(8,2) NOT NULL, touched boolean NOT NULL);
+      CREATE FUNCTION mark() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF NEW.id = 3 THEN NEW.touched := true; END IF; RETURN NEW; END $$;
+      CREATE TRIGGER mark BEFORE INSERT OR UPDATE ON public.items FOR EACH ROW EXECUTE FUNCTION mark()`)
+    const itemStore = new PgStore({ connectionString: db.url, table: 'public.items', codec: items })
+    await itemStore.open()
+    try {
+      const written = [
+        { id: 1, code: 'abc', price: '1.5', touched: false },
+        { id: 2, code: 'abcdefg', price: '2', touched: false }, // cut to 5 characters by the column's type
+        { id: 3, code: 'x', price: '3', touched: false }, // the trigger sets touched
+        { id: 4, code: 'y', price: '4.005', touched: false } // rounded to two decimals
+      ].map(r => items.encodeRow(r))
+      const result = await itemStore.apply({ upserts: written, deletes: [] })
+      expect((result.rewritten ?? []).map(r => ({ index: r.index, row: items.decodeRow(r.row) })).sort((a, b) => a.index - b.index)).toEqual([
+        { index: 1, row: { id: 2, code: 'abcde', price: '2', touched: false } },
+        { index: 2, row: { id: 3, code: 'x', price: '3', touched: true } },
+        { index: 3, row: { id: 4, code: 'y', price: '4.01', touched: false } }
+      ])
+      // each as stored is what a read gives
+      for (const { row } of result.rewritten!) expect(hex((await itemStore.get([items.keyOfEncodedRow(row)]))[0]!)).toBe(hex(row))
+      // written again as stored, nothing is rewritten
+      expect((await itemStore.apply({ upserts: result.rewritten!.map(r => r.row), deletes: [] })).rewritten).toBeUndefined()
+    } finally {
+      await itemStore.close()
+    }
+  })
+
   it('captures its own fixes with origin "converge" and writes behind its back with none', async () => {
     const since = await store.lastSeq()
     await store.apply({ upserts: rows([1, 2]), deletes: [], origin: 'converge' })

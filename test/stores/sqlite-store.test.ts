@@ -210,6 +210,17 @@ describe('SqliteStore', () => {
     await expect(openStore({ table: 'prices', codec: numeric, createTable: false })).rejects.toThrow(/column "cost" keeps its decimals' scale \(keepScale\), but its declared type NUMERIC has NUMERIC affinity, which stores 10.50 as the number 10.5: declare it TEXT/)
   })
 
+  it('says which upserts it holds otherwise than written: a trigger that changes a row after it is written', async () => {
+    const db = connect()
+    db.exec('CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL, seen INTEGER NOT NULL)')
+    db.exec('CREATE TRIGGER shout AFTER INSERT ON notes WHEN NEW.id = 2 BEGIN UPDATE notes SET body = upper(NEW.body) WHERE id = NEW.id; END')
+    const schema: DatasetSchema = { version: 1, columns: [{ name: 'id', type: 'integer' }, { name: 'body', type: 'string' }, { name: 'seen', type: 'integer' }], primaryKey: ['id'], ignoreColumns: [] }
+    const notes = new RowCodec(schema)
+    const store = await openStore({ table: 'notes', codec: notes, createTable: false })
+    const result = await store.apply({ upserts: [1, 2, 3].map(id => notes.encodeRow({ id, body: `note ${id}`, seen: 0 })), deletes: [] })
+    expect((result.rewritten ?? []).map(r => ({ index: r.index, row: notes.decodeRow(r.row) }))).toEqual([{ index: 1, row: { id: 2, body: 'NOTE 2', seen: 0 } }])
+  })
+
   it('scans in bounded batches in key order, also over a composite key holding text with NUL characters', async () => {
     const schema: DatasetSchema = {
       version: 1,
