@@ -368,22 +368,24 @@ export class PgStore implements ReplicaStore {
       // the keys' bytes as rows are filed under them: an upsert's from its values as decoded above, a delete's as given
       const ids = [...upserts.map(values => idOf(this.codec.keyOfValues(values))), ...request.deletes.map(idOf)]
       const before = ids.map(id => current.get(id) ?? null)
-      // each row as stored comes back (RETURNING): one a trigger or the column's type changed is told apart from what was written
+      // each row as stored comes back (RETURNING, read as a scan reads rows: through COPY), so one that a trigger
+      // or the column's type changed is told apart from what was written
       const position = new Map<string, number>()
       for (let i = 0; i < upserts.length; i++) position.set(ids[i]!, i)
       const rewritten: RewrittenRow[] = []
+      const decode = upserts.length === 0 ? undefined : await this.lineDecoder(client)
       for (let i = 0; i < upserts.length; i += WRITE_BATCH) {
         throwIfAborted(signal)
         const batch = upserts.slice(i, i + WRITE_BATCH)
-        const { rows: stored } = await client.query<unknown[]>({
-          text: this.upsertSql(),
-          values: this.columns.map((c, j) => arrayLiteral(batch.map(values => pgText(values[j]!, c.type, c.precision)))),
-          rowMode: 'array'
-        })
-        for (const raw of stored) {
-          const { key, row } = this.storedFromArray(raw)
-          const index = position.get(idOf(key))
-          if (index !== undefined && !sameBytes(row, request.upserts[index]!)) rewritten.push({ index, row })
+        const lists = this.columns.map((c, j) => `${dollarQuoted(arrayLiteral(batch.map(values => pgText(values[j]!, c.type, c.precision))))}::${isJsonColumn(c) ? 'text' : c.pgType}[]`)
+        const copy = new CopyRows({ text: `COPY (${this.upsertSql(lists)}) TO STDOUT`, decode: decode!, batchSize: WRITE_BATCH })
+        client.query(copy)
+        for (let rows = await copy.next(); rows !== undefined; rows = await copy.next()) {
+          for (const { key, row } of rows) {
+            const index = position.get(idOf(key))
+            // a copy of its own: the row sits in the decoder's slab
+            if (index !== undefined && !sameBytes(row, request.upserts[index]!)) rewritten.push({ index, row: row.slice() })
+          }
         }
       }
       const deletes = keys.slice(upserts.length)
@@ -716,18 +718,18 @@ export class PgStore implements ReplicaStore {
     return { keys: `unnest(${lists.join(', ')}) AS k(${this.keyColumns.map(c => quote(c.name)).join(', ')})`, where: this.keyJoin('t', 'k') }
   }
 
-  /** INSERT … ON CONFLICT DO UPDATE of rows given as one array parameter per column (schema order). */
-  private upsertSql (): string {
+  /**
+   * INSERT … ON CONFLICT DO UPDATE of rows given as one array expression per
+   * column (schema order; a json column's as text, cast here, so a JSON null
+   * stays a JSON null, not SQL NULL), returning each row as stored.
+   */
+  private upsertSql (lists: readonly string[]): string {
     const names = this.columns.map(c => quote(c.name))
-    // json columns travel as text and are cast, so a JSON null stays a JSON null, not SQL NULL
-    const lists = this.columns.map((c, i) => `$${i + 1}::${isJsonColumn(c) ? 'text' : c.pgType}[]`)
     const values = this.columns.map((c, i) => (isJsonColumn(c) ? `x.${names[i]!}::${c.pgType}` : `x.${names[i]!}`))
     const updates = this.columns.flatMap((c, i) => (this.keyColumns.includes(c) ? [] : [`${names[i]!} = EXCLUDED.${names[i]!}`]))
-    // the rows as stored, read as a scan reads them (a microseconds time as its text: the parser would cut it to a Date's ms)
-    const returning = this.columns.map((c, i) => (c.precision === 'us' && /^timestamp|^date/.test(c.pgType) ? `${names[i]!}::text` : names[i]!))
     return `INSERT INTO ${this.table.sql} (${names.join(', ')}) SELECT ${values.join(', ')} FROM unnest(${lists.join(', ')}) AS x(${names.join(', ')})
       ON CONFLICT (${this.keyColumns.map(c => quote(c.name)).join(', ')}) DO ${updates.length === 0 ? 'NOTHING' : `UPDATE SET ${updates.join(', ')}`}
-      RETURNING ${returning.join(', ')}`
+      RETURNING ${this.selectList()}`
   }
 
   /** A key as decodeKey gives it, from its canonical values in key order. */
