@@ -73,10 +73,10 @@ async function viewerGet<T> (agent: AgentProcess, path: string): Promise<T | und
  * - `mid-write`: as above, then, while the agent waits, a second session
  *   inserts (and does not commit) the row the fix inserts last (its rows are
  *   sorted by key), and the first lets go: the agent's transaction locks its
- *   rows, writes every earlier batch and waits in its INSERT … ON CONFLICT on
- *   that key. (That insert cannot be made before the agent starts: opening a
- *   PostgreSQL store re-creates its capture triggers, which waits for every
- *   open write transaction on the table.)
+ *   rows, writes every earlier batch and waits in its COPY (INSERT … ON
+ *   CONFLICT … RETURNING) on that key. (That insert cannot be made before
+ *   the agent starts: opening a PostgreSQL store re-creates its capture
+ *   triggers, which waits for every open write transaction on the table.)
  */
 type HeldAt = 'before its writes' | 'mid-write'
 
@@ -202,7 +202,8 @@ describe('recovery: an agent killed with SIGKILL in the middle of a large Postgr
       const heapBefore = await heapBytes(replicaDb.url)
       await rowLock.release()
       waiter = await waiterOn(replicaDb.url, inserted, 'the agent\'s session to wait on the uncommitted row, in its last write')
-      expect(waiter.query).toMatch(/^\s*INSERT INTO \S*orders/)
+      // (the upsert runs inside a COPY, which sends back each row as stored)
+      expect(waiter.query).toMatch(/^\s*COPY \(INSERT INTO \S*orders/)
       // its earlier batches are written, as new row versions in the table's heap, and not committed
       expect(await heapBytes(replicaDb.url)).toBeGreaterThan(heapBefore + 1024 * 1024)
       holder = inserted
