@@ -15,8 +15,8 @@
  * with the rows.
  */
 import { randomUUID } from 'node:crypto'
-import { existsSync } from 'node:fs'
 import { EventEmitter, on } from 'node:events'
+import { access } from 'node:fs/promises'
 import type { AbstractIterator, AbstractSublevel } from 'abstract-level'
 import { Level } from 'level'
 import { pack, unpack } from 'msgpackr'
@@ -74,7 +74,7 @@ export class LevelStore implements ReplicaStore {
     throwIfAborted(options.signal)
     const readOnly = options.readOnly === true
     // read-only: a missing directory is an error, not a new empty store (LevelDB makes the directory even when told not to create the store)
-    if (readOnly && !existsSync(this.path)) throw new StoreUnavailableError(`cannot open LevelDB store ${this.path}: it does not exist`)
+    if (readOnly && !await access(this.path).then(() => true, () => false)) throw new StoreUnavailableError(`cannot open LevelDB store ${this.path}: it does not exist`)
     this.db = new Level<Bytes, Bytes>(this.path, { keyEncoding: 'view', valueEncoding: 'view', createIfMissing: !readOnly })
     const sub = (name: string): Sub => this.db.sublevel<Bytes, Bytes>(name, { keyEncoding: 'view', valueEncoding: 'view' })
     this.rows = sub('rows')

@@ -373,12 +373,13 @@ export class PgStore implements ReplicaStore {
       const position = new Map<string, number>()
       for (let i = 0; i < upserts.length; i++) position.set(ids[i]!, i)
       const rewritten: RewrittenRow[] = []
-      const decode = upserts.length === 0 ? undefined : await this.lineDecoder(client)
+      let decode: ((line: Buffer) => StoredRow) | undefined
       for (let i = 0; i < upserts.length; i += WRITE_BATCH) {
         throwIfAborted(signal)
+        decode ??= await this.lineDecoder(client)
         const batch = upserts.slice(i, i + WRITE_BATCH)
         const lists = this.columns.map((c, j) => `${dollarQuoted(arrayLiteral(batch.map(values => pgText(values[j]!, c.type, c.precision))))}::${isJsonColumn(c) ? 'text' : c.pgType}[]`)
-        const copy = new CopyRows({ text: `COPY (${this.upsertSql(lists)}) TO STDOUT`, decode: decode!, batchSize: WRITE_BATCH })
+        const copy = new CopyRows({ text: `COPY (${this.upsertSql(lists)}) TO STDOUT`, decode, batchSize: WRITE_BATCH })
         client.query(copy)
         for (let rows = await copy.next(); rows !== undefined; rows = await copy.next()) {
           for (const { key, row } of rows) {

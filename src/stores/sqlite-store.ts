@@ -211,9 +211,8 @@ export class SqliteStore implements ReplicaStore {
   private readonly committed = new EventEmitter()
   private db: DatabaseSync | undefined
   private stmts: ReadStatements | undefined
-  /** The statements that write or read the change log; undefined when opened read-only. */
+  /** The statements that write or read the change log; undefined while open read-only. */
   private writeStmts: Statements | undefined
-  private readOnly = false
   private storeId: string | undefined
   /** Decodes text read as bytes, in the database's text encoding. */
   private text = new TextDecoder('utf-8', { ignoreBOM: true })
@@ -237,7 +236,7 @@ export class SqliteStore implements ReplicaStore {
   }
 
   get id (): string {
-    if (this.readOnly) throw new StoreReadOnlyError(`SQLite store ${this.table}`, 'its store id')
+    if (this.db !== undefined && this.writeStmts === undefined) throw new StoreReadOnlyError(`SQLite store ${this.table}`, 'its store id')
     if (this.storeId === undefined) throw new StoreNotOpenError(`SQLite store ${this.table}`)
     return this.storeId
   }
@@ -267,7 +266,6 @@ export class SqliteStore implements ReplicaStore {
       const prepared = this.prepare(db, readOnly)
       this.stmts = prepared.read
       this.writeStmts = prepared.write
-      this.readOnly = readOnly
       this.storeId = id
       this.db = db
     } catch (err) {
@@ -368,8 +366,7 @@ export class SqliteStore implements ReplicaStore {
     for (const binding of this.bindings) {
       const found = byName.get(binding.spec.name.toLowerCase())
       if (found === undefined) throw new StoreSchemaError(`SQLite table "${this.table}" has no column "${binding.spec.name}" (schema type ${binding.spec.type})`)
-      // SQLite's affinity rule: a declared type containing INT has INTEGER affinity
-      binding.timestampAsInteger = binding.spec.type === 'timestamp' && /INT/i.test(found.type)
+      binding.timestampAsInteger = binding.spec.type === 'timestamp' && affinityOf(found.type) === 'INTEGER'
       if (binding.spec.keepScale === true && !keepsText(found.type)) {
         throw new StoreSchemaError(`SQLite table "${this.table}": column "${binding.spec.name}" keeps its decimals' scale (keepScale), but its declared type ${found.type === '' ? '(none)' : found.type} has ${affinityOf(found.type)} affinity, which stores 10.50 as the number 10.5: declare it TEXT`)
       }
@@ -436,7 +433,7 @@ export class SqliteStore implements ReplicaStore {
   /** The handles for `operation`, which writes or needs the change log: refused when opened read-only. */
   private writeHandles (operation: string): { db: DatabaseSync, stmts: Statements } {
     const { db } = this.handles()
-    if (this.readOnly || this.writeStmts === undefined) throw new StoreReadOnlyError(`SQLite store ${this.table}`, operation)
+    if (this.writeStmts === undefined) throw new StoreReadOnlyError(`SQLite store ${this.table}`, operation)
     return { db, stmts: this.writeStmts }
   }
 
