@@ -5,8 +5,8 @@
  */
 import { z } from 'zod'
 import { COLUMN_TYPES } from '../digest/schema.ts'
-import { NOT_A_KEY, ONLY_DECIMALS } from '../digest/decimal.ts'
-import { ONLY_TIMESTAMPS, TIME_PRECISIONS } from '../digest/timestamp.ts'
+import { formIssues, keyFormIssues } from '../digest/column-forms.ts'
+import { TIME_PRECISIONS } from '../digest/timestamp.ts'
 import { MAX_FRAME_BYTES } from '../constants.ts'
 
 const name = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'must be 1-128 letters, digits, dot, dash or underscore, starting with a letter or digit')
@@ -18,10 +18,12 @@ const column = z.object({
   /** A timestamp's precision: ms (the default) or us (microseconds, as PostgreSQL holds them). */
   precision: z.enum(TIME_PRECISIONS).optional(),
   /** A decimal's digits as written, trailing fraction zeros included (10.50 stays 10.50); default false (digest/decimal.ts). */
-  keepScale: z.boolean().optional()
-}).strict()
-  .refine(c => c.precision === undefined || c.type === 'timestamp', { path: ['precision'], message: ONLY_TIMESTAMPS })
-  .refine(c => c.keepScale !== true || c.type === 'decimal', { path: ['keepScale'], message: ONLY_DECIMALS })
+  keepScale: z.boolean().optional(),
+  /** A json column's text as written, key order and spacing included; default false: keys sorted (digest/json.ts). */
+  keepText: z.boolean().optional()
+}).strict().superRefine((c, ctx) => {
+  for (const issue of formIssues(c)) ctx.addIssue({ code: 'custom', path: [issue.field], message: issue.message })
+})
 
 export const datasetSchemaSchema = z.object({
   version: z.number().int().min(1).default(1),
@@ -38,7 +40,10 @@ export const datasetSchemaSchema = z.object({
     names.add(c.name)
   })
   s.primaryKey.forEach((k, i) => { if (!names.has(k)) ctx.addIssue({ code: 'custom', path: ['primaryKey', i], message: `"${k}" is not a column` }) })
-  s.columns.forEach((c, i) => { if (c.keepScale === true && s.primaryKey.includes(c.name)) ctx.addIssue({ code: 'custom', path: ['columns', i, 'keepScale'], message: NOT_A_KEY }) })
+  s.columns.forEach((c, i) => {
+    if (!s.primaryKey.includes(c.name)) return
+    for (const issue of keyFormIssues(c)) ctx.addIssue({ code: 'custom', path: ['columns', i, issue.field], message: issue.message })
+  })
   s.ignoreColumns.forEach((k, i) => {
     if (!names.has(k)) ctx.addIssue({ code: 'custom', path: ['ignoreColumns', i], message: `"${k}" is not a column` })
     if (s.primaryKey.includes(k)) ctx.addIssue({ code: 'custom', path: ['ignoreColumns', i], message: `key column "${k}" cannot be ignored` })

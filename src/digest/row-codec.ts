@@ -7,7 +7,8 @@
  * driver returned (number, bigint, numeric string), timestamps as UTC
  * milliseconds (microseconds for a column of `precision: us`: timestamp.ts),
  * decimals as a canonical string (with their scale for a column of
- * `keepScale`: decimal.ts), JSON with sorted keys, bytes as msgpack
+ * `keepScale`: decimal.ts), JSON with sorted keys (its text as written for
+ * a column of `keepText`: json.ts), bytes as msgpack
  * bin. A key is the msgpack array of the key column values.
  *
  * Guaranteed: encode(normalize(x)) is a function of the logical values only.
@@ -22,6 +23,7 @@ import { isCanonicalNumeric, readNumeric, scalarOffsets, UNREAD } from './row-sc
 import { U64_MASK } from '../util/u64.ts'
 import { schemaFingerprint, type ColumnSpec, type ColumnType, type DatasetSchema } from './schema.ts'
 import { canonicalDecimal } from './decimal.ts'
+import { canonicalJson } from './json.ts'
 import { microsToIso, normalizeMicros } from './timestamp.ts'
 
 /** A value as it appears in a canonical row. */
@@ -42,26 +44,6 @@ export function unpackValues (bytes: Uint8Array): Value[] {
   const out = packr.unpack(bytes) as unknown
   if (!Array.isArray(out)) throw new RowEncodingError('encoded row is not an array')
   return out as Value[]
-}
-
-/** Sorts object keys recursively. Input is plain JSON data (from JSON.parse); fromEntries keeps a "__proto__" key as data. */
-function sortKeys (value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(sortKeys)
-  if (value !== null && typeof value === 'object') {
-    return Object.fromEntries(Object.keys(value).sort().map(k => [k, sortKeys((value as Record<string, unknown>)[k])]))
-  }
-  return value
-}
-
-function canonicalJson (v: unknown, column: string): string {
-  let data: unknown
-  try {
-    // a round trip through JSON text applies toJSON (Dates) and drops what JSON cannot hold, as a store would
-    data = JSON.parse(typeof v === 'string' ? v : JSON.stringify(v))
-  } catch (err) {
-    throw new RowEncodingError(`column "${column}": not valid JSON (${(err as Error).message})`)
-  }
-  return JSON.stringify(sortKeys(data))
 }
 
 /** ISO date-times without a zone designator, read as UTC (Date.parse would read them in the host's zone). */
@@ -94,8 +76,8 @@ function normalizeInteger (v: unknown, column: string): number | bigint {
   return big
 }
 
-/** What besides its type a column's values are normalized by: a timestamp's precision, a decimal's scale (a ColumnSpec serves). */
-export type ValueForm = Pick<ColumnSpec, 'precision' | 'keepScale'>
+/** What besides its type a column's values are normalized by: a timestamp's precision, a decimal's scale, a JSON column's text (a ColumnSpec serves). */
+export type ValueForm = Pick<ColumnSpec, 'precision' | 'keepScale' | 'keepText'>
 
 /** Normalizes one value for its column type (and form); throws RowEncodingError naming the column. */
 export function normalizeValue (type: ColumnType, v: unknown, column: string, form: ValueForm = {}): Value {
@@ -126,7 +108,7 @@ export function normalizeValue (type: ColumnType, v: unknown, column: string, fo
       if (!Number.isFinite(ms)) throw new RowEncodingError(`column "${column}": ${String(v)} is not a timestamp`)
       return Math.trunc(ms)
     }
-    case 'json': return canonicalJson(v, column)
+    case 'json': return canonicalJson(v, column, form.keepText === true)
     case 'bytes':
       if (v instanceof Uint8Array) return v.constructor === Uint8Array ? v : new Uint8Array(v.buffer, v.byteOffset, v.byteLength)
       throw new RowEncodingError(`column "${column}": ${typeof v} is not bytes`)

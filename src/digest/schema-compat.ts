@@ -32,7 +32,8 @@
  *     integer < float < decimal        string, boolean, timestamp, json, bytes: only themselves
  *
  * (a timestamp of one precision only with the same precision: ms or us; a
- * decimal that keeps its scale only with one that does)
+ * decimal that keeps its scale only with one that does; a json column that
+ * keeps its text only with one that does)
  *
  * Widening a value is exact or a RowEncodingError: an integer beyond 2^53 that
  * no float holds exactly, a NaN or infinite float as a decimal. A float
@@ -84,6 +85,9 @@ function precisionOf (col: ColumnSpec): string { return col.precision ?? 'ms' }
 
 /** A decimal column's scale rule, in words. */
 function scaleOf (col: ColumnSpec): string { return col.keepScale === true ? 'keeps its decimals\' scale (keepScale)' : 'drops trailing fraction zeros' }
+
+/** A json column's rule, in words. */
+function jsonTextOf (col: ColumnSpec): string { return col.keepText === true ? 'keeps its JSON text as written (keepText)' : 'compares JSON with its keys sorted' }
 
 function isNullable (schema: DatasetSchema, col: ColumnSpec): boolean {
   return col.nullable ?? !schema.primaryKey.includes(col.name)
@@ -195,12 +199,17 @@ function compareRenamed (local: DatasetSchema, source: DatasetSchema, notes: str
       reasons.push(`column "${s.name}": the local column ${scaleOf(l)}, the source's ${scaleOf(s)}; declare keepScale the same on both sides`)
       continue
     }
+    if ((l.keepText === true) !== (s.keepText === true)) {
+      // {"b":1,"a":2} and {"a":2,"b":1} would digest apart on one side and alike on the other
+      reasons.push(`column "${s.name}": the local column ${jsonTextOf(l)}, the source's ${jsonTextOf(s)}; declare keepText the same on both sides`)
+      continue
+    }
     if (l.type !== s.type) notes.push(`column "${s.name}": local ${l.type}, source ${s.type}: compared as ${type}`)
     const ln = isNullable(local, l)
     const sn = isNullable(source, s)
     if (sn && !ln) notes.push(`column "${s.name}": nullable at the source only: a source row with NULL there cannot be applied locally`)
     if (ln && !sn) notes.push(`column "${s.name}": nullable locally only`)
-    const spec: ColumnSpec = { name: s.name, type, ...(s.precision === 'us' ? { precision: 'us' as const } : {}), ...(s.keepScale === true ? { keepScale: true } : {}) }
+    const spec: ColumnSpec = { name: s.name, type, ...(s.precision === 'us' ? { precision: 'us' as const } : {}), ...(s.keepScale === true ? { keepScale: true } : {}), ...(s.keepText === true ? { keepText: true } : {}) }
     // spelled out only when not the default, so P of two default-nullability schemas reads like the source's
     if ((ln || sn) !== !source.primaryKey.includes(s.name)) spec.nullable = ln || sn
     columns.push(spec)
@@ -313,6 +322,7 @@ export class Projection {
       if (widerType(f.type, p.type) !== p.type) problems.push(`column "${p.name}": ${f.type} does not widen to ${p.type}`)
       else if (f.type === 'timestamp' && precisionOf(f) !== precisionOf(p)) problems.push(`column "${p.name}": ${precisionOf(f)} timestamps here, ${precisionOf(p)} in the comparison schema`)
       else if ((f.keepScale === true) !== (p.keepScale === true)) problems.push(`column "${p.name}": here it ${scaleOf(f)}, in the comparison schema it ${scaleOf(p)}`)
+      else if ((f.keepText === true) !== (p.keepText === true)) problems.push(`column "${p.name}": here it ${jsonTextOf(f)}, in the comparison schema it ${jsonTextOf(p)}`)
       sources.push(j)
     }
     const key = from.primaryKey.map(n => renamed(renames, n))

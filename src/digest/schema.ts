@@ -28,6 +28,13 @@ export interface ColumnSpec {
    * scale. Only for non-key `decimal` columns. Default false.
    */
   keepScale?: boolean
+  /**
+   * A json column's text as written: key order, spacing and number spelling
+   * kept (json.ts), for a store that holds JSON as text (PostgreSQL's
+   * `json`, SQLite). Only for non-key `json` columns. Default false: JSON
+   * with sorted keys.
+   */
+  keepText?: boolean
 }
 
 export interface DatasetSchema {
@@ -66,5 +73,8 @@ export function schemaFingerprint (schema: DatasetSchema): string {
   // and for decimals that keep their scale: 10.50 is not 10.5 there
   const scaled = schema.columns.filter(c => c.keepScale === true).map(c => c.name)
   if (scaled.length > 0) shape.push(['scale', scaled])
+  // and for JSON kept as text: {"b":1,"a":2} is not {"a":2,"b":1} there
+  const texts = schema.columns.filter(c => c.keepText === true).map(c => c.name)
+  if (texts.length > 0) shape.push(['text', texts])
   return u64Hex(xxh64(encode(shape)))
 }

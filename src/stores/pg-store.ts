@@ -172,7 +172,9 @@ export async function readCatalogSchema (connectionString: string, table: string
       const micros = /^timestamp/.test(r.pg_type) && (r.typmod < 0 || r.typmod > 3)
       // a numeric without a declared scale (typmod -1) keeps each value's own: 10.50 stays 10.50 (not on a key: 5.0 and 5 are one key)
       const scaled = r.pg_type === 'numeric' && r.typmod < 0 && !r.pk
-      return { name: r.name, type, nullable: !r.not_null, ...(micros ? { precision: 'us' as const } : {}), ...(scaled ? { keepScale: true } : {}) }
+      // json (not jsonb) holds its text as written: key order and spacing are the application's, and a repair keeps them
+      const text = r.pg_type === 'json'
+      return { name: r.name, type, nullable: !r.not_null, ...(micros ? { precision: 'us' as const } : {}), ...(scaled ? { keepScale: true } : {}), ...(text ? { keepText: true } : {}) }
     })
     const { rows: keyRows } = await client.query<{ name: string }>(
       `SELECT a.attname AS name FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace

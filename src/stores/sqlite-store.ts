@@ -367,8 +367,10 @@ export class SqliteStore implements ReplicaStore {
       const found = byName.get(binding.spec.name.toLowerCase())
       if (found === undefined) throw new StoreSchemaError(`SQLite table "${this.table}" has no column "${binding.spec.name}" (schema type ${binding.spec.type})`)
       binding.timestampAsInteger = binding.spec.type === 'timestamp' && affinityOf(found.type) === 'INTEGER'
-      if (binding.spec.keepScale === true && !keepsText(found.type)) {
-        throw new StoreSchemaError(`SQLite table "${this.table}": column "${binding.spec.name}" keeps its decimals' scale (keepScale), but its declared type ${found.type === '' ? '(none)' : found.type} has ${affinityOf(found.type)} affinity, which stores 10.50 as the number 10.5: declare it TEXT`)
+      // a column whose text is its value must not be one SQLite turns into a number
+      const asText = binding.spec.keepScale === true ? { what: 'keeps its decimals\' scale (keepScale)', example: '10.50 as the number 10.5' } : binding.spec.keepText === true ? { what: 'keeps its JSON text (keepText)', example: 'the JSON 1.50 as the number 1.5' } : undefined
+      if (asText !== undefined && !keepsText(found.type)) {
+        throw new StoreSchemaError(`SQLite table "${this.table}": column "${binding.spec.name}" ${asText.what}, but its declared type ${found.type === '' ? '(none)' : found.type} has ${affinityOf(found.type)} affinity, which stores ${asText.example}: declare it TEXT`)
       }
     }
     const wanted = [...keyNames].map(n => n.toLowerCase()).sort().join('\0')

@@ -17,8 +17,8 @@ import { MAX_TREE_DEPTH, PROTOCOL_VERSION } from '../constants.ts'
 import { MalformedMessageError } from '../errors.ts'
 import { checkMsgpackShape } from '../security/msgpack-shape.ts'
 import { COLUMN_TYPES, type DatasetSchema } from '../digest/schema.ts'
-import { ONLY_DECIMALS } from '../digest/decimal.ts'
-import { ONLY_TIMESTAMPS, TIME_PRECISIONS } from '../digest/timestamp.ts'
+import { formIssues } from '../digest/column-forms.ts'
+import { TIME_PRECISIONS } from '../digest/timestamp.ts'
 
 const bytes = z.custom<Uint8Array>(v => v instanceof Uint8Array, { message: 'expected bytes' })
 const sum8 = bytes.refine(b => b.length === 8, { message: 'expected 8 bytes' })
@@ -31,9 +31,8 @@ export const vectorClockSchema = z.record(name, z.number().int().nonnegative())
 /** A dataset schema on the wire, bounded: the replica's own in `open`, the comparison schema in `opened`. */
 export const schemaWire = z.object({
   version: z.number().int().min(0).max(2 ** 31),
-  columns: z.array(z.object({ name, type: z.enum(COLUMN_TYPES), nullable: z.boolean().optional(), precision: z.enum(TIME_PRECISIONS).optional(), keepScale: z.boolean().optional() })
-    .refine(c => c.precision === undefined || c.type === 'timestamp', { message: ONLY_TIMESTAMPS })
-    .refine(c => c.keepScale !== true || c.type === 'decimal', { message: ONLY_DECIMALS })).min(1).max(1024),
+  columns: z.array(z.object({ name, type: z.enum(COLUMN_TYPES), nullable: z.boolean().optional(), precision: z.enum(TIME_PRECISIONS).optional(), keepScale: z.boolean().optional(), keepText: z.boolean().optional() })
+    .superRefine((c, ctx) => { for (const issue of formIssues(c)) ctx.addIssue({ code: 'custom', path: [issue.field], message: issue.message }) })).min(1).max(1024),
   primaryKey: z.array(name).min(1).max(64),
   ignoreColumns: z.array(name).max(1024),
   eventTimeColumn: name.optional(),
@@ -49,7 +48,8 @@ export function wireSchema (schema: DatasetSchema): DatasetSchema {
       type: c.type,
       ...(c.nullable === undefined ? {} : { nullable: c.nullable }),
       ...(c.precision === undefined ? {} : { precision: c.precision }),
-      ...(c.keepScale === undefined ? {} : { keepScale: c.keepScale })
+      ...(c.keepScale === undefined ? {} : { keepScale: c.keepScale }),
+      ...(c.keepText === undefined ? {} : { keepText: c.keepText })
     })),
     primaryKey: [...schema.primaryKey],
     ignoreColumns: [...schema.ignoreColumns],

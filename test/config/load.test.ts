@@ -54,6 +54,18 @@ describe('config', () => {
     expect(errorOf(withColumn({ name: 'price', type: 'decimal', keepScale: true }, ['order_id', 'price'])).message).toMatch(/datasets\.0\.schema\.columns\.9\.keepScale: a key column cannot keep its scale/)
   })
 
+  it('takes keepText on a json column only, and not on a key column', () => {
+    const withColumn = (column: Record<string, unknown>, primaryKey = ORDERS_SCHEMA.primaryKey): unknown => ({
+      ...valid, datasets: [{ ...valid.datasets[0], schema: { ...ORDERS_SCHEMA, columns: [...ORDERS_SCHEMA.columns, column], primaryKey } }]
+    })
+    const schema = parseConfig(withColumn({ name: 'doc', type: 'json', keepText: true })).datasets[0]!.schema
+    expect(schema !== undefined && 'columns' in schema ? schema.columns.at(-1) : undefined).toEqual({ name: 'doc', type: 'json', keepText: true })
+    expect(errorOf(withColumn({ name: 'label', type: 'string', keepText: true })).message).toMatch(/datasets\.0\.schema\.columns\.9\.keepText: only a json column keeps its text/)
+    expect(errorOf(withColumn({ name: 'doc', type: 'json', keepText: true }, ['order_id', 'doc'])).message).toMatch(/datasets\.0\.schema\.columns\.9\.keepText: a key column cannot keep its JSON text/)
+    // a flag set to false is no option set
+    expect(() => parseConfig(withColumn({ name: 'label', type: 'string', keepText: false }))).not.toThrow()
+  })
+
   it('refuses unknown fields and wrong types', () => {
     expect(errorOf({ ...valid, colour: 'blue' }).message).toMatch(/colour/)
     expect(errorOf({ ...valid, gossip: { intervalMs: 'often' } }).message).toMatch(/gossip\.intervalMs/)

@@ -79,6 +79,17 @@ describe('compareSchemas: compatible differences', () => {
     expect(() => new Projection(source, kept)).toThrow(/column "amount": here it drops trailing fraction zeros, in the comparison schema it keeps its decimals' scale/)
   })
 
+  it('a json column that keeps its text is comparable only with one that does, and the reason says what to declare', () => {
+    const withDoc = variant(s => { s.columns.push({ name: 'doc', type: 'json', nullable: true }) })
+    const kept: DatasetSchema = { ...withDoc, columns: withDoc.columns.map(c => c.name === 'doc' ? { ...c, keepText: true } : c) }
+    expect(reasonsOf(compareSchemas(kept, withDoc))).toEqual(['column "doc": the local column keeps its JSON text as written (keepText), the source\'s compares JSON with its keys sorted; declare keepText the same on both sides'])
+    expect(reasonsOf(compareSchemas(withDoc, kept))).toEqual(['column "doc": the local column compares JSON with its keys sorted, the source\'s keeps its JSON text as written (keepText); declare keepText the same on both sides'])
+    const same = compatible(compareSchemas(structuredClone(kept), kept))
+    expect(same.identical).toBe(true)
+    expect(column(same.shape, 'doc').keepText).toBe(true)
+    expect(() => new Projection(withDoc, kept)).toThrow(/column "doc": here it compares JSON with its keys sorted, in the comparison schema it keeps its JSON text as written/)
+  })
+
   it('a nullable column only in the local schema is left out', () => {
     const local = variant(s => { s.columns.push({ name: 'note2', type: 'string', nullable: true }) })
     const r = compatible(compareSchemas(local, source))

@@ -210,6 +210,19 @@ describe('SqliteStore', () => {
     await expect(openStore({ table: 'prices', codec: numeric, createTable: false })).rejects.toThrow(/column "cost" keeps its decimals' scale \(keepScale\), but its declared type NUMERIC has NUMERIC affinity, which stores 10.50 as the number 10.5: declare it TEXT/)
   })
 
+  it('keeps JSON text as written in a TEXT column, and refuses keepText on a column that would store the JSON 1.50 as a number', async () => {
+    const db = connect()
+    db.exec('CREATE TABLE docs (id INTEGER PRIMARY KEY, body TEXT NOT NULL, extra NUMERIC)')
+    const schema: DatasetSchema = { version: 1, columns: [{ name: 'id', type: 'integer' }, { name: 'body', type: 'json', keepText: true }, { name: 'extra', type: 'json' }], primaryKey: ['id'], ignoreColumns: [] }
+    const docs = new RowCodec(schema)
+    const store = await openStore({ table: 'docs', codec: docs, createTable: false })
+    await store.apply({ upserts: [docs.encodeRow({ id: 1, body: '{"z": 1, "a": [2, 1.50]}', extra: '{"b":1,"a":2}' })], deletes: [] })
+    expect(db.prepare('SELECT body, extra FROM docs').all().map(r => ({ ...r }))).toEqual([{ body: '{"z": 1, "a": [2, 1.50]}', extra: '{"a":2,"b":1}' }])
+    expect((await store.get([docs.encodeKey({ id: 1 })])).map(r => docs.decodeValues(r!)[1])).toEqual(['{"z": 1, "a": [2, 1.50]}'])
+    const numeric = new RowCodec({ ...schema, columns: [schema.columns[0]!, schema.columns[1]!, { name: 'extra', type: 'json', keepText: true }] })
+    await expect(openStore({ table: 'docs', codec: numeric, createTable: false })).rejects.toThrow(/column "extra" keeps its JSON text \(keepText\), but its declared type NUMERIC has NUMERIC affinity, which stores the JSON 1.50 as the number 1.5: declare it TEXT/)
+  })
+
   it('says which upserts it holds otherwise than written: a trigger that changes a row after it is written', async () => {
     const db = connect()
     db.exec('CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL, seen INTEGER NOT NULL)')
