@@ -14,7 +14,7 @@ import { throwIfAborted } from '../errors.ts'
 import { FIX_ORIGIN, type ApplyResult, type ReplicaStore, type RewrittenRow } from '../stores/replica-store.ts'
 import type { AuditEntry, AuditLog, AuditRecord } from './audit-log.ts'
 import { withFixLock } from './fix-lock.ts'
-import { afterImages, beforeImages, fixIdentity, fixKeys, mergedBefore, type RowImage } from './fix-rows.ts'
+import { afterImages, beforeImages, fixIdentity, fixKeys, mergedBefore, storedOf, type RowImage } from './fix-rows.ts'
 import { settleFix } from './settle.ts'
 
 /** A fix to apply: what its intent records, with its rows. */
@@ -87,7 +87,7 @@ export async function applyFixOnce (init: ApplyFixInit): Promise<FixResult> {
     }
     // an earlier attempt left pending may have written some rows already: what it replaced is the truer before-image
     const earlier = known !== undefined && known.abort === undefined ? beforeImages(known.intent, keys.length) : undefined
-    const commit = await audit.append({ ...common, kind: 'commit', before: mergedBefore(earlier, after, applied.before), storeSeq: applied.seq })
+    const commit = await audit.append({ ...common, kind: 'commit', before: mergedBefore(earlier, after, applied.before), ...storedOf(applied), storeSeq: applied.seq })
     return { applied: true, intent, commit, rewritten: applied.rewritten ?? [] }
   })
 }

@@ -48,6 +48,13 @@ export interface AuditRecord {
    * Intents written before this field existed have none.
    */
   before?: Array<Uint8Array | null>
+  /**
+   * On a commit: the upserts the store holds otherwise than written (a
+   * trigger, a type that rounds or cuts: ApplyResult.rewritten), each as
+   * [its position among the upserts, the row as stored]. What the fix left
+   * is these rows, not the upserts: a rollback checks the store against them.
+   */
+  stored?: Array<[number, Uint8Array]>
   storeSeq?: number
   reason?: string
   /** The partition value a fix of a partitioned dataset belongs to. */

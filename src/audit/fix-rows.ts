@@ -5,6 +5,7 @@
  * ReplicaStore.apply().
  */
 import type { RowCodec } from '../digest/row-codec.ts'
+import type { ApplyResult } from '../stores/replica-store.ts'
 import type { AuditRecord } from './audit-log.ts'
 
 export type RowImage = Uint8Array | null
@@ -19,6 +20,24 @@ export function fixKeys (fix: FixRows, codec: RowCodec): Uint8Array[] {
 /** The rows a fix leaves behind, per key: its upserts, then absent (null) for each delete. */
 export function afterImages (fix: FixRows): RowImage[] {
   return [...(fix.upserts ?? []), ...(fix.deletes ?? []).map(() => null)]
+}
+
+/** The commit field recording the upserts a store kept otherwise than written; nothing when it kept them all. */
+export function storedOf (applied: Pick<ApplyResult, 'rewritten'>): Pick<AuditRecord, 'stored'> {
+  const rewritten = applied.rewritten ?? []
+  return rewritten.length === 0 ? {} : { stored: rewritten.map(r => [r.index, r.row]) }
+}
+
+/**
+ * The rows a committed fix left, per key (fixKeys order): its after-images,
+ * with each upsert its commit records as stored otherwise (`stored`) taken
+ * as stored.
+ */
+export function leftImages (intent: FixRows, commit: Pick<AuditRecord, 'stored'>): RowImage[] {
+  const left = afterImages(intent)
+  const upserts = intent.upserts?.length ?? 0
+  for (const [index, row] of commit.stored ?? []) if (Number.isInteger(index) && index >= 0 && index < upserts) left[index] = row
+  return left
 }
 
 export function sameRow (a: Uint8Array | null | undefined, b: Uint8Array | null | undefined): boolean {

@@ -8,7 +8,7 @@ import type { AuditEntry } from './audit-log.ts'
 
 const FIELD_ORDER = [
   'seq', 'at', 'kind', 'fixId', 'correlationId', 'dataset', 'partition', 'region', 'sourceRegion', 'rule',
-  'rollbackOf', 'reviewId', 'by', 'reason', 'clock', 'detected', 'upserts', 'deletes', 'before', 'storeSeq', 'prevHash', 'hash'
+  'rollbackOf', 'reviewId', 'by', 'reason', 'clock', 'detected', 'upserts', 'deletes', 'before', 'stored', 'storeSeq', 'prevHash', 'hash'
 ] as const
 
 const KNOWN = new Set<string>(FIELD_ORDER)

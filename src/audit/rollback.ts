@@ -22,7 +22,7 @@ import { hexOf } from '../util/bytes.ts'
 import type { AuditLog } from './audit-log.ts'
 import { applyFixOnce } from './apply-fix.ts'
 import { withFixLock } from './fix-lock.ts'
-import { afterImages, beforeImages, differing, fixKeys } from './fix-rows.ts'
+import { beforeImages, differing, fixKeys, leftImages } from './fix-rows.ts'
 import { tick, type VectorClock } from './vector-clock.ts'
 
 /** Keys named in a conflict message. */
@@ -84,7 +84,8 @@ export async function rollbackFix (init: RollbackInit): Promise<RollbackReport> 
     if (before === undefined) throw new RollbackUnavailableError(fixId)
 
     const current = await store.get(keys, { signal })
-    const changed = differing(current, afterImages(intent))
+    // what the fix left: its upserts, or where the store kept one otherwise, the row as stored
+    const changed = differing(current, leftImages(intent, commit))
     if (changed.length > 0 && init.force !== true) {
       throw new RollbackConflictError(fixId, changed.length, keys.length, changed.slice(0, CONFLICT_SAMPLE).map(i => hexOf(keys[i]!)))
     }

@@ -9,7 +9,7 @@
 import type { RowCodec } from '../digest/row-codec.ts'
 import { FIX_ORIGIN, type ReplicaStore } from '../stores/replica-store.ts'
 import type { AuditEntry, AuditLog } from './audit-log.ts'
-import { afterImages, beforeImages, differing, fixIdentity, fixKeys, mergedBefore, sameRow } from './fix-rows.ts'
+import { afterImages, beforeImages, differing, fixIdentity, fixKeys, mergedBefore, sameRow, storedOf } from './fix-rows.ts'
 
 export type Settlement = 'committed' | 'aborted' | 'finished' | 'pending'
 
@@ -61,6 +61,6 @@ export async function settleFix (init: SettleInit): Promise<Settled> {
   if (!init.finish) return { outcome: 'pending', rows }
   const applied = await store.apply({ upserts: intent.upserts ?? [], deletes: intent.deletes ?? [], origin: FIX_ORIGIN }, { signal })
   // once written, the commit is appended whatever the signal says: a fix is never left half-recorded
-  const entry = await audit.append({ ...common, kind: 'commit', before: mergedBefore(before, after, applied.before), storeSeq: applied.seq, reason: init.reasons.finished })
+  const entry = await audit.append({ ...common, kind: 'commit', before: mergedBefore(before, after, applied.before), ...storedOf(applied), storeSeq: applied.seq, reason: init.reasons.finished })
   return { outcome: 'finished', entry, rows }
 }

@@ -27,6 +27,8 @@ export interface StoreKit {
   store: ReplicaStore
   /** A write by another application, not through converge. */
   writeBehind: (upserts: Uint8Array[], deletes: Uint8Array[]) => Promise<void>
+  /** The PostgreSQL database's connection string (postgres only). */
+  url?: string
   cleanup: () => Promise<void>
 }
 
@@ -53,6 +55,7 @@ export async function openStore (kind: StoreKind): Promise<StoreKit> {
     kit = {
       store,
       writeBehind: async (upserts, deletes) => { await other.apply({ upserts, deletes }) },
+      url: db.url,
       cleanup: async () => { await other.close(); await store.close(); await db.drop() }
     }
   }

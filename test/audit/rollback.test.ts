@@ -4,6 +4,8 @@ import { recoverPendingFixes } from '../../src/audit/recovery.ts'
 import { rollbackFix, type RollbackInit } from '../../src/audit/rollback.ts'
 import type { VectorClock } from '../../src/audit/vector-clock.ts'
 import { codec, crashAfterIntent, entries, hex, key, openAudit, openStore, plan, row, rowsOf, type AuditKit, type StoreKind, type StoreKit } from './fixtures.ts'
+import { order } from '../helpers/datasets.ts'
+import { sql } from '../helpers/postgres.ts'
 
 describe.each<StoreKind>(['level', 'postgres'])('rolling back a fix, against a real %s store', kind => {
   let kit: AuditKit
@@ -217,5 +219,46 @@ describe('a fix whose store write fails', () => {
     await expect(applyFixOnce({ audit: kit.audit, store, fix })).rejects.toThrow('connection reset')
     expect((await kit.audit.fixOf(fix.fixId))?.commit).toMatchObject({ reason: 'applied, though the store reported: connection reset' })
     expect((await applyFixOnce({ audit: kit.audit, store, fix })).applied).toBe(false)
+  })
+})
+
+describe('rolling back a fix whose rows the store keeps otherwise than written (a PostgreSQL trigger)', () => {
+  let kit: AuditKit
+  let s: StoreKit
+  let clock: VectorClock
+  beforeEach(async () => {
+    kit = await openAudit()
+    s = await openStore('postgres')
+    clock = { b: 10 }
+    // every row written gets its status in capitals: a fix's rows are not stored as written
+    await sql(s.url!, `CREATE FUNCTION shout() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.status := upper(NEW.status); RETURN NEW; END $$;
+      CREATE TRIGGER shout BEFORE INSERT OR UPDATE ON public.orders FOR EACH ROW EXECUTE FUNCTION shout()`)
+  })
+  afterEach(async () => {
+    await s.cleanup()
+    await kit.cleanup()
+  })
+  const rollback = async (fixId: string) => await rollbackFix({
+    audit: kit.audit, store: s.store, codec, region: 'b', clock: () => clock, setClock: async c => { clock = c }, fixId, by: 'alice'
+  })
+  const shouted = (id: number, version = 0): string => hex(codec.encodeRow({ ...order(id, version), status: String(order(id, version).status).toUpperCase() }))
+
+  it('records the rows as stored on the commit, and rolls back without force while nothing wrote them since', async () => {
+    const fix = plan()
+    const done = await applyFixOnce({ audit: kit.audit, store: s.store, fix })
+    expect(await rowsOf(s.store, [1, 2, 11])).toEqual([shouted(1, 1), null, shouted(11)])
+    expect(done.commit.stored?.map(([index, row]) => [index, hex(row)])).toEqual([[0, shouted(1, 1)], [1, shouted(11)]])
+    // before: the rows differed from the fix's upserts, and the rollback took that for a later write (CONVERGE_ROLLBACK_CONFLICT)
+    const report = await rollback(fix.fixId)
+    expect(report).toMatchObject({ rollbackOf: fix.fixId, upserts: 2, deletes: 1, overwritten: 0 })
+    // the before-images, as the trigger stores them in turn
+    expect(await rowsOf(s.store, [1, 2, 11])).toEqual([shouted(1), shouted(2), null])
+  })
+
+  it('still refuses a rollback over a row written after the fix', async () => {
+    const fix = plan()
+    await applyFixOnce({ audit: kit.audit, store: s.store, fix })
+    await s.writeBehind([row(1, 5)], [])
+    await expect(rollback(fix.fixId)).rejects.toMatchObject({ code: 'CONVERGE_ROLLBACK_CONFLICT' })
   })
 })
