@@ -44,15 +44,15 @@ export interface RegionStore {
   pg?: { url: string, database: string }
 }
 
-/** Opens the store for reading or writing from this process. */
-export async function openStore (s: RegionStore): Promise<ReplicaStore> {
+/** Opens the store for reading or writing from this process; `readOnly` for checks that must change nothing (no capture set up, no change log trimmed). */
+export async function openStore (s: RegionStore, options: { readOnly?: boolean } = {}): Promise<ReplicaStore> {
   const store = await createStore(s.config, s.dataset.codec)
-  await store.open()
+  await store.open(options)
   return store
 }
 
-export async function withStore<T> (s: RegionStore, fn: (store: ReplicaStore) => Promise<T>): Promise<T> {
-  const store = await openStore(s)
+export async function withStore<T> (s: RegionStore, fn: (store: ReplicaStore) => Promise<T>, options: { readOnly?: boolean } = {}): Promise<T> {
+  const store = await openStore(s, options)
   try { return await fn(store) } finally { await store.close() }
 }
 

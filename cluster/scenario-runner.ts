@@ -273,12 +273,13 @@ export async function runScenario (scenario: Scenario, options: RunOptions): Pro
     const rowsChecks: Record<string, unknown> = {}
     for (const model of models) {
       const source = storeOf(primary, model.name)
-      const sourceStore = await openStore(source)
+      // the end checks only read: they see the stores as the agents left them and change nothing
+      const sourceStore = await openStore(source, { readOnly: true })
       try {
         const sourcePrint = await fingerprint(sourceStore)
         rowsChecks[model.name] = { sourceRows: sourcePrint.length }
         for (const r of scenario.regions.filter(x => x.name !== primary)) {
-          const replica = await openStore(storeOf(r.name, model.name))
+          const replica = await openStore(storeOf(r.name, model.name), { readOnly: true })
           try {
             const diff = await compareStores({ store: sourceStore, print: sourcePrint }, { store: replica, print: await fingerprint(replica) }, model)
             checks.push({
@@ -303,7 +304,7 @@ export async function runScenario (scenario: Scenario, options: RunOptions): Pro
 
     if (load !== undefined && scenario.load !== undefined) {
       const model = modelOf(scenario.load.dataset)
-      const lost = await withStore(storeOf(scenario.load.region, model.name), async store => await load!.lostRows(store))
+      const lost = await withStore(storeOf(scenario.load.region, model.name), async store => await load!.lostRows(store), { readOnly: true })
       checks.push({
         name: `no live-load rows lost: ${scenario.load.region}/${model.name}`,
         passed: lost.length === 0 && load.stats.rowsWritten > 0,
