@@ -30,7 +30,7 @@ import type { ReviewItem, ReviewQueue } from '../review/review-queue.ts'
 import type { ReplicaStore, RewrittenRow } from '../stores/replica-store.ts'
 import type { NarrowingResult } from '../sync/narrowing.ts'
 import type { RowBudget } from './resilience.ts'
-import { hexOf, latin1Of, sameBytes } from '../util/bytes.ts'
+import { bytesOfLatin1, hexOf, latin1Of, sameBytes } from '../util/bytes.ts'
 
 export interface FixContext {
   correlationId: string
@@ -120,14 +120,19 @@ export class Repairer {
    * trigger that sets a column, a column type that rounds or cuts), with the
    * source's row that fix wrote. Writing that row again would change nothing
    * but the store's timestamp: it is not fixed again until the source's row
-   * changes. Kept in memory: after a restart each is written once more.
+   * changes. Kept in the agent's LevelDB too (`rewritten:<dataset>`, key →
+   * the source's row), so a restart does not write them all once more.
    */
   private readonly rewrites = new Map<string, Uint8Array>()
+  private readonly rewrittenDb: ByteSublevel
+  /** Changes to `rewrites` not yet written to rewrittenDb (flushRewrites). */
+  private rewriteOps: Array<{ type: 'put', key: Uint8Array, value: Uint8Array } | { type: 'del', key: Uint8Array }> = []
   lastDecision: LastDecision | undefined
 
   constructor (init: RepairerInit) {
     this.init = init
     this.held = init.state.sublevel(`held:${init.config.name}`)
+    this.rewrittenDb = init.state.sublevel(`rewritten:${init.config.name}`)
   }
 
   get heldCount (): number { return this.heldKeys.size }
@@ -163,14 +168,26 @@ export class Repairer {
 
   async open (): Promise<void> {
     for await (const key of this.held.keys()) this.heldKeys.add(dec.decode(key))
+    for await (const [key, sourceRow] of this.rewrittenDb.iterator()) {
+      if (this.rewrites.size >= MAX_REWRITTEN_KEYS) break
+      this.rewrites.set(latin1Of(key), sourceRow)
+    }
   }
 
   /** Decides on one difference and carries the decision out. */
   async handle (diff: NarrowingResult, ctx: FixContext): Promise<RepairOutcome> {
-    const { config } = this.init
     const view = this.init.view()
-    const { codec } = view
     const { rows, rewritten } = this.withoutRewritten(await this.driftRows(diff, view, ctx.signal))
+    try {
+      return await this.decideAndCarryOut(diff, rows, rewritten, ctx, view)
+    } finally {
+      await this.flushRewrites(ctx.log)
+    }
+  }
+
+  private async decideAndCarryOut (diff: NarrowingResult, rows: DriftRow[], rewritten: number, ctx: FixContext, view: RepairView): Promise<RepairOutcome> {
+    const { config } = this.init
+    const { codec } = view
     const place = ctx.partition ?? ''
     const decision = decide({
       codec,
@@ -228,6 +245,14 @@ export class Repairer {
     /** The view the fixes' rows are encoded for; the current one when not given. */
     view?: RepairView
   }): Promise<{ fixIds: string[], rowsUpserted: number, rowsDeleted: number, indexed: boolean }> {
+    try {
+      return await this.applyEach(fixes, meta)
+    } finally {
+      await this.flushRewrites(meta.log)
+    }
+  }
+
+  private async applyEach (fixes: readonly PlannedFix[], meta: Parameters<Repairer['applyFixes']>[1]): Promise<{ fixIds: string[], rowsUpserted: number, rowsDeleted: number, indexed: boolean }> {
     const out = { fixIds: [] as string[], rowsUpserted: 0, rowsDeleted: 0, indexed: true }
     const view = meta.view ?? this.init.view()
     if (fixes.length > 0) await this.settleLeftovers(meta.signal)
@@ -286,11 +311,12 @@ export class Repairer {
       const id = latin1Of(keys[index]!)
       this.rewrites.delete(id)
       this.rewrites.set(id, fix.upserts[index]!)
+      this.rewriteOps.push({ type: 'put', key: keys[index]!, value: fix.upserts[index]! })
       upserts[index] = row
       const written = codec.decodeValues(fix.upserts[index]!)
       codec.decodeValues(row).forEach((v, i) => { if (!sameValue(v, written[i]!)) columns.add(codec.columns[i]!.name) })
     }
-    for (const id of this.rewrites.keys()) { if (this.rewrites.size <= MAX_REWRITTEN_KEYS) break; this.rewrites.delete(id) }
+    for (const id of this.rewrites.keys()) { if (this.rewrites.size <= MAX_REWRITTEN_KEYS) break; this.forgetRewrite(id) }
     log.warn({ rows: rewritten.length, columns: [...columns], example: hexOf(keys[rewritten[0]!.index]!) },
       'the store changed rows of a fix as they were written (a trigger, or a column type that rounds or cuts): they stay apart from the source, and are not written again until the source changes them')
     return { ...fix, upserts }
@@ -305,10 +331,28 @@ export class Repairer {
       const written = this.rewrites.get(id)
       if (written !== undefined && row.sot !== undefined && sameBytes(written, row.sot)) continue
       // the source's row moved on (or is gone): it is written again
-      if (written !== undefined) this.rewrites.delete(id)
+      if (written !== undefined) this.forgetRewrite(id)
       kept.push(row)
     }
     return { rows: kept, rewritten: rows.length - kept.length }
+  }
+
+  private forgetRewrite (id: string): void {
+    this.rewrites.delete(id)
+    this.rewriteOps.push({ type: 'del', key: bytesOfLatin1(id) })
+  }
+
+  /**
+   * Writes the changes to `rewrites` since the last call to the agent's
+   * LevelDB. A failure costs no correctness: a key not remembered is written
+   * once more, a key remembered too long is written again once its source
+   * row changes.
+   */
+  private async flushRewrites (log: Logger): Promise<void> {
+    if (this.rewriteOps.length === 0) return
+    const ops = this.rewriteOps
+    this.rewriteOps = []
+    await this.rewrittenDb.batch(ops).catch((err: Error) => { log.warn({ err: err.message }, 'could not keep the keys a store rewrote; after a restart they are written once more') })
   }
 
   /** A fix's before-images from the rows seen while planning it, when every key of it was seen; else none (they are read). */

@@ -54,11 +54,25 @@ describe('a replica whose store rewrites the rows a fix writes (PostgreSQL trigg
     expect((await sql(pair.replicaDb.url, "SELECT count(DISTINCT xid)::int AS n FROM converge.changes WHERE origin = 'converge'")).rows[0].n).toBe(1)
   })
 
+  it('remembers those rows across a restart: the restarted agent does not write them again', async () => {
+    const before = await rows(pair.replicaDb.url)
+    const replica = (await pair.restartReplica()).datasets.get('items')!
+    await waitFor('a sync of the restarted replica', () => replica.counters.syncs > 0 && replica.status().state === 'held', 30_000, 50, () => replica.status())
+    await new Promise(resolve => setTimeout(resolve, 1500))
+    expect((replica.status() as { policy: { rewrittenKeys: number } }).policy.rewrittenKeys).toBe(5)
+    expect(replica.counters.fixes).toBe(0)
+    // no second write: the trigger would have set new times
+    expect(await rows(pair.replicaDb.url)).toEqual(before)
+    expect((await sql(pair.replicaDb.url, "SELECT count(DISTINCT xid)::int AS n FROM converge.changes WHERE origin = 'converge'")).rows[0].n).toBe(1)
+  })
+
   it('converges once the trigger is gone and the source changes the rows again', async () => {
     await sql(pair.replicaDb.url, 'DROP TRIGGER touch ON public.items')
     await sql(pair.sotDb.url, "UPDATE public.items SET name = 'renamed again' WHERE id <= 5")
     await waitFor('level', pair.level, 30_000)
     expect(await rows(pair.replicaDb.url)).toEqual(await rows(pair.sotDb.url))
     expect(pair.replica.datasets.get('items')!.status().state).toBe('in-sync')
+    // rewritten as the source has them now: nothing is remembered as rewritten any more
+    expect((pair.replica.datasets.get('items')!.status() as { policy: { rewrittenKeys: number } }).policy.rewrittenKeys).toBe(0)
   })
 })

@@ -53,6 +53,14 @@ export async function startAgent (config: ConfigInput): Promise<Agent> {
   return agent
 }
 
+/** Stops an agent and starts a new one on its config (its data dir, stores and listen addresses as configured). */
+export async function restartAgent (agent: Agent): Promise<Agent> {
+  await agent.stop()
+  const again = new Agent({ config: agent.config, logger: testLogger(agent.config.region) })
+  await again.start()
+  return again
+}
+
 /** Polls `check` until it holds; on timeout the error says what was awaited and, with `detail`, what was seen instead. */
 export async function waitFor (what: string, check: () => boolean | Promise<boolean>, timeoutMs = 60_000, everyMs = 50, detail?: () => unknown): Promise<void> {
   const deadline = Date.now() + timeoutMs

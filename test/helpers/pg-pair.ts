@@ -5,7 +5,7 @@
  */
 import type { Agent } from '../../src/agent/agent.ts'
 import type { ConfigInput } from '../../src/config/schema.ts'
-import { agentConfig, startAgent, tempDir } from './agents.ts'
+import { agentConfig, restartAgent, startAgent, tempDir } from './agents.ts'
 import { createDatabase } from './postgres.ts'
 
 type Database = Awaited<ReturnType<typeof createDatabase>>
@@ -17,6 +17,8 @@ export interface PgPair {
   replica: Agent
   /** Whether the replica's index root is the source's. */
   level: () => boolean
+  /** Stops the replica's agent and starts it again on the same config, data dir and database. */
+  restartReplica: () => Promise<Agent>
   /** Stops both agents, drops both databases and the agents' directory. */
   stop: () => Promise<void>
 }
@@ -49,11 +51,17 @@ export async function startPgPair (options: {
     })
     const sot = await startAgent(config('sot', sotDb.url, []))
     agents.push(sot)
-    const replica = await startAgent(config('replica', replicaDb.url, [{ region: 'sot', address: sot.listenAddresses[0]! }]))
+    let replica = await startAgent(config('replica', replicaDb.url, [{ region: 'sot', address: sot.listenAddresses[0]! }]))
     agents.push(replica)
     const root = (a: Agent) => a.datasets.get(options.dataset)!.index.tree.root
     const level = (): boolean => root(replica).sum === root(sot).sum && root(replica).count === root(sot).count
-    return { sotDb, replicaDb, sot, replica, level, stop }
+    const restartReplica = async (): Promise<Agent> => {
+      agents.splice(agents.indexOf(replica), 1)
+      replica = await restartAgent(replica)
+      agents.push(replica)
+      return replica
+    }
+    return { sotDb, replicaDb, sot, get replica () { return replica }, level, restartReplica, stop }
   } catch (err) {
     await stop()
     throw err
