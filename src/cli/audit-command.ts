@@ -197,6 +197,7 @@ function tableRow (e: AuditEntry): string[] {
     e.rollbackOf === undefined ? undefined : `rolls back ${e.rollbackOf}`,
     e.by === undefined || e.by === 'converge' ? undefined : `by ${e.by}`,
     e.partition === undefined ? undefined : `partition ${e.partition}`,
+    e.stored === undefined || e.stored.length === 0 ? undefined : `${e.stored.length} stored otherwise than written`,
     e.reason
   ].filter(s => s !== undefined).join('; ')
   return [String(e.seq), new Date(e.at).toISOString(), e.kind, e.dataset, e.fixId, e.correlationId, rows === undefined ? '-' : String(rows), note]

@@ -73,6 +73,27 @@ describe('converge audit (real child processes)', () => {
     expect([none.code, none.stdout]).toEqual([0, 'no matching audit entries\n'])
   })
 
+  it('notes on a commit how many of its rows the store kept otherwise than written', async () => {
+    const other = join(dir.path, 'rewritten')
+    await mkdir(other, { recursive: true })
+    const state = new StateDb(join(other, 'state'))
+    await state.open()
+    const fix = plan({ upserts: [row(7, 1), row(8, 1)], deletes: [] })
+    try {
+      const audit = new AuditLog(state)
+      await audit.open()
+      await crashAfterIntent(audit, s.store, fix)
+      await audit.append({ ...fix, kind: 'commit', stored: [[1, row(8, 2)]] })
+    } finally {
+      await state.close()
+    }
+    const r = await converge(['audit', '--data-dir', other, '--kind', 'commit'])
+    expect(r.code).toBe(0)
+    expect(r.stdout.trimEnd().split('\n')[1]).toMatch(new RegExp(`commit\\s+orders\\s+${fix.fixId}\\s+\\S+\\s+2\\s+1 stored otherwise than written$`))
+    const json = JSON.parse((await converge(['audit', '--data-dir', other, '--kind', 'commit', '--json'])).stdout) as { stored: Array<[number, string]> }
+    expect(json.stored).toEqual([[1, hex(row(8, 2))]])
+  })
+
   it('prints JSON lines', async () => {
     const r = await converge(['audit', '--data-dir', dataDir, '--fix', fixIds[0]!, '--json'])
     expect(r.code).toBe(0)
