@@ -1,9 +1,9 @@
 /**
  * COPY text lines straight to canonical rows, for the common columns: a
  * PostgreSQL int2/int4/int8 read as an `integer` column, a column read as its
- * text (text, varchar, char, name, uuid) as a `string` column, a numeric as a
- * `decimal` column, and a timestamptz, timestamp or date as a `timestamp`
- * column.
+ * text (text, varchar, char, name, uuid) as a `string` column, a `json` as a
+ * `json` column that keeps its text, a numeric as a `decimal` column, and a
+ * timestamptz, timestamp or date as a `timestamp` column.
  *
  * Why: the general way (pg-copy.ts decoders, then RowCodec normalization and
  * packValues) makes a string per field, an array per row and runs a
@@ -14,7 +14,8 @@
  * The bytes are the same as the general way's by construction: an integer is
  * the value parseInt (int2, int4) or RowCodec's integer normalization (int8,
  * below 2^53) gives; a text field of ASCII bytes with no COPY escape is the
- * string the decoder would give, and its UTF-8 bytes are the line's bytes; a
+ * string the decoder would give, and its UTF-8 bytes are the line's bytes (for
+ * a json column kept as text, the text RowCodec keeps as it is); a
  * numeric's text without leading zeros is RowCodec's canonical decimal once
  * trailing fraction zeros (and a lone minus on zero) are cut; a timestamp of
  * a year from 1000 to 9999 in ISO style is the milliseconds the store's
@@ -29,7 +30,7 @@
  */
 import { CanonicalWriter } from '../digest/canonical-writer.ts'
 import type { RowCodec } from '../digest/row-codec.ts'
-import { BACKSLASH, DATE_OID, INT2_OID, INT4_OID, INT8_OID, LETTER_N, MINUS, NEWLINE, NUMERIC_OID, TAB, TIMESTAMP_OID, TIMESTAMPTZ_OID, ZERO } from './pg-copy.ts'
+import { BACKSLASH, DATE_OID, INT2_OID, INT4_OID, INT8_OID, JSON_OID, LETTER_N, MINUS, NEWLINE, NUMERIC_OID, TAB, TIMESTAMP_OID, TIMESTAMPTZ_OID, ZERO } from './pg-copy.ts'
 import type { StoredRow } from './replica-store.ts'
 
 const INT_OIDS = new Set([INT2_OID, INT4_OID, INT8_OID])
@@ -62,6 +63,8 @@ export function canonicalLineEncoder (columns: CanonicalColumns): ((line: Buffer
     const oid = columns.oids[i]!
     if (type === 'integer' && INT_OIDS.has(oid)) kinds.push('integer')
     else if (type === 'string' && columns.readAsText[i] === true) kinds.push('text')
+    // a json column that keeps its text: its value is the text PostgreSQL prints, which json's input already checked is JSON
+    else if (type === 'json' && codec.columns[i]!.keepText === true && oid === JSON_OID) kinds.push('text')
     // numeric's parser is the identity (pg leaves it text), so RowCodec reads its text as the decimal
     else if (type === 'decimal' && oid === NUMERIC_OID && columns.readAsText[i] === true) kinds.push('decimal')
     else if (type === 'timestamp' && TIME_KINDS.has(oid)) kinds.push(TIME_KINDS.get(oid)!)

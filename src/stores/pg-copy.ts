@@ -47,6 +47,8 @@ export const NUMERIC_OID = 1700
 export const DATE_OID = 1082
 export const TIMESTAMP_OID = 1114
 export const TIMESTAMPTZ_OID = 1184
+/** json (not jsonb): PostgreSQL keeps and prints its text as written. */
+export const JSON_OID = 114
 
 /** Undoes COPY's text escapes (`\\`, `\t`, `\n`, …, octal `\ooo`, hex `\xhh`, any other `\c` as `c`) at the byte level. */
 function unescapeField (line: Buffer, start: number, end: number): Buffer {
