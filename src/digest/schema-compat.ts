@@ -31,9 +31,12 @@
  *
  *     integer < float < decimal        string, boolean, timestamp, json, bytes: only themselves
  *
- * (a timestamp of one precision only with the same precision: ms or us; a
- * decimal that keeps its scale only with one that does; a json column that
- * keeps its text only with one that does)
+ * (a timestamp of one precision only with the same precision: ms or us.) A
+ * form of the values kept on one side only, a decimal's scale or a JSON
+ * text, is given up in P: compared by value (10.50 as 10.5) or by data (keys
+ * sorted), which the kept form determines; the side that keeps it projects
+ * its values so, and takes P's back as they are (10.5 and sorted JSON are
+ * values of its form too).
  *
  * Widening a value is exact or a RowEncodingError: an integer beyond 2^53 that
  * no float holds exactly, a NaN or infinite float as a decimal. A float
@@ -85,6 +88,11 @@ function precisionOf (col: ColumnSpec): string { return col.precision ?? 'ms' }
 
 /** A decimal column's scale rule, in words. */
 function scaleOf (col: ColumnSpec): string { return col.keepScale === true ? 'keeps its decimals\' scale (keepScale)' : 'drops trailing fraction zeros' }
+
+/** Whether `from` keeps a form of its values (a decimal's scale, a JSON text) that `to` does not. */
+function givesUpForm (from: ColumnSpec, to: ColumnSpec): boolean {
+  return (from.keepScale === true && to.keepScale !== true) || (from.keepText === true && to.keepText !== true)
+}
 
 /** A json column's rule, in words. */
 function jsonTextOf (col: ColumnSpec): string { return col.keepText === true ? 'keeps its JSON text as written (keepText)' : 'compares JSON with its keys sorted' }
@@ -194,22 +202,18 @@ function compareRenamed (local: DatasetSchema, source: DatasetSchema, notes: str
       reasons.push(`column "${s.name}": local ${precisionOf(l)} timestamps, source ${precisionOf(s)}; declare the same precision on both sides`)
       continue
     }
-    if ((l.keepScale === true) !== (s.keepScale === true)) {
-      // 10.50 and 10.5 would digest apart on one side and alike on the other: rows would never agree
-      reasons.push(`column "${s.name}": the local column ${scaleOf(l)}, the source's ${scaleOf(s)}; declare keepScale the same on both sides`)
-      continue
-    }
-    if ((l.keepText === true) !== (s.keepText === true)) {
-      // {"b":1,"a":2} and {"a":2,"b":1} would digest apart on one side and alike on the other
-      reasons.push(`column "${s.name}": the local column ${jsonTextOf(l)}, the source's ${jsonTextOf(s)}; declare keepText the same on both sides`)
-      continue
-    }
+    // a form one side keeps and the other cannot (a numeric(12,2) against an unconstrained numeric, jsonb against json):
+    // compared in the form both have, the value (10.50 as 10.5) or the data (keys sorted), which the kept form determines
+    const keepScale = l.keepScale === true && s.keepScale === true
+    if ((l.keepScale === true) !== (s.keepScale === true)) notes.push(`column "${s.name}": the local column ${scaleOf(l)}, the source's ${scaleOf(s)}: compared by value, 10.50 as 10.5`)
+    const keepText = l.keepText === true && s.keepText === true
+    if ((l.keepText === true) !== (s.keepText === true)) notes.push(`column "${s.name}": the local column ${jsonTextOf(l)}, the source's ${jsonTextOf(s)}: compared by its data, keys sorted`)
     if (l.type !== s.type) notes.push(`column "${s.name}": local ${l.type}, source ${s.type}: compared as ${type}`)
     const ln = isNullable(local, l)
     const sn = isNullable(source, s)
     if (sn && !ln) notes.push(`column "${s.name}": nullable at the source only: a source row with NULL there cannot be applied locally`)
     if (ln && !sn) notes.push(`column "${s.name}": nullable locally only`)
-    const spec: ColumnSpec = { name: s.name, type, ...(s.precision === 'us' ? { precision: 'us' as const } : {}), ...(s.keepScale === true ? { keepScale: true } : {}), ...(s.keepText === true ? { keepText: true } : {}) }
+    const spec: ColumnSpec = { name: s.name, type, ...(s.precision === 'us' ? { precision: 'us' as const } : {}), ...(keepScale ? { keepScale: true } : {}), ...(keepText ? { keepText: true } : {}) }
     // spelled out only when not the default, so P of two default-nullability schemas reads like the source's
     if ((ln || sn) !== !source.primaryKey.includes(s.name)) spec.nullable = ln || sn
     columns.push(spec)
@@ -321,8 +325,9 @@ export class Projection {
       const f = from.columns[j]!
       if (widerType(f.type, p.type) !== p.type) problems.push(`column "${p.name}": ${f.type} does not widen to ${p.type}`)
       else if (f.type === 'timestamp' && precisionOf(f) !== precisionOf(p)) problems.push(`column "${p.name}": ${precisionOf(f)} timestamps here, ${precisionOf(p)} in the comparison schema`)
-      else if ((f.keepScale === true) !== (p.keepScale === true)) problems.push(`column "${p.name}": here it ${scaleOf(f)}, in the comparison schema it ${scaleOf(p)}`)
-      else if ((f.keepText === true) !== (p.keepText === true)) problems.push(`column "${p.name}": here it ${jsonTextOf(f)}, in the comparison schema it ${jsonTextOf(p)}`)
+      // a kept form is given up towards the comparison schema, never made up
+      else if (p.keepScale === true && f.keepScale !== true) problems.push(`column "${p.name}": here it ${scaleOf(f)}, in the comparison schema it ${scaleOf(p)}`)
+      else if (p.keepText === true && f.keepText !== true) problems.push(`column "${p.name}": here it ${jsonTextOf(f)}, in the comparison schema it ${jsonTextOf(p)}`)
       sources.push(j)
     }
     const key = from.primaryKey.map(n => renamed(renames, n))
@@ -341,7 +346,7 @@ export class Projection {
     sources.forEach((j, i) => { targets[j] = i })
     this.targets = targets
     this.identity = sources.length === from.columns.length &&
-      sources.every((j, i) => j === i && from.columns[j]!.type === shape.columns[i]!.type)
+      sources.every((j, i) => j === i && from.columns[j]!.type === shape.columns[i]!.type && !givesUpForm(from.columns[j]!, shape.columns[i]!))
     // embedding passes P's NULLs through unchecked, so it is the identity only if `from` accepts every one
     this.embedIdentity = this.identity &&
       shape.columns.every((p, i) => !isNullable(shape, p) || isNullable(from, from.columns[i]!))
@@ -354,7 +359,9 @@ export class Projection {
     const from = this.from.columns
     return packValues(this.shape.columns.map((p, i) => {
       const j = this.sources[i]!
-      return widenValue(from[j]!.type, p.type, values[j] ?? null, p.name)
+      const v = widenValue(from[j]!.type, p.type, values[j] ?? null, p.name)
+      // a kept form the comparison schema does not have: the value (10.50 as 10.5), the data (keys sorted)
+      return givesUpForm(from[j]!, p) && v !== null ? normalizeValue(p.type, v, p.name, p) : v
     }))
   }
 

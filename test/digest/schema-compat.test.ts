@@ -69,21 +69,44 @@ describe('compareSchemas: compatible differences', () => {
     expect(() => new Projection(source, micros)).toThrow(/column "at": ms timestamps here, us in the comparison schema/)
   })
 
-  it('a decimal that keeps its scale is comparable only with one that does, and the reason says what to declare', () => {
+  it('a decimal that keeps its scale against one that does not: compared by value, each side\'s rows projected so', () => {
     const kept = variant(s => { s.columns.find(c => c.name === 'amount')!.keepScale = true })
-    expect(reasonsOf(compareSchemas(kept, source))).toEqual(['column "amount": the local column keeps its decimals\' scale (keepScale), the source\'s drops trailing fraction zeros; declare keepScale the same on both sides'])
-    expect(reasonsOf(compareSchemas(source, kept))).toEqual(['column "amount": the local column drops trailing fraction zeros, the source\'s keeps its decimals\' scale (keepScale); declare keepScale the same on both sides'])
+    for (const [local, remote, note] of [
+      [kept, source, 'column "amount": the local column keeps its decimals\' scale (keepScale), the source\'s drops trailing fraction zeros: compared by value, 10.50 as 10.5'],
+      [source, kept, 'column "amount": the local column drops trailing fraction zeros, the source\'s keeps its decimals\' scale (keepScale): compared by value, 10.50 as 10.5']
+    ] as const) {
+      const r = compatible(compareSchemas(local, remote))
+      expect(r.identical).toBe(false)
+      expect(r.notes).toContain(note)
+      expect(column(r.shape, 'amount').keepScale).toBeUndefined()
+    }
+    const shape = compatible(compareSchemas(kept, source)).shape
+    // the side that keeps the scale gives it up towards P; P's rows embed back unchanged
+    const row = { region: 'eu', id: 1, amount: '10.50', qty: 2, note: 'n', at: 1000, synced_at: 2000 }
+    const keptCodec = new RowCodec(kept)
+    const projection = new Projection(kept, shape)
+    expect(projection.identity).toBe(false)
+    const projected = projection.project(keptCodec.encodeRow(row))
+    expect(hex(projected)).toBe(hex(new RowCodec(shape).encodeRow({ ...row, amount: '10.5' })))
+    expect(hex(projection.embed(projected))).toBe(hex(keptCodec.encodeRow({ ...row, amount: '10.5' })))
+    // the same scale on both sides: identical, and P keeps it
     const same = compatible(compareSchemas(structuredClone(kept), kept))
     expect(same.identical).toBe(true)
     expect(column(same.shape, 'amount').keepScale).toBe(true)
+    // a comparison schema that keeps a scale this side does not have cannot be served
     expect(() => new Projection(source, kept)).toThrow(/column "amount": here it drops trailing fraction zeros, in the comparison schema it keeps its decimals' scale/)
   })
 
-  it('a json column that keeps its text is comparable only with one that does, and the reason says what to declare', () => {
+  it('a json column that keeps its text against one that does not (json against jsonb): compared by its data, keys sorted', () => {
     const withDoc = variant(s => { s.columns.push({ name: 'doc', type: 'json', nullable: true }) })
     const kept: DatasetSchema = { ...withDoc, columns: withDoc.columns.map(c => c.name === 'doc' ? { ...c, keepText: true } : c) }
-    expect(reasonsOf(compareSchemas(kept, withDoc))).toEqual(['column "doc": the local column keeps its JSON text as written (keepText), the source\'s compares JSON with its keys sorted; declare keepText the same on both sides'])
-    expect(reasonsOf(compareSchemas(withDoc, kept))).toEqual(['column "doc": the local column compares JSON with its keys sorted, the source\'s keeps its JSON text as written (keepText); declare keepText the same on both sides'])
+    const r = compatible(compareSchemas(kept, withDoc))
+    expect(r.notes).toContain('column "doc": the local column keeps its JSON text as written (keepText), the source\'s compares JSON with its keys sorted: compared by its data, keys sorted')
+    expect(compatible(compareSchemas(withDoc, kept)).notes).toContain('column "doc": the local column compares JSON with its keys sorted, the source\'s keeps its JSON text as written (keepText): compared by its data, keys sorted')
+    expect(column(r.shape, 'doc').keepText).toBeUndefined()
+    const row = { region: 'eu', id: 1, amount: '1', qty: 2, note: 'n', at: 1000, synced_at: 2000, doc: '{"b": 1, "a": 2}' }
+    const projection = new Projection(kept, r.shape)
+    expect(hex(projection.project(new RowCodec(kept).encodeRow(row)))).toBe(hex(new RowCodec(r.shape).encodeRow({ ...row, doc: '{"a":2,"b":1}' })))
     const same = compatible(compareSchemas(structuredClone(kept), kept))
     expect(same.identical).toBe(true)
     expect(column(same.shape, 'doc').keepText).toBe(true)
