@@ -63,6 +63,12 @@ export interface RollbackReport {
   rows: number
   /** Rows that had changed since the fix and were overwritten because of force (0 otherwise). */
   overwritten: number
+  /**
+   * Restored rows the store holds otherwise than their before-images (a
+   * trigger that sets a column, a column type that rounds): its commit
+   * records them as stored (AuditRecord.stored).
+   */
+  storedOtherwise: number
   storeSeq: number
 }
 
@@ -96,7 +102,7 @@ export async function rollbackFix (init: RollbackInit): Promise<RollbackReport> 
     const clock = tick(init.clock(), init.region)
     await init.setClock(clock)
     const correlationId = init.correlationId ?? randomUUID()
-    const { commit: done } = await applyFixOnce({
+    const { commit: done, rewritten } = await applyFixOnce({
       audit,
       store,
       signal,
@@ -126,6 +132,7 @@ export async function rollbackFix (init: RollbackInit): Promise<RollbackReport> 
       deletes: deletes.length,
       rows: upserts.length + deletes.length,
       overwritten: changed.length,
+      storedOtherwise: rewritten.length,
       storeSeq: done.storeSeq ?? 0
     }
   })

@@ -30,6 +30,19 @@ export function portOptions (cmd: Command, options: { defaultUrl?: boolean } = {
     .addOption(new Option('--token-file <file>', 'file holding a bearer token (default: the CONVERGE_TOKEN variable)').env('CONVERGE_TOKEN_FILE'))
 }
 
+/** What the status port answers for a rollback (RollbackReport, the fields said here). */
+export interface RollbackOutcome { fixId: string, rollbackOf: string, rows: number, overwritten?: number, storedOtherwise?: number }
+
+/** `converge rollback`'s line: the fixes, the rows, and what did not go back as it was. */
+export function rollbackLine (r: RollbackOutcome): string {
+  const notes = [
+    (r.overwritten ?? 0) > 0 ? `${r.overwritten} of them changed since the fix and overwritten (--force)` : undefined,
+    // the store's own doing (a trigger, a rounding column type): the audit records those rows as stored
+    (r.storedOtherwise ?? 0) > 0 ? `${r.storedOtherwise} stored otherwise than their before-images: the store changed them as they were written` : undefined
+  ].filter(n => n !== undefined)
+  return `fix ${r.rollbackOf} rolled back by fix ${r.fixId} (${r.rows} rows${notes.length === 0 ? '' : `; ${notes.join('; ')}`})`
+}
+
 export function registerReviewCommands (program: Command): void {
   portOptions(program.command('reviews'))
     .description('list fixes held for review')
@@ -87,8 +100,7 @@ export function registerReviewCommands (program: Command): void {
     .option('--force', 'roll back even though the rows changed since the fix')
     .addHelpText('after', '\nExample:\n  converge rollback 5b1e… --reason "restored the wrong snapshot"')
     .action(async (fix: string, opts: PortOptions & { reason: string, force?: boolean }) => {
-      const r = await callAgent<{ fixId: string, rollbackOf: string, rows: number }>(opts, `/fixes/${encodeURIComponent(fix)}/rollback`, { method: 'POST', body: { reason: opts.reason, force: opts.force === true } })
-      out(`fix ${r.rollbackOf} rolled back by fix ${r.fixId} (${r.rows} rows)`)
+      out(rollbackLine(await callAgent<RollbackOutcome>(opts, `/fixes/${encodeURIComponent(fix)}/rollback`, { method: 'POST', body: { reason: opts.reason, force: opts.force === true } })))
     })
 
   portOptions(program.command('reconcile'))

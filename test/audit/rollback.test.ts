@@ -91,7 +91,7 @@ describe.each<StoreKind>(['level', 'postgres'])('rolling back a fix, against a r
     const report = await rollback(fix.fixId)
 
     expect(await rowsOf(s.store, [1, 2, 11])).toEqual(original())
-    expect(report).toMatchObject({ rollbackOf: fix.fixId, dataset: 'orders', upserts: 2, deletes: 1, rows: 3, overwritten: 0 })
+    expect(report).toMatchObject({ rollbackOf: fix.fixId, dataset: 'orders', upserts: 2, deletes: 1, rows: 3, overwritten: 0, storedOtherwise: 0 })
     expect(report.keys.sort()).toEqual([hex(key(1)), hex(key(2)), hex(key(11))].sort())
     const done = await kit.audit.fixOf(report.fixId)
     expect(done?.intent).toMatchObject({ rule: 'rollback', rollbackOf: fix.fixId, by: 'alice', reason: 'wrong snapshot', region: 'b', correlationId: report.correlationId })
@@ -250,7 +250,9 @@ describe('rolling back a fix whose rows the store keeps otherwise than written (
     expect(done.commit.stored?.map(([index, row]) => [index, hex(row)])).toEqual([[0, shouted(1, 1)], [1, shouted(11)]])
     // before: the rows differed from the fix's upserts, and the rollback took that for a later write (CONVERGE_ROLLBACK_CONFLICT)
     const report = await rollback(fix.fixId)
-    expect(report).toMatchObject({ rollbackOf: fix.fixId, upserts: 2, deletes: 1, overwritten: 0 })
+    // the two before-images it wrote back are stored otherwise too (the trigger again): the report says so
+    expect(report).toMatchObject({ rollbackOf: fix.fixId, upserts: 2, deletes: 1, overwritten: 0, storedOtherwise: 2 })
+    expect((await kit.audit.fixOf(report.fixId))?.commit?.stored?.map(([index, row]) => [index, hex(row)])).toEqual([[0, shouted(1)], [1, shouted(2)]])
     // the before-images, as the trigger stores them in turn
     expect(await rowsOf(s.store, [1, 2, 11])).toEqual([shouted(1), shouted(2), null])
   })
