@@ -92,6 +92,8 @@ export interface ConvergenceResult {
   /** The median of the copies (by time). */
   copy: CopyRun
   copies: CopyRun[]
+  /** The server the regions' databases shared: its shared buffers and the databases' size (read after the copies). */
+  server: { sharedBuffers: string, databasesBytes: number }
 }
 
 /** Each region's PostgreSQL URL, from the agent configs the runner wrote (kept with `keep`). */
@@ -183,7 +185,11 @@ export async function measureConvergence (adminUrl: string, rows: number, psql: 
       }
     }
     const copy = [...copies].sort((a, b) => a.ms - b.ms)[Math.floor(copies.length / 2)]!
-    return { rows, report, roundsMs, steadyMs: median(roundsMs.slice(1)), copy, copies }
+    // whether a read by key finds its pages in the server's buffers or goes to the OS for them sets much of PostgreSQL's part of a round
+    const { rows: [buffers] } = await sqlOnce<{ shared_buffers: string }>(adminUrl, 'SHOW shared_buffers')
+    const { rows: [size] } = await sqlOnce<{ bytes: string }>(adminUrl, 'SELECT sum(pg_database_size(d))::text AS bytes FROM unnest($1::text[]) AS d', [[...urls.values()].map(u => new URL(u).pathname.slice(1))])
+    const server = { sharedBuffers: buffers?.shared_buffers ?? '?', databasesBytes: Number(size?.bytes ?? 0) }
+    return { rows, report, roundsMs, steadyMs: median(roundsMs.slice(1)), copy, copies, server }
   } finally {
     await dropDatabases(adminUrl, urls.values())
     await removeTempDir(outDir)
@@ -252,6 +258,9 @@ export function convergenceReport (r: ConvergenceResult): string {
       [`convergence at ${DRIFT_SHARE * 100} % drift at least ${SPEEDUP_TARGET}x faster than the full copy (steady)`, `${fixed(steady, 1)}x (cold: ${fixed(cold, 1)}x)`, passFail(steady >= SPEEDUP_TARGET)]
     ]),
     ...cpuSection(r),
+    '',
+    `The three databases shared one PostgreSQL server: shared_buffers ${r.server.sharedBuffers}, the databases ${bytes(r.server.databasesBytes)} together; ` +
+    'reads by key of pages not in those buffers come from the OS at several times the cost (docs/convergence-vs-copy.md).',
     '',
     `From nothing (the agents' launch, both index builds included, then the first drift) to converged took ${seconds(r.report.startupMs + coldMs)}: ` +
     'the index is built once per agent and kept by change capture after that; every later drift costs only the convergence above.'
