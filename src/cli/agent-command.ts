@@ -1,10 +1,6 @@
 import { Option, type Command } from 'commander'
-import { Agent } from '../agent/agent.ts'
-import { loadConfig } from '../config/load.ts'
 import { ConfigError } from '../errors.ts'
-import { createLogger } from '../observability/logger.ts'
-import { runAgent, STOP_DEFAULTS } from './lifecycle.ts'
-import { createProgress, type Progress } from './progress.ts'
+import type { Progress } from './progress.ts'
 import { parseLogLevel, parseMs, resolveSetting } from './settings.ts'
 
 export interface AgentOptions {
@@ -22,6 +18,10 @@ export interface AgentOptions {
  * wins over the config file.
  */
 export async function agentCommand (opts: AgentOptions): Promise<void> {
+  // loaded here, not with the command line: the other commands (and --help) need none of libp2p and the stores
+  const [{ Agent }, { loadConfig }, { createLogger }, { runAgent, STOP_DEFAULTS }, { createProgress }] = await Promise.all([
+    import('../agent/agent.ts'), import('../config/load.ts'), import('../observability/logger.ts'), import('./lifecycle.ts'), import('./progress.ts')
+  ])
   const config = await loadConfig(opts.config)
   const level = resolveSetting('log-level', { flag: opts.logLevel, env: 'CONVERGE_LOG_LEVEL', default: 'info', parse: parseLogLevel })
   const port = resolveSetting('status-port', { flag: opts.statusPort, env: 'CONVERGE_STATUS_PORT', config: config.status?.port, default: undefined as number | undefined, parse: parsePort })

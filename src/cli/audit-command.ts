@@ -24,7 +24,7 @@ import { type Command, Option } from 'commander'
 import { AUDIT_KINDS, AuditLog, type AuditEntry, type AuditFilter, type AuditKind } from '../audit/audit-log.ts'
 import { toJsonLine } from '../audit/json-line.ts'
 import { AgentRunningError, ConfigError, ConvergeError } from '../errors.ts'
-import { StateDb } from '../index/state-db.ts'
+import type { StateDb } from '../index/state-db.ts'
 import { AgentRefusedError, callAgent, type PortOptions } from './admin-client.ts'
 import { portOptions } from './review-commands.ts'
 import { table } from './table.ts'
@@ -65,6 +65,8 @@ export async function openOfflineState (dataDir: string): Promise<StateDb> {
   const path = join(dataDir, 'state')
   // a LevelDB directory always has a CURRENT file; without one, opening would only say it failed
   if ((await stat(join(path, 'CURRENT')).catch(() => undefined))?.isFile() !== true) throw new ConfigError(`${dataDir} holds no agent state (no LevelDB at ${path})`)
+  // LevelDB's native binding only when a log is read offline (see main.ts)
+  const { StateDb } = await import('../index/state-db.ts')
   const state = new StateDb(path)
   try {
     await state.db.open({ createIfMissing: false })

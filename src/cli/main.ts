@@ -7,15 +7,17 @@
 import { Command, CommanderError, Option } from 'commander'
 import { ConfigError, ConvergeError } from '../errors.ts'
 import { registerAgentCommand } from './agent-command.ts'
-import { keygenCommand } from './keygen-command.ts'
 import { registerStatusCommand } from './status-command.ts'
 import { demoCommand } from './demo-command.ts'
-import { diffCommand, type DiffOptions } from './diff-command.ts'
+import type { DiffOptions } from './diff-command.ts'
 import { registerReviewCommands } from './review-commands.ts'
 import { registerAuditCommand } from './audit-command.ts'
 import { registerClusterRunCommand } from './cluster-run-command.ts'
 
 export const EXIT = { ok: 0, failure: 1, usage: 2 } as const
+
+// Each command's work is imported when it runs (the agent's libp2p, the stores' drivers): the command line
+// itself loads in a fraction of the time, which `converge --help` and the admin commands (status, reviews) feel.
 
 export function buildProgram (context: { exitCode: number } = { exitCode: 0 }): Command {
   const program = new Command()
@@ -30,7 +32,7 @@ export function buildProgram (context: { exitCode: number } = { exitCode: 0 }): 
     .description('create a peer key file (mode 600) and print its peer id')
     .requiredOption('-o, --out <file>', 'where to write the key')
     .addHelpText('after', '\nExample:\n  converge keygen --out /var/lib/converge/peer.key')
-    .action(async (opts: { out: string }) => { await keygenCommand(opts) })
+    .action(async (opts: { out: string }) => { const { keygenCommand } = await import('./keygen-command.ts'); await keygenCommand(opts) })
 
   registerStatusCommand(program, context)
 
@@ -44,7 +46,7 @@ export function buildProgram (context: { exitCode: number } = { exitCode: 0 }): 
     .option('--json', 'print JSON')
     .addOption(new Option('--limit <n>', 'most rows to print').default(1000).argParser(positiveInt))
     .addHelpText('after', '\nExit code: 0 when the stores agree, 1 when rows differ, 2 on bad usage.\n\nExample:\n  converge diff --schema orders.yaml --left postgres://db/shop#public.orders --right sqlite:./edge.db#orders')
-    .action(async (opts: DiffOptions) => { if (await diffCommand(opts)) context.exitCode = EXIT.failure })
+    .action(async (opts: DiffOptions) => { const { diffCommand } = await import('./diff-command.ts'); if (await diffCommand(opts)) context.exitCode = EXIT.failure })
 
   registerReviewCommands(program)
   registerAuditCommand(program, context)

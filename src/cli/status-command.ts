@@ -11,7 +11,6 @@
  * not level with its source (in-sync, or the source itself).
  */
 import { Option, type Command } from 'commander'
-import { loadConfig } from '../config/load.ts'
 import { callAgent, DEFAULT_STATUS_URL } from './admin-client.ts'
 import { parseUrl, resolveSetting, type Resolved } from './settings.ts'
 import { table } from './table.ts'
@@ -62,6 +61,8 @@ const ago = (at: number | null | undefined, now: number): string => (at === null
 export async function statusUrl (opts: StatusOptions, env: NodeJS.ProcessEnv = process.env): Promise<Resolved<string>> {
   let fromConfig: string | undefined
   if (opts.config !== undefined) {
+    // the config's loader (zod, yaml) only when a config is named: `converge status` is typed often
+    const { loadConfig } = await import('../config/load.ts')
     const status = (await loadConfig(opts.config)).status
     if (status !== undefined && status.port !== 0) {
       const host = status.host === '0.0.0.0' || status.host === '::' ? '127.0.0.1' : status.host
