@@ -56,6 +56,7 @@ export class Admin implements AdminActions {
     const replica = this.replicaOfReview(id)
     this.checkApprover(replica, caller)
     const settled = await replica.repairer.approve(id, caller.name, reason, this.host.log.child({ dataset: replica.name, reviewId: id }))
+    replica.countFixes({ fixIds: settled.fixIds ?? [], rowsUpserted: settled.upserts.length, rowsDeleted: settled.deletes.length })
     this.host.log.info({ dataset: replica.name, reviewId: id, by: caller.name, fixIds: settled.fixIds }, 'review approved and applied')
     await replica.index.catchUp()
     replica.evaluate()

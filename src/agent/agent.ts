@@ -290,6 +290,7 @@ export class Agent implements ReplicaHost {
       fixId, force, by: caller.name, reason, dataset: replica.name
     })
     await replica.repairer.hold(report.keys, `rolled back fix ${fixId} by ${caller.name}: ${reason}`)
+    replica.counters.rollbacks++
     this.metrics.fixRolledBack(replica.name)
     this.log.warn({ dataset: replica.name, fixId: report.fixId, rollbackOf: fixId, by: caller.name, rows: report.rows, forced: force }, 'fix rolled back; its keys are held for review')
     await replica.index.catchUp()

@@ -54,7 +54,9 @@ type Agreement =
 
 export interface DatasetCounters {
   syncs: number
+  /** Fixes applied here: by syncs and by approved reviews (a rollback counts under `rollbacks`). */
   fixes: number
+  /** Rows those fixes wrote and deleted. */
   rowsUpserted: number
   rowsDeleted: number
   missing: number
@@ -69,6 +71,8 @@ export interface DatasetCounters {
   validationCorrections: number
   /** Fixes the policy held for review. */
   reviewsRaised: number
+  /** Fixes rolled back by an operator (each written back as a fix of its own). */
+  rollbacks: number
 }
 
 /** What the replica needs from its agent. */
@@ -175,7 +179,7 @@ export class DatasetReplica {
   lastFixAt: number | undefined
   firstDriftAt: number | undefined
   lastValidation: (ValidationReport & { at: number }) | undefined
-  readonly counters: DatasetCounters = { syncs: 0, fixes: 0, rowsUpserted: 0, rowsDeleted: 0, missing: 0, changed: 0, extra: 0, unresolved: 0, roundTrips: 0, bytesSent: 0, bytesReceived: 0, syncErrors: 0, validations: 0, validationCorrections: 0, reviewsRaised: 0 }
+  readonly counters: DatasetCounters = { syncs: 0, fixes: 0, rowsUpserted: 0, rowsDeleted: 0, missing: 0, changed: 0, extra: 0, unresolved: 0, roundTrips: 0, bytesSent: 0, bytesReceived: 0, syncErrors: 0, validations: 0, validationCorrections: 0, reviewsRaised: 0, rollbacks: 0 }
   /** The SoT's root as last seen (gossip or sync), with the local time it was seen. */
   private sotRoot: { count: number, sum: bigint, seenAt: number } | undefined
   private wanted = false
@@ -555,10 +559,7 @@ export class DatasetReplica {
     }))
     const fixes = outcome.fixIds.length
     if (!outcome.indexed) report.indexed = false
-    this.counters.fixes += fixes
-    this.counters.rowsUpserted += outcome.rowsUpserted
-    this.counters.rowsDeleted += outcome.rowsDeleted
-    if (fixes > 0) this.lastFixAt = Date.now()
+    this.countFixes(outcome)
     if (outcome.review !== undefined) this.counters.reviewsRaised++
     report.fixes += fixes
     report.waiting += outcome.decision.deferred.inFlight + outcome.decision.deferred.unconfirmed
@@ -635,6 +636,14 @@ export class DatasetReplica {
   }
 
   /** A JSON-ready view for the status port. */
+  /** Counts fixes applied here, whether a sync or an approved review applied them. */
+  countFixes (applied: { fixIds: readonly string[], rowsUpserted: number, rowsDeleted: number }): void {
+    this.counters.fixes += applied.fixIds.length
+    this.counters.rowsUpserted += applied.rowsUpserted
+    this.counters.rowsDeleted += applied.rowsDeleted
+    if (applied.fixIds.length > 0) this.lastFixAt = Date.now()
+  }
+
   status (): Record<string, unknown> {
     const root = this.index.tree.root
     const source = this.host.sourceOf(this.config)

@@ -85,6 +85,8 @@ describe('governance: policies, reviews, rollback through the status port', () =
     expect(approved.body).toMatchObject({ state: 'applied', decidedBy: 'alice', decisionReason: 'checked with billing' })
     expect(approved.body.fixIds).toHaveLength(1)
     await waitFor('the replica to equal the source', async () => await sameAsSot(sot, replica), 10_000)
+    // the approved fix counts among the dataset's fixes, as `converge status` shows them
+    expect(replica.datasets.get('orders')!.counters).toMatchObject({ fixes: 1, rowsUpserted: 4, rowsDeleted: 0, reviewsRaised: 1 })
     expect((await call(url, `/reviews/${review.id}/approve`, 'alice', { reason: 'again' })).body.error.code).toBe('CONVERGE_REVIEW_CLOSED')
 
     const audit = (await call(url, '/audit?dataset=orders&limit=100', 'victor')).body.entries as any[]
@@ -179,7 +181,8 @@ describe('governance: policies, reviews, rollback through the status port', () =
     // the next sync sees the drift again, and asks a person instead of undoing the rollback
     await waitFor('a review for the held keys', async () => (await pending(url)).length === 1, 20_000)
     expect((await pending(url))[0].reasons.join()).toMatch(/rolled back|held/)
-    expect(dataset.counters.fixes).toBe(1)
+    // the rollback is counted as one, not as a repair
+    expect(dataset.counters).toMatchObject({ fixes: 1, rowsUpserted: 3, rowsDeleted: 0, rollbacks: 1 })
     const again = await call(url, `/fixes/${fixId}/rollback`, 'ada', { reason: 'twice', force: true })
     expect(again.status).toBe(409)
     expect(again.body.error.code).toBe('CONVERGE_FIX_ALREADY_ROLLED_BACK')
