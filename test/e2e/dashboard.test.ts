@@ -90,7 +90,9 @@ describe.skipIf(!existsSync(CHROMIUM) && process.env.CI !== 'true')('dashboard i
     expect(await page.$('.review[data-review]')).toBeNull()
     const fixRow = await page.waitForSelector('#fixes tr[data-fix]')
     expect(await fixRow.textContent()).toContain('ada')
-    expect(replica.datasets.get('orders')!.counters.fixes).toBe(0) // applied by the review, not by a sync
+    // one fix, the approved one (a sync applied none of its own), counted among the dataset's fixes
+    expect(await page.$$('#fixes tr[data-fix]')).toHaveLength(1)
+    expect(replica.datasets.get('orders')!.counters).toMatchObject({ fixes: 1, reviewsRaised: 1, rollbacks: 0 })
     expect(await replica.reviews.pendingCount()).toBe(0)
 
     // an admin may roll the fix back from the page
@@ -98,6 +100,7 @@ describe.skipIf(!existsSync(CHROMIUM) && process.env.CI !== 'true')('dashboard i
     await page.click('#fixes tr[data-fix] button.rollback')
     await waitFor('the rollback to be reported', async () => /rolled back/.test(await text('#message')), 10_000)
     expect(await sameAsSot()).toBe(false)
+    expect(replica.datasets.get('orders')!.counters).toMatchObject({ fixes: 1, rollbacks: 1 })
     expect(problems).toEqual([])
   }, 60_000)
 })
