@@ -118,7 +118,7 @@ export class IndexWriteError extends ConvergeError {
 
 /** Thrown when a store's table does not match the dataset schema (a missing column, no primary key). */
 export class StoreSchemaError extends ConvergeError {
-  constructor (message: string) { super('CONVERGE_STORE_SCHEMA', message) }
+  constructor (message: string, options?: { cause?: unknown }) { super('CONVERGE_STORE_SCHEMA', message, options) }
 }
 
 /**

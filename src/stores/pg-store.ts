@@ -313,7 +313,7 @@ export class PgStore implements ReplicaStore {
       committed = true
     } catch (err) {
       failure = err
-      throw err
+      throw schemaChanged(this.table.tag, err)
     } finally {
       signal?.removeEventListener('abort', onAbort)
       if (!committed) {
@@ -448,7 +448,7 @@ export class PgStore implements ReplicaStore {
   }
 
   async countRows (): Promise<number> {
-    const { rows } = await this.db().query<{ n: string }>(`SELECT count(*)::text AS n FROM ${this.table.sql}`)
+    const { rows } = await this.db().query<{ n: string }>(`SELECT count(*)::text AS n FROM ${this.table.sql}`).catch(err => { throw schemaChanged(this.table.tag, err) })
     return Number(rows[0]?.n ?? 0)
   }
 
@@ -764,7 +764,7 @@ export class PgStore implements ReplicaStore {
     } catch (err) {
       failure = err
       await client.query('ROLLBACK').catch(() => undefined)
-      throw err
+      throw schemaChanged(this.table.tag, err)
     } finally {
       releaseClient(client, failure)
     }
@@ -812,6 +812,24 @@ export class PgStore implements ReplicaStore {
   private keyJoin (t: string, k: string): string {
     return this.keyColumns.map(c => `${t}.${quote(c.name)} = ${k}.${quote(c.name)}`).join(' AND ')
   }
+}
+
+/**
+ * SQLSTATEs of a statement over columns or a table that are not what they
+ * were: undefined_column, undefined_table, datatype_mismatch.
+ */
+const SCHEMA_CHANGED = new Set(['42703', '42P01', '42804'])
+
+/**
+ * The table's schema changed under the agent (a column dropped or renamed,
+ * a type changed), which reads it at start: said so, with what to do, as a
+ * StoreSchemaError, instead of PostgreSQL's bare text. Other errors as they are.
+ */
+function schemaChanged (table: string, err: unknown): unknown {
+  const code = (err as { code?: unknown } | undefined)?.code
+  if (typeof code !== 'string' || !SCHEMA_CHANGED.has(code)) return err
+  return new StoreSchemaError(`table ${table} is not as the agent read it at start: ${(err as Error).message}; ` +
+    'restart the agent to compare under the table\'s schema now (a hand-written schema must name only columns the table has)', { cause: err })
 }
 
 /** Back to the pool; dropped instead when the work on it failed (its session may be in any state). */
