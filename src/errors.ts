@@ -122,6 +122,18 @@ export class StoreSchemaError extends ConvergeError {
 }
 
 /**
+ * A store's table stopped matching what its agent read at start (a column
+ * dropped, renamed or retyped under the running agent): `detail` is the
+ * database's own words. The agent reads a table's schema only when it starts.
+ */
+export class StoreSchemaChangedError extends StoreSchemaError {
+  constructor (table: string, detail: string, options?: { cause?: unknown }) {
+    super(`${table} is not as the agent read it at start: ${detail}; restart the agent to compare under the table's schema now ` +
+      '(a hand-written schema must name only columns the table has)', options)
+  }
+}
+
+/**
  * Thrown when a store cannot set up its change capture (PostgreSQL: the
  * role may not create the schema `converge` or the table's triggers); the
  * message says what the role needs.

@@ -28,7 +28,7 @@
 import { createHash, randomUUID } from 'node:crypto'
 import pg from 'pg'
 import { SCAN_BATCH_ROWS } from '../constants.ts'
-import { AbortedError, ChangesTrimmedError, RowEncodingError, StoreNotOpenError, StoreReadOnlyError, StoreSchemaError, StoreSetupError, StoreUnavailableError, throwIfAborted } from '../errors.ts'
+import { AbortedError, ChangesTrimmedError, RowEncodingError, StoreNotOpenError, StoreReadOnlyError, StoreSchemaChangedError, StoreSchemaError, StoreSetupError, StoreUnavailableError, throwIfAborted } from '../errors.ts'
 import { normalizeValue, packValues, type Row, type RowCodec, type Value } from '../digest/row-codec.ts'
 import type { ColumnType, DatasetSchema } from '../digest/schema.ts'
 import type { TimePrecision } from '../digest/timestamp.ts'
@@ -828,8 +828,7 @@ const SCHEMA_CHANGED = new Set(['42703', '42P01', '42804'])
 function schemaChanged (table: string, err: unknown): unknown {
   const code = (err as { code?: unknown } | undefined)?.code
   if (typeof code !== 'string' || !SCHEMA_CHANGED.has(code)) return err
-  return new StoreSchemaError(`table ${table} is not as the agent read it at start: ${(err as Error).message}; ` +
-    'restart the agent to compare under the table\'s schema now (a hand-written schema must name only columns the table has)', { cause: err })
+  return new StoreSchemaChangedError(`table ${table}`, (err as Error).message, { cause: err })
 }
 
 /** Back to the pool; dropped instead when the work on it failed (its session may be in any state). */

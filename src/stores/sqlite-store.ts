@@ -38,7 +38,7 @@ import { EventEmitter } from 'node:events'
 import { TextDecoder } from 'node:util'
 import { DatabaseSync, type SQLInputValue, type SQLOutputValue, type StatementSync } from 'node:sqlite'
 import { SCAN_BATCH_ROWS } from '../constants.ts'
-import { AbortedError, ChangesTrimmedError, RowEncodingError, StoreNotOpenError, StoreReadOnlyError, StoreSchemaError, StoreUnavailableError, throwIfAborted } from '../errors.ts'
+import { AbortedError, ChangesTrimmedError, RowEncodingError, StoreNotOpenError, StoreReadOnlyError, StoreSchemaChangedError, StoreSchemaError, StoreUnavailableError, throwIfAborted } from '../errors.ts'
 import { packValues, type Row, type RowCodec, type Value } from '../digest/row-codec.ts'
 import type { ColumnSpec } from '../digest/schema.ts'
 import { microsToIso } from '../digest/timestamp.ts'
@@ -471,7 +471,7 @@ export class SqliteStore implements ReplicaStore {
     for (;;) {
       throwIfAborted(options.signal)
       const { stmts } = this.handles()
-      const raws = (cursor === undefined ? stmts.scanFirst.all(limit) : stmts.scanAfter.all(...cursor, limit)) as Array<Record<string, SQLOutputValue>>
+      const raws = this.schemaChecked(() => (cursor === undefined ? stmts.scanFirst.all(limit) : stmts.scanAfter.all(...cursor, limit)) as Array<Record<string, SQLOutputValue>>)
       if (raws.length === 0) return
       const last = raws[raws.length - 1]!
       cursor = this.codec.keyPositions.flatMap((p, i) => [last[`c${p}`] ?? null, last[`y${i}`] ?? null]) as SQLInputValue[]
@@ -486,7 +486,7 @@ export class SqliteStore implements ReplicaStore {
   async get (keys: Uint8Array[], options: { signal?: AbortSignal } = {}): Promise<Array<Uint8Array | undefined>> {
     throwIfAborted(options.signal)
     const { stmts } = this.handles()
-    return keys.map(k => this.readRow(stmts, this.keyParams(k)))
+    return this.schemaChecked(() => keys.map(k => this.readRow(stmts, this.keyParams(k))))
   }
 
   async apply (request: ApplyRequest, options: { signal?: AbortSignal } = {}): Promise<ApplyResult> {
@@ -497,7 +497,7 @@ export class SqliteStore implements ReplicaStore {
     const upsertParams = upsertValues.map(values => this.bindings.map((b, i) => toSql(b, values[i] ?? null)))
     const upsertKeyParams = upsertParams.map(params => this.codec.keyPositions.map(p => params[p] ?? null))
     const deleteParams = request.deletes.map(k => this.keyParams(k))
-    const result = this.transaction(db, () => {
+    const result = this.schemaChecked(() => this.transaction(db, () => {
       const tx = this.lastSeqOf(stmts) + 1
       // the triggers tag this transaction's log entries; no other connection sees these values
       stmts.setControl.run(request.origin ?? null, tx)
@@ -515,7 +515,7 @@ export class SqliteStore implements ReplicaStore {
       const seq = this.lastSeqOf(stmts)
       stmts.setControl.run(null, null)
       return { seq, before, ...(rewritten.length === 0 ? {} : { rewritten }) }
-    })
+    }))
     this.committed.emit('wake')
     return result
   }
@@ -543,7 +543,7 @@ export class SqliteStore implements ReplicaStore {
     for (;;) {
       if (signal.aborted) throw new AbortedError()
       if (this.db === undefined) return
-      const batches = this.readChanges(since)
+      const batches = this.schemaChecked(() => this.readChanges(since))
       for (const batch of batches) {
         since = batch.seq
         yield batch
@@ -606,13 +606,30 @@ export class SqliteStore implements ReplicaStore {
     })
   }
 
+  /**
+   * Runs statements over the table; a column or the table gone from under
+   * the running agent (SQLite re-reads the schema for a statement prepared
+   * before the change) is said as StoreSchemaChangedError, with what to do.
+   */
+  private schemaChecked<T> (work: () => T): T {
+    try {
+      return work()
+    } catch (err) {
+      const message = (err as Error).message ?? ''
+      if ((err as { code?: unknown }).code === 'ERR_SQLITE_ERROR' && /^no such (column|table)/.test(message)) {
+        throw new StoreSchemaChangedError(`SQLite table "${this.table}" in ${this.path}`, message.replace(/ - should this be a string literal.*$/, ''), { cause: err })
+      }
+      throw err
+    }
+  }
+
   async trimChanges (seq: number): Promise<void> {
     this.writeHandles('trimming its change log').stmts.trim.run(seq)
   }
 
   async countRows (options: { signal?: AbortSignal } = {}): Promise<number> {
     throwIfAborted(options.signal)
-    const row = this.handles().stmts.count.get() as { n: bigint | number }
+    const row = this.schemaChecked(() => this.handles().stmts.count.get() as { n: bigint | number })
     return Number(row.n)
   }
 }

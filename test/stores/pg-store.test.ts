@@ -463,6 +463,16 @@ describe('PostgreSQL store (real server)', () => {
     }
   })
 
+  it('names a column dropped under the open store and says to restart; nothing is written', async () => {
+    await store.apply({ upserts: rows([1, 2]), deletes: [] })
+    await sql(db.url, 'ALTER TABLE public.orders DROP COLUMN note')
+    const changed = { code: 'CONVERGE_STORE_SCHEMA', message: expect.stringMatching(/^table public\.orders is not as the agent read it at start: column .*"note" does not exist; restart the agent/) }
+    await expect(store.get([key(1)])).rejects.toMatchObject(changed)
+    await expect(store.apply({ upserts: rows([3]), deletes: [key(1)] })).rejects.toMatchObject(changed)
+    await expect(scanAll(store)).rejects.toMatchObject(changed)
+    expect((await sql(db.url, 'SELECT count(*)::int AS n FROM public.orders')).rows[0].n).toBe(2)
+  })
+
   it('names a missing column', async () => {
     await sql(db.url, 'ALTER TABLE public.orders DROP COLUMN note')
     const other = new PgStore({ connectionString: db.url, table: 'public.orders', codec })

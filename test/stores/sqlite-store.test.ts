@@ -491,6 +491,17 @@ describe('SqliteStore', () => {
     expect({ ...db.prepare('SELECT extra FROM loose').get() }).toEqual({ extra: 'kept' })
   })
 
+  it('names a column dropped under the open store and says to restart; the file is left as it was', async () => {
+    const store = await openStore()
+    await store.apply({ upserts: [row(1)], deletes: [] })
+    connect().exec('ALTER TABLE orders DROP COLUMN customer')
+    const changed = { code: 'CONVERGE_STORE_SCHEMA', message: expect.stringMatching(/SQLite table "orders" in .* is not as the agent read it at start: no such column: "customer"; restart the agent/) }
+    await expect(store.get([key(1)])).rejects.toMatchObject(changed)
+    await expect(store.apply({ upserts: [row(2)], deletes: [key(1)] })).rejects.toMatchObject(changed)
+    await expect((async () => { for await (const batch of store.scan()) void batch })()).rejects.toMatchObject(changed)
+    expect({ ...connect().prepare('SELECT count(*) AS n FROM orders').get() }).toEqual({ n: 1 })
+  })
+
   it('renews its id when the change triggers were dropped behind its back', async () => {
     let store = await openStore()
     const id = store.id
