@@ -5,7 +5,7 @@
  * it a strip per region of its state at each poll. Plain SVG, no script,
  * opens in any browser; report.html wraps it with the figures and checks.
  */
-import { faultWindow, roundsText, type RunReport } from './report.ts'
+import { faultWindow, overridesText, roundsText, type RunReport } from './report.ts'
 
 const COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b', '#e377c2', '#17becf', '#bcbd22', '#7f7f7f']
 const STATE_COLORS: Record<string, string> = {
@@ -126,6 +126,7 @@ th { background: #f4f4f4 } tr.fail td { background: #fde8e8 } tr.ok td:first-chi
 </style></head><body>
 <h1>${esc(report.scenario.name)}</h1>
 ${report.scenario.description === undefined ? '' : `<p>${esc(report.scenario.description)}</p>`}
+${report.scenario.overrides.length === 0 ? '' : `<p>Run with ${esc(overridesText(report.scenario.overrides))}: the description above is of the scenario as written.</p>`}
 <p class="verdict ${report.passed ? 'passed' : 'failed'}">${report.passed ? 'PASSED' : 'FAILED'}</p>
 <p>Started ${esc(report.startedAt)}; ${(report.durationMs / 1000).toFixed(1)} s in all; agents ready ${(report.startupMs / 1000).toFixed(1)} s after launch (t0).
 ${c.convergenceMs === null ? 'The cluster did <b>not</b> converge.' : `Converged ${(c.convergenceMs / 1000).toFixed(2)} s after the timeline went quiet (at ${(c.quietAtMs / 1000).toFixed(1)} s).`}

@@ -46,7 +46,7 @@ export interface RegionReport {
 }
 
 export interface RunReport {
-  scenario: { name: string, description?: string, source: string, seed: number, regions: Scenario['regions'], sourceOfTruth: string[], datasets: Array<{ name: string, rows: number, partitions?: number }> }
+  scenario: { name: string, description?: string, source: string, seed: number, regions: Scenario['regions'], sourceOfTruth: string[], datasets: Array<{ name: string, rows: number, partitions?: number }>, overrides: Scenario['overrides'] }
   passed: boolean
   startedAt: string
   durationMs: number
@@ -141,7 +141,8 @@ export function buildReport (input: ReportInput): RunReport {
   return {
     scenario: {
       name: scenario.name, ...(scenario.description === undefined ? {} : { description: scenario.description }), source: scenario.source, seed: scenario.seed,
-      regions: scenario.regions, sourceOfTruth: scenario.sourceOfTruth, datasets: scenario.datasets.map(d => ({ name: d.name, rows: d.rows, ...(d.partitions === undefined ? {} : { partitions: d.partitions }) }))
+      regions: scenario.regions, sourceOfTruth: scenario.sourceOfTruth, datasets: scenario.datasets.map(d => ({ name: d.name, rows: d.rows, ...(d.partitions === undefined ? {} : { partitions: d.partitions }) })),
+      overrides: scenario.overrides
     },
     passed: input.checks.every(c => c.passed),
     startedAt: new Date(input.startedAt).toISOString(),
@@ -215,6 +216,7 @@ export function formatSummary (report: RunReport): string {
   const c = report.convergence
   lines.push('')
   lines.push(`scenario ${report.scenario.name}: ${report.passed ? 'PASSED' : 'FAILED'} in ${(report.durationMs / 1000).toFixed(1)} s (agents ready after ${(report.startupMs / 1000).toFixed(1)} s)`)
+  if (report.scenario.overrides.length > 0) lines.push(`run with ${overridesText(report.scenario.overrides)}`)
   lines.push(c.convergenceMs === null ? 'did not converge' : `converged ${(c.convergenceMs / 1000).toFixed(2)} s after the timeline went quiet (${(c.quietAtMs / 1000).toFixed(1)} s after t0; ${((c.fromLaunchMs ?? 0) / 1000).toFixed(1)} s after the agents' launch, index builds included)`)
   if (c.rounds.length > 1) lines.push(`drift batches: ${roundsText(c.rounds)}`)
   lines.push('')
@@ -230,4 +232,14 @@ export function formatSummary (report: RunReport): string {
   lines.push('', 'checks:')
   for (const check of report.checks) lines.push(`  ${check.passed ? 'ok  ' : 'FAIL'} ${check.name}: ${check.detail}`)
   return lines.join('\n')
+}
+
+/** The overrides a run applied, as one might type them again: `--quick (datasets.0.rows=5000, …), --set faults.0.duration=2s`. */
+export function overridesText (overrides: Scenario['overrides']): string {
+  const item = (o: Scenario['overrides'][number]): string => `${o.path}=${typeof o.value === 'string' ? o.value : JSON.stringify(o.value)}`
+  const quick = overrides.filter(o => o.by === 'quick')
+  return [
+    ...(quick.length === 0 ? [] : [`--quick (${quick.map(item).join(', ')})`]),
+    ...overrides.filter(o => o.by === 'set').map(o => `--set ${item(o)}`)
+  ].join(', ')
 }

@@ -283,6 +283,8 @@ export interface Scenario extends Omit<Parsed, 'regions' | 'sourceOfTruth' | 'dr
   load?: LoadSpec & { region: string, dataset: string }
   /** Where it was read from, for messages and the report. */
   source: string
+  /** Fields set over the file's (`--quick`, `--set`), in the order applied: the description speaks of the file as written. */
+  overrides: Array<{ path: string, value: unknown, by: 'quick' | 'set' }>
 }
 
 /** The agent config keys a scenario may not set through `agent` (the runner owns them). */
@@ -354,18 +356,21 @@ export function parseScenario (text: string, source = 'scenario', options: LoadO
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError(`${source}: a scenario is a mapping (name:, regions:, …)`)
   const value = raw as Record<string, unknown>
   const overridden = new Set<string>()
+  const overrides: Scenario['overrides'] = []
   if (options.quick === true) {
     const quick = value.quick
     if (quick === undefined) throw new ConfigError(`${source} has no \`quick\` overrides; run it without --quick`)
     if (quick === null || typeof quick !== 'object' || Array.isArray(quick)) throw new ConfigError(`${source}: quick: a mapping of field paths to values`)
-    for (const [p, v] of Object.entries(quick)) { setPath(value, p, v); overridden.add(p) }
+    for (const [p, v] of Object.entries(quick)) { setPath(value, p, v); overridden.add(p); overrides.push({ path: p, value: v, by: 'quick' }) }
   }
   for (const s of options.set ?? []) {
     const eq = s.indexOf('=')
     if (eq <= 0) throw new ConfigError(`--set "${s}": write path=value, e.g. datasets.0.rows=5000`)
     const p = s.slice(0, eq).trim()
-    setPath(value, p, parseDocument(s.slice(eq + 1)).toJS() as unknown)
+    const v = parseDocument(s.slice(eq + 1)).toJS() as unknown
+    setPath(value, p, v)
     overridden.add(p)
+    overrides.push({ path: p, value: v, by: 'set' })
   }
 
   // the line of a field (or of the nearest enclosing one that exists), unless an override put it there
@@ -382,7 +387,7 @@ export function parseScenario (text: string, source = 'scenario', options: LoadO
   if (!parsed.success) throw new ConfigError(`${source} is invalid:\n${formatIssues(parsed.error.issues, where).join('\n')}`)
   const problems: string[] = []
   const problem: Problem = (path, message) => { problems.push(`  ${where(path)}${path.join('.')}: ${message}`) }
-  const scenario = resolve(parsed.data, source, problem)
+  const scenario = resolve(parsed.data, source, overrides, problem)
   // names must resolve before the agent settings can be checked against a config built from them
   if (problems.length === 0) checkAgentConfig(scenario, problem)
   if (problems.length > 0) throw new ConfigError(`${source} is invalid:\n${problems.join('\n')}`)
@@ -392,7 +397,7 @@ export function parseScenario (text: string, source = 'scenario', options: LoadO
 type Problem = (path: PropertyKey[], message: string) => void
 
 /** Fills defaults that depend on other fields, and checks what refers to what. */
-function resolve (s: Parsed, source: string, problem: Problem): Scenario {
+function resolve (s: Parsed, source: string, overrides: Scenario['overrides'], problem: Problem): Scenario {
   let regions: RegionSpec[]
   if (Array.isArray(s.regions)) {
     regions = s.regions
@@ -478,7 +483,7 @@ function resolve (s: Parsed, source: string, problem: Problem): Scenario {
   }
 
   for (const key of Object.keys(s.agent)) if (RUNNER_OWNED.includes(key)) problem(['agent', key], `set by the runner for each region (${RUNNER_OWNED.join(', ')} are)`)
-  return { ...s, regions, sourceOfTruth, drift, load, source }
+  return { ...s, regions, sourceOfTruth, drift, load, source, overrides }
 }
 
 /**

@@ -1,6 +1,7 @@
 import { readdir } from 'node:fs/promises'
 import { describe, expect, it } from 'vitest'
 import { loadScenario, parseDuration, parseScenario, setPath } from '../../cluster/scenario.ts'
+import { overridesText } from '../../cluster/report.ts'
 import { ConfigError } from '../../src/errors.ts'
 
 const SCENARIOS = new URL('../../cluster/scenarios/', import.meta.url).pathname
@@ -105,6 +106,14 @@ describe('scenario files', () => {
     expect(quick.datasets[0]!.rows).toBe(50)
     expect(quick.expect.convergeWithin).toBe(5000)
     expect(quick.faults[0]).toMatchObject({ kind: 'cut', region: 'c', duration: 2000 })
+    // kept for the report: its description speaks of the file as written
+    expect(quick.overrides).toEqual([
+      { path: 'datasets.0.rows', value: 50, by: 'quick' },
+      { path: 'expect.convergeWithin', value: '5s', by: 'quick' },
+      { path: 'faults.0', value: { kind: 'cut', region: 'c', at: '1s', duration: '2s' }, by: 'set' }
+    ])
+    expect(overridesText(quick.overrides)).toBe('--quick (datasets.0.rows=50, expect.convergeWithin=5s), --set faults.0={"kind":"cut","region":"c","at":"1s","duration":"2s"}')
+    expect(parseScenario(text).overrides).toEqual([])
     expect(problems(BASE, { quick: true })).toMatch(/has no `quick` overrides/)
     expect(problems(BASE, { set: ['datasets.0.rows=-3'] })).toMatch(/\(override\) datasets\.0\.rows: Too small/)
     expect(problems(BASE, { set: ['rows'] })).toMatch(/write path=value/)
