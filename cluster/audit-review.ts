@@ -12,7 +12,7 @@
  * which the report measures time to detect and to remediate.
  */
 import { AuditLog, type AuditEntry } from '../src/audit/audit-log.ts'
-import { openOfflineState } from '../src/cli/audit-command.ts'
+import { openOfflineState } from '../src/cli/offline-state.ts'
 import type { RowCodec } from '../src/digest/row-codec.ts'
 
 export interface FixRecord {

@@ -18,15 +18,14 @@
  * agent is running (offline) or refused or cannot be reached (--url); 2 bad
  * usage (including a data dir that holds no agent).
  */
-import { stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { type Command, Option } from 'commander'
 import { AUDIT_KINDS, AuditLog, type AuditEntry, type AuditFilter, type AuditKind } from '../audit/audit-log.ts'
 import { toJsonLine } from '../audit/json-line.ts'
-import { AgentRunningError, ConfigError, ConvergeError } from '../errors.ts'
-import type { StateDb } from '../index/state-db.ts'
+import { ConfigError, ConvergeError } from '../errors.ts'
 import { AgentRefusedError, callAgent, type PortOptions } from './admin-client.ts'
 import { portOptions } from './review-commands.ts'
+import { openOfflineState } from './offline-state.ts'
 import { table } from './table.ts'
 
 /** EXIT.failure in main.ts (not imported: main.ts imports this module). */
@@ -58,24 +57,6 @@ export const MAX_REMOTE_AUDIT_ENTRIES = 10_000
 /** Reading a long log, or walking its chain, can take a while on the agent's side. */
 const REMOTE_TIMEOUT_MS = 120_000
 
-/** Opens the agent's LevelDB (at DIR/state, as the agent does) without creating anything. */
-export async function openOfflineState (dataDir: string): Promise<StateDb> {
-  const dir = await stat(dataDir).catch(() => undefined)
-  if (dir?.isDirectory() !== true) throw new ConfigError(`no data directory ${dataDir}`)
-  const path = join(dataDir, 'state')
-  // a LevelDB directory always has a CURRENT file; without one, opening would only say it failed
-  if ((await stat(join(path, 'CURRENT')).catch(() => undefined))?.isFile() !== true) throw new ConfigError(`${dataDir} holds no agent state (no LevelDB at ${path})`)
-  // LevelDB's native binding only when a log is read offline (see main.ts)
-  const { StateDb } = await import('../index/state-db.ts')
-  const state = new StateDb(path)
-  try {
-    await state.db.open({ createIfMissing: false })
-  } catch (err) {
-    if ((err as { cause?: { code?: string } }).cause?.code === 'LEVEL_LOCKED') throw new AgentRunningError(dataDir, { cause: err })
-    throw err
-  }
-  return state
-}
 
 /** Prints the entries matching the filters; resolves to false when a fix was asked for and the log has none of it. */
 export async function auditQueryCommand (opts: AuditQueryOptions, out: NodeJS.WritableStream = process.stdout, signal?: AbortSignal): Promise<boolean> {

@@ -36,7 +36,7 @@ import { CopyRows, DATE_OID, decodeFields, fieldDecoder, TIMESTAMP_OID, TIMESTAM
 import { canonicalLineEncoder } from './pg-copy-canonical.ts'
 import { arrayLiteral, dollarQuoted, pgText } from './pg-literals.ts'
 import { latin1Of, sameBytes } from '../util/bytes.ts'
-import { FIX_ORIGIN, type ApplyRequest, type ApplyResult, type ChangeBatch, type ChangesOptions, type ReplicaStore, type RewrittenRow, type StoredRow, type StoreOpenOptions } from './replica-store.ts'
+import { FIX_ORIGIN, type ApplyRequest, type ApplyResult, type CaptureRemoval, type ChangeBatch, type ChangesOptions, type ReplicaStore, type RewrittenRow, type StoredRow, type StoreOpenOptions } from './replica-store.ts'
 
 export interface PgStoreInit {
   /** e.g. postgres://postgres@127.0.0.1:5432/shop */
@@ -124,6 +124,15 @@ export const typeParsers = {
 }
 
 interface ColumnInfo { name: string, type: ColumnType, pgType: string, precision?: TimePrecision }
+
+/**
+ * The capture's functions for a table (`schema.name`), schema-qualified:
+ * the row trigger's (partitioned tables) and the statement triggers'.
+ */
+function captureFunctions (tag: string): { row: string, statement: string } {
+  const slug = tag.replace(/[^A-Za-z0-9_]/g, '_')
+  return { row: `converge.${quote(`capture_${slug}`)}`, statement: `converge.${quote(`capture_statement_${slug}`)}` }
+}
 
 export function splitTableName (table: string): { schema: string, name: string } {
   const dot = table.indexOf('.')
@@ -522,7 +531,7 @@ export class PgStore implements ReplicaStore {
    * changes what it delivers.
    */
   private captureSetup (partitioned: boolean): { ddl: string[], triggers: string[] } {
-    const slug = this.table.tag.replace(/[^A-Za-z0-9_]/g, '_')
+    const fns = captureFunctions(this.table.tag)
     const tag = literal(this.table.tag)
     const keyObject = (rec: string): string => `jsonb_build_object(${this.keyColumns.map(c => `${literal(c.name)}, ${keyJsonExpr(`${rec}.${quote(c.name)}`, c.pgType)}`).join(', ')})`
     const origin = "nullif(current_setting('converge.origin', true), '')"
@@ -534,7 +543,7 @@ export class PgStore implements ReplicaStore {
     const statementTrigger = (event: string): string => `converge_capture_${event.toLowerCase()}`
     if (partitioned) {
       const keyChanged = this.keyColumns.map(c => `OLD.${quote(c.name)} IS DISTINCT FROM NEW.${quote(c.name)}`).join(' OR ')
-      const rowFn = `CREATE OR REPLACE FUNCTION converge.${quote(`capture_${slug}`)}() RETURNS trigger LANGUAGE plpgsql AS $$
+      const rowFn = `CREATE OR REPLACE FUNCTION ${fns.row}() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
           IF TG_OP = 'DELETE' OR (TG_OP = 'UPDATE' AND (${keyChanged})) THEN
             INSERT INTO converge.changes (tbl, key, origin) VALUES (${tag}, ${keyObject('OLD')}, ${origin});
@@ -547,14 +556,14 @@ export class PgStore implements ReplicaStore {
       return {
         ddl: [notifyFn, rowFn, ...events.map(e => `DROP TRIGGER IF EXISTS ${statementTrigger(e)} ON ${this.table.sql}`),
           `CREATE OR REPLACE TRIGGER converge_capture AFTER INSERT OR UPDATE OR DELETE ON ${this.table.sql}
-        FOR EACH ROW EXECUTE FUNCTION converge.${quote(`capture_${slug}`)}()`, notify],
+        FOR EACH ROW EXECUTE FUNCTION ${fns.row}()`, notify],
         triggers: ['converge_capture', 'converge_notify']
       }
     }
     const sameKey = this.keyColumns.map(c => `n.${quote(c.name)} = o.${quote(c.name)}`).join(' AND ')
     const logNew = `INSERT INTO converge.changes (tbl, key, origin) SELECT ${tag}, ${keyObject('n')}, origin FROM converge_new n;`
     // each statement names only the transition tables its event has: plpgsql plans a statement when it first runs
-    const statementFn = `CREATE OR REPLACE FUNCTION converge.${quote(`capture_statement_${slug}`)}() RETURNS trigger LANGUAGE plpgsql AS $$
+    const statementFn = `CREATE OR REPLACE FUNCTION ${fns.statement}() RETURNS trigger LANGUAGE plpgsql AS $$
         DECLARE origin text := ${origin};
         BEGIN
           IF TG_OP = 'INSERT' THEN
@@ -573,7 +582,7 @@ export class PgStore implements ReplicaStore {
     return {
       ddl: [notifyFn, statementFn, `DROP TRIGGER IF EXISTS converge_capture ON ${this.table.sql}`,
         ...events.map(e => `CREATE OR REPLACE TRIGGER ${statementTrigger(e)} AFTER ${e} ON ${this.table.sql} REFERENCING ${references[e]}
-        FOR EACH STATEMENT EXECUTE FUNCTION converge.${quote(`capture_statement_${slug}`)}()`), notify],
+        FOR EACH STATEMENT EXECUTE FUNCTION ${fns.statement}()`), notify],
       triggers: [...events.map(statementTrigger), 'converge_notify'].sort()
     }
   }
@@ -583,8 +592,8 @@ export class PgStore implements ReplicaStore {
    * other way round), unless another table's trigger still calls it (table names that make the same slug).
    */
   private async dropUnusedCaptureFunction (client: pg.PoolClient, partitioned: boolean): Promise<void> {
-    const slug = this.table.tag.replace(/[^A-Za-z0-9_]/g, '_')
-    const fn = `converge.${quote(partitioned ? `capture_statement_${slug}` : `capture_${slug}`)}()`
+    const fns = captureFunctions(this.table.tag)
+    const fn = `${partitioned ? fns.statement : fns.row}()`
     const { rows: [use] } = await client.query<{ triggers: number }>('SELECT count(*)::int AS triggers FROM pg_trigger WHERE tgfoid = to_regprocedure($1)', [fn])
     if (use?.triggers === 0) await client.query(`DROP FUNCTION IF EXISTS ${fn}`)
   }
@@ -811,6 +820,76 @@ export class PgStore implements ReplicaStore {
 
   private keyJoin (t: string, k: string): string {
     return this.keyColumns.map(c => `${t}.${quote(c.name)} = ${k}.${quote(c.name)}`).join(' AND ')
+  }
+}
+
+/**
+ * Takes converge's change capture off a PostgreSQL table: its triggers, its
+ * functions, its entries in the change log and its store record, and the
+ * schema `converge` itself once no table is captured any more. The table's
+ * rows are not touched. For a dataset that no longer has an agent: an agent
+ * started on the table again installs the capture anew under a new store
+ * id, so its index is rebuilt from a scan. Needs only the table's name: it
+ * works on a table whose columns changed, or that is gone.
+ */
+export async function removePgCapture (connectionString: string, table: string): Promise<CaptureRemoval> {
+  const { schema, name } = splitTableName(table)
+  const sql = `${quote(schema)}.${quote(name)}`
+  const tag = `${schema}.${name}`
+  const client = new pg.Client({ connectionString })
+  client.on('error', () => undefined) // a connection lost here fails the query under way, which reports it
+  try {
+    await client.connect()
+  } catch (err) {
+    throw new StoreUnavailableError(`cannot reach PostgreSQL for ${tag}: ${(err as Error).message}`, { cause: err })
+  }
+  const dropped: string[] = []
+  try {
+    await client.query('BEGIN')
+    // not while an agent's open() sets the capture up
+    await client.query("SELECT pg_advisory_xact_lock(hashtext('converge-capture-setup'))")
+    const { rows: [found] } = await client.query<{ captured: boolean, table: boolean }>(
+      "SELECT to_regclass('converge.stores') IS NOT NULL AS captured, to_regclass($1) IS NOT NULL AS table", [sql])
+    if (found?.table === true) {
+      const { rows: triggers } = await client.query<{ name: string }>("SELECT tgname::text AS name FROM pg_trigger WHERE tgrelid = $1::regclass AND starts_with(tgname, 'converge_') ORDER BY tgname", [sql])
+      for (const t of triggers) {
+        await client.query(`DROP TRIGGER ${quote(t.name)} ON ${sql}`)
+        dropped.push(`trigger ${t.name} on ${tag}`)
+      }
+    }
+    let pendingChanges = 0
+    if (found?.captured === true) {
+      const { rowCount } = await client.query('DELETE FROM converge.changes WHERE tbl = $1', [tag])
+      pendingChanges = rowCount ?? 0
+      await client.query('DELETE FROM converge.stores WHERE tbl = $1', [tag])
+      const fns = captureFunctions(tag)
+      for (const fn of [fns.statement, fns.row]) {
+        // (another table whose name makes the same function name may still call it)
+        const { rows: [use] } = await client.query<{ exists: boolean, triggers: number }>(
+          'SELECT to_regprocedure($1) IS NOT NULL AS exists, (SELECT count(*)::int FROM pg_trigger WHERE tgfoid = to_regprocedure($1)) AS triggers', [`${fn}()`])
+        if (use?.exists === true && use.triggers === 0) {
+          await client.query(`DROP FUNCTION ${fn}()`)
+          dropped.push(`function ${fn}`)
+        }
+      }
+      const { rows: [left] } = await client.query<{ stores: number, triggers: number }>(
+        `SELECT (SELECT count(*)::int FROM converge.stores) AS stores,
+                (SELECT count(*)::int FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid WHERE p.pronamespace = 'converge'::regnamespace) AS triggers`)
+      if (left?.stores === 0 && left.triggers === 0) {
+        await client.query('DROP SCHEMA converge CASCADE')
+        dropped.push('schema converge')
+      }
+    }
+    await client.query('COMMIT')
+    return { dropped, pendingChanges }
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined)
+    if ((err as { code?: string }).code === INSUFFICIENT_PRIVILEGE) {
+      throw new StoreSetupError(`cannot remove the change capture of ${tag}: ${(err as Error).message}. The role must own ${tag} (to drop its triggers) and the schema converge`, { cause: err })
+    }
+    throw err
+  } finally {
+    await client.end().catch(() => undefined)
   }
 }
 

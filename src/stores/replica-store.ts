@@ -146,3 +146,11 @@ export interface ReplicaStore {
   /** Number of rows (may be an estimate where counting is expensive). */
   countRows: (options?: { signal?: AbortSignal }) => Promise<number>
 }
+
+/** What taking a table's change capture off took away (removePgCapture, removeSqliteCapture). */
+export interface CaptureRemoval {
+  /** The objects dropped, in the order dropped: triggers, functions and log tables, the schema converge (PostgreSQL) once no table uses it. */
+  dropped: string[]
+  /** Changes the log still held for the table (an agent down since, or gone for good). */
+  pendingChanges: number
+}

@@ -34,6 +34,7 @@
  * another spelling of the instant than the one this store writes.
  */
 import { randomUUID } from 'node:crypto'
+import { existsSync } from 'node:fs'
 import { EventEmitter } from 'node:events'
 import { TextDecoder } from 'node:util'
 import { DatabaseSync, type SQLInputValue, type SQLOutputValue, type StatementSync } from 'node:sqlite'
@@ -43,7 +44,7 @@ import { packValues, type Row, type RowCodec, type Value } from '../digest/row-c
 import type { ColumnSpec } from '../digest/schema.ts'
 import { microsToIso } from '../digest/timestamp.ts'
 import { sameBytes } from '../util/bytes.ts'
-import type { ApplyRequest, ApplyResult, ChangeBatch, ReplicaStore, RewrittenRow, RowChange, StoredRow, StoreOpenOptions } from './replica-store.ts'
+import type { ApplyRequest, ApplyResult, CaptureRemoval, ChangeBatch, ReplicaStore, RewrittenRow, RowChange, StoredRow, StoreOpenOptions } from './replica-store.ts'
 
 export interface SqliteStoreInit {
   /** Path of the SQLite file (created if missing). */
@@ -67,6 +68,53 @@ const INT64_MAX = 2n ** 63n - 1n
 const INT64_MIN = -(2n ** 63n)
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER)
 const MIN_SAFE = BigInt(Number.MIN_SAFE_INTEGER)
+
+/** The table's name and its capture's: the change log and meta tables (quoted) and the triggers (bare). */
+function captureNames (table: string): { table: string, log: string, meta: string, triggers: [string, string, string] } {
+  return {
+    table: quoteIdent(table),
+    log: quoteIdent(`converge_changes_${table}`),
+    meta: quoteIdent(`converge_meta_${table}`),
+    triggers: [`converge_${table}_insert`, `converge_${table}_update`, `converge_${table}_delete`]
+  }
+}
+
+/**
+ * Takes converge's change capture off a SQLite table: its triggers, its
+ * change log (with the changes it still held) and its meta table. The
+ * table's rows are not touched; an agent started on it again sets the
+ * capture up anew under a new store id. See removePgCapture in pg-store.ts.
+ */
+export function removeSqliteCapture (path: string, table: string): CaptureRemoval {
+  if (!existsSync(path)) throw new StoreUnavailableError(`no SQLite database ${path}`)
+  let db: DatabaseSync
+  try {
+    db = new DatabaseSync(path, { timeout: 5000 })
+  } catch (err) {
+    throw new StoreUnavailableError(`cannot open SQLite database ${path}: ${(err as Error).message}`, { cause: err })
+  }
+  try {
+    const names = captureNames(table)
+    const present = new Set((db.prepare("SELECT name FROM sqlite_master WHERE type IN ('trigger', 'table')").all() as Array<{ name: string }>).map(r => r.name))
+    const dropped: string[] = []
+    db.exec('BEGIN IMMEDIATE')
+    try {
+      let pendingChanges = 0
+      if (present.has(`converge_changes_${table}`)) pendingChanges = Number((db.prepare(`SELECT count(*) AS n FROM ${names.log}`).get() as { n: number | bigint }).n)
+      for (const t of names.triggers) if (present.has(t)) { db.exec(`DROP TRIGGER ${quoteIdent(t)}`); dropped.push(`trigger ${t}`) }
+      for (const [bare, quoted] of [[`converge_changes_${table}`, names.log], [`converge_meta_${table}`, names.meta]] as const) {
+        if (present.has(bare)) { db.exec(`DROP TABLE ${quoted}`); dropped.push(`table ${bare}`) }
+      }
+      db.exec('COMMIT')
+      return { dropped, pendingChanges }
+    } catch (err) {
+      db.exec('ROLLBACK')
+      throw err
+    }
+  } finally {
+    db.close()
+  }
+}
 
 function quoteIdent (name: string): string {
   return `"${name.replaceAll('"', '""')}"`
@@ -224,12 +272,7 @@ export class SqliteStore implements ReplicaStore {
     this.createTable = init.createTable === true
     this.pollMs = init.pollMs ?? 250
     this.busyTimeoutMs = init.busyTimeoutMs ?? 5000
-    this.names = {
-      table: quoteIdent(init.table),
-      log: quoteIdent(`converge_changes_${init.table}`),
-      meta: quoteIdent(`converge_meta_${init.table}`),
-      triggers: [`converge_${init.table}_insert`, `converge_${init.table}_update`, `converge_${init.table}_delete`]
-    }
+    this.names = captureNames(init.table)
     this.bindings = this.codec.columns.map(spec => ({ spec, timestampAsInteger: false }))
     this.keyBindings = this.codec.keyPositions.map(i => this.bindings[i]!)
     this.committed.setMaxListeners(0)
