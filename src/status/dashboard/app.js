@@ -192,7 +192,12 @@ async function rollback (fix, row) {
   const reason = row.querySelector('input.reason').value.trim()
   if (reason === '') { say('give a reason first', true); return }
   const r = await api(`/fixes/${encodeURIComponent(fix.fixId)}/rollback`, { method: 'POST', body: { reason } })
-  if (r.ok) { say(`fix ${shortId(fix.fixId)} rolled back as ${shortId(r.body.fixId)} (${r.body.rows} rows)`); await refresh() } else say(`rollback refused: ${errorText(r)}`, true)
+  if (r.ok) {
+    // rows a trigger of the store changed as they were written back: the audit records them as stored
+    const otherwise = r.body.storedOtherwise > 0 ? `; ${r.body.storedOtherwise} stored otherwise than their before-images` : ''
+    say(`fix ${shortId(fix.fixId)} rolled back as ${shortId(r.body.fixId)} (${r.body.rows} rows${otherwise})`)
+    await refresh()
+  } else say(`rollback refused: ${errorText(r)}`, true)
 }
 
 function renderFixes (entries) {
