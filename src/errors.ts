@@ -236,6 +236,17 @@ export class AgentRunningError extends ConvergeError {
   }
 }
 
+/**
+ * Thrown when an address the agent must listen on is taken by another
+ * process (another agent on this host, say); the message names the address
+ * and the setting that gives it.
+ */
+export class AddressInUseError extends ConvergeError {
+  constructor (what: string, address: string, setting: string, options?: { cause?: unknown }) {
+    super('CONVERGE_ADDRESS_IN_USE', `${what} ${address} is in use by another process: give ${setting} another one`, options)
+  }
+}
+
 /** Thrown when a secret file (peer key, pre-shared key) can be read by group or others; the message names the chmod to run. */
 export class SecretFileModeError extends ConvergeError {
   readonly path: string

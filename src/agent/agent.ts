@@ -38,6 +38,7 @@ import { answerStatus, gatherClusterView, MAX_INBOUND_STATUS_STREAMS, MAX_STATUS
 import { ReviewQueue } from '../review/review-queue.ts'
 import { TokenRing, type Caller } from '../status/auth.ts'
 import { StatusServer } from '../status/server.ts'
+import { checkListenAddresses, listenFailure } from '../net/listen-check.ts'
 import { createStore } from '../stores/open-store.ts'
 import type { ReplicaStore } from '../stores/replica-store.ts'
 import { streamChannel, type FrameChannel } from '../sync/channel.ts'
@@ -164,6 +165,8 @@ export class Agent implements ReplicaHost {
       this.status = new StatusServer({ agent: this, tokens, metrics: this.metrics, host: this.config.status.host, port: this.config.status.port })
       await this.status.start()
     }
+    // libp2p listens only after the index build: a taken port is found now, not minutes in
+    await checkListenAddresses(this.config.listen, signal)
 
     for (const dataset of this.config.datasets) {
       const codec = new RowCodec(await resolveSchema(dataset))
@@ -198,6 +201,7 @@ export class Agent implements ReplicaHost {
     await this.recover(signal)
 
     const node = await createAgentNode({ privateKey, listen: this.config.listen, metrics: this.metrics.libp2pMetrics(), security: network.nodeOptions(this.topic) })
+      .catch(err => { throw listenFailure(err, this.config.listen) })
     this.node = node
     node.addEventListener('self:peer:update', () => { this.listenCache = undefined })
     this.network = network

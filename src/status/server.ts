@@ -19,7 +19,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { z } from 'zod'
-import { ConvergeError } from '../errors.ts'
+import { AddressInUseError, ConvergeError } from '../errors.ts'
 import { hasRole, type Caller, type Role, type TokenRing } from './auth.ts'
 import { serveDashboard } from './dashboard.ts'
 
@@ -152,8 +152,13 @@ export class StatusServer {
 
   async start (): Promise<void> {
     await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject)
-      this.server.listen(this.init.port, this.init.host, () => { this.server.off('error', reject); resolve() })
+      const fail = (err: NodeJS.ErrnoException): void => {
+        reject(err.code === 'EADDRINUSE'
+          ? new AddressInUseError('the status port', `${this.init.host}:${this.init.port}`, 'status.port (or --status-port, CONVERGE_STATUS_PORT; 0 takes any free port)', { cause: err })
+          : err)
+      }
+      this.server.once('error', fail)
+      this.server.listen(this.init.port, this.init.host, () => { this.server.off('error', fail); resolve() })
     })
     this.address = this.server.address() as AddressInfo
   }
