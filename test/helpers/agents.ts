@@ -1,4 +1,4 @@
-import { createWriteStream } from 'node:fs'
+import { createWriteStream, mkdirSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { afterEach, beforeEach } from 'vitest'
 import { tmpdir } from 'node:os'
@@ -44,6 +44,7 @@ export function agentConfig (root: string, region: string, peers: Array<{ region
 function testLogger (region: string): Logger {
   const dir = process.env.CONVERGE_TEST_LOG
   if (dir === undefined || dir === '') return silentLogger
+  mkdirSync(dir, { recursive: true })
   return createLogger({ level: 'debug', region, destination: createWriteStream(join(dir, `${region}.log`), { flags: 'a' }) })
 }
 
