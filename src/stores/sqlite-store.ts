@@ -95,10 +95,11 @@ export function removeSqliteCapture (path: string, table: string): CaptureRemova
   }
   try {
     const names = captureNames(table)
-    const present = new Set((db.prepare("SELECT name FROM sqlite_master WHERE type IN ('trigger', 'table')").all() as Array<{ name: string }>).map(r => r.name))
     const dropped: string[] = []
     db.exec('BEGIN IMMEDIATE')
     try {
+      // read under the write lock: an agent's open() cannot set the capture up meanwhile
+      const present = new Set((db.prepare("SELECT name FROM sqlite_master WHERE type IN ('trigger', 'table')").all() as Array<{ name: string }>).map(r => r.name))
       let pendingChanges = 0
       if (present.has(`converge_changes_${table}`)) pendingChanges = Number((db.prepare(`SELECT count(*) AS n FROM ${names.log}`).get() as { n: number | bigint }).n)
       for (const t of names.triggers) if (present.has(t)) { db.exec(`DROP TRIGGER ${quoteIdent(t)}`); dropped.push(`trigger ${t}`) }
