@@ -17,9 +17,12 @@ import { registerCaptureCommand } from './capture-command.ts'
 
 export const EXIT = { ok: 0, failure: 1, usage: 2 } as const
 
-// Each command's work is imported when it runs (the agent's libp2p, the stores' drivers): the command line
-// itself loads in a fraction of the time, which `converge --help` and the admin commands (status, reviews) feel.
-
+/**
+ * The command line. Each command's work is imported when it runs (the
+ * agent's libp2p, the stores' drivers): the command line itself loads in a
+ * fraction of the time, which `converge --help` and the admin commands
+ * (status, reviews) feel (test/cli/lazy-commands.test.ts).
+ */
 export function buildProgram (context: { exitCode: number } = { exitCode: 0 }): Command {
   const program = new Command()
     .name('converge')
