@@ -355,13 +355,12 @@ export function parseScenario (text: string, source = 'scenario', options: LoadO
   const raw = doc.toJS({ maxAliasCount: 100 }) as unknown
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError(`${source}: a scenario is a mapping (name:, regions:, …)`)
   const value = raw as Record<string, unknown>
-  const overridden = new Set<string>()
   const overrides: Scenario['overrides'] = []
   if (options.quick === true) {
     const quick = value.quick
     if (quick === undefined) throw new ConfigError(`${source} has no \`quick\` overrides; run it without --quick`)
     if (quick === null || typeof quick !== 'object' || Array.isArray(quick)) throw new ConfigError(`${source}: quick: a mapping of field paths to values`)
-    for (const [p, v] of Object.entries(quick)) { setPath(value, p, v); overridden.add(p); overrides.push({ path: p, value: v, by: 'quick' }) }
+    for (const [p, v] of Object.entries(quick)) { setPath(value, p, v); overrides.push({ path: p, value: v, by: 'quick' }) }
   }
   for (const s of options.set ?? []) {
     const eq = s.indexOf('=')
@@ -369,14 +368,13 @@ export function parseScenario (text: string, source = 'scenario', options: LoadO
     const p = s.slice(0, eq).trim()
     const v = parseDocument(s.slice(eq + 1)).toJS() as unknown
     setPath(value, p, v)
-    overridden.add(p)
     overrides.push({ path: p, value: v, by: 'set' })
   }
 
   // the line of a field (or of the nearest enclosing one that exists), unless an override put it there
   const where = (path: PropertyKey[]): string => {
     const dotted = path.join('.')
-    if ([...overridden].some(o => dotted === o || dotted.startsWith(`${o}.`))) return '(override) '
+    if (overrides.some(({ path: o }) => dotted === o || dotted.startsWith(`${o}.`))) return '(override) '
     for (let n = path.length; n >= 0; n--) {
       const node = doc.getIn(path.slice(0, n) as Array<string | number>, true) as { range?: [number, number, number] } | undefined
       if (node?.range !== undefined) return `${source}:${lineCounter.linePos(node.range[0]).line}: `

@@ -635,7 +635,6 @@ export class DatasetReplica {
     }
   }
 
-  /** A JSON-ready view for the status port. */
   /** Counts fixes applied here, whether a sync or an approved review applied them. */
   countFixes (applied: { fixIds: readonly string[], rowsUpserted: number, rowsDeleted: number }): void {
     this.counters.fixes += applied.fixIds.length
@@ -644,6 +643,7 @@ export class DatasetReplica {
     if (applied.fixIds.length > 0) this.lastFixAt = Date.now()
   }
 
+  /** A JSON-ready view for the status port. */
   status (): Record<string, unknown> {
     const root = this.index.tree.root
     const source = this.host.sourceOf(this.config)

@@ -134,6 +134,18 @@ function captureFunctions (tag: string): { row: string, statement: string } {
   return { row: `converge.${quote(`capture_${slug}`)}`, statement: `converge.${quote(`capture_statement_${slug}`)}` }
 }
 
+/** A connection of its own for one piece of work on `tag`'s database (the caller ends it); StoreUnavailableError when the server cannot be reached. */
+async function connectOnce (connectionString: string, tag: string): Promise<pg.Client> {
+  const client = new pg.Client({ connectionString })
+  client.on('error', () => undefined) // a connection lost here fails the query under way, which reports it
+  try {
+    await client.connect()
+  } catch (err) {
+    throw new StoreUnavailableError(`cannot reach PostgreSQL for ${tag}: ${(err as Error).message}`, { cause: err })
+  }
+  return client
+}
+
 export function splitTableName (table: string): { schema: string, name: string } {
   const dot = table.indexOf('.')
   return dot < 0 ? { schema: 'public', name: table } : { schema: table.slice(0, dot), name: table.slice(dot + 1) }
@@ -158,13 +170,7 @@ const CATALOG_TYPES: Array<[RegExp, ColumnType]> = [
  */
 export async function readCatalogSchema (connectionString: string, table: string): Promise<Pick<DatasetSchema, 'columns' | 'primaryKey'>> {
   const { schema, name } = splitTableName(table)
-  const client = new pg.Client({ connectionString })
-  client.on('error', () => undefined) // a connection lost here fails the query under way, which reports it
-  try {
-    await client.connect()
-  } catch (err) {
-    throw new StoreUnavailableError(`cannot reach PostgreSQL for ${schema}.${name}: ${(err as Error).message}`, { cause: err })
-  }
+  const client = await connectOnce(connectionString, `${schema}.${name}`)
   try {
     const { rows } = await client.query<{ name: string, pg_type: string, typmod: number, not_null: boolean, pk: boolean }>(
       `SELECT a.attname AS name, format_type(a.atttypid, NULL) AS pg_type, a.atttypmod AS typmod, a.attnotnull AS not_null,
@@ -836,13 +842,7 @@ export async function removePgCapture (connectionString: string, table: string):
   const { schema, name } = splitTableName(table)
   const sql = `${quote(schema)}.${quote(name)}`
   const tag = `${schema}.${name}`
-  const client = new pg.Client({ connectionString })
-  client.on('error', () => undefined) // a connection lost here fails the query under way, which reports it
-  try {
-    await client.connect()
-  } catch (err) {
-    throw new StoreUnavailableError(`cannot reach PostgreSQL for ${tag}: ${(err as Error).message}`, { cause: err })
-  }
+  const client = await connectOnce(connectionString, tag)
   const dropped: string[] = []
   try {
     await client.query('BEGIN')
