@@ -8,8 +8,10 @@
  *               (link-proxy.ts), for a while or to the end
  *   sot-outage  a source of truth's agent dies; the replicas must serve from
  *               the next source of truth, and from this one once it is back
- *   store       a replica's database errs (PostgreSQL backends terminated)
- *               or stalls (its table locked: LOCK TABLE, BEGIN EXCLUSIVE)
+ *   store       a region's database errs (PostgreSQL backends terminated),
+ *               stalls (its table locked: LOCK TABLE, BEGIN EXCLUSIVE) or
+ *               crashes (its own PostgreSQL server shut down immediately,
+ *               then started again: recovery from the WAL)
  *   clock-skew  an agent's wall clock set off (clock-skew.ts)
  *
  * Each fault waits for its trigger, does its harm, undoes it, and says what
@@ -68,6 +70,10 @@ export interface FaultRecord {
 const rowsRepaired = (s: Sample | undefined, region: string): number => Math.max(
   s?.regions[region]?.rowsFixed ?? 0,
   Object.values(s?.regions[region]?.datasets ?? {}).reduce((n, d) => n + d.counters.rowsUpserted + d.counters.rowsDeleted, 0))
+
+/** Whether every dataset of a region says it is level with its source (or is the source). */
+const isLevel = (s: Sample, region: string): boolean =>
+  Object.values(s.regions[region]?.datasets ?? {}).every(d => d.state === 'in-sync' || d.state === 'source')
 
 /** Waits for the fault's trigger; false when it never came (a `when` past its `within`) or the run was stopped. */
 async function triggered (t: { at?: number, when?: { region: string, rowsRepaired: number, within: number } }, ctx: FaultContext, record: FaultRecord): Promise<boolean> {
@@ -156,7 +162,7 @@ async function cut (spec: Extract<FaultSpec, { kind: 'cut' }>, ctx: FaultContext
   record.observed.statesDuringCut = [...new Set(during.flatMap(s => Object.values(s.regions[spec.region]?.datasets ?? {}).map(d => d.state)))]
   if (record.observed.bytesAcrossCut !== 0) record.problems.push(`${String(record.observed.bytesAcrossCut)} bytes crossed the cut`)
   // how long the cut-off region took to be level with its source again after the heal
-  const level = await until(ctx, healed, s => Object.values(s.regions[spec.region]?.datasets ?? {}).every(d => d.state === 'in-sync' || d.state === 'source'), ctx.settleMs)
+  const level = await until(ctx, healed, s => isLevel(s, spec.region), ctx.settleMs)
   record.observed.inSyncAfterHealMs = level ?? null
 }
 
@@ -209,11 +215,15 @@ async function sotOutage (spec: Extract<FaultSpec, { kind: 'sot-outage' }>, ctx:
   }
 }
 
+const STORE_HARM = { errors: 'backends terminated every 200 ms', stall: 'table locked', crash: 'its PostgreSQL server crashed (immediate shutdown)' } as const
+
 async function storeFault (spec: Extract<FaultSpec, { kind: 'store' }>, ctx: FaultContext, record: FaultRecord): Promise<void> {
   const stores = ctx.stores.filter(s => s.region === spec.region)
-  ctx.say(`store of ${spec.region}: ${spec.mode === 'errors' ? 'backends terminated every 200 ms' : 'table locked'} for ${spec.duration} ms`)
+  ctx.say(`store of ${spec.region}: ${STORE_HARM[spec.mode]} for ${spec.duration} ms`)
   const end = Date.now() + spec.duration
-  if (stores[0]?.kind === 'postgres') {
+  if (spec.mode === 'crash') {
+    await serverCrash(spec, stores, ctx, record)
+  } else if (stores[0]?.kind === 'postgres') {
     const admin = new pg.Client({ connectionString: stores[0].pg!.url })
     admin.on('error', () => undefined)
     await admin.connect()
@@ -255,6 +265,32 @@ async function storeFault (spec: Extract<FaultSpec, { kind: 'store' }>, ctx: Fau
   }
   ctx.say(`store of ${spec.region}: back`)
   record.observed.lastErrors = Object.fromEntries(Object.entries(ctx.observer.latest?.regions[spec.region]?.datasets ?? {}).map(([d, s]) => [d, s.lastError ?? null]))
+}
+
+/**
+ * The region's own server crashes and stays down for the fault's duration,
+ * then starts (recovering from its WAL): a fix in flight is lost with its
+ * transaction, and the agent's connections all fail at once. Observed: how
+ * long the start's recovery took, and how long after it the region was
+ * level with its source again.
+ */
+async function serverCrash (spec: Extract<FaultSpec, { kind: 'store' }>, stores: RegionStore[], ctx: FaultContext, record: FaultRecord): Promise<void> {
+  const server = stores[0]?.server
+  if (server === undefined) throw new Error(`${spec.region} has no PostgreSQL server of its own to crash`)
+  record.observed.rowsRepairedAtCrash = rowsRepaired(ctx.observer.latest, spec.region)
+  await server.crash(ctx.signal)
+  // down for the duration whatever happens to the run: the server is started again before the fault ends
+  await sleep(spec.duration, ctx.signal).catch(() => undefined)
+  // what the agents said while it was down: the region's own, and its replicas' when it is a source
+  record.observed.errorsWhileDown = Object.fromEntries(Object.entries(ctx.observer.latest?.regions ?? {}).flatMap(([region, r]) =>
+    Object.entries(r.datasets).filter(([, d]) => d.lastError !== undefined && d.lastError !== null).map(([dataset, d]) => [`${region}/${dataset}`, d.lastError])))
+  const starting = Date.now()
+  await server.start()
+  record.observed.recoveryMs = Date.now() - starting
+  ctx.say(`store of ${spec.region}: its server is back (recovery took ${Date.now() - starting} ms)`)
+  const level = await until(ctx, Date.now(), s => isLevel(s, spec.region), ctx.settleMs)
+  record.observed.levelAfterMs = level ?? null
+  if (level === undefined) record.problems.push(`${spec.region} was not level with its source within ${ctx.settleMs} ms of its server's return`)
 }
 
 async function clockSkew (spec: Extract<FaultSpec, { kind: 'clock-skew' }>, ctx: FaultContext, record: FaultRecord): Promise<void> {

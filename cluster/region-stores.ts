@@ -10,7 +10,9 @@
  *             every other LevelDB region: same rows, a fraction of the time.
  *   postgres  a database per region (created here, dropped at the end), a
  *             table named after the dataset, seeded with one JSON statement
- *             per batch before any capture trigger exists.
+ *             per batch before any capture trigger exists. On the
+ *             scenario's server, or on a server of the region's own
+ *             (private-postgres.ts) where a fault crashes it.
  *   sqlite    a file per region; the store creates its table.
  */
 import { cp, mkdir } from 'node:fs/promises'
@@ -23,6 +25,7 @@ import { createStore, type StoreConfig } from '../src/stores/open-store.ts'
 import { LevelStore } from '../src/stores/level-store.ts'
 import type { ReplicaStore } from '../src/stores/replica-store.ts'
 import type { DatasetModel } from './dataset-model.ts'
+import { startPrivatePostgres, type PrivatePostgres } from './private-postgres.ts'
 import type { StoreKind } from './scenario.ts'
 
 export const DEFAULT_PG_URL = process.env.CONVERGE_TEST_PG ?? 'postgres://postgres@127.0.0.1:5432/postgres'
@@ -40,8 +43,10 @@ export interface RegionStore {
   kind: StoreKind
   /** The dataset's `store` in the agent's config. */
   config: StoreConfig
-  /** The PostgreSQL database's URL and name (postgres regions). */
-  pg?: { url: string, database: string }
+  /** The PostgreSQL database's URL and name, and its server's admin URL (postgres regions). */
+  pg?: { url: string, database: string, adminUrl: string }
+  /** The region's own server, where a fault crashes it. */
+  server?: PrivatePostgres
 }
 
 /** Opens the store for reading or writing from this process; `readOnly` for checks that must change nothing (no capture set up, no change log trimmed). */
@@ -63,12 +68,12 @@ async function adminQuery (adminUrl: string, text: string): Promise<void> {
 }
 
 /** A fresh database on the server behind `adminUrl`; its URL. */
-async function createDatabase (adminUrl: string, region: string, runId: string): Promise<{ url: string, database: string }> {
+async function createDatabase (adminUrl: string, region: string, runId: string): Promise<{ url: string, database: string, adminUrl: string }> {
   const database = `converge_cluster_${runId}_${region.replace(/[^A-Za-z0-9]/g, '_').toLowerCase()}`.slice(0, 63)
   await adminQuery(adminUrl, `CREATE DATABASE ${quoteIdent(database)}`)
   const url = new URL(adminUrl)
   url.pathname = `/${database}`
-  return { url: url.toString(), database }
+  return { url: url.toString(), database, adminUrl }
 }
 
 /** Seeds orders [0, rows) into a fresh PostgreSQL table with plain SQL: no capture trigger exists yet, so no change log fills up. */
@@ -118,6 +123,10 @@ export interface ProvisionInit {
   regions: Array<{ name: string, store: StoreKind }>
   datasets: DatasetModel[]
   pgAdminUrl: string
+  /** Regions whose databases go on a server of their own (a fault crashes it). */
+  privateServers?: ReadonlySet<string>
+  /** Where each private server's log is copied when it is removed (`<region>-postgres.log`). */
+  logDir?: string
   signal: AbortSignal
   /** Told each step, for the progress view. */
   say?: (line: string) => void
@@ -128,10 +137,22 @@ export interface ProvisionInit {
  * a drop() that removes what was created outside `dir` (PostgreSQL
  * databases); call it even when provisioning failed halfway.
  */
-export function provisionStores (init: ProvisionInit): { stores: RegionStore[], ready: Promise<void>, drop: () => Promise<void> } {
+export function provisionStores (init: ProvisionInit): { stores: RegionStore[], ready: Promise<void>, drop: (options?: { keep?: boolean }) => Promise<string[]> } {
   const stores: RegionStore[] = []
-  const databases: string[] = []
+  const databases: Array<{ adminUrl: string, database: string }> = []
+  const servers = new Map<string, PrivatePostgres>()
   const runId = randomBytes(4).toString('hex')
+  const serverOf = async (region: string): Promise<{ adminUrl: string, server?: PrivatePostgres }> => {
+    if (init.privateServers?.has(region) !== true) return { adminUrl: init.pgAdminUrl }
+    let server = servers.get(region)
+    if (server === undefined) {
+      const t = Date.now()
+      server = await startPrivatePostgres(region, { signal: init.signal })
+      servers.set(region, server)
+      init.say?.(`  ${region}: a PostgreSQL server of its own on port ${server.port} (a fault crashes it), up in ${((Date.now() - t) / 1000).toFixed(1)} s`)
+    }
+    return { adminUrl: server.adminUrl, server }
+  }
   const ready = (async () => {
     for (const model of init.datasets) {
       let levelSeed: string | undefined
@@ -157,26 +178,43 @@ export function provisionStores (init: ProvisionInit): { stores: RegionStore[], 
           s = { region: region.name, dataset: model, kind: 'sqlite', config: { kind: 'sqlite', path: join(base, `${model.name}.db`), table: model.name, createTable: true } }
           await withStore(s, async store => { await seedThrough(store, model, init.signal) })
         } else {
-          const db = await createDatabase(init.pgAdminUrl, region.name, runId)
-          databases.push(db.database)
-          s = { region: region.name, dataset: model, kind: 'postgres', config: { kind: 'postgres', connectionString: db.url, table: `public.${model.name}` }, pg: db }
+          const { adminUrl, server } = await serverOf(region.name)
+          const db = await createDatabase(adminUrl, region.name, runId)
+          databases.push(db)
+          s = { region: region.name, dataset: model, kind: 'postgres', config: { kind: 'postgres', connectionString: db.url, table: `public.${model.name}` }, pg: db, ...(server === undefined ? {} : { server }) }
           await seedPostgres(db.url, model, init.signal)
         }
         stores.push(s)
         init.say?.(`  seeded ${region.name}/${model.name} (${region.store}, ${model.rows.toLocaleString('en-US')} rows) in ${((Date.now() - t) / 1000).toFixed(1)} s`)
       }
     }
-    if (databases.length > 0) {
-      // the seeding's WAL (some 1 GiB for 3 x 1,000,000 rows) is checkpointed now rather than in the middle of the
-      // timeline, where the checkpointer's writes would slow whatever runs then; a role that may not is told so
-      await adminQuery(init.pgAdminUrl, 'CHECKPOINT').catch((err: Error) => init.say?.(`  (no CHECKPOINT after seeding: ${err.message})`))
+    // the seeding's WAL (some 1 GiB for 3 x 1,000,000 rows) is checkpointed now rather than in the middle of the
+    // timeline, where the checkpointer's writes would slow whatever runs then; a role that may not is told so
+    for (const adminUrl of new Set(databases.map(d => d.adminUrl))) {
+      await adminQuery(adminUrl, 'CHECKPOINT').catch((err: Error) => init.say?.(`  (no CHECKPOINT after seeding: ${err.message})`))
     }
   })()
-  const drop = async (): Promise<void> => {
+  /**
+   * Drops what was made outside `dir`: the databases on the scenario's server,
+   * and each region's own server (stopped, its log copied to `logDir`). With
+   * `keep`, the databases stay and the servers are stopped with their data
+   * left in place; the lines returned say what was kept and where.
+   */
+  const drop = async (options: { keep?: boolean } = {}): Promise<string[]> => {
     await ready.catch(() => undefined)
-    for (const database of databases.splice(0)) {
-      await adminQuery(init.pgAdminUrl, `DROP DATABASE IF EXISTS ${quoteIdent(database)} WITH (FORCE)`).catch(() => undefined)
+    const kept: string[] = []
+    const shared = databases.splice(0).filter(d => d.adminUrl === init.pgAdminUrl).map(d => d.database)
+    if (options.keep === true) {
+      if (shared.length > 0) kept.push(`kept PostgreSQL databases (drop them when done): ${[...new Set(shared)].join(', ')}`)
+    } else {
+      for (const database of shared) await adminQuery(init.pgAdminUrl, `DROP DATABASE IF EXISTS ${quoteIdent(database)} WITH (FORCE)`).catch(() => undefined)
     }
+    for (const [region, server] of servers) {
+      await server.remove({ keepData: options.keep, ...(init.logDir === undefined ? {} : { logTo: join(init.logDir, `${region}-postgres.log`) }) }).catch(() => undefined)
+      if (options.keep === true) kept.push(`kept ${region}'s own PostgreSQL server, stopped: pg_ctl start -D ${server.dataDir} (remove the directory when done)`)
+    }
+    servers.clear()
+    return kept
   }
   return { stores, ready, drop }
 }

@@ -90,7 +90,7 @@ export async function runScenario (scenario: Scenario, options: RunOptions): Pro
 
   const agents = new AgentSet(work)
   const pgAdminUrl = scenario.postgres ?? DEFAULT_PG_URL
-  const backends = new PostgresBackends(pgAdminUrl)
+  const backends = new PostgresBackends()
   const observer = new Observer(agents, models.map(m => m.name), scenario.pollEvery, scenario.faults.some(f => (f as { when?: unknown }).when !== undefined), region => backends.pidsOf(region))
   observer.onSample(s => { view.sample(s) })
   let mesh: Mesh | undefined
@@ -103,7 +103,10 @@ export async function runScenario (scenario: Scenario, options: RunOptions): Pro
   try {
     say(`scenario ${scenario.name}: ${scenario.regions.length} regions (${scenario.regions.map(r => `${r.name}:${r.store}`).join(', ')}), source of truth ${scenario.sourceOfTruth.join(' → ')}`)
     // 1. stores, keys, ports, links
-    provisioned = provisionStores({ dir: work, regions: scenario.regions, datasets: models, pgAdminUrl, signal, say })
+    // a region whose database a fault crashes gets a server of its own: the shared one serves everything else on this machine
+    const privateServers = new Set(scenario.faults.flatMap(f => f.kind === 'store' && f.mode === 'crash' ? [f.region] : []))
+    await mkdir(join(options.outDir, 'logs'), { recursive: true })
+    provisioned = provisionStores({ dir: work, regions: scenario.regions, datasets: models, pgAdminUrl, privateServers, logDir: join(options.outDir, 'logs'), signal, say })
     await provisioned.ready
     const stores = provisioned.stores
     backends.watch(stores)
@@ -362,14 +365,9 @@ export async function runScenario (scenario: Scenario, options: RunOptions): Pro
     await agents.stopAll().catch(() => undefined)
     await Promise.allSettled(background)
     await mesh?.close().catch(() => undefined)
-    if (options.keep === true) {
-      const kept = provisioned?.stores.filter(x => x.pg !== undefined).map(x => x.pg!.database) ?? []
-      if (kept.length > 0) out.write(`kept PostgreSQL databases (drop them when done): ${[...new Set(kept)].join(', ')}\n`)
-    } else {
-      await provisioned?.drop().catch(() => undefined)
-    }
     // the logs outlive the run: they are what explains a failure
     await mkdir(join(options.outDir, 'logs'), { recursive: true })
+    for (const line of await provisioned?.drop({ keep: options.keep }).catch(() => []) ?? []) out.write(`${line}\n`)
     for (const region of agents.regions) await cp(join(work, `${region}.log`), join(options.outDir, 'logs', `${region}.log`)).catch(() => undefined)
     if (options.keep !== true) await rm(work, { recursive: true, force: true }).catch(() => undefined)
   }

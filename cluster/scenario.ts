@@ -201,9 +201,11 @@ const storeFault = z.object({
   duration: duration({ min: 1 }),
   /**
    * errors (postgres): the agent's backends are terminated (pg_terminate_backend) every 200 ms;
-   * stall: its table is locked (postgres: LOCK TABLE … ACCESS EXCLUSIVE; sqlite: BEGIN EXCLUSIVE on the file) so its queries wait.
+   * stall: its table is locked (postgres: LOCK TABLE … ACCESS EXCLUSIVE; sqlite: BEGIN EXCLUSIVE on the file) so its queries wait;
+   * crash (postgres): the region's database server crashes (an immediate shutdown: every backend gone, nothing flushed)
+   * and starts again after `duration`, recovering from its WAL; the region's databases then live on a server of their own.
    */
-  mode: z.enum(['errors', 'stall'])
+  mode: z.enum(['errors', 'stall', 'crash'])
 }).strict()
 
 const clockFault = z.object({
@@ -466,6 +468,7 @@ function resolve (s: Parsed, source: string, overrides: Scenario['overrides'], p
       const kind = storeOf(f.region)
       if (kind === 'level') problem([...at, 'region'], `${f.region} has a LevelDB store, which runs inside its agent: store faults need postgres or sqlite`)
       if (kind === 'sqlite' && f.mode === 'errors') problem([...at, 'mode'], 'errors is for postgres (terminated backends); a sqlite store takes stall')
+      if (kind === 'sqlite' && f.mode === 'crash') problem([...at, 'mode'], 'crash is for postgres (its server crashes and restarts); a sqlite store takes stall')
       // node:sqlite waits for a lock synchronously: a writer in the runner would freeze its proxies and polling for the stall
       if (kind === 'sqlite' && ((s.load !== undefined && (s.load.region ?? primary) === f.region) || drift.some(d => (d.at !== undefined || d.rowsPerSecond !== undefined) && d.regions.includes(f.region)))) problem([...at, 'region'], `${f.region} is written during the run (load or drift): a sqlite stall there would block the runner itself; stall a region nothing else writes, or use postgres`)
     }

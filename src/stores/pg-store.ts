@@ -28,7 +28,7 @@
 import { createHash, randomUUID } from 'node:crypto'
 import pg from 'pg'
 import { SCAN_BATCH_ROWS } from '../constants.ts'
-import { AbortedError, ChangesTrimmedError, RowEncodingError, StoreNotOpenError, StoreReadOnlyError, StoreSchemaChangedError, StoreSchemaError, StoreSetupError, StoreUnavailableError, throwIfAborted } from '../errors.ts'
+import { AbortedError, ChangesTrimmedError, ConvergeError, RowEncodingError, StoreNotOpenError, StoreReadOnlyError, StoreSchemaChangedError, StoreSchemaError, StoreSetupError, StoreUnavailableError, throwIfAborted } from '../errors.ts'
 import { normalizeValue, packValues, type Row, type RowCodec, type Value } from '../digest/row-codec.ts'
 import type { ColumnType, DatasetSchema } from '../digest/schema.ts'
 import type { TimePrecision } from '../digest/timestamp.ts'
@@ -57,6 +57,11 @@ export interface PgStoreInit {
  * sleeping a whole poll interval.
  */
 const NOTIFIED_RETRY_MS = 25
+/** How long the change feed's LISTEN connection may take to connect before the feed goes on polling without it. */
+const LISTEN_CONNECT_TIMEOUT_MS = 5000
+/** After its LISTEN connection is lost, the feed connects again this soon, then twice as late each time it fails, up to LISTEN_RETRY_MAX_MS. */
+const LISTEN_RETRY_MS = 250
+const LISTEN_RETRY_MAX_MS = 5000
 /**
  * The feed's horizon, as an xid8 expression: every transaction below it has
  * ended, or belongs to another database. It is the oldest transaction of
@@ -304,7 +309,7 @@ export class PgStore implements ReplicaStore {
   async * scan (options: { signal?: AbortSignal, batchSize?: number } = {}): AsyncGenerator<StoredRow[]> {
     const { signal } = options
     throwIfAborted(signal)
-    const client = await this.db().connect()
+    const client = await this.connect()
     const select = `SELECT ${this.selectList()} FROM ${this.table.sql}`
     let copy: CopyRows<StoredRow> | undefined
     let committed = false
@@ -328,7 +333,7 @@ export class PgStore implements ReplicaStore {
       committed = true
     } catch (err) {
       failure = err
-      throw schemaChanged(this.table.tag, err)
+      throw storeError(this.table.tag, err)
     } finally {
       signal?.removeEventListener('abort', onAbort)
       if (!committed) {
@@ -423,7 +428,7 @@ export class PgStore implements ReplicaStore {
 
   async lastSeq (): Promise<number> {
     this.writable('its change log')
-    const { rows } = await this.db().query<{ seq: string }>(
+    const { rows } = await this.query<{ seq: string }>(
       `SELECT greatest(
           (SELECT max(xid) FROM converge.changes WHERE tbl = $1 AND xid < ${HORIZON}),
           (SELECT trimmed FROM converge.stores WHERE tbl = $1))::text AS seq`, [this.table.tag])
@@ -434,7 +439,7 @@ export class PgStore implements ReplicaStore {
     this.writable('its change feed')
     const signal = AbortSignal.any([options.signal, this.closing.signal])
     let since = options.since
-    const { rows: [store] } = await this.db().query<{ trimmed: string }>('SELECT trimmed::text AS trimmed FROM converge.stores WHERE tbl = $1', [this.table.tag])
+    const { rows: [store] } = await this.query<{ trimmed: string }>('SELECT trimmed::text AS trimmed FROM converge.stores WHERE tbl = $1', [this.table.tag])
     if (since < Number(store?.trimmed ?? 0)) throw new ChangesTrimmedError(since, await this.lastSeq())
     const wake = new Wakeup(this.init.connectionString, signal)
     const pollMs = this.init.pollMs ?? 1000
@@ -458,13 +463,23 @@ export class PgStore implements ReplicaStore {
 
   async trimChanges (seq: number): Promise<void> {
     this.writable('trimming its change log')
-    await this.db().query('DELETE FROM converge.changes WHERE tbl = $1 AND xid <= $2::text::xid8', [this.table.tag, String(seq)])
-    await this.db().query('UPDATE converge.stores SET trimmed = greatest(trimmed, $2::text::xid8) WHERE tbl = $1', [this.table.tag, String(seq)])
+    await this.query('DELETE FROM converge.changes WHERE tbl = $1 AND xid <= $2::text::xid8', [this.table.tag, String(seq)])
+    await this.query('UPDATE converge.stores SET trimmed = greatest(trimmed, $2::text::xid8) WHERE tbl = $1', [this.table.tag, String(seq)])
   }
 
   async countRows (): Promise<number> {
-    const { rows } = await this.db().query<{ n: string }>(`SELECT count(*)::text AS n FROM ${this.table.sql}`).catch(err => { throw schemaChanged(this.table.tag, err) })
+    const { rows } = await this.query<{ n: string }>(`SELECT count(*)::text AS n FROM ${this.table.sql}`)
     return Number(rows[0]?.n ?? 0)
+  }
+
+  /** A pooled connection; StoreUnavailableError when the server cannot be reached. */
+  private async connect (): Promise<pg.PoolClient> {
+    try { return await this.db().connect() } catch (err) { throw storeError(this.table.tag, err) }
+  }
+
+  /** One statement on a pooled connection, its failure as storeError reports it. */
+  private async query<R extends pg.QueryResultRow> (text: string, values?: unknown[]): Promise<pg.QueryResult<R>> {
+    try { return await this.db().query<R>(text, values) } catch (err) { throw storeError(this.table.tag, err) }
   }
 
   private db (): pg.Pool {
@@ -769,7 +784,7 @@ export class PgStore implements ReplicaStore {
 
   /** Runs `work` in a transaction of its own; the client goes back to the pool after it (dropped when it failed). */
   private async inTransaction<T> (work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-    const client = await this.db().connect()
+    const client = await this.connect()
     let failure: unknown
     try {
       await client.query('BEGIN')
@@ -779,7 +794,7 @@ export class PgStore implements ReplicaStore {
     } catch (err) {
       failure = err
       await client.query('ROLLBACK').catch(() => undefined)
-      throw schemaChanged(this.table.tag, err)
+      throw storeError(this.table.tag, err)
     } finally {
       releaseClient(client, failure)
     }
@@ -900,14 +915,29 @@ export async function removePgCapture (connectionString: string, table: string):
 const SCHEMA_CHANGED = new Set(['42703', '42P01', '42804'])
 
 /**
- * The table's schema changed under the agent (a column dropped or renamed,
- * a type changed), which reads it at start: said so, with what to do, as a
- * StoreSchemaError, instead of PostgreSQL's bare text. Other errors as they are.
+ * SQLSTATEs of a server that went away or is not taking work yet:
+ * admin_shutdown, crash_shutdown, cannot_connect_now (starting up or
+ * recovering); class 08 is every connection exception.
  */
-function schemaChanged (table: string, err: unknown): unknown {
+const SERVER_GONE = new Set(['57P01', '57P02', '57P03'])
+/** The socket's own errors, and the driver's for a connection it lost (it gives those no code). */
+const SOCKET_GONE = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EPIPE', 'EAI_AGAIN'])
+const DRIVER_LOST = /^Connection terminated|^Client has encountered a connection error|^Connection ended unexpectedly/
+
+/**
+ * A failure of work on `table` as the agent reports it: the table's schema
+ * changed under the agent (a column dropped or renamed, a type changed),
+ * which it reads at start, as StoreSchemaChangedError with what to do; the
+ * server unreachable, shut down, crashed or still recovering as
+ * StoreUnavailableError naming the table; any other error as it is.
+ */
+function storeError (table: string, err: unknown): unknown {
+  if (err instanceof ConvergeError) return err
   const code = (err as { code?: unknown } | undefined)?.code
-  if (typeof code !== 'string' || !SCHEMA_CHANGED.has(code)) return err
-  return new StoreSchemaChangedError(`table ${table}`, (err as Error).message, { cause: err })
+  const message = (err as Error | undefined)?.message ?? String(err)
+  if (typeof code === 'string' && SCHEMA_CHANGED.has(code)) return new StoreSchemaChangedError(`table ${table}`, message, { cause: err })
+  const gone = typeof code === 'string' ? SERVER_GONE.has(code) || code.startsWith('08') || SOCKET_GONE.has(code) : DRIVER_LOST.test(message)
+  return gone ? new StoreUnavailableError(`PostgreSQL is unavailable for ${table}: ${message}`, { cause: err }) : err
 }
 
 /** Back to the pool; dropped instead when the work on it failed (its session may be in any state). */
@@ -926,34 +956,74 @@ function keyJsonExpr (expr: string, pgType: string): string {
 
 /**
  * A LISTEN connection that wakes the change feed; polling covers for a lost
- * connection. A notification that arrives while the feed is reading (no one
- * waits yet) is kept, so the next wait returns at once instead of sleeping a
- * whole poll interval over a change already committed.
+ * connection while it connects again in the background (a server that
+ * restarted, or a connection an idle timeout cut, would otherwise leave the
+ * feed polling for good), first after LISTEN_RETRY_MS, then less often. Once
+ * it listens again the feed reads at once: a change may have committed
+ * while no one listened. A notification that arrives while the feed is
+ * reading (no one waits yet) is kept, so the next wait returns at once
+ * instead of sleeping a whole poll interval over a change already committed.
  */
 class Wakeup {
   private client: pg.Client | undefined
   private waiter: (() => void) | undefined
   private pending = false
-  private readonly connecting: Promise<void>
+  private connecting: Promise<void> | undefined
+  private retry: NodeJS.Timeout | undefined
+  private retryMs = LISTEN_RETRY_MS
+  private listened = false
+  private closed = false
 
-  constructor (connectionString: string, private readonly signal: AbortSignal) {
+  constructor (private readonly connectionString: string, private readonly signal: AbortSignal) {
+    this.listen()
+  }
+
+  private listen (): void {
+    this.retry = undefined
+    if (this.closed || this.signal.aborted) return
     this.connecting = (async () => {
-      const client = new pg.Client({ connectionString })
-      client.on('error', () => { this.client = undefined })
-      client.on('notification', () => { if (this.waiter !== undefined) this.waiter(); else this.pending = true })
+      const client = new pg.Client({ connectionString: this.connectionString, connectionTimeoutMillis: LISTEN_CONNECT_TIMEOUT_MS })
+      const lost = (): void => {
+        if (this.client !== client) return
+        this.client = undefined
+        client.end().catch(() => undefined)
+        this.listenLater()
+      }
+      client.on('error', lost)
+      client.on('end', lost)
+      client.on('notification', () => { this.notify() })
       try {
         await client.connect()
         await client.query('LISTEN converge_changes')
-        this.client = client
       } catch {
-        await client.end().catch(() => undefined) // no LISTEN: the feed polls
+        await client.end().catch(() => undefined) // no LISTEN for now: the feed polls
+        this.listenLater()
+        return
+      } finally {
+        this.connecting = undefined
       }
+      if (this.closed || this.signal.aborted) { await client.end().catch(() => undefined); return }
+      this.client = client
+      this.retryMs = LISTEN_RETRY_MS
+      if (this.listened) this.notify()
+      this.listened = true
     })()
+  }
+
+  private listenLater (): void {
+    if (this.closed || this.signal.aborted || this.retry !== undefined) return
+    this.retry = setTimeout(() => { this.listen() }, this.retryMs)
+    this.retryMs = Math.min(this.retryMs * 2, LISTEN_RETRY_MAX_MS)
+  }
+
+  private notify (): void {
+    if (this.waiter !== undefined) this.waiter(); else this.pending = true
   }
 
   /** Waits for a notification or `ms`; true when notified. */
   async wait (ms: number): Promise<boolean> {
-    await this.connecting
+    // the first connection is waited for; one made again after a loss wakes a wait itself
+    if (!this.listened) await this.connecting
     if (this.pending) { this.pending = false; return true }
     return await new Promise<boolean>(resolve => {
       const done = (notified: boolean): void => { clearTimeout(timer); this.signal.removeEventListener('abort', aborted); this.waiter = undefined; resolve(notified) }
@@ -965,7 +1035,11 @@ class Wakeup {
   }
 
   async close (): Promise<void> {
+    this.closed = true
+    clearTimeout(this.retry)
     await this.connecting
-    await this.client?.end().catch(() => undefined)
+    const client = this.client
+    this.client = undefined
+    await client?.end().catch(() => undefined)
   }
 }

@@ -34,7 +34,7 @@ describe('scenario files', () => {
 
   it('every ready scenario validates, as it is and in its quick version', async () => {
     const files = (await readdir(SCENARIOS)).filter(f => f.endsWith('.yaml'))
-    expect(files.sort()).toEqual(['demo.yaml', 'five-regions-1m.yaml', 'kill-mid-repair.yaml', 'live-writes.yaml', 'partition-heal.yaml', 'slow-wan.yaml', 'sot-failover.yaml', 'store-faults.yaml'])
+    expect(files.sort()).toEqual(['demo.yaml', 'five-regions-1m.yaml', 'kill-mid-repair.yaml', 'live-writes.yaml', 'partition-heal.yaml', 'slow-wan.yaml', 'sot-failover.yaml', 'store-crash.yaml', 'store-faults.yaml'])
     for (const f of files) {
       const full = await loadScenario(SCENARIOS + f)
       const quick = await loadScenario(SCENARIOS + f, { quick: true })
@@ -89,6 +89,7 @@ describe('scenario files', () => {
     expect(problems(`${BASE}faults:\n  - { kind: sot-outage, at: 1s, duration: 2s }\n`)).toMatch(/faults\.0\.expectFailover: no source of truth after a to fail over to/)
     expect(problems(`${BASE}faults:\n  - { kind: store, region: a, at: 1s, duration: 2s, mode: stall }\n`)).toMatch(/faults\.0\.region: a has a LevelDB store/)
     expect(problems(`${BASE}faults:\n  - { kind: store, region: c, at: 1s, duration: 2s, mode: errors }\n`)).toMatch(/faults\.0\.mode: errors is for postgres/)
+    expect(problems(`${BASE}faults:\n  - { kind: store, region: c, at: 1s, duration: 2s, mode: crash }\n`)).toMatch(/faults\.0\.mode: crash is for postgres \(its server crashes and restarts\)/)
     expect(problems(`${BASE}drift:\n  - { partitionLoss: 1 }\n`)).toMatch(/drift\.0\.partitionLoss: dataset "orders" has no partitions/)
   })
 

@@ -1,0 +1,129 @@
+/**
+ * A PostgreSQL server of a region's own, for the one store fault that takes
+ * a whole server down: a crash (`pg_ctl stop -m immediate`: every backend
+ * killed at once, nothing flushed or checkpointed), then a start that
+ * recovers from the WAL. The machine's shared server cannot be crashed
+ * without breaking whatever else uses it, so a region whose scenario
+ * crashes its database gets a server of its own: `initdb` into a directory
+ * of its own, listening on a free port on 127.0.0.1, stopped and removed
+ * when the run ends.
+ *
+ * PostgreSQL refuses to run as root; as root, its programs run as the
+ * `postgres` user (runuser) on a directory that user owns.
+ */
+import { execFile } from 'node:child_process'
+import { chown, copyFile, mkdtemp, readFile, rm } from 'node:fs/promises'
+import { existsSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import { ConvergeError } from '../src/errors.ts'
+import { freePort } from './free-port.ts'
+
+const run = promisify(execFile)
+
+/** Thrown when a region's own PostgreSQL server cannot be made, started or stopped; the message says which step and why. */
+export class PrivateServerError extends ConvergeError {
+  constructor (message: string, options?: { cause?: unknown }) { super('CONVERGE_CLUSTER_PG_SERVER', message, options) }
+}
+
+/** Where initdb and pg_ctl are: CONVERGE_PG_BIN, else `pg_config --bindir`, else the PATH. */
+async function serverBinaries (): Promise<string | undefined> {
+  const candidates: string[] = []
+  if (process.env.CONVERGE_PG_BIN !== undefined) candidates.push(process.env.CONVERGE_PG_BIN)
+  else {
+    const bindir = await run('pg_config', ['--bindir']).then(r => r.stdout.trim(), () => undefined)
+    if (bindir !== undefined) candidates.push(bindir)
+    candidates.push(...(process.env.PATH ?? '').split(':').filter(d => d !== ''))
+  }
+  return candidates.find(dir => existsSync(join(dir, 'initdb')) && existsSync(join(dir, 'pg_ctl')))
+}
+
+/** The uid and gid of the `postgres` user, from /etc/passwd. */
+async function postgresUser (): Promise<{ uid: number, gid: number } | undefined> {
+  const passwd = await readFile('/etc/passwd', 'utf8').catch(() => '')
+  const fields = passwd.split('\n').map(l => l.split(':')).find(f => f[0] === 'postgres')
+  return fields === undefined ? undefined : { uid: Number(fields[2]), gid: Number(fields[3]) }
+}
+
+export interface PrivatePostgres {
+  /** The server's `postgres` database, as its superuser (trust on loopback). */
+  readonly adminUrl: string
+  readonly port: number
+  /** Crashes the server: an immediate shutdown, as a crash (recovery from the WAL at the next start). */
+  crash: (signal?: AbortSignal) => Promise<void>
+  /** Starts it again; resolves once it accepts connections (recovery done). */
+  start: (signal?: AbortSignal) => Promise<void>
+  /** Whether it is running (a crash and no start since: not). */
+  readonly running: boolean
+  /** The directory its data lives in. */
+  readonly dataDir: string
+  /**
+   * Stops it (fast), copies its log to `logTo` when given, and removes its
+   * directory unless `keepData` (then a person can start it again with
+   * `pg_ctl start -D dataDir` and look).
+   */
+  remove: (options?: { logTo?: string, keepData?: boolean }) => Promise<void>
+}
+
+/**
+ * Makes and starts a server for `region`. Cancelled through `signal`
+ * (the server made so far is removed).
+ */
+export async function startPrivatePostgres (region: string, options: { signal?: AbortSignal } = {}): Promise<PrivatePostgres> {
+  const bin = await serverBinaries()
+  if (bin === undefined) {
+    throw new PrivateServerError(`a PostgreSQL server of ${region}'s own (its store fault crashes one) needs PostgreSQL's initdb and pg_ctl: ` +
+      'none found through pg_config --bindir or the PATH; set CONVERGE_PG_BIN to the directory that holds them')
+  }
+  const asRoot = process.getuid?.() === 0
+  const owner = asRoot ? await postgresUser() : undefined
+  if (asRoot && owner === undefined) throw new PrivateServerError(`a PostgreSQL server of ${region}'s own cannot run as root, and this machine has no postgres user to run it as`)
+  const home = await mkdtemp(join(tmpdir(), `converge-pg-${region.replace(/[^\w-]/g, '_')}-`))
+  const data = join(home, 'data')
+  const log = join(home, 'server.log')
+  if (owner !== undefined) await chown(home, owner.uid, owner.gid)
+  const exec = async (program: string, args: string[], signal?: AbortSignal): Promise<void> => {
+    const [file, argv] = asRoot ? ['runuser', ['-u', 'postgres', '--', join(bin, program), ...args]] : [join(bin, program), args]
+    try {
+      await run(file, argv, { signal: signal ?? options.signal, cwd: home })
+    } catch (err) {
+      const e = err as { stderr?: string, stdout?: string, message: string }
+      const said = `${e.stderr ?? ''}${e.stdout ?? ''}`.trim().split('\n').slice(-3).join(' / ')
+      throw new PrivateServerError(`${program} ${args[0] ?? ''} for ${region}'s own PostgreSQL server failed: ${said !== '' ? said : e.message}`, { cause: err })
+    }
+  }
+  const port = await freePort()
+  // small and local: loopback only, its socket file in its own directory, buffers enough for a test's tables
+  const settings = `-c port=${port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=${home} -c shared_buffers=32MB -c max_connections=50`
+  let running = false
+  const start = async (signal?: AbortSignal): Promise<void> => {
+    await exec('pg_ctl', ['start', '-D', data, '-w', '-t', '120', '-l', log, '-o', settings], signal)
+    running = true
+  }
+  try {
+    await exec('initdb', ['-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--locale=C', '--no-sync'])
+    await start()
+  } catch (err) {
+    await rm(home, { recursive: true, force: true })
+    throw err
+  }
+  return {
+    adminUrl: `postgres://postgres@127.0.0.1:${port}/postgres`,
+    port,
+    get running () { return running },
+    start,
+    crash: async (signal?: AbortSignal) => {
+      running = false
+      await exec('pg_ctl', ['stop', '-D', data, '-m', 'immediate', '-w'], signal)
+    },
+    dataDir: data,
+    remove: async ({ logTo, keepData = false } = {}) => {
+      // a server already down (crashed and never started again) has nothing to stop
+      await exec('pg_ctl', ['stop', '-D', data, '-m', 'fast', '-w'], AbortSignal.timeout(60_000)).catch(() => undefined)
+      running = false
+      if (logTo !== undefined) await copyFile(log, logTo).catch(() => undefined)
+      if (!keepData) await rm(home, { recursive: true, force: true })
+    }
+  }
+}
