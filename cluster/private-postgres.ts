@@ -1,12 +1,12 @@
 /**
- * A PostgreSQL server of a region's own, for the one store fault that takes
- * a whole server down: a crash (`pg_ctl stop -m immediate`: every backend
- * killed at once, nothing flushed or checkpointed), then a start that
- * recovers from the WAL. The machine's shared server cannot be crashed
- * without breaking whatever else uses it, so a region whose scenario
- * crashes its database gets a server of its own: `initdb` into a directory
- * of its own, listening on a free port on 127.0.0.1, stopped and removed
- * when the run ends.
+ * A PostgreSQL server of a region's own: as each region's replica would have
+ * in production (its own shared buffers, its own WAL), and for the one store
+ * fault that takes a whole server down: a crash (`pg_ctl stop -m
+ * immediate`: every backend killed at once, nothing flushed or
+ * checkpointed), then a start that recovers from the WAL. The machine's
+ * shared server cannot be crashed without breaking whatever else uses it.
+ * `initdb` into a directory of its own, listening on a free port on
+ * 127.0.0.1, stopped and removed when the run ends.
  *
  * PostgreSQL refuses to run as root; as root, its programs run as the
  * `postgres` user (runuser) on a directory that user owns.
@@ -28,7 +28,7 @@ export class PrivateServerError extends ConvergeError {
 }
 
 /** Where initdb and pg_ctl are: CONVERGE_PG_BIN, else `pg_config --bindir`, else the PATH. */
-async function serverBinaries (): Promise<string | undefined> {
+export async function serverBinaries (): Promise<string | undefined> {
   const candidates: string[] = []
   if (process.env.CONVERGE_PG_BIN !== undefined) candidates.push(process.env.CONVERGE_PG_BIN)
   else {
@@ -73,7 +73,7 @@ export interface PrivatePostgres {
 export async function startPrivatePostgres (region: string, options: { signal?: AbortSignal } = {}): Promise<PrivatePostgres> {
   const bin = await serverBinaries()
   if (bin === undefined) {
-    throw new PrivateServerError(`a PostgreSQL server of ${region}'s own (its store fault crashes one) needs PostgreSQL's initdb and pg_ctl: ` +
+    throw new PrivateServerError(`a PostgreSQL server of ${region}'s own needs PostgreSQL's initdb and pg_ctl: ` +
       'none found through pg_config --bindir or the PATH; set CONVERGE_PG_BIN to the directory that holds them')
   }
   const asRoot = process.getuid?.() === 0
@@ -94,8 +94,8 @@ export async function startPrivatePostgres (region: string, options: { signal?: 
     }
   }
   const port = await freePort()
-  // small and local: loopback only, its socket file in its own directory, buffers enough for a test's tables
-  const settings = `-c port=${port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=${home} -c shared_buffers=32MB -c max_connections=50`
+  // loopback only, its socket file in its own directory; otherwise initdb's defaults (128 MB of shared buffers), as a fresh install
+  const settings = `-c port=${port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=${home}`
   let running = false
   const start = async (signal?: AbortSignal): Promise<void> => {
     await exec('pg_ctl', ['start', '-D', data, '-w', '-t', '120', '-l', log, '-o', settings], signal)

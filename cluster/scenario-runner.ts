@@ -50,6 +50,13 @@ export interface RunOptions {
   keep?: boolean
   out?: ProgressOut
   signal?: AbortSignal
+  /**
+   * Work of the caller's on the stores once the report is written, with the
+   * agents stopped and every store still there (a benchmark's own
+   * measurement on the same databases); they are dropped after it. Its
+   * failure is the run's.
+   */
+  afterRun?: (stores: readonly RegionStore[], report: RunReport) => Promise<void>
 }
 
 /** Agent settings the runner uses unless the scenario's `agent` says otherwise: snappy on one machine. */
@@ -101,10 +108,10 @@ export async function runScenario (scenario: Scenario, options: RunOptions): Pro
   const startedAt = Date.now()
 
   try {
-    say(`scenario ${scenario.name}: ${scenario.regions.length} regions (${scenario.regions.map(r => `${r.name}:${r.store}`).join(', ')}), source of truth ${scenario.sourceOfTruth.join(' → ')}`)
+    say(`scenario ${scenario.name}: ${scenario.regions.length} regions (${scenario.regions.map(r => `${r.name}:${r.store}${r.server === 'own' ? ' (own server)' : ''}`).join(', ')}), source of truth ${scenario.sourceOfTruth.join(' → ')}`)
     // 1. stores, keys, ports, links
-    // a region whose database a fault crashes gets a server of its own: the shared one serves everything else on this machine
-    const privateServers = new Set(scenario.faults.flatMap(f => f.kind === 'store' && f.mode === 'crash' ? [f.region] : []))
+    // a region whose database a fault crashes gets a server of its own (scenario.ts): the shared one serves everything else on this machine
+    const privateServers = new Set(scenario.regions.filter(r => r.server === 'own').map(r => r.name))
     await mkdir(join(options.outDir, 'logs'), { recursive: true })
     provisioned = provisionStores({ dir: work, regions: scenario.regions, datasets: models, pgAdminUrl, privateServers, logDir: join(options.outDir, 'logs'), signal, say })
     await provisioned.ready
@@ -356,6 +363,7 @@ export async function runScenario (scenario: Scenario, options: RunOptions): Pro
       incarnations: new Map(agents.regions.map(r => [r, agents.incarnations(r).length]))
     })
     await writeReport(report, options.outDir)
+    await options.afterRun?.(stores, report)
     return report
   } finally {
     clearTimeout(deadline)

@@ -55,11 +55,18 @@ function duration (opts: { min?: number, max?: number } = {}) {
 export const STORE_KINDS = ['level', 'postgres', 'sqlite'] as const
 export type StoreKind = typeof STORE_KINDS[number]
 const storeKind = z.enum(STORE_KINDS)
+const serverKind = z.enum(['shared', 'own'])
 
 const regionEntry = z.object({
   name,
   /** Where this region keeps its replica: level (embedded LevelDB, the default), postgres or sqlite. */
-  store: storeKind.default('level')
+  store: storeKind.default('level'),
+  /**
+   * postgres: on the scenario's server (shared, the default) or on one of the
+   * region's own, made for the run (own: as each region's would be; a crash
+   * fault on the region implies it).
+   */
+  server: serverKind.default('shared')
 }).strict()
 
 /** `regions: { count: 5, store: level, stores: { r3: postgres } }`: names default to r1..rN. */
@@ -67,7 +74,9 @@ const regionsShorthand = z.object({
   count: z.number().int().min(1).max(16),
   names: z.array(name).optional(),
   store: storeKind.default('level'),
-  stores: z.record(z.string(), storeKind).default({})
+  stores: z.record(z.string(), storeKind).default({}),
+  /** For every postgres region: see a region's own `server`. */
+  server: serverKind.default('shared')
 }).strict()
 
 const mix = z.object({
@@ -275,7 +284,7 @@ export type DriftSpec = z.output<typeof drift>
 export type FaultSpec = z.output<typeof fault>
 export type LoadSpec = z.output<typeof load>
 export type DatasetSpec = z.output<typeof dataset>
-export interface RegionSpec { name: string, store: StoreKind }
+export interface RegionSpec { name: string, store: StoreKind, server: 'shared' | 'own' }
 
 /** A validated scenario with every default filled in and every name resolved. */
 export interface Scenario extends Omit<Parsed, 'regions' | 'sourceOfTruth' | 'drift' | 'load'> {
@@ -405,13 +414,17 @@ function resolve (s: Parsed, source: string, overrides: Scenario['overrides'], p
     const short = s.regions
     regions = Array.from({ length: short.count }, (_, i) => {
       const regionName = short.names?.[i] ?? `r${i + 1}`
-      return { name: regionName, store: short.stores[regionName] ?? short.store }
+      const store = short.stores[regionName] ?? short.store
+      return { name: regionName, store, server: store === 'postgres' ? short.server : 'shared' }
     })
     if (short.names !== undefined && short.names.length !== short.count) problem(['regions', 'names'], `${short.names.length} names for ${short.count} regions`)
     for (const r of Object.keys(short.stores)) if (!regions.some(x => x.name === r)) problem(['regions', 'stores', r], `no region "${r}"`)
   }
   const regionNames = new Set<string>()
   regions.forEach((r, i) => { if (regionNames.has(r.name)) problem(['regions', i, 'name'], `duplicate region "${r.name}"`); regionNames.add(r.name) })
+  if (Array.isArray(s.regions)) regions.forEach((r, i) => { if (r.server === 'own' && r.store !== 'postgres') problem(['regions', i, 'server'], `a server of its own is for a postgres region; ${r.name} keeps its rows in ${r.store}`) })
+  // a crash takes the whole server down: the region's databases go on a server of their own
+  regions = regions.map(r => s.faults.some(f => f.kind === 'store' && f.mode === 'crash' && f.region === r.name && r.store === 'postgres') ? { ...r, server: 'own' } : r)
   const known = (path: PropertyKey[], region: string | undefined): void => { if (region !== undefined && !regionNames.has(region)) problem(path, `no region "${region}" (regions: ${[...regionNames].join(', ')})`) }
   const storeOf = (region: string): StoreKind | undefined => regions.find(r => r.name === region)?.store
 

@@ -30,6 +30,7 @@ import { gcAvailable } from './bench/memory.ts'
 import { parseOptions, type BenchOptions } from './bench/options.ts'
 import { checkPostgres, checkServer, measurePostgres, postgresReport, postgresSkipped } from './bench/postgres.ts'
 import { CONVERGE_ROWS, convergenceReport, measureConvergence, QUICK_CONVERGE_ROWS } from './bench/convergence.ts'
+import { serverBinaries } from '../cluster/private-postgres.ts'
 import { int, progress, seconds, table } from './bench/report.ts'
 import { measureScale, QUICK_SCALE_SIZES, SCALE_SIZES, scaleReport } from './bench/scale.ts'
 import { measureSync, SYNC_SIZES, syncReport } from './bench/sync-bytes.ts'
@@ -73,7 +74,10 @@ async function convergenceSection (options: BenchOptions): Promise<string> {
     progress(`5: skipped: ${availability.why}`)
     return `${heading}\n\nSkipped: ${availability.why}.`
   }
-  const { value, ms } = await timed(async () => await measureConvergence(options.pgUrl, options.quick ? QUICK_CONVERGE_ROWS : CONVERGE_ROWS, availability.psql))
+  // a server per region where initdb is found, as regions are; else the three on the one server there is
+  const servers = options.servers !== 'auto' ? options.servers : await serverBinaries() !== undefined ? 'own' : 'shared'
+  if (options.servers === 'auto' && servers === 'shared') progress('5: no initdb or pg_ctl here (CONVERGE_PG_BIN): the three regions share the server at BENCH_PG_URL')
+  const { value, ms } = await timed(async () => await measureConvergence(options.pgUrl, options.quick ? QUICK_CONVERGE_ROWS : CONVERGE_ROWS, availability.psql, servers))
   return `${convergenceReport(value)}\n\nSection wall time: ${seconds(ms)}.`
 }
 

@@ -4,7 +4,9 @@
  *
  * (a) converge: the cluster simulator (cluster/scenario-runner.ts) starts
  *     three agents as OS processes on loopback, each beside its own
- *     PostgreSQL database of the same orders; once every index is built
+ *     PostgreSQL database of the same orders, each database on a server of
+ *     its own as regions are (--servers own, where initdb is found) or the
+ *     three on one server (--servers shared); once every index is built
  *     (t0), 1 % of the rows of each replica is drifted behind its agent's
  *     back (60 % updated, 20 % inserted, 20 % deleted), and again every
  *     ROUND_EVERY_S seconds, ROUNDS times in all. Timed, each round: from
@@ -31,8 +33,6 @@
  */
 import { spawn } from 'node:child_process'
 import { availableParallelism } from 'node:os'
-import { readdir, readFile } from 'node:fs/promises'
-import { join } from 'node:path'
 import { parseScenario } from '../../cluster/scenario.ts'
 import { runScenario } from '../../cluster/scenario-runner.ts'
 import type { RunReport } from '../../cluster/report.ts'
@@ -59,12 +59,11 @@ const POLL_EVERY_MS = 250
 const SOURCE = 'us-east'
 const REPLICAS = ['eu-west', 'ap-south'] as const
 
-function scenarioText (rows: number): string {
+function scenarioText (rows: number, servers: 'own' | 'shared'): string {
   return `name: bench-converge-vs-copy
 description: 3 PostgreSQL regions, ${rows} orders, ${DRIFT_SHARE * 100} % drift on each replica once every index is built, ${ROUNDS} times ${ROUND_EVERY_S} s apart
 regions:
-  - { name: ${SOURCE}, store: postgres }
-${REPLICAS.map(r => `  - { name: ${r}, store: postgres }`).join('\n')}
+${[SOURCE, ...REPLICAS].map(r => `  - { name: ${r}, store: postgres, server: ${servers} }`).join('\n')}
 sourceOfTruth: [${SOURCE}]
 datasets:
   - { name: orders, rows: ${rows} }
@@ -92,26 +91,10 @@ export interface ConvergenceResult {
   /** The median of the copies (by time). */
   copy: CopyRun
   copies: CopyRun[]
-  /** The server the regions' databases shared: its shared buffers and the databases' size (read after the copies). */
-  server: { sharedBuffers: string, databasesBytes: number }
-}
-
-/** Each region's PostgreSQL URL, from the agent configs the runner wrote (kept with `keep`). */
-async function regionUrls (workDir: string): Promise<Map<string, string>> {
-  const urls = new Map<string, string>()
-  const walk = async (dir: string): Promise<void> => {
-    for (const entry of await readdir(dir, { withFileTypes: true })) {
-      const path = join(dir, entry.name)
-      if (entry.isDirectory()) await walk(path)
-      else if (entry.name.endsWith('.json')) {
-        const config = JSON.parse(await readFile(path, 'utf8')) as { region?: string, datasets?: Array<{ store?: { connectionString?: string } }> }
-        const url = config.datasets?.[0]?.store?.connectionString
-        if (config.region !== undefined && url !== undefined) urls.set(config.region, url)
-      }
-    }
-  }
-  await walk(workDir)
-  return urls
+  /** Whether each region had a PostgreSQL server of its own, or all three shared one. */
+  servers: 'own' | 'shared'
+  /** Each region's server's shared buffers and its database's size (read after the copies). */
+  databases: Array<{ region: string, sharedBuffers: string, bytes: number }>
 }
 
 /** psql's stdout piped into another psql's stdin, counting the bytes; resolves when both have exited 0. */
@@ -139,61 +122,73 @@ async function tableFingerprint (url: string): Promise<{ rows: number, md5: stri
   return { rows: Number(rows[0]!.n), md5: rows[0]!.md5 }
 }
 
-async function dropDatabases (adminUrl: string, urls: Iterable<string>): Promise<void> {
-  for (const url of urls) {
-    const name = new URL(url).pathname.slice(1)
-    await sqlOnce(adminUrl, `DROP DATABASE IF EXISTS "${name.replace(/"/g, '""')}" WITH (FORCE)`).catch(() => undefined)
-  }
-}
-
-/** `psql`: the client that runs the full copy (checkServer found it). */
-export async function measureConvergence (adminUrl: string, rows: number, psql: string): Promise<ConvergenceResult> {
-  const scenario = parseScenario(scenarioText(rows), 'bench-converge-vs-copy', { set: [`postgres=${adminUrl}`] })
+/**
+ * `psql`: the client that runs the full copy (checkServer found it).
+ * `servers`: own puts each region's database on a PostgreSQL server of its
+ * own (cluster/private-postgres.ts), as regions are, each with its own
+ * shared buffers; shared puts all three on the `adminUrl` server, where their
+ * pages compete for its buffers.
+ */
+export async function measureConvergence (adminUrl: string, rows: number, psql: string, servers: 'own' | 'shared'): Promise<ConvergenceResult> {
+  const scenario = parseScenario(scenarioText(rows, servers), 'bench-converge-vs-copy', { set: [`postgres=${adminUrl}`] })
   const outDir = await makeTempDir('converge')
-  let urls = new Map<string, string>()
+  let measured: Pick<ConvergenceResult, 'copy' | 'copies' | 'databases'> | undefined
   try {
-    progress(`5: the cluster simulator: 3 PostgreSQL regions x ${int(rows)} orders, ${DRIFT_SHARE * 100} % drift on each replica at t0`)
+    progress(`5: the cluster simulator: 3 PostgreSQL regions x ${int(rows)} orders (${servers === 'own' ? 'a server each' : 'one server'}), ${DRIFT_SHARE * 100} % drift on each replica at t0`)
     const report = await runScenario(scenario, {
-      outDir, keep: true, out: { write: (text: string) => { for (const line of text.split('\n')) if (line.trim() !== '') progress(`5: ${line.trim()}`); return true } }
+      outDir,
+      out: { write: (text: string) => { for (const line of text.split('\n')) if (line.trim() !== '') progress(`5: ${line.trim()}`); return true } },
+      // the copies run on the same databases, once the agents are stopped and before the runner drops them
+      afterRun: async (stores, report) => {
+        if (!report.passed) return
+        const urls = new Map(stores.flatMap(s => s.pg === undefined ? [] : [[s.region, s.pg.url] as const]))
+        measured = await measureCopies(psql, urls)
+      }
     })
-    urls = await regionUrls(join(outDir, 'work'))
     if (!report.passed) throw new Error(`the convergence run failed its checks: ${report.checks.filter(c => !c.passed).map(c => `${c.name}: ${c.detail}`).join('; ')}`)
     const rounds = report.convergence.rounds
     if (rounds.length !== ROUNDS || rounds.some(r => r.convergenceMs === null)) {
       throw new Error(`not every drift round converged before the next began: ${rounds.map(r => `${r.atMs} ms: ${r.convergenceMs ?? 'not level'}`).join(', ')}`)
     }
+    if (measured === undefined) throw new Error('the full copies did not run')
     const roundsMs = rounds.map(r => r.convergenceMs!)
-    const sourceUrl = urls.get(SOURCE)
-    if (sourceUrl === undefined) throw new Error(`no database found for ${SOURCE} under ${outDir}`)
-    const want = await tableFingerprint(sourceUrl)
-    const copies: CopyRun[] = []
-    for (let run = 1; run <= COPY_RUNS; run++) {
-      progress(`5: the full copy (${run} of ${COPY_RUNS}): COPY from the source into both replicas at once`)
-      // from a clean checkpoint, as the scenario's rounds began (cluster/region-stores.ts): the last copy's WAL is not checkpointed during this one
-      await sqlOnce(adminUrl, 'CHECKPOINT')
-      const t = performance.now()
-      const perReplica = await Promise.all(REPLICAS.map(async r => {
-        const url = urls.get(r)
-        if (url === undefined) throw new Error(`no database found for ${r}`)
-        return { region: r, ...(await pipeCopy(psql, sourceUrl, url)) }
-      }))
-      copies.push({ ms: performance.now() - t, bytes: perReplica.reduce((s, p) => s + p.bytes, 0), perReplicaMs: Object.fromEntries(perReplica.map(p => [p.region, p.ms])) })
-      // the copy is only a baseline if it really copied: every replica equal to the source again
-      for (const r of REPLICAS) {
-        const got = await tableFingerprint(urls.get(r)!)
-        if (got.rows !== want.rows || got.md5 !== want.md5) throw new Error(`after the full copy ${r} holds ${got.rows} rows (${got.md5}), the source ${want.rows} (${want.md5})`)
-      }
-    }
-    const copy = [...copies].sort((a, b) => a.ms - b.ms)[Math.floor(copies.length / 2)]!
-    // whether a read by key finds its pages in the server's buffers or goes to the OS for them sets much of PostgreSQL's part of a round
-    const { rows: [buffers] } = await sqlOnce<{ shared_buffers: string }>(adminUrl, 'SHOW shared_buffers')
-    const { rows: [size] } = await sqlOnce<{ bytes: string }>(adminUrl, 'SELECT sum(pg_database_size(d))::text AS bytes FROM unnest($1::text[]) AS d', [[...urls.values()].map(u => new URL(u).pathname.slice(1))])
-    const server = { sharedBuffers: buffers?.shared_buffers ?? '?', databasesBytes: Number(size?.bytes ?? 0) }
-    return { rows, report, roundsMs, steadyMs: median(roundsMs.slice(1)), copy, copies, server }
+    return { rows, report, roundsMs, steadyMs: median(roundsMs.slice(1)), servers, ...measured }
   } finally {
-    await dropDatabases(adminUrl, urls.values())
     await removeTempDir(outDir)
   }
+}
+
+/** The full copy, COPY_RUNS times, each checked; then each region's server's buffers and its database's size. */
+async function measureCopies (psql: string, urls: ReadonlyMap<string, string>): Promise<Pick<ConvergenceResult, 'copy' | 'copies' | 'databases'>> {
+  const urlOf = (region: string): string => {
+    const url = urls.get(region)
+    if (url === undefined) throw new Error(`no database found for ${region}`)
+    return url
+  }
+  const sourceUrl = urlOf(SOURCE)
+  const want = await tableFingerprint(sourceUrl)
+  const copies: CopyRun[] = []
+  for (let run = 1; run <= COPY_RUNS; run++) {
+    progress(`5: the full copy (${run} of ${COPY_RUNS}): COPY from the source into both replicas at once`)
+    // from a clean checkpoint on every server, as the scenario's rounds began (cluster/region-stores.ts): the last copy's WAL is not checkpointed during this one
+    for (const url of new Set([SOURCE, ...REPLICAS].map(urlOf))) await sqlOnce(url, 'CHECKPOINT')
+    const t = performance.now()
+    const perReplica = await Promise.all(REPLICAS.map(async r => ({ region: r, ...(await pipeCopy(psql, sourceUrl, urlOf(r))) })))
+    copies.push({ ms: performance.now() - t, bytes: perReplica.reduce((s, p) => s + p.bytes, 0), perReplicaMs: Object.fromEntries(perReplica.map(p => [p.region, p.ms])) })
+    // the copy is only a baseline if it really copied: every replica equal to the source again
+    for (const r of REPLICAS) {
+      const got = await tableFingerprint(urlOf(r))
+      if (got.rows !== want.rows || got.md5 !== want.md5) throw new Error(`after the full copy ${r} holds ${got.rows} rows (${got.md5}), the source ${want.rows} (${want.md5})`)
+    }
+  }
+  const copy = [...copies].sort((a, b) => a.ms - b.ms)[Math.floor(copies.length / 2)]!
+  // whether a read by key finds its pages in the server's buffers or goes to the OS for them sets much of PostgreSQL's part of a round
+  const databases = []
+  for (const region of [SOURCE, ...REPLICAS]) {
+    const { rows: [row] } = await sqlOnce<{ shared_buffers: string, bytes: string }>(urlOf(region), "SELECT current_setting('shared_buffers') AS shared_buffers, pg_database_size(current_database())::text AS bytes")
+    databases.push({ region, sharedBuffers: row?.shared_buffers ?? '?', bytes: Number(row?.bytes ?? 0) })
+  }
+  return { copy, copies, databases }
 }
 
 /**
@@ -214,7 +209,7 @@ function cpuSection (r: ConvergenceResult): string[] {
     `CPU in a steady round (medians of rounds 2 to ${ROUNDS}; each agent's process and each region's PostgreSQL backends, read from /proc by the runner ` +
     `every poll, so each figure spans up to a poll more than the round; ${availableParallelism()} cores): the agents ${fixed(100 * agents / (agents + postgres), 0)} % of it.`,
     '',
-    table(['', ...regions.map(region => `${region} agent${region === SOURCE ? ' (source)' : ''}`), 'PostgreSQL, all three databases', 'together', 'the round'], [
+    table(['', ...regions.map(region => `${region} agent${region === SOURCE ? ' (source)' : ''}`), `PostgreSQL, all three ${r.servers === 'own' ? 'servers' : 'databases'}`, 'together', 'the round'], [
       ['CPU', ...regions.map(region => seconds(agent(region))), seconds(postgres), seconds(agents + postgres), seconds(round)]
     ])
   ]
@@ -233,7 +228,7 @@ export function convergenceReport (r: ConvergenceResult): string {
   return [
     `## 5. Converging 3 regions x ${int(r.rows)} rows at ${DRIFT_SHARE * 100} % drift, against a full copy`,
     '',
-    'converge: the cluster simulator with three agent processes on loopback, each beside its own PostgreSQL database of the same orders ' +
+    `converge: the cluster simulator with three agent processes on loopback, each beside its own PostgreSQL database of the same orders${r.servers === 'own' ? ' on a server of its own' : ', the three on one server'} ` +
     `(seeded, then every index built from nothing in ${seconds(r.report.startupMs)} from the agents' launch). At t0, ${DRIFT_SHARE * 100} % of each replica's rows ` +
     'drifted behind its agent\'s back (60 % updated, 20 % inserted, 20 % deleted, in one transaction per replica), and again every ' +
     `${ROUND_EVERY_S} s, ${ROUNDS} rounds in all. Each round timed from its drift's last commit until both replicas report ` +
@@ -259,8 +254,11 @@ export function convergenceReport (r: ConvergenceResult): string {
     ]),
     ...cpuSection(r),
     '',
-    `The three databases shared one PostgreSQL server: shared_buffers ${r.server.sharedBuffers}, the databases ${bytes(r.server.databasesBytes)} together; ` +
-    'reads by key of pages not in those buffers come from the OS at several times the cost (docs/convergence-vs-copy.md).',
+    r.servers === 'own'
+      ? `Each region's database on a PostgreSQL server of its own, as regions are (initdb's defaults, on this machine's two cores): shared_buffers ${r.databases.map(d => d.sharedBuffers).join(', ')}; ` +
+        `the databases ${r.databases.map(d => bytes(d.bytes)).join(', ')}.`
+      : `The three databases shared one PostgreSQL server (--servers shared): shared_buffers ${r.databases[0]?.sharedBuffers ?? '?'}, the databases ${bytes(r.databases.reduce((n, d) => n + d.bytes, 0))} together; ` +
+        'reads by key of pages not in those buffers come from the OS at several times the cost (docs/convergence-vs-copy.md).',
     '',
     `From nothing (the agents' launch, both index builds included, then the first drift) to converged took ${seconds(r.report.startupMs + coldMs)}: ` +
     'the index is built once per agent and kept by change capture after that; every later drift costs only the convergence above.'

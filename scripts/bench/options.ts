@@ -10,6 +10,9 @@
  *   --pg-only                      run the PostgreSQL section (4) only (implies --pg)
  *   --sections 1,2,…               run only these sections (1 indexing, 2 sync bytes, 3 tree update,
  *                                  4 PostgreSQL vs pg_comparator, 5 convergence vs full copy, 6 scale)
+ *   --servers own|shared (or BENCH_SERVERS)  section 5: each region's database on a PostgreSQL server of
+ *                                  its own (initdb, as regions are; the default where initdb is found) or
+ *                                  all three on the BENCH_PG_URL server (the default where it is not)
  *   BENCH_PG_URL                   admin connection, default postgres://postgres@127.0.0.1:5432/postgres
  *                                  (or CONVERGE_TEST_PG, as the tests use)
  *
@@ -28,6 +31,13 @@ export interface BenchOptions {
   pgUrl: string
   /** The sections to run (1 to 6). */
   sections: ReadonlySet<number>
+  /** Section 5's PostgreSQL servers: one per region, one shared, or own where initdb is found ('auto'). */
+  servers: 'own' | 'shared' | 'auto'
+}
+
+function parseServers (text: string, from: string): 'own' | 'shared' {
+  if (text === 'own' || text === 'shared') return text
+  throw new Error(`${from}: "${text}" is not own or shared`)
 }
 
 export const ALL_SECTIONS = [1, 2, 3, 4, 5, 6] as const
@@ -54,6 +64,7 @@ export function parseOptions (argv: readonly string[], env: NodeJS.ProcessEnv): 
   let pg: BenchOptions['pg'] = env.BENCH_PG === '1' || env.BENCH_PG === 'true' ? 'on' : env.BENCH_PG === '0' || env.BENCH_PG === 'false' ? 'off' : 'auto'
   let pgOnly = false
   let sections: Set<number> | undefined
+  let servers: BenchOptions['servers'] = env.BENCH_SERVERS !== undefined && env.BENCH_SERVERS !== '' ? parseServers(env.BENCH_SERVERS, 'BENCH_SERVERS') : 'auto'
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!
     if (arg === '--quick') quick = true
@@ -65,19 +76,24 @@ export function parseOptions (argv: readonly string[], env: NodeJS.ProcessEnv): 
       if (value === undefined) throw new Error('--sections needs a value')
       sections = parseSections(value)
     } else if (arg.startsWith('--sections=')) sections = parseSections(arg.slice('--sections='.length))
+    else if (arg === '--servers') {
+      const value = argv[++i]
+      if (value === undefined) throw new Error('--servers needs a value (own or shared)')
+      servers = parseServers(value, '--servers')
+    } else if (arg.startsWith('--servers=')) servers = parseServers(arg.slice('--servers='.length), '--servers')
     else if (arg === '--rows') {
       const value = argv[++i]
       if (value === undefined) throw new Error('--rows needs a value')
       rows = parseRows(value, '--rows')
     } else if (arg.startsWith('--rows=')) rows = parseRows(arg.slice('--rows='.length), '--rows')
     else if (arg === '--help' || arg === '-h') {
-      process.stdout.write('usage: tsx scripts/bench.ts [--rows N] [--quick] [--pg | --no-pg | --pg-only] [--sections 1,2,…]\n')
+      process.stdout.write('usage: tsx scripts/bench.ts [--rows N] [--quick] [--pg | --no-pg | --pg-only] [--sections 1,2,…] [--servers own|shared]\n')
       process.exit(0)
-    } else throw new Error(`unknown option ${arg} (expected --rows N, --quick, --pg, --no-pg, --pg-only or --sections LIST)`)
+    } else throw new Error(`unknown option ${arg} (expected --rows N, --quick, --pg, --no-pg, --pg-only, --sections LIST or --servers own|shared)`)
   }
   if (pgOnly && pg === 'off') throw new Error('--pg-only and --no-pg contradict each other')
   if (pgOnly && sections !== undefined) throw new Error('--pg-only and --sections contradict each other (--pg-only is --sections 4)')
   if (pgOnly) sections = new Set([4])
   const pgUrl = env.BENCH_PG_URL ?? env.CONVERGE_TEST_PG ?? 'postgres://postgres@127.0.0.1:5432/postgres'
-  return { rows: rows ?? (quick ? QUICK_ROWS : DEFAULT_ROWS), quick, pg, pgOnly, pgUrl, sections: sections ?? new Set(ALL_SECTIONS) }
+  return { rows: rows ?? (quick ? QUICK_ROWS : DEFAULT_ROWS), quick, pg, pgOnly, pgUrl, sections: sections ?? new Set(ALL_SECTIONS), servers }
 }

@@ -10,7 +10,7 @@ import { randomUUID } from 'node:crypto'
 import type { AuditLog } from '../audit/audit-log.ts'
 import { merge, type VectorClock } from '../audit/vector-clock.ts'
 import type { DatasetConfig } from '../config/schema.ts'
-import { ConvergeError, RemoteError, RowEncodingError, SchemaMismatchError, ShapeOfferedError } from '../errors.ts'
+import { ConvergeError, RemoteError, RowEncodingError, SchemaMismatchError, ShapeOfferedError, StoreUnavailableError } from '../errors.ts'
 import { renameSchema, SchemaIncompatibleError } from '../digest/schema-compat.ts'
 import type { ColumnSpec, DatasetSchema } from '../digest/schema.ts'
 import { microsToIso } from '../digest/timestamp.ts'
@@ -456,7 +456,9 @@ export class DatasetReplica {
     try {
       asked = await this.exchange(session, report, { suspects })
     } catch (err) {
-      if (session.signal.aborted || err instanceof ShapeOfferedError || incompatibility(err) !== undefined) throw err
+      // a store that is down (the source's or this one's) answers no other way either: the sync fails, and the
+      // suspects stay for the next one, once the store is back
+      if (session.signal.aborted || err instanceof ShapeOfferedError || incompatibility(err) !== undefined || storeUnavailable(err)) throw err
       // the source could not answer by key (a key its store cannot hold, a source that predates asking by key):
       // narrowing finds the same drift; asking about the same keys again would fail the same way
       this.index.suspects.answered(suspects)
@@ -667,6 +669,11 @@ export class DatasetReplica {
       counters: this.counters
     }
   }
+}
+
+/** Whether `err` says a store could not be reached: this agent's own, or the source's (its error frame). */
+function storeUnavailable (err: unknown): boolean {
+  return err instanceof StoreUnavailableError || (err instanceof RemoteError && err.remoteCode === 'CONVERGE_STORE_UNAVAILABLE')
 }
 
 /** The reasons a schema disagreement cannot be bridged, when `err` is one; undefined otherwise. */

@@ -61,11 +61,20 @@ describe('scenario files', () => {
     expect(s.drift[1]).toMatchObject({ from: 1000, until: 90_000 })
     expect(s.faults[0]).toMatchObject({ at: 2000, duration: 500, mode: 'silent' })
     expect(s.expect).toEqual({ convergeWithin: 60_000, maxRssMiB: 1024 })
+    expect(s.regions.map(r => r.server)).toEqual(['shared', 'shared', 'shared'])
+  })
+
+  it('puts a postgres region on a server of its own when asked, or when a fault crashes its server', () => {
+    expect(parseScenario('name: t\nregions:\n  - { name: a, store: postgres, server: own }\n  - { name: b, store: postgres }\n').regions.map(r => r.server)).toEqual(['own', 'shared'])
+    expect(parseScenario('name: t\nregions: { count: 3, store: postgres, stores: { r3: sqlite }, server: own }\n').regions.map(r => r.server)).toEqual(['own', 'own', 'shared'])
+    const crashed = parseScenario(`${BASE}faults:\n  - { kind: store, region: b, at: 1s, duration: 2s, mode: crash }\n`)
+    expect(crashed.regions.map(r => [r.name, r.server])).toEqual([['a', 'shared'], ['b', 'own'], ['c', 'shared']])
+    expect(problems('name: t\nregions:\n  - { name: a, store: level, server: own }\n')).toMatch(/regions\.0\.server: a server of its own is for a postgres region; a keeps its rows in level/)
   })
 
   it('takes the count shorthand for regions', () => {
     const s = parseScenario('name: t\nregions: { count: 3, store: sqlite, stores: { r2: level } }\n')
-    expect(s.regions).toEqual([{ name: 'r1', store: 'sqlite' }, { name: 'r2', store: 'level' }, { name: 'r3', store: 'sqlite' }])
+    expect(s.regions).toEqual([{ name: 'r1', store: 'sqlite', server: 'shared' }, { name: 'r2', store: 'level', server: 'shared' }, { name: 'r3', store: 'sqlite', server: 'shared' }])
   })
 
   it('names the field and its line in every error', () => {

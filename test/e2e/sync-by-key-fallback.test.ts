@@ -16,6 +16,7 @@ import { entryHash } from '../../src/digest/hash.ts'
 import { SuspectKeys, SUSPECT_ROW_BYTES } from '../../src/index/suspects.ts'
 import { SqliteStore } from '../../src/stores/sqlite-store.ts'
 import { PgStore } from '../../src/stores/pg-store.ts'
+import { StoreUnavailableError } from '../../src/errors.ts'
 import { createDatabase, ORDERS_DDL, sql } from '../helpers/postgres.ts'
 import { memoryChannelPair } from '../../src/sync/channel.ts'
 import { MemoryReplica } from '../../src/sync/memory-view.ts'
@@ -112,6 +113,39 @@ describe('a key the source\'s store cannot hold', () => {
     // level again (by narrowing, once asking by key failed), or two failed syncs in a row
     await waitFor('b level again, or failing', () => level() || replica.counters.syncErrors >= 2, 30_000)
     expect({ level: level(), syncErrors: replica.counters.syncErrors, lastError: replica.lastError }).toEqual({ level: true, syncErrors: 0, lastError: undefined })
+    expect(await allRows(replica.store)).toEqual(await allRows(sot.datasets.get('orders')!.store))
+  })
+})
+
+describe('a source whose store is down', () => {
+  const scope = agentScope()
+
+  it('fails the sync and keeps the replica\'s suspects for the next one, instead of narrowing, then asks by key once the store is back', async () => {
+    await withOrdersStore(join(scope.dir, 'sot', 'orders'), async store => { await seedOrders(store, 0, 2000) })
+    await withOrdersStore(join(scope.dir, 'b', 'orders'), async store => { await seedOrders(store, 0, 2000) })
+    const sot = await startAgent(agentConfig(scope.dir, 'sot', [], ['sot']))
+    scope.agents.push(sot)
+    const b = await startAgent(agentConfig(scope.dir, 'b', [{ region: 'sot', address: sot.listenAddresses[0]! }], ['sot']))
+    scope.agents.push(b)
+    const replica = b.datasets.get('orders')!
+    const root = (a: Agent): { count: number, sum: bigint } => a.datasets.get('orders')!.index.tree.root
+    const level = (): boolean => root(b).count === root(sot).count && root(b).sum === root(sot).sum
+    await waitFor('b level with the SoT', () => level() && replica.state === 'in-sync')
+
+    // the source's store goes away: every read of its rows fails as a store that cannot be reached does
+    const sotStore = sot.datasets.get('orders')!.store
+    const get = sotStore.get.bind(sotStore)
+    sotStore.get = async () => { throw new StoreUnavailableError('PostgreSQL is unavailable for public.orders: connect ECONNREFUSED 127.0.0.1:1') }
+    await replica.store.apply({ upserts: [codec.encodeRow(orderRow(5, 1))], deletes: [], origin: 'drift' })
+    await replica.index.catchUp()
+    await waitFor('a sync failed', () => replica.counters.syncErrors >= 1, 30_000)
+    expect(replica.lastError).toMatch(/CONVERGE_STORE_UNAVAILABLE: PostgreSQL is unavailable for public\.orders/)
+    // the suspect is kept for the next sync (narrowing instead would have let it go)
+    expect(replica.index.suspects.size).toBe(1)
+
+    sotStore.get = get
+    await waitFor('b level again', () => level() && replica.state === 'in-sync', 30_000)
+    expect(replica.index.suspects.size).toBe(0)
     expect(await allRows(replica.store)).toEqual(await allRows(sot.datasets.get('orders')!.store))
   })
 })
