@@ -12,7 +12,8 @@
  *             table named after the dataset, seeded with one JSON statement
  *             per batch before any capture trigger exists. On the
  *             scenario's server, or on a server of the region's own
- *             (private-postgres.ts) where a fault crashes it.
+ *             (private-postgres.ts: `server: own`, which a crash fault
+ *             implies).
  *   sqlite    a file per region; the store creates its table.
  */
 import { cp, mkdir } from 'node:fs/promises'
@@ -45,7 +46,7 @@ export interface RegionStore {
   config: StoreConfig
   /** The PostgreSQL database's URL and name, and its server's admin URL (postgres regions). */
   pg?: { url: string, database: string, adminUrl: string }
-  /** The region's own server, where a fault crashes it. */
+  /** The region's own server (`server: own`), which a crash fault takes down. */
   server?: PrivatePostgres
 }
 
@@ -123,7 +124,7 @@ export interface ProvisionInit {
   regions: Array<{ name: string, store: StoreKind }>
   datasets: DatasetModel[]
   pgAdminUrl: string
-  /** Regions whose databases go on a server of their own (a fault crashes it). */
+  /** Regions whose databases go on a server of their own (`server: own`). */
   privateServers?: ReadonlySet<string>
   /** Where each private server's log is copied when it is removed (`<region>-postgres.log`). */
   logDir?: string
@@ -135,7 +136,8 @@ export interface ProvisionInit {
 /**
  * Creates and seeds every region's store of every dataset. Returns them, and
  * a drop() that removes what was created outside `dir` (PostgreSQL
- * databases); call it even when provisioning failed halfway.
+ * databases, the regions' own servers); call it even when provisioning
+ * failed halfway.
  */
 export function provisionStores (init: ProvisionInit): { stores: RegionStore[], ready: Promise<void>, drop: (options?: { keep?: boolean }) => Promise<string[]> } {
   const stores: RegionStore[] = []
@@ -149,7 +151,7 @@ export function provisionStores (init: ProvisionInit): { stores: RegionStore[], 
       const t = Date.now()
       server = await startPrivatePostgres(region, { signal: init.signal })
       servers.set(region, server)
-      init.say?.(`  ${region}: a PostgreSQL server of its own on port ${server.port} (a fault crashes it), up in ${((Date.now() - t) / 1000).toFixed(1)} s`)
+      init.say?.(`  ${region}: a PostgreSQL server of its own on port ${server.port}, up in ${((Date.now() - t) / 1000).toFixed(1)} s`)
     }
     return { adminUrl: server.adminUrl, server }
   }

@@ -971,16 +971,21 @@ class Wakeup {
   private connecting: Promise<void> | undefined
   private retry: NodeJS.Timeout | undefined
   private retryMs = LISTEN_RETRY_MS
-  private listened = false
+  /** The first connection, which the first wait waits for; undefined once it has. */
+  private first: Promise<void> | undefined
+  private attempts = 0
   private closed = false
 
   constructor (private readonly connectionString: string, private readonly signal: AbortSignal) {
     this.listen()
+    this.first = this.connecting
   }
 
   private listen (): void {
     this.retry = undefined
     if (this.closed || this.signal.aborted) return
+    // a connection made again (not the first): a change may have committed while no one listened
+    const again = this.attempts++ > 0
     this.connecting = (async () => {
       const client = new pg.Client({ connectionString: this.connectionString, connectionTimeoutMillis: LISTEN_CONNECT_TIMEOUT_MS })
       const lost = (): void => {
@@ -1005,8 +1010,7 @@ class Wakeup {
       if (this.closed || this.signal.aborted) { await client.end().catch(() => undefined); return }
       this.client = client
       this.retryMs = LISTEN_RETRY_MS
-      if (this.listened) this.notify()
-      this.listened = true
+      if (again) this.notify()
     })()
   }
 
@@ -1022,8 +1026,8 @@ class Wakeup {
 
   /** Waits for a notification or `ms`; true when notified. */
   async wait (ms: number): Promise<boolean> {
-    // the first connection is waited for; one made again after a loss wakes a wait itself
-    if (!this.listened) await this.connecting
+    // the first connection is waited for; one made again later wakes a wait itself
+    if (this.first !== undefined) { await this.first; this.first = undefined }
     if (this.pending) { this.pending = false; return true }
     return await new Promise<boolean>(resolve => {
       const done = (notified: boolean): void => { clearTimeout(timer); this.signal.removeEventListener('abort', aborted); this.waiter = undefined; resolve(notified) }
