@@ -346,23 +346,23 @@ export class PgStore implements ReplicaStore {
   }
 
   /** Each row as it is now; rows of a large read may come from different transactions (no caller compares one row with another). */
-  async get (keys: Uint8Array[]): Promise<Array<Uint8Array | undefined>> {
+  async get (keys: Uint8Array[], options: { signal?: AbortSignal } = {}): Promise<Array<Uint8Array | undefined>> {
     if (keys.length === 0) return []
-    const found = await this.readNow(keys)
+    const found = await this.readNow(keys, options.signal)
     return keys.map(k => found.get(idOf(k)))
   }
 
   /** Current rows by canonical key (idOf), a large read split among PARALLEL_READS transactions side by side. */
-  private async readNow (keys: Uint8Array[]): Promise<Map<string, Uint8Array>> {
-    return await this.readNowRows(keys.map(k => this.codec.decodeKey(k)))
+  private async readNow (keys: Uint8Array[], signal?: AbortSignal): Promise<Map<string, Uint8Array>> {
+    return await this.readNowRows(keys.map(k => this.codec.decodeKey(k)), signal)
   }
 
   /** readNow for keys given as key objects (decodeKey's form). */
-  private async readNowRows (rows: Row[]): Promise<Map<string, Uint8Array>> {
+  private async readNowRows (rows: Row[], signal?: AbortSignal): Promise<Map<string, Uint8Array>> {
     const per = Math.max(PARALLEL_READ_MIN_KEYS, Math.ceil(rows.length / PARALLEL_READS))
     const parts: Row[][] = []
     for (let i = 0; i < rows.length; i += per) parts.push(rows.slice(i, i + per))
-    const found = await Promise.all(parts.map(async part => await this.inTransaction(async client => await this.readByKeys(client, part))))
+    const found = await Promise.all(parts.map(async part => await this.inTransaction(async client => await this.readByKeys(client, part), signal)))
     if (found.length === 1) return found[0]!
     const all = new Map<string, Uint8Array>()
     for (const part of found) for (const [k, row] of part) all.set(k, row)
@@ -423,7 +423,7 @@ export class PgStore implements ReplicaStore {
       throwIfAborted(signal)
       request.beforeCommit?.(Number(tx!.xid))
       return { seq: Number(tx!.xid), before, ...(rewritten.length === 0 ? {} : { rewritten }) }
-    })
+    }, signal)
   }
 
   async lastSeq (): Promise<number> {
@@ -447,7 +447,7 @@ export class PgStore implements ReplicaStore {
     let retryMs: number | undefined
     try {
       while (!signal.aborted) {
-        const batches = await this.readChanges(since, options.taken)
+        const batches = await this.readChanges(since, options.taken, signal)
         for (const batch of batches) {
           since = batch.seq
           yield batch
@@ -627,7 +627,7 @@ export class PgStore implements ReplicaStore {
    * rather than a protocol row per key. The agent's own fixes its index
    * already took in are delivered without reading their keys or rows.
    */
-  private async readChanges (since: number, taken?: (seq: number) => boolean): Promise<ChangeBatch[]> {
+  private async readChanges (since: number, taken?: (seq: number) => boolean, signal?: AbortSignal): Promise<ChangeBatch[]> {
     // the log first, then the rows as they are now (after it: every change it lists is in them)
     const logged = await this.inTransaction(async client => {
       const { rows } = await client.query<{ xid: string, n: number, lo: string | null, hi: string | null, unnamed: boolean }>(
@@ -661,7 +661,7 @@ export class PgStore implements ReplicaStore {
       }
       // (a skipped transaction's keys were not read)
       return picked.map(t => ({ ...t, keys: keysOf.get(t.seq) ?? [] }))
-    })
+    }, signal)
     if (logged.length === 0) return []
     // each key of a transaction once, by its id (also what readNow files rows under); the rows are read by the
     // key values as normalized here, not decoded again from the key's bytes
@@ -682,7 +682,7 @@ export class PgStore implements ReplicaStore {
       }
       return { seq: t.seq, origin: t.origin, ids, keys }
     })
-    const current = await this.readNowRows(wanted)
+    const current = await this.readNowRows(wanted, signal)
     return batches.map(b => ({
       seq: b.seq,
       changes: b.keys.map((key, i) => ({ key, row: current.get(b.ids[i]!) ?? null })),
@@ -782,9 +782,20 @@ export class PgStore implements ReplicaStore {
     return this.copyLineDecoder(fields.map(f => f.dataTypeID))
   }
 
-  /** Runs `work` in a transaction of its own; the client goes back to the pool after it (dropped when it failed). */
-  private async inTransaction<T> (work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  /**
+   * Runs `work` in a transaction of its own; the client goes back to the pool
+   * after it (dropped when it failed or was aborted). An abort while a
+   * statement runs (a lock waited on behind another session, a long read)
+   * cancels that statement on the server (pg_cancel_backend from a
+   * connection of its own): the transaction rolls back and the caller gets
+   * AbortedError, instead of waiting for as long as the lock is held. A
+   * COMMIT under way is not cut short by it: a fix that committed has landed.
+   */
+  private async inTransaction<T> (work: (client: pg.PoolClient) => Promise<T>, signal?: AbortSignal): Promise<T> {
+    throwIfAborted(signal)
     const client = await this.connect()
+    const onAbort = (): void => { void this.cancelStatement(client) }
+    signal?.addEventListener('abort', onAbort, { once: true })
     let failure: unknown
     try {
       await client.query('BEGIN')
@@ -794,10 +805,21 @@ export class PgStore implements ReplicaStore {
     } catch (err) {
       failure = err
       await client.query('ROLLBACK').catch(() => undefined)
+      if (signal?.aborted === true) throw new AbortedError(`work on ${this.table.tag} aborted: ${(err as Error).message}`)
       throw storeError(this.table.tag, err)
     } finally {
-      releaseClient(client, failure)
+      signal?.removeEventListener('abort', onAbort)
+      // a cancel may still be on its way to this backend: it must not meet another caller's statement there
+      releaseClient(client, failure ?? (signal?.aborted === true ? new AbortedError() : undefined))
     }
+  }
+
+  /** Cancels the statement `client` runs now, if any; best effort (a server that cannot be reached has nothing running for us). */
+  private async cancelStatement (client: pg.PoolClient): Promise<void> {
+    const pid = (client as unknown as { processID: number | null }).processID
+    if (pid === null) return
+    const admin = await connectOnce(this.init.connectionString, this.table.tag).catch(() => undefined)
+    try { await admin?.query('SELECT pg_cancel_backend($1)', [pid]) } catch { /* gone already */ } finally { await admin?.end().catch(() => undefined) }
   }
 
   /**

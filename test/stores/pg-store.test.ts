@@ -568,6 +568,38 @@ describe('PostgreSQL store (real server)', () => {
     expect(codec.decodeRow((await store.get([key(1)]))[0]!).status).toBe(orderRow(1, 999).status)
   })
 
+  it('an abort cancels a statement waiting on a lock: the fix rolls back at once, writes nothing, and the store works on', async () => {
+    await store.apply({ upserts: rows([1]), deletes: [] })
+    const holder = new pg.Client({ connectionString: db.url })
+    await holder.connect()
+    try {
+      await holder.query('BEGIN')
+      await holder.query('LOCK TABLE public.orders IN ACCESS EXCLUSIVE MODE')
+      const controller = new AbortController()
+      const applying = store.apply({ upserts: rows([1, 2], 1), deletes: [] }, { signal: controller.signal })
+      applying.catch(() => undefined)
+      // the fix's statement is on the server, waiting for the lock
+      await vi.waitFor(async () => {
+        const { rows: waiting } = await sql(PG_ADMIN_URL, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock'", [db.name])
+        expect(waiting[0].n).toBe(1)
+      }, { timeout: 5000 })
+      const t = Date.now()
+      controller.abort()
+      await expect(applying).rejects.toMatchObject({ code: 'CONVERGE_ABORTED' })
+      expect(Date.now() - t).toBeLessThan(3000)
+      // nothing of it waits on the server any more, while the lock is still held
+      const { rows: left } = await sql(PG_ADMIN_URL, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock'", [db.name])
+      expect(left[0].n).toBe(0)
+    } finally {
+      await holder.query('ROLLBACK').catch(() => undefined)
+      await holder.end()
+    }
+    // not written, and the store goes on (its pool did not keep the cancelled connection)
+    expect((await store.get([key(1), key(2)])).map(hex)).toEqual([hex(rows([1])[0]), null])
+    await store.apply({ upserts: rows([2]), deletes: [] })
+    expect(await store.countRows()).toBe(2)
+  })
+
   it('keeps delivering changes after its connections are killed (pg_terminate_backend)', async () => {
     const since = await store.lastSeq()
     const got: ChangeBatch[] = []
