@@ -937,11 +937,13 @@ export async function removePgCapture (connectionString: string, table: string):
 const SCHEMA_CHANGED = new Set(['42703', '42P01', '42804'])
 
 /**
- * SQLSTATEs of a server that went away or is not taking work yet:
- * admin_shutdown, crash_shutdown, cannot_connect_now (starting up or
- * recovering); class 08 is every connection exception.
+ * SQLSTATEs of a server that went away or is not taking work: admin_shutdown,
+ * crash_shutdown, cannot_connect_now (starting up or recovering); class 08
+ * is every connection exception, class 53 the server's resources running
+ * out (connections, disk, memory).
  */
 const SERVER_GONE = new Set(['57P01', '57P02', '57P03'])
+const SERVER_GONE_CLASSES = ['08', '53']
 /** The socket's own errors, and the driver's for a connection it lost (it gives those no code). */
 const SOCKET_GONE = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EPIPE', 'EAI_AGAIN'])
 const DRIVER_LOST = /^Connection terminated|^Client has encountered a connection error|^Connection ended unexpectedly/
@@ -958,7 +960,7 @@ function storeError (table: string, err: unknown): unknown {
   const code = (err as { code?: unknown } | undefined)?.code
   const message = (err as Error | undefined)?.message ?? String(err)
   if (typeof code === 'string' && SCHEMA_CHANGED.has(code)) return new StoreSchemaChangedError(`table ${table}`, message, { cause: err })
-  const gone = typeof code === 'string' ? SERVER_GONE.has(code) || code.startsWith('08') || SOCKET_GONE.has(code) : DRIVER_LOST.test(message)
+  const gone = typeof code === 'string' ? SERVER_GONE.has(code) || SERVER_GONE_CLASSES.includes(code.slice(0, 2)) || SOCKET_GONE.has(code) : DRIVER_LOST.test(message)
   return gone ? new StoreUnavailableError(`PostgreSQL is unavailable for ${table}: ${message}`, { cause: err }) : err
 }
 

@@ -653,6 +653,23 @@ describe('PostgreSQL store set up by a role of its own (real server)', () => {
     await reader.close()
   })
 
+  it('reports a server out of connections for its role as unavailable, naming the table', async () => {
+    await sql(db.url, `GRANT CREATE ON DATABASE ${db.name} TO ${role}; GRANT TRIGGER ON public.orders TO ${role}`)
+    const store = new PgStore({ connectionString: asRole(), table: 'public.orders', codec })
+    await store.open()
+    try {
+      // the role may hold the one connection its pool already has, no more: a read in parts side by side needs more
+      await sql(PG_ADMIN_URL, `ALTER ROLE ${role} CONNECTION LIMIT 1`)
+      const keys = Array.from({ length: 30_000 }, (_, id) => key(id))
+      await expect(store.get(keys)).rejects.toMatchObject({
+        code: 'CONVERGE_STORE_UNAVAILABLE',
+        message: expect.stringMatching(/^PostgreSQL is unavailable for public\.orders: too many connections for role/) as string
+      })
+    } finally {
+      await store.close()
+    }
+  })
+
   it('sets up and captures with what the error names: CREATE on the database and TRIGGER on the table', async () => {
     await sql(db.url, `GRANT CREATE ON DATABASE ${db.name} TO ${role}; GRANT TRIGGER ON public.orders TO ${role}`)
     const store = new PgStore({ connectionString: asRole(), table: 'public.orders', codec })
