@@ -54,8 +54,6 @@ export interface PrivatePostgres {
   crash: (signal?: AbortSignal) => Promise<void>
   /** Starts it again; resolves once it accepts connections (recovery done). */
   start: (signal?: AbortSignal) => Promise<void>
-  /** Whether it is running (a crash and no start since: not). */
-  readonly running: boolean
   /** The directory its data lives in. */
   readonly dataDir: string
   /**
@@ -79,7 +77,8 @@ export async function startPrivatePostgres (region: string, options: { signal?: 
   const asRoot = process.getuid?.() === 0
   const owner = asRoot ? await postgresUser() : undefined
   if (asRoot && owner === undefined) throw new PrivateServerError(`a PostgreSQL server of ${region}'s own cannot run as root, and this machine has no postgres user to run it as`)
-  const home = await mkdtemp(join(tmpdir(), `converge-pg-${region.replace(/[^\w-]/g, '_')}-`))
+  // short: the server's socket file lives in it, and a socket's path is limited to about 100 bytes
+  const home = await mkdtemp(join(tmpdir(), `converge-pg-${region.replace(/[^\w-]/g, '_').slice(0, 24)}-`))
   const data = join(home, 'data')
   const log = join(home, 'server.log')
   if (owner !== undefined) await chown(home, owner.uid, owner.gid)
@@ -96,32 +95,29 @@ export async function startPrivatePostgres (region: string, options: { signal?: 
   const port = await freePort()
   // loopback only, its socket file in its own directory; otherwise initdb's defaults (128 MB of shared buffers), as a fresh install
   const settings = `-c port=${port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=${home}`
-  let running = false
   const start = async (signal?: AbortSignal): Promise<void> => {
     await exec('pg_ctl', ['start', '-D', data, '-w', '-t', '120', '-l', log, '-o', settings], signal)
-    running = true
   }
   try {
     await exec('initdb', ['-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--locale=C', '--no-sync'])
     await start()
   } catch (err) {
+    // a start cut short may have left the server running: stopped before its directory goes
+    await exec('pg_ctl', ['stop', '-D', data, '-m', 'immediate', '-w'], AbortSignal.timeout(30_000)).catch(() => undefined)
     await rm(home, { recursive: true, force: true })
     throw err
   }
   return {
     adminUrl: `postgres://postgres@127.0.0.1:${port}/postgres`,
     port,
-    get running () { return running },
     start,
     crash: async (signal?: AbortSignal) => {
-      running = false
       await exec('pg_ctl', ['stop', '-D', data, '-m', 'immediate', '-w'], signal)
     },
     dataDir: data,
     remove: async ({ logTo, keepData = false } = {}) => {
       // a server already down (crashed and never started again) has nothing to stop
       await exec('pg_ctl', ['stop', '-D', data, '-m', 'fast', '-w'], AbortSignal.timeout(60_000)).catch(() => undefined)
-      running = false
       if (logTo !== undefined) await copyFile(log, logTo).catch(() => undefined)
       if (!keepData) await rm(home, { recursive: true, force: true })
     }
