@@ -13,8 +13,8 @@ import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import type { Agent } from '../../src/agent/agent.ts'
 import type { AuditEntry } from '../../src/audit/audit-log.ts'
-import { orderRow, ordersCodec as codec, seedOrders } from '../../cluster/orders.ts'
-import { agentConfig, agentScope, allRows, startAgent, waitFor, withOrdersStore } from '../helpers/agents.ts'
+import { orderRow, ordersCodec as codec } from '../../cluster/orders.ts'
+import { agentScope, allRows, startLevelPair, waitFor } from '../helpers/agents.ts'
 
 /** Mounts a tmpfs of `mib` MiB at `dir`; false where this process may not mount. */
 function mountTmpfs (dir: string, mib: number): boolean {
@@ -58,17 +58,8 @@ describe('an agent whose data directory runs out of space', () => {
     }
     const agents: Agent[] = []
     try {
-      await withOrdersStore(join(scope.dir, 'sot', 'orders'), async store => { await seedOrders(store, 0, 2000) })
-      await withOrdersStore(join(scope.dir, 'b', 'orders'), async store => { await seedOrders(store, 0, 2000) })
-      const sot = await startAgent(agentConfig(scope.dir, 'sot', [], ['sot']))
-      agents.push(sot)
       // b's own state (index pages, audit) on the small disk; its replica store elsewhere, as a database would be
-      const b = await startAgent(agentConfig(scope.dir, 'b', [{ region: 'sot', address: sot.listenAddresses[0]! }], ['sot'], { dataDir: join(small, 'agent') }))
-      agents.push(b)
-      const replica = b.datasets.get('orders')!
-      const root = (a: Agent): { count: number, sum: bigint } => a.datasets.get('orders')!.index.tree.root
-      const level = (): boolean => root(b).count === root(sot).count && root(b).sum === root(sot).sum
-      await waitFor('b level with the SoT', () => level() && replica.state === 'in-sync')
+      const { sot, b, replica, level } = await startLevelPair(scope.dir, agents, { b: { dataDir: join(small, 'agent') } })
       const auditBefore = await entries(b)
 
       const filler = fill(small)

@@ -22,7 +22,7 @@ import { memoryChannelPair } from '../../src/sync/channel.ts'
 import { MemoryReplica } from '../../src/sync/memory-view.ts'
 import { runClientSync, serveSync } from '../../src/sync/session.ts'
 import { orderRow, ordersCodec as codec, seedOrders } from '../../cluster/orders.ts'
-import { agentConfig, agentScope, allRows, startAgent, tempDir, waitFor, withOrdersStore } from '../helpers/agents.ts'
+import { agentConfig, agentScope, allRows, startAgent, startLevelPair, tempDir, waitFor, withOrdersStore } from '../helpers/agents.ts'
 
 const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex')
 /** A valid order id under the schema (integers go up to 2^64 - 1) that SQLite's signed INTEGER cannot hold. */
@@ -121,16 +121,7 @@ describe('a source whose store is down', () => {
   const scope = agentScope()
 
   it('fails the sync and keeps the replica\'s suspects for the next one, instead of narrowing, then asks by key once the store is back', async () => {
-    await withOrdersStore(join(scope.dir, 'sot', 'orders'), async store => { await seedOrders(store, 0, 2000) })
-    await withOrdersStore(join(scope.dir, 'b', 'orders'), async store => { await seedOrders(store, 0, 2000) })
-    const sot = await startAgent(agentConfig(scope.dir, 'sot', [], ['sot']))
-    scope.agents.push(sot)
-    const b = await startAgent(agentConfig(scope.dir, 'b', [{ region: 'sot', address: sot.listenAddresses[0]! }], ['sot']))
-    scope.agents.push(b)
-    const replica = b.datasets.get('orders')!
-    const root = (a: Agent): { count: number, sum: bigint } => a.datasets.get('orders')!.index.tree.root
-    const level = (): boolean => root(b).count === root(sot).count && root(b).sum === root(sot).sum
-    await waitFor('b level with the SoT', () => level() && replica.state === 'in-sync')
+    const { sot, replica, level } = await startLevelPair(scope.dir, scope.agents)
 
     // the source's store goes away: every read of its rows fails as a store that cannot be reached does
     const sotStore = sot.datasets.get('orders')!.store

@@ -9,7 +9,8 @@ import type { ConfigInput } from '../../src/config/schema.ts'
 import { createLogger, silentLogger, type Logger } from '../../src/observability/logger.ts'
 import { LevelStore } from '../../src/stores/level-store.ts'
 import type { ReplicaStore } from '../../src/stores/replica-store.ts'
-import { ORDERS_SCHEMA, ordersCodec } from '../../cluster/orders.ts'
+import type { DatasetReplica } from '../../src/agent/dataset-replica.ts'
+import { ORDERS_SCHEMA, ordersCodec, seedOrders } from '../../cluster/orders.ts'
 
 export async function tempDir (prefix = 'converge-test-'): Promise<{ path: string, remove: () => Promise<void> }> {
   const path = await mkdtemp(join(tmpdir(), prefix))
@@ -52,6 +53,35 @@ export async function startAgent (config: ConfigInput): Promise<Agent> {
   const agent = new Agent({ config: parseConfig(config), logger: testLogger(config.region) })
   await agent.start()
   return agent
+}
+
+export interface LevelPair {
+  sot: Agent
+  b: Agent
+  /** b's replica of `orders`. */
+  replica: DatasetReplica
+  /** Whether b's index root is the source's. */
+  level: () => boolean
+}
+
+/**
+ * The source of truth `sot` and a replica `b` on loopback under `dir`, each
+ * beside a LevelDB store of the same `rows` orders (b's config extended by
+ * `b`), pushed onto `agents` (whoever owns them stops them); resolves once b
+ * is level and in sync.
+ */
+export async function startLevelPair (dir: string, agents: Agent[], options: { rows?: number, b?: Partial<ConfigInput> } = {}): Promise<LevelPair> {
+  const rows = options.rows ?? 2000
+  for (const region of ['sot', 'b']) await withOrdersStore(join(dir, region, 'orders'), async store => { await seedOrders(store, 0, rows) })
+  const sot = await startAgent(agentConfig(dir, 'sot', [], ['sot']))
+  agents.push(sot)
+  const b = await startAgent(agentConfig(dir, 'b', [{ region: 'sot', address: sot.listenAddresses[0]! }], ['sot'], options.b))
+  agents.push(b)
+  const replica = b.datasets.get('orders')!
+  const root = (a: Agent): { count: number, sum: bigint } => a.datasets.get('orders')!.index.tree.root
+  const level = (): boolean => root(b).count === root(sot).count && root(b).sum === root(sot).sum
+  await waitFor('b level with the SoT', () => level() && replica.state === 'in-sync')
+  return { sot, b, replica, level }
 }
 
 /** Stops an agent and starts a new one on its config (its data dir, stores and listen addresses as configured). */
