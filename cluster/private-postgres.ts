@@ -12,7 +12,7 @@
  * `postgres` user (runuser) on a directory that user owns.
  */
 import { execFile } from 'node:child_process'
-import { chown, copyFile, mkdtemp, readFile, rm } from 'node:fs/promises'
+import { appendFile, chown, copyFile, mkdtemp, readFile, rm } from 'node:fs/promises'
 import { existsSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -54,8 +54,10 @@ export interface PrivatePostgres {
   crash: (signal?: AbortSignal) => Promise<void>
   /** Starts it again; resolves once it accepts connections (recovery done). */
   start: (signal?: AbortSignal) => Promise<void>
-  /** The directory its data lives in. */
+  /** The directory its data lives in (its postgresql.conf names its port and socket directory). */
   readonly dataDir: string
+  /** The directory holding the data directory and the server's log. */
+  readonly home: string
   /**
    * Stops it (fast), copies its log to `logTo` when given, and removes its
    * directory unless `keepData` (then a person can start it again with
@@ -93,13 +95,14 @@ export async function startPrivatePostgres (region: string, options: { signal?: 
     }
   }
   const port = await freePort()
-  // loopback only, its socket file in its own directory; otherwise initdb's defaults (128 MB of shared buffers), as a fresh install
-  const settings = `-c port=${port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=${home}`
   const start = async (signal?: AbortSignal): Promise<void> => {
-    await exec('pg_ctl', ['start', '-D', data, '-w', '-t', '120', '-l', log, '-o', settings], signal)
+    await exec('pg_ctl', ['start', '-D', data, '-w', '-t', '120', '-l', log], signal)
   }
   try {
     await exec('initdb', ['-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--locale=C', '--no-sync'])
+    // in its own configuration, so a plain `pg_ctl start -D` brings it back the same (a kept server): loopback only, its
+    // socket file in its own directory; otherwise initdb's defaults (128 MB of shared buffers), as a fresh install
+    await appendFile(join(data, 'postgresql.conf'), `\n# converge cluster: ${region}'s own server\nport = ${port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '${home}'\n`)
     await start()
   } catch (err) {
     // a start cut short may have left the server running: stopped before its directory goes
@@ -115,6 +118,7 @@ export async function startPrivatePostgres (region: string, options: { signal?: 
       await exec('pg_ctl', ['stop', '-D', data, '-m', 'immediate', '-w'], signal)
     },
     dataDir: data,
+    home,
     remove: async ({ logTo, keepData = false } = {}) => {
       // a server already down (crashed and never started again) has nothing to stop
       await exec('pg_ctl', ['stop', '-D', data, '-m', 'fast', '-w'], AbortSignal.timeout(60_000)).catch(() => undefined)

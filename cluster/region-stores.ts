@@ -213,7 +213,10 @@ export function provisionStores (init: ProvisionInit): { stores: RegionStore[], 
     }
     for (const [region, server] of servers) {
       await server.remove({ keepData: options.keep, ...(init.logDir === undefined ? {} : { logTo: join(init.logDir, `${region}-postgres.log`) }) }).catch(() => undefined)
-      if (options.keep === true) kept.push(`kept ${region}'s own PostgreSQL server, stopped: pg_ctl start -D ${server.dataDir} (remove the directory when done)`)
+      if (options.keep === true) {
+        const as = process.getuid?.() === 0 ? 'runuser -u postgres -- ' : ''
+        kept.push(`kept ${region}'s own PostgreSQL server, stopped (port ${server.port}): ${as}pg_ctl start -D ${server.dataDir} -l ${join(server.home, 'server.log')}; remove ${server.home} when done`)
+      }
     }
     servers.clear()
     return kept
