@@ -23,6 +23,7 @@ import type { RowCodec, Value } from '../digest/row-codec.ts'
 import type { DatasetSummary } from '../gossip/summary.ts'
 import type { DigestIndex, IndexProgress, ValidationReport } from '../index/digest-index.ts'
 import type { Logger } from '../observability/logger.ts'
+import { InconsistencyJudge } from './inconsistency.ts'
 import type { AgentMetrics } from '../observability/metrics.ts'
 import type { ReplicaStore } from '../stores/replica-store.ts'
 import type { FrameChannel } from '../sync/channel.ts'
@@ -184,6 +185,7 @@ export class DatasetReplica {
   private sotRoot: { count: number, sum: bigint, seenAt: number } | undefined
   private wanted = false
   private syncStartedAt = 0
+  private readonly inconsistency = new InconsistencyJudge()
   private worker: Promise<void> | undefined
   private readonly stopping = new AbortController()
   private failures = 0
@@ -274,6 +276,7 @@ export class DatasetReplica {
   onSourceSummary (summary: DatasetSummary): void {
     if (summary.fp === this.compare.codec.fingerprint) {
       this.sotRoot = { count: summary.count, sum: summary.sum, seenAt: Date.now() }
+      this.inconsistency.summary(summary)
     } else if (summary.sum !== this.sourceSum) {
       // its tree is under another schema: not comparable with ours, but a change there calls for an exchange
       this.sotRoot = undefined
@@ -507,6 +510,8 @@ export class DatasetReplica {
   private async exchange (session: Session, report: SyncReport, options: { at?: NodeRef, surveyLevel?: number, suspects?: readonly Suspect[] }): Promise<ClientSyncOutcome> {
     const { signal } = session
     const t0 = performance.now()
+    const startedAt = Date.now()
+    const rootBefore = this.sotRoot
     let tOpen = t0
     const { codec, index } = this.compare
     const schema = this.schemaToSend()
@@ -548,7 +553,9 @@ export class DatasetReplica {
       ...(options.suspects === undefined ? {} : { byKey: options.suspects.length }),
       roundTrips: stats.roundTrips, bytes: stats.bytesSent + stats.bytesReceived, dialMs: Math.round(tOpen - t0), exchangeMs: Math.round(performance.now() - tOpen)
     }, message)
-    if ((result.inconsistent ?? 0) > 0) session.log.warn({ inconsistent: result.inconsistent }, 'the source\'s answers contradict each other (a source that lies, or changed mid-exchange): nothing taken from those nodes')
+    // a source under writes changes between two rounds of an exchange, which is no warning: its summaries tell (inconsistency.ts)
+    const from = options.at === undefined ? { count: opened.count, sum: bytesToU64(opened.sum) } : rootBefore
+    this.inconsistency.noted(result.inconsistent ?? 0, from, startedAt, this.sotRoot, session.log)
     return outcome
   }
 
