@@ -651,18 +651,26 @@ export class SqliteStore implements ReplicaStore {
   }
 
   /**
-   * Runs statements over the table; a column or the table gone from under
-   * the running agent (SQLite re-reads the schema for a statement prepared
-   * before the change) is said as StoreSchemaChangedError, with what to do.
+   * Runs statements over the table, its failures as the agent reports them:
+   * a column or the table gone from under the running agent (SQLite re-reads
+   * the schema for a statement prepared before the change) as
+   * StoreSchemaChangedError, with what to do; the file held by another
+   * writer past the busy timeout, or a disk that is full or failing, as
+   * StoreUnavailableError naming the file.
    */
   private schemaChecked<T> (work: () => T): T {
     try {
       return work()
     } catch (err) {
       const message = (err as Error).message ?? ''
-      if ((err as { code?: unknown }).code === 'ERR_SQLITE_ERROR' && /^no such (column|table)/.test(message)) {
+      if ((err as { code?: unknown }).code !== 'ERR_SQLITE_ERROR') throw err
+      if (/^no such (column|table)/.test(message)) {
         throw new StoreSchemaChangedError(`SQLite table "${this.table}" in ${this.path}`, message.replace(/ - should this be a string literal.*$/, ''), { cause: err })
       }
+      // primary result codes: SQLITE_BUSY, SQLITE_LOCKED; SQLITE_IOERR, SQLITE_FULL
+      const primary = Number((err as { errcode?: unknown }).errcode) & 0xff
+      if (primary === 5 || primary === 6) throw new StoreUnavailableError(`SQLite database ${this.path} is held by another writer (waited ${this.busyTimeoutMs} ms): ${message}`, { cause: err })
+      if (primary === 10 || primary === 13) throw new StoreUnavailableError(`SQLite database ${this.path} cannot be written: ${message}`, { cause: err })
       throw err
     }
   }

@@ -502,6 +502,23 @@ describe('SqliteStore', () => {
     expect({ ...connect().prepare('SELECT count(*) AS n FROM orders').get() }).toEqual({ n: 1 })
   })
 
+  it('reports the file held by another writer past its busy timeout as unavailable, writes nothing, and works once it is let go', async () => {
+    const store = new SqliteStore({ path, table: 'orders', codec, createTable: true, pollMs: 50, busyTimeoutMs: 100 })
+    await store.open()
+    cleanup.push(async () => { await store.close() })
+    await store.apply({ upserts: [row(1)], deletes: [] })
+    const other = connect()
+    other.exec('BEGIN EXCLUSIVE')
+    await expect(store.apply({ upserts: [row(2)], deletes: [key(1)] })).rejects.toMatchObject({
+      code: 'CONVERGE_STORE_UNAVAILABLE',
+      message: expect.stringMatching(/^SQLite database .*replica\.db is held by another writer \(waited 100 ms\): database is locked/)
+    })
+    other.exec('ROLLBACK')
+    expect((await store.get([key(1), key(2)])).map(r => r === undefined ? null : 'row')).toEqual(['row', null])
+    await store.apply({ upserts: [row(2)], deletes: [] })
+    expect(await store.countRows()).toBe(2)
+  })
+
   it('renews its id when the change triggers were dropped behind its back', async () => {
     let store = await openStore()
     const id = store.id
