@@ -10,9 +10,14 @@
  *
  * PostgreSQL refuses to run as root; as root, its programs run as the
  * `postgres` user (runuser) on a directory that user owns.
+ *
+ * Each server's directory names the process that made it (owner.pid). A run
+ * killed with SIGKILL cannot stop its servers; the next run does
+ * (removeOrphanedServers): a server whose owner is gone is stopped and its
+ * directory removed.
  */
 import { execFile } from 'node:child_process'
-import { appendFile, chown, copyFile, mkdtemp, readFile, rm } from 'node:fs/promises'
+import { appendFile, chown, copyFile, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { existsSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -37,6 +42,55 @@ export async function serverBinaries (): Promise<string | undefined> {
     candidates.push(...(process.env.PATH ?? '').split(':').filter(d => d !== ''))
   }
   return candidates.find(dir => existsSync(join(dir, 'initdb')) && existsSync(join(dir, 'pg_ctl')))
+}
+
+/** Where each server's directory is made: `<tmpdir>/converge-pg-<region>-XXXXXX`. */
+const HOME_PREFIX = 'converge-pg-'
+/** The file in a server's directory naming the process that made it. */
+const OWNER_FILE = 'owner.pid'
+
+/**
+ * Runs one of PostgreSQL's programs from `bin` in `home`, as the postgres
+ * user when this process is root; a failure says which program, for which
+ * server, and the last lines it printed.
+ */
+async function pgProgram (bin: string, home: string, what: string, program: string, args: string[], signal?: AbortSignal): Promise<void> {
+  const asRoot = process.getuid?.() === 0
+  const [file, argv] = asRoot ? ['runuser', ['-u', 'postgres', '--', join(bin, program), ...args]] : [join(bin, program), args]
+  try {
+    await run(file, argv, { signal, cwd: home })
+  } catch (err) {
+    const e = err as { stderr?: string, stdout?: string, message: string }
+    const said = `${e.stderr ?? ''}${e.stdout ?? ''}`.trim().split('\n').slice(-3).join(' / ')
+    throw new PrivateServerError(`${program} ${args[0] ?? ''} for ${what} failed: ${said !== '' ? said : e.message}`, { cause: err })
+  }
+}
+
+/** Whether a process with this pid runs (or is another user's). */
+function alive (pid: number): boolean {
+  try { process.kill(pid, 0); return true } catch (err) { return (err as { code?: string }).code === 'EPERM' }
+}
+
+/**
+ * Stops and removes the servers that runs killed before they could
+ * (SIGKILL, a crash of the machine's Node): each directory of ours under
+ * the system temp dir whose owner process is gone. A server of a run still
+ * going (its owner alive) is left alone. The directories removed.
+ */
+export async function removeOrphanedServers (options: { signal?: AbortSignal } = {}): Promise<string[]> {
+  const bin = await serverBinaries()
+  const removed: string[] = []
+  const entries = await readdir(tmpdir()).catch(() => [] as string[])
+  for (const name of entries.filter(n => n.startsWith(HOME_PREFIX))) {
+    const home = join(tmpdir(), name)
+    const owner = Number((await readFile(join(home, OWNER_FILE), 'utf8').catch(() => '')).trim())
+    // no owner named (not one of ours, or made before owners were), or one still running: not ours to touch
+    if (!Number.isSafeInteger(owner) || owner <= 0 || alive(owner)) continue
+    if (bin !== undefined) await pgProgram(bin, home, `a server left by a killed run (${home})`, 'pg_ctl', ['stop', '-D', join(home, 'data'), '-m', 'immediate', '-w'], options.signal).catch(() => undefined)
+    await rm(home, { recursive: true, force: true })
+    removed.push(home)
+  }
+  return removed
 }
 
 /** The uid and gid of the `postgres` user, from /etc/passwd. */
@@ -80,19 +134,14 @@ export async function startPrivatePostgres (region: string, options: { signal?: 
   const owner = asRoot ? await postgresUser() : undefined
   if (asRoot && owner === undefined) throw new PrivateServerError(`a PostgreSQL server of ${region}'s own cannot run as root, and this machine has no postgres user to run it as`)
   // short: the server's socket file lives in it, and a socket's path is limited to about 100 bytes
-  const home = await mkdtemp(join(tmpdir(), `converge-pg-${region.replace(/[^\w-]/g, '_').slice(0, 24)}-`))
+  const home = await mkdtemp(join(tmpdir(), `${HOME_PREFIX}${region.replace(/[^\w-]/g, '_').slice(0, 24)}-`))
   const data = join(home, 'data')
   const log = join(home, 'server.log')
+  // whose it is: a later run removes it if this process dies without doing so
+  await writeFile(join(home, OWNER_FILE), `${process.pid}\n`)
   if (owner !== undefined) await chown(home, owner.uid, owner.gid)
   const exec = async (program: string, args: string[], signal?: AbortSignal): Promise<void> => {
-    const [file, argv] = asRoot ? ['runuser', ['-u', 'postgres', '--', join(bin, program), ...args]] : [join(bin, program), args]
-    try {
-      await run(file, argv, { signal: signal ?? options.signal, cwd: home })
-    } catch (err) {
-      const e = err as { stderr?: string, stdout?: string, message: string }
-      const said = `${e.stderr ?? ''}${e.stdout ?? ''}`.trim().split('\n').slice(-3).join(' / ')
-      throw new PrivateServerError(`${program} ${args[0] ?? ''} for ${region}'s own PostgreSQL server failed: ${said !== '' ? said : e.message}`, { cause: err })
-    }
+    await pgProgram(bin, home, `${region}'s own PostgreSQL server`, program, args, signal ?? options.signal)
   }
   const port = await freePort()
   const start = async (signal?: AbortSignal): Promise<void> => {

@@ -34,6 +34,7 @@ import { freePorts } from './free-port.ts'
 import { measure } from './latency.ts'
 import { LiveLoad, sleep } from './live-load.ts'
 import { PostgresBackends } from './postgres-backends.ts'
+import { removeOrphanedServers } from './private-postgres.ts'
 import { Mesh } from './mesh.ts'
 import { Observer, type Sample } from './observer.ts'
 import { rng } from './orders.ts'
@@ -112,6 +113,8 @@ export async function runScenario (scenario: Scenario, options: RunOptions): Pro
     // 1. stores, keys, ports, links
     // a region whose database a fault crashes gets a server of its own (scenario.ts): the shared one serves everything else on this machine
     const privateServers = new Set(scenario.regions.filter(r => r.server === 'own').map(r => r.name))
+    // servers an earlier run could not stop (it was killed) would run on for good: this run stops them first
+    if (privateServers.size > 0) for (const home of await removeOrphanedServers({ signal })) say(`  removed a PostgreSQL server a killed run left behind: ${home}`)
     await mkdir(join(options.outDir, 'logs'), { recursive: true })
     provisioned = provisionStores({ dir: work, regions: scenario.regions, datasets: models, pgAdminUrl, privateServers, logDir: join(options.outDir, 'logs'), signal, say })
     await provisioned.ready
