@@ -20,6 +20,7 @@ import { readdir, readFile } from 'node:fs/promises'
 import { basename, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { LineCounter, parseDocument } from 'yaml'
+import { yamlProblems } from '../src/config/yaml.ts'
 import { z } from 'zod'
 import { configSchema } from '../src/config/schema.ts'
 import { ConfigError } from '../src/errors.ts'
@@ -361,8 +362,9 @@ export async function loadScenario (path: string, options: LoadOptions = {}): Pr
 export function parseScenario (text: string, source = 'scenario', options: LoadOptions = {}): Scenario {
   if (text.length > MAX_SCENARIO_BYTES) throw new ConfigError(`${source} is larger than ${MAX_SCENARIO_BYTES} bytes`)
   const lineCounter = new LineCounter()
-  const doc = parseDocument(text, { lineCounter, prettyErrors: true })
-  if (doc.errors.length > 0) throw new ConfigError(`${source} does not parse:\n${doc.errors.map(e => `  ${e.message}`).join('\n')}`)
+  const doc = parseDocument(text, { lineCounter, prettyErrors: true, logLevel: 'silent' })
+  const unreadable = yamlProblems(doc)
+  if (unreadable.length > 0) throw new ConfigError(`${source} does not parse:\n${unreadable.map(p => `  ${p}`).join('\n')}`)
   const raw = doc.toJS({ maxAliasCount: 100 }) as unknown
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError(`${source}: a scenario is a mapping (name:, regions:, …)`)
   const value = raw as Record<string, unknown>
@@ -377,7 +379,10 @@ export function parseScenario (text: string, source = 'scenario', options: LoadO
     const eq = s.indexOf('=')
     if (eq <= 0) throw new ConfigError(`--set "${s}": write path=value, e.g. datasets.0.rows=5000`)
     const p = s.slice(0, eq).trim()
-    const v = parseDocument(s.slice(eq + 1)).toJS() as unknown
+    const valueDoc = parseDocument(s.slice(eq + 1), { logLevel: 'silent' })
+    const bad = yamlProblems(valueDoc)
+    if (bad.length > 0) throw new ConfigError(`--set "${s}": the value does not parse: ${bad.join('; ')}`)
+    const v = valueDoc.toJS() as unknown
     setPath(value, p, v)
     overrides.push({ path: p, value: v, by: 'set' })
   }

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises'
-import { parse as parseYaml } from 'yaml'
 import { resolveSchema } from '../config/resolve-schema.ts'
 import { loadConfig } from '../config/load.ts'
+import { parseYamlStrict } from '../config/yaml.ts'
 import { datasetSchemaSchema } from '../config/schema.ts'
 import { ConfigError } from '../errors.ts'
 import { RowCodec } from '../digest/row-codec.ts'
@@ -28,7 +28,9 @@ async function readSchema (opts: DiffOptions): Promise<DatasetSchema> {
   }
   if (opts.schema === undefined) throw new ConfigError('give the dataset schema with --schema FILE, or --config FILE [--dataset NAME]')
   let value: unknown
-  try { value = parseYaml(await readFile(opts.schema, 'utf8')) } catch (err) { throw new ConfigError(`cannot read schema file ${opts.schema}: ${(err as Error).message}`) }
+  let text: string
+  try { text = await readFile(opts.schema, 'utf8') } catch (err) { throw new ConfigError(`cannot read schema file ${opts.schema}: ${(err as Error).message}`) }
+  value = parseYamlStrict(text, `schema file ${opts.schema}`)
   const parsed = datasetSchemaSchema.safeParse(value)
   if (!parsed.success) throw new ConfigError(`schema file ${opts.schema} is invalid:\n${parsed.error.issues.map(i => `  ${i.path.join('.') || '(top level)'}: ${i.message}`).join('\n')}`)
   return parsed.data

@@ -4,7 +4,7 @@
  */
 import { readFile } from 'node:fs/promises'
 import { dirname, isAbsolute, resolve } from 'node:path'
-import { parse as parseYaml } from 'yaml'
+import { parseYamlStrict } from './yaml.ts'
 import { ConfigError } from '../errors.ts'
 import { configSchema, type AgentConfig } from './schema.ts'
 import { maxBracketDepth } from '../security/text-shape.ts'
@@ -39,10 +39,10 @@ export async function loadConfig (path: string): Promise<AgentConfig> {
   // the parsers recurse per level: refuse deep nesting before they run (a real config nests about 6 deep)
   if (maxBracketDepth(text) > MAX_CONFIG_DEPTH) throw new ConfigError(`config file ${path} nests brackets deeper than ${MAX_CONFIG_DEPTH} levels`)
   let value: unknown
-  try {
-    value = /\.json$/i.test(path) ? JSON.parse(text) : parseYaml(text, { maxAliasCount: 100 })
-  } catch (err) {
-    throw new ConfigError(`config file ${path} does not parse: ${(err as Error).message}`, { cause: err })
+  if (/\.json$/i.test(path)) {
+    try { value = JSON.parse(text) } catch (err) { throw new ConfigError(`config file ${path} does not parse: ${(err as Error).message}`, { cause: err }) }
+  } else {
+    value = parseYamlStrict(text, `config file ${path}`)
   }
   return parseConfig(value, dirname(resolve(path)), path)
 }

@@ -77,6 +77,11 @@ describe('scenario files', () => {
     expect(s.regions).toEqual([{ name: 'r1', store: 'sqlite', server: 'shared' }, { name: 'r2', store: 'level', server: 'shared' }, { name: 'r3', store: 'sqlite', server: 'shared' }])
   })
 
+  it('refuses a YAML tag it does not know, in the file and in --set, instead of reading it as text', () => {
+    expect(problems(`${BASE}seed: !env SEED\n`)).toMatch(/test\.yaml does not parse:\n {2}Unresolved tag: !env at line 8, column 7[^]*no custom tags/)
+    expect(problems(BASE, { set: ['seed=!env SEED'] })).toMatch(/--set "seed=!env SEED": the value does not parse: Unresolved tag: !env/)
+  })
+
   it('names the field and its line in every error', () => {
     expect(problems(`${BASE}faults:\n  - { kind: cut, region: b, at: soon, duration: 1s }\n`))
       .toMatch(/test\.yaml:9: faults\.0\.at: "soon" is not a duration/)

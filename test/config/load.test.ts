@@ -90,6 +90,19 @@ describe('config', () => {
     await expect(loadConfig(join(dir.path, 'missing.yaml'))).rejects.toThrow(/cannot read config file/)
   })
 
+  it('refuses what YAML only warns about: a tag it does not know (read as plain text), an unknown directive', async () => {
+    const tagged = join(dir.path, 'tagged.yaml')
+    // an operator expecting the environment's value would otherwise run as the region "REGION"
+    await writeFile(tagged, 'cluster: prod\nregion: !env REGION\n')
+    const err = await loadConfig(tagged).then(() => undefined, (e: unknown) => e)
+    expect(err).toBeInstanceOf(ConfigError)
+    expect((err as Error).message).toMatch(/tagged\.yaml does not parse:\n {2}Unresolved tag: !env at line 2, column 9/)
+    expect((err as Error).message).toMatch(/no custom tags \(such as !env\)/)
+    const directive = join(dir.path, 'directive.yaml')
+    await writeFile(directive, '%FOO bar\n---\ncluster: prod\n')
+    await expect(loadConfig(directive)).rejects.toThrow(/directive\.yaml does not parse:\n {2}Unknown directive %FOO at line 1/)
+  })
+
   it('takes a partition column only from the primary key', () => {
     const schema = { ...ORDERS_SCHEMA, partitionColumn: 'region' }
     const e = errorOf({ ...valid, datasets: [{ ...valid.datasets[0], schema }] })
