@@ -14,6 +14,7 @@ import { registerReviewCommands } from './review-commands.ts'
 import { registerAuditCommand } from './audit-command.ts'
 import { registerClusterRunCommand } from './cluster-run-command.ts'
 import { registerCaptureCommand } from './capture-command.ts'
+import { quietSqliteNotice } from '../util/sqlite-notice.ts'
 
 export const EXIT = { ok: 0, failure: 1, usage: 2 } as const
 
@@ -73,21 +74,6 @@ function positiveInt (value: string): number {
   const n = Number(value)
   if (!Number.isInteger(n) || n <= 0) throw new ConfigError(`"${value}" is not a positive whole number`)
   return n
-}
-
-/** Node's notice that node:sqlite is experimental (Node 22): printed by every command that opens a SQLite store, and nothing the operator can act on. */
-const SQLITE_NOTICE = /^SQLite is an experimental feature/
-let noticeQuieted = false
-
-/** Drops that one notice; every other warning is printed as Node prints it. */
-function quietSqliteNotice (): void {
-  if (noticeQuieted) return
-  noticeQuieted = true
-  const emit = process.emitWarning.bind(process) as (...args: unknown[]) => void
-  process.emitWarning = ((warning: string | Error, ...rest: unknown[]) => {
-    if (SQLITE_NOTICE.test(typeof warning === 'string' ? warning : warning.message)) return
-    emit(warning, ...rest)
-  }) as typeof process.emitWarning
 }
 
 export async function run (argv: string[]): Promise<number> {
