@@ -114,7 +114,15 @@ async function runBenchmarks (options: BenchOptions): Promise<string> {
 }
 
 async function main (): Promise<void> {
-  const options = parseOptions(process.argv.slice(2), process.env)
+  let options: BenchOptions
+  try {
+    options = parseOptions(process.argv.slice(2), process.env)
+  } catch (err) {
+    // a bad option is the caller's to fix: its message, not a stack
+    process.stderr.write(`bench: ${(err as Error).message}\n`)
+    process.exitCode = 2
+    return
+  }
   try {
     const { value: body, ms } = await timed(async () => await runBenchmarks(options))
     const report = `${body}\n\n---\nWhole run: ${seconds(ms)}.\n`
