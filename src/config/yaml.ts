@@ -13,7 +13,8 @@ const MAX_ALIAS_COUNT = 100
 
 /** The parse errors and warnings of a document as lines, with a hint when a tag is what went wrong. */
 export function yamlProblems (doc: { errors: ReadonlyArray<{ message: string }>, warnings: ReadonlyArray<{ code: string, message: string }> }): string[] {
-  const lines = [...doc.errors, ...doc.warnings].map(p => p.message.split('\n')[0]!.trim())
+  // the first line of each: where and what (the lines after it quote the text, and the first ends with a colon before them)
+  const lines = [...doc.errors, ...doc.warnings].map(p => p.message.split('\n')[0]!.trim().replace(/:$/, ''))
   if (doc.warnings.some(w => w.code === 'TAG_RESOLVE_FAILED')) lines.push('converge reads plain YAML: no custom tags (such as !env); write the value itself')
   return lines
 }
