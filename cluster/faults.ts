@@ -222,8 +222,11 @@ async function storeFault (spec: Extract<FaultSpec, { kind: 'store' }>, ctx: Fau
   ctx.say(`store of ${spec.region}: ${STORE_HARM[spec.mode]} for ${spec.duration} ms`)
   const end = Date.now() + spec.duration
   if (spec.mode === 'crash') {
+    // it says what the agents said while the server was down (errorsWhileDown): once level again they say nothing
     await serverCrash(spec, stores, ctx, record)
-  } else if (stores[0]?.kind === 'postgres') {
+    return
+  }
+  if (stores[0]?.kind === 'postgres') {
     const admin = new pg.Client({ connectionString: stores[0].pg!.url })
     admin.on('error', () => undefined)
     await admin.connect()

@@ -147,6 +147,10 @@ export async function startPrivatePostgres (region: string, options: { signal?: 
   const start = async (signal?: AbortSignal): Promise<void> => {
     await exec('pg_ctl', ['start', '-D', data, '-w', '-t', '120', '-l', log], signal)
   }
+  /** An immediate shutdown: every backend killed, nothing flushed (a crash, as the next start sees it). */
+  const stopNow = async (signal?: AbortSignal): Promise<void> => {
+    await exec('pg_ctl', ['stop', '-D', data, '-m', 'immediate', '-w'], signal)
+  }
   try {
     await exec('initdb', ['-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--locale=C', '--no-sync'])
     // in its own configuration, so a plain `pg_ctl start -D` brings it back the same (a kept server): loopback only, its
@@ -155,7 +159,7 @@ export async function startPrivatePostgres (region: string, options: { signal?: 
     await start()
   } catch (err) {
     // a start cut short may have left the server running: stopped before its directory goes
-    await exec('pg_ctl', ['stop', '-D', data, '-m', 'immediate', '-w'], AbortSignal.timeout(30_000)).catch(() => undefined)
+    await stopNow(AbortSignal.timeout(30_000)).catch(() => undefined)
     await rm(home, { recursive: true, force: true })
     throw err
   }
@@ -163,16 +167,15 @@ export async function startPrivatePostgres (region: string, options: { signal?: 
     adminUrl: `postgres://postgres@127.0.0.1:${port}/postgres`,
     port,
     start,
-    crash: async (signal?: AbortSignal) => {
-      await exec('pg_ctl', ['stop', '-D', data, '-m', 'immediate', '-w'], signal)
-    },
+    crash: stopNow,
     dataDir: data,
     home,
     remove: async ({ logTo, keepData = false } = {}) => {
       // a server already down (crashed and never started again) has nothing to stop
       await exec('pg_ctl', ['stop', '-D', data, '-m', 'fast', '-w'], AbortSignal.timeout(60_000)).catch(() => undefined)
       if (logTo !== undefined) await copyFile(log, logTo).catch(() => undefined)
-      if (!keepData) await rm(home, { recursive: true, force: true })
+      // kept: a person's now, so a later run's sweep (removeOrphanedServers) must not take it for a killed run's
+      if (keepData) await rm(join(home, OWNER_FILE), { force: true }); else await rm(home, { recursive: true, force: true })
     }
   }
 }

@@ -111,7 +111,7 @@ export async function runScenario (scenario: Scenario, options: RunOptions): Pro
   try {
     say(`scenario ${scenario.name}: ${scenario.regions.length} regions (${scenario.regions.map(r => `${r.name}:${r.store}${r.server === 'own' ? ' (own server)' : ''}`).join(', ')}), source of truth ${scenario.sourceOfTruth.join(' → ')}`)
     // 1. stores, keys, ports, links
-    // a region whose database a fault crashes gets a server of its own (scenario.ts): the shared one serves everything else on this machine
+    // regions with a server of their own (`server: own`, or a crash fault: scenario.ts); the shared one serves everything else here
     const privateServers = new Set(scenario.regions.filter(r => r.server === 'own').map(r => r.name))
     // servers an earlier run could not stop (it was killed) would run on for good: this run stops them first
     if (privateServers.size > 0) for (const home of await removeOrphanedServers({ signal })) say(`  removed a PostgreSQL server a killed run left behind: ${home}`)

@@ -5,7 +5,7 @@
  * printing the warning to the process's stderr; here each is an error with
  * its line, as parse errors are, and nothing is printed.
  */
-import { parseDocument, type LineCounter } from 'yaml'
+import { parseDocument } from 'yaml'
 import { ConfigError } from '../errors.ts'
 
 /** Aliases a document may expand: a few for a real file, not a billion laughs. */
@@ -20,8 +20,8 @@ export function yamlProblems (doc: { errors: ReadonlyArray<{ message: string }>,
 }
 
 /** Parses `text` (from `source`, named in the error) as plain YAML; ConfigError with every problem and its line otherwise. */
-export function parseYamlStrict (text: string, source: string, options: { lineCounter?: LineCounter } = {}): unknown {
-  const doc = parseDocument(text, { logLevel: 'silent', ...(options.lineCounter === undefined ? {} : { lineCounter: options.lineCounter }) })
+export function parseYamlStrict (text: string, source: string): unknown {
+  const doc = parseDocument(text, { logLevel: 'silent' })
   const problems = yamlProblems(doc)
   if (problems.length > 0) throw new ConfigError(`${source} does not parse:\n${problems.map(p => `  ${p}`).join('\n')}`)
   return doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT })

@@ -38,6 +38,12 @@ describe.skipIf(!canMakeServers)('a region\'s own PostgreSQL server', () => {
       // this process's own server is not an orphan
       expect(await answers(kept.adminUrl)).toBe(true)
       expect(existsSync(kept.dataDir)).toBe(true)
+      // nor, ever, is a server kept for a person to look at (--keep): it names no owner once stopped, so no later
+      // run, whatever becomes of this process, takes it for a killed run's
+      await kept.remove({ keepData: true })
+      expect(existsSync(join(kept.home, 'owner.pid'))).toBe(false)
+      expect(await removeOrphanedServers()).not.toContain(kept.home)
+      expect(existsSync(kept.dataDir)).toBe(true)
     } finally {
       await orphan.remove()
       await kept.remove()
