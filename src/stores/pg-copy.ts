@@ -163,6 +163,9 @@ export class CopyRows<T> implements pg.Submittable {
     this.readAhead = init.readAhead ?? 2
   }
 
+  /** The COPY statement it runs. */
+  get text (): string { return this.init.text }
+
   /** Whether the server is done with the COPY (finished or failed it): the connection takes statements again. */
   get ended (): boolean { return this.finished }
 

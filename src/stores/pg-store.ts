@@ -169,6 +169,21 @@ const CATALOG_TYPES: Array<[RegExp, ColumnType]> = [
 ]
 
 /**
+ * The PostgreSQL types (format_type's spelling with the column's modifier)
+ * that hold each codec type's values exactly as written: no length that
+ * cuts, no scale or precision that rounds. A value these cannot hold fails
+ * the write instead (an integer out of range, a NUL in text).
+ */
+const EXACT_TYPES: Partial<Record<ColumnType, readonly string[]>> = {
+  integer: ['smallint', 'integer', 'bigint'],
+  string: ['text', 'character varying'],
+  decimal: ['numeric'],
+  boolean: ['boolean'],
+  timestamp: ['timestamp with time zone', 'timestamp without time zone'],
+  bytes: ['bytea']
+}
+
+/**
  * Reads a dataset schema from the PostgreSQL catalog: columns in table order
  * with mapped types and NOT NULL, the primary key. Ignored columns and the
  * event-time column are the operator's to add.
@@ -217,6 +232,8 @@ export class PgStore implements ReplicaStore {
   private pool: pg.Pool | undefined
   private columns: ColumnInfo[] = []
   private keyColumns: ColumnInfo[] = []
+  /** The query that tells whether the table stores upserts exactly as written (storesAsWritten); none when a codec type has no exact PostgreSQL type. */
+  private asWrittenCheck: string | undefined
   /** Per schema column, whether it may be NULL: RowCodec.normalize's rule (declared, else every non-key column). */
   private readonly nullable: readonly boolean[]
   private storeId: string | undefined
@@ -291,6 +308,39 @@ export class PgStore implements ReplicaStore {
       return { name: c.name, type: c.type, pgType, ...(c.precision === undefined ? {} : { precision: c.precision }) }
     })
     this.keyColumns = this.codec.keyPositions.map(i => this.columns[i]!)
+    this.asWrittenCheck = this.asWrittenSql()
+  }
+
+  /**
+   * A plain table (a partition may have triggers of its own), no BEFORE row
+   * trigger on insert or update that fires (disabled ones aside), no rule,
+   * and every column of a type in EXACT_TYPES for its codec type, modifier
+   * and all, as the catalog says now.
+   */
+  private asWrittenSql (): string | undefined {
+    const exact = this.codec.columns.map(c => EXACT_TYPES[c.type])
+    if (exact.some(types => types === undefined)) return undefined
+    const expected = this.codec.columns.map((c, i) => `(${literal(c.name)}, ARRAY[${exact[i]!.map(literal).join(', ')}])`).join(', ')
+    return `SELECT c.relkind = 'r'
+        AND NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid AND NOT t.tgisinternal AND t.tgenabled <> 'D' AND (t.tgtype & 3) = 3 AND (t.tgtype & 20) <> 0)
+        AND NOT EXISTS (SELECT 1 FROM pg_rewrite r WHERE r.ev_class = c.oid AND r.rulename <> '_RETURN')
+        AND (SELECT count(*) FROM pg_attribute a JOIN (VALUES ${expected}) AS e(name, types) ON e.name = a.attname
+              WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND format_type(a.atttypid, a.atttypmod) = ANY (e.types)) = ${exact.length} AS exact
+      FROM pg_class c WHERE c.oid = ${literal(this.table.sql)}::regclass`
+  }
+
+  /**
+   * Whether every upsert of this fix will be stored exactly as written (see
+   * asWrittenSql), so that the fix need not read each back to compare
+   * (RETURNING): asked in the fix's transaction once it holds the lock every
+   * writer holds, which a new trigger, rule or column type waits for, so
+   * none can land before the fix commits.
+   */
+  private async storesAsWritten (client: pg.PoolClient): Promise<boolean> {
+    if (this.asWrittenCheck === undefined) return false
+    // two statements in one round trip: the lock, then the catalog as it is under it
+    const results = await client.query(`LOCK TABLE ${this.table.sql} IN ROW EXCLUSIVE MODE; ${this.asWrittenCheck}`) as unknown as Array<pg.QueryResult<{ exact: boolean }>>
+    return results[1]?.rows[0]?.exact === true
   }
 
   async close (): Promise<void> {
@@ -385,23 +435,28 @@ export class PgStore implements ReplicaStore {
     throwIfAborted(signal)
     return await this.inTransaction(async client => {
       const { rows: [tx] } = await client.query<{ xid: string }>("SELECT set_config('converge.origin', $1, true), pg_current_xact_id()::text AS xid", [request.origin ?? ''])
+      const asWritten = upserts.length > 0 && await this.storesAsWritten(client)
       // read to be written into the audit at once: no copy of each row of its own (see readByKeys)
       const current = await this.readByKeys(client, keys, { forUpdate: true, copy: false })
       // the keys' bytes as rows are filed under them: an upsert's from its values as decoded above, a delete's as given
       const ids = [...upserts.map(values => idOf(this.codec.keyOfValues(values))), ...request.deletes.map(idOf)]
       const before = ids.map(id => current.get(id) ?? null)
-      // each row as stored comes back (RETURNING, read as a scan reads rows: through COPY), so one that a trigger
-      // or the column's type changed is told apart from what was written
+      // unless the table stores rows as written, each row as stored comes back (RETURNING, read as a scan reads
+      // rows: through COPY), so one that a trigger or the column's type changed is told apart from what was written
       const position = new Map<string, number>()
-      for (let i = 0; i < upserts.length; i++) position.set(ids[i]!, i)
+      if (!asWritten) for (let i = 0; i < upserts.length; i++) position.set(ids[i]!, i)
       const rewritten: RewrittenRow[] = []
       let decode: ((line: Buffer) => StoredRow) | undefined
       for (let i = 0; i < upserts.length; i += WRITE_BATCH) {
         throwIfAborted(signal)
-        decode ??= await this.lineDecoder(client)
         const batch = upserts.slice(i, i + WRITE_BATCH)
         const lists = this.columns.map((c, j) => `${dollarQuoted(arrayLiteral(batch.map(values => pgText(values[j]!, c.type, c.precision))))}::${isJsonColumn(c) ? 'text' : c.pgType}[]`)
-        const copy = new CopyRows({ text: `COPY (${this.upsertSql(lists)}) TO STDOUT`, decode, batchSize: WRITE_BATCH })
+        if (asWritten) {
+          await client.query(this.upsertSql(lists, false))
+          continue
+        }
+        decode ??= await this.lineDecoder(client)
+        const copy = new CopyRows({ text: `COPY (${this.upsertSql(lists, true)}) TO STDOUT`, decode, batchSize: WRITE_BATCH })
         client.query(copy)
         for (let rows = await copy.next(); rows !== undefined; rows = await copy.next()) {
           for (const { key, row } of rows) {
@@ -754,15 +809,16 @@ export class PgStore implements ReplicaStore {
   /**
    * INSERT … ON CONFLICT DO UPDATE of rows given as one array expression per
    * column (schema order; a json column's as text, cast here, so a JSON null
-   * stays a JSON null, not SQL NULL), returning each row as stored.
+   * stays a JSON null, not SQL NULL), returning each row as stored when
+   * `returning`.
    */
-  private upsertSql (lists: readonly string[]): string {
+  private upsertSql (lists: readonly string[], returning: boolean): string {
     const names = this.columns.map(c => quote(c.name))
     const values = this.columns.map((c, i) => (isJsonColumn(c) ? `x.${names[i]!}::${c.pgType}` : `x.${names[i]!}`))
     const updates = this.columns.flatMap((c, i) => (this.keyColumns.includes(c) ? [] : [`${names[i]!} = EXCLUDED.${names[i]!}`]))
     return `INSERT INTO ${this.table.sql} (${names.join(', ')}) SELECT ${values.join(', ')} FROM unnest(${lists.join(', ')}) AS x(${names.join(', ')})
-      ON CONFLICT (${this.keyColumns.map(c => quote(c.name)).join(', ')}) DO ${updates.length === 0 ? 'NOTHING' : `UPDATE SET ${updates.join(', ')}`}
-      RETURNING ${this.selectList()}`
+      ON CONFLICT (${this.keyColumns.map(c => quote(c.name)).join(', ')}) DO ${updates.length === 0 ? 'NOTHING' : `UPDATE SET ${updates.join(', ')}`}${returning ? `
+      RETURNING ${this.selectList()}` : ''}`
   }
 
   /** A key as decodeKey gives it, from its canonical values in key order. */

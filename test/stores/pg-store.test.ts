@@ -141,6 +141,43 @@ describe('PostgreSQL store (real server)', () => {
     }
   })
 
+  it('reads no upsert back from a table that stores rows as written, until a BEFORE trigger appears on it while the store is open', async () => {
+    const schema = { version: 1, columns: [{ name: 'id', type: 'integer' as const }, { name: 'code', type: 'string' as const }, { name: 'price', type: 'decimal' as const }, { name: 'touched', type: 'boolean' as const }], primaryKey: ['id'], ignoreColumns: [] }
+    const items = new RowCodec(schema)
+    await sql(db.url, 'CREATE TABLE public.items (id integer PRIMARY KEY, code varchar NOT NULL, price numeric NOT NULL, touched boolean NOT NULL)')
+    const itemStore = new PgStore({ connectionString: db.url, table: 'public.items', codec: items })
+    await itemStore.open()
+    // what each apply sends: an upsert that returns its rows says RETURNING
+    const sent: string[] = []
+    const originalQuery = pg.Client.prototype.query as (...args: unknown[]) => unknown
+    const spy = vi.spyOn(pg.Client.prototype, 'query').mockImplementation(function (this: pg.Client, ...args: unknown[]) {
+      const q = args[0] as string | { text?: string }
+      sent.push(typeof q === 'string' ? q : q.text ?? '')
+      return originalQuery.apply(this, args) as never
+    })
+    try {
+      const written = [{ id: 1, code: 'abcdefg', price: '1.50', touched: false }, { id: 3, code: 'x', price: '3', touched: false }].map(r => items.encodeRow(r))
+      expect((await itemStore.apply({ upserts: written, deletes: [] })).rewritten).toBeUndefined()
+      expect(sent.filter(q => /INSERT INTO/.test(q))).toHaveLength(1)
+      expect(sent.filter(q => /RETURNING/.test(q))).toEqual([])
+      expect((await itemStore.get(written.map(r => items.keyOfEncodedRow(r)))).map(hex)).toEqual(written.map(hex))
+      await sql(db.url, `CREATE FUNCTION mark() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF NEW.id = 3 THEN NEW.touched := true; END IF; RETURN NEW; END $$;
+        CREATE TRIGGER mark BEFORE INSERT OR UPDATE ON public.items FOR EACH ROW EXECUTE FUNCTION mark()`)
+      sent.length = 0
+      const result = await itemStore.apply({ upserts: written, deletes: [] })
+      expect(sent.filter(q => /RETURNING/.test(q))).toHaveLength(1)
+      expect((result.rewritten ?? []).map(r => ({ index: r.index, row: items.decodeRow(r.row) }))).toEqual([{ index: 1, row: { id: 3, code: 'x', price: '3', touched: true } }])
+      // disabled, it changes nothing: rows are stored as written again, and not read back
+      await sql(db.url, 'ALTER TABLE public.items DISABLE TRIGGER mark')
+      sent.length = 0
+      expect((await itemStore.apply({ upserts: written, deletes: [] })).rewritten).toBeUndefined()
+      expect(sent.filter(q => /RETURNING/.test(q))).toEqual([])
+    } finally {
+      spy.mockRestore()
+      await itemStore.close()
+    }
+  })
+
   it('captures its own fixes with origin "converge" and writes behind its back with none', async () => {
     const since = await store.lastSeq()
     await store.apply({ upserts: rows([1, 2]), deletes: [], origin: 'converge' })
