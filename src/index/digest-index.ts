@@ -842,7 +842,10 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
     const written = new Map<number, Uint8Array>()
     const batch = this.db.batch()
     for (const [id, entries] of byPage) {
-      const page = withEntries(current.get(id)!, entries)
+      const held = current.get(id)!
+      const page = withEntries(held, entries)
+      // entries back where the page has them (a drift its fix repaired before the write): nothing to write
+      if (page === held) continue
       written.set(id, page)
       if (page.length === 0) batch.del(pageKey(level, id), { sublevel: this.pages }); else batch.put(pageKey(level, id), page, { sublevel: this.pages })
     }

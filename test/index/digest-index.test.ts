@@ -380,6 +380,36 @@ describe('DigestIndex', () => {
     await expectPagesHold(store, state, expected)
   })
 
+  it('writes no page whose waiting entries a fix took back to what it holds: a drift repaired before the write', async () => {
+    const { store, state, model, index, built } = await indexed(500, { entries: 100_000, ms: 600_000, idleMs: 600_000 })
+    // the drift: a row changed, one deleted, one inserted; then the fix that puts back what was there
+    await store.apply({ upserts: [model.upsert(1, 1), model.upsert(5000, 1)], deletes: [model.delete(2)] })
+    await index.catchUp()
+    const fix = { upserts: [model.upsert(1, 0), model.upsert(2, 0)], deletes: [model.delete(5000)] }
+    const { seq } = await store.apply(fix)
+    expect(await index.takeApplied(fix, { seq })).toBe(true)
+    // what the write of the pages puts into LevelDB: page keys (5 bytes) apart from the meta's
+    const writes: string[] = []
+    const realBatch = state.db.batch.bind(state.db) as () => { put: (k: Uint8Array, v: Uint8Array, o?: object) => unknown, del: (k: Uint8Array, o?: object) => unknown }
+    const spy = vi.spyOn(state.db, 'batch').mockImplementation((() => {
+      const batch = realBatch()
+      const put = batch.put.bind(batch)
+      const del = batch.del.bind(batch)
+      batch.put = (k, v, o) => { writes.push(k.length === 5 ? 'page' : new TextDecoder().decode(k)); return put(k, v, o) }
+      batch.del = (k, o) => { writes.push(k.length === 5 ? 'page deleted' : new TextDecoder().decode(k)); return del(k, o) }
+      return batch
+    }) as never)
+    try {
+      await index.stop()
+    } finally {
+      spy.mockRestore()
+    }
+    // the meta moves on to the fix's seq; no page changed
+    expect(writes).toEqual(['meta'])
+    expect(await writtenSeq(state)).toBe(built + 2)
+    await expectPagesHold(store, state, model.replica())
+  })
+
   it('writes its pages once changes pause, without waiting out the longest wait', async () => {
     const { store, state, model, index, built } = await indexed(300, { entries: 1000, ms: 600_000, idleMs: 100 })
     await store.apply({ upserts: [model.upsert(7, 1)], deletes: [] })
