@@ -20,7 +20,7 @@ import { readdir, readFile } from 'node:fs/promises'
 import { basename, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { LineCounter, parseDocument } from 'yaml'
-import { yamlProblems } from '../src/config/yaml.ts'
+import { yamlProblems, yamlValue } from '../src/config/yaml.ts'
 import { z } from 'zod'
 import { configSchema } from '../src/config/schema.ts'
 import { ConfigError } from '../src/errors.ts'
@@ -365,7 +365,7 @@ export function parseScenario (text: string, source = 'scenario', options: LoadO
   const doc = parseDocument(text, { lineCounter, prettyErrors: true, logLevel: 'silent' })
   const unreadable = yamlProblems(doc)
   if (unreadable.length > 0) throw new ConfigError(`${source} does not parse:\n${unreadable.map(p => `  ${p}`).join('\n')}`)
-  const raw = doc.toJS({ maxAliasCount: 100 }) as unknown
+  const raw = yamlValue(doc, source)
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError(`${source}: a scenario is a mapping (name:, regions:, …)`)
   const value = raw as Record<string, unknown>
   const overrides: Scenario['overrides'] = []
@@ -382,7 +382,7 @@ export function parseScenario (text: string, source = 'scenario', options: LoadO
     const valueDoc = parseDocument(s.slice(eq + 1), { logLevel: 'silent' })
     const bad = yamlProblems(valueDoc)
     if (bad.length > 0) throw new ConfigError(`--set "${s}": the value does not parse: ${bad.join('; ')}`)
-    const v = valueDoc.toJS() as unknown
+    const v = yamlValue(valueDoc, `--set "${s}": the value`)
     setPath(value, p, v)
     overrides.push({ path: p, value: v, by: 'set' })
   }

@@ -5,7 +5,7 @@
  * printing the warning to the process's stderr; here each is an error with
  * its line, as parse errors are, and nothing is printed.
  */
-import { parseDocument } from 'yaml'
+import { parseDocument, type Document } from 'yaml'
 import { ConfigError } from '../errors.ts'
 
 /** Aliases a document may expand: a few for a real file, not a billion laughs. */
@@ -24,5 +24,18 @@ export function parseYamlStrict (text: string, source: string): unknown {
   const doc = parseDocument(text, { logLevel: 'silent' })
   const problems = yamlProblems(doc)
   if (problems.length > 0) throw new ConfigError(`${source} does not parse:\n${problems.map(p => `  ${p}`).join('\n')}`)
-  return doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT })
+  return yamlValue(doc, source)
+}
+
+/**
+ * A parsed document's value; ConfigError for what only shows once it is
+ * turned into values: an alias to no anchor (`*name` before or without
+ * `&name`), or more alias expansions than MAX_ALIAS_COUNT.
+ */
+export function yamlValue (doc: Document, source: string): unknown {
+  try {
+    return doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT })
+  } catch (err) {
+    throw new ConfigError(`${source} does not parse: ${(err as Error).message}`, { cause: err })
+  }
 }

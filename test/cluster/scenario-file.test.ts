@@ -82,6 +82,11 @@ describe('scenario files', () => {
     expect(problems(BASE, { set: ['seed=!env SEED'] })).toMatch(/--set "seed=!env SEED": the value does not parse: Unresolved tag: !env/)
   })
 
+  it('refuses an alias to no anchor, in the file and in --set, as a scenario error', () => {
+    expect(problems(`${BASE}seed: *seed\n`)).toMatch(/test\.yaml does not parse: .*alias.*seed/i)
+    expect(problems(BASE, { set: ['seed=*seed'] })).toMatch(/--set "seed=\*seed": the value does not parse: .*alias/i)
+  })
+
   it('names the field and its line in every error', () => {
     expect(problems(`${BASE}faults:\n  - { kind: cut, region: b, at: soon, duration: 1s }\n`))
       .toMatch(/test\.yaml:9: faults\.0\.at: "soon" is not a duration/)

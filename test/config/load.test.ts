@@ -103,6 +103,18 @@ describe('config', () => {
     await expect(loadConfig(directive)).rejects.toThrow(/directive\.yaml does not parse:\n {2}Unknown directive %FOO at line 1/)
   })
 
+  it('refuses an alias to no anchor and too many alias expansions with CONVERGE_CONFIG_INVALID, not a stack', async () => {
+    const dangling = join(dir.path, 'dangling.yaml')
+    await writeFile(dangling, 'cluster: *prod\n')
+    await expect(loadConfig(dangling)).rejects.toMatchObject({ code: 'CONVERGE_CONFIG_INVALID', message: expect.stringMatching(/dangling\.yaml does not parse: .*alias.*prod/i) })
+    // a bare `*` and a character after it, as a fuzzer found: an alias named "!"
+    await writeFile(dangling, '*!')
+    await expect(loadConfig(dangling)).rejects.toMatchObject({ code: 'CONVERGE_CONFIG_INVALID' })
+    const laughs = join(dir.path, 'laughs.yaml')
+    await writeFile(laughs, `a: &a [x, x, x, x, x, x, x, x, x, x]\n${Array.from({ length: 6 }, (_, i) => `${String.fromCharCode(98 + i)}: &${String.fromCharCode(98 + i)} [${Array(10).fill(`*${String.fromCharCode(97 + i)}`).join(', ')}]`).join('\n')}\n`)
+    await expect(loadConfig(laughs)).rejects.toMatchObject({ code: 'CONVERGE_CONFIG_INVALID', message: expect.stringMatching(/laughs\.yaml does not parse: .*alias/i) })
+  })
+
   it('takes a partition column only from the primary key', () => {
     const schema = { ...ORDERS_SCHEMA, partitionColumn: 'region' }
     const e = errorOf({ ...valid, datasets: [{ ...valid.datasets[0], schema }] })
