@@ -178,6 +178,24 @@ describe('PostgreSQL store (real server)', () => {
     }
   })
 
+  it('reads every upsert back from a partitioned table, whose partitions may have triggers of their own', async () => {
+    const schema = { version: 1, columns: [{ name: 'id', type: 'integer' as const }, { name: 'code', type: 'string' as const }, { name: 'touched', type: 'boolean' as const }], primaryKey: ['id'], ignoreColumns: [] }
+    const items = new RowCodec(schema)
+    await sql(db.url, `CREATE TABLE public.parts (id integer PRIMARY KEY, code text NOT NULL, touched boolean NOT NULL) PARTITION BY RANGE (id);
+      CREATE TABLE public.parts_low PARTITION OF public.parts FOR VALUES FROM (0) TO (1000);
+      CREATE FUNCTION mark_part() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF NEW.id = 3 THEN NEW.touched := true; END IF; RETURN NEW; END $$;
+      CREATE TRIGGER mark_part BEFORE INSERT OR UPDATE ON public.parts_low FOR EACH ROW EXECUTE FUNCTION mark_part()`)
+    const partStore = new PgStore({ connectionString: db.url, table: 'public.parts', codec: items })
+    await partStore.open()
+    try {
+      const written = [{ id: 1, code: 'a', touched: false }, { id: 3, code: 'x', touched: false }].map(r => items.encodeRow(r))
+      const result = await partStore.apply({ upserts: written, deletes: [] })
+      expect((result.rewritten ?? []).map(r => ({ index: r.index, row: items.decodeRow(r.row) }))).toEqual([{ index: 1, row: { id: 3, code: 'x', touched: true } }])
+    } finally {
+      await partStore.close()
+    }
+  })
+
   it('captures its own fixes with origin "converge" and writes behind its back with none', async () => {
     const since = await store.lastSeq()
     await store.apply({ upserts: rows([1, 2]), deletes: [], origin: 'converge' })
