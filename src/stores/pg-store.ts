@@ -313,16 +313,16 @@ export class PgStore implements ReplicaStore {
   }
 
   /**
-   * Still a plain table, no BEFORE row trigger on insert or update that
-   * fires (disabled ones aside), no rule, and every column of a type in
-   * EXACT_TYPES for its codec type, modifier and all, as the catalog says now.
+   * For a plain table (readColumns): no BEFORE row trigger on insert or
+   * update that fires (disabled ones aside), no rule, and every column of a
+   * type in EXACT_TYPES for its codec type, modifier and all, as the catalog
+   * says now.
    */
   private asWrittenSql (): string | undefined {
     const exact = this.codec.columns.map(c => EXACT_TYPES[c.type])
     if (exact.some(types => types === undefined)) return undefined
     const expected = this.codec.columns.map((c, i) => `(${literal(c.name)}, ARRAY[${exact[i]!.map(literal).join(', ')}])`).join(', ')
-    return `SELECT c.relkind = 'r'
-        AND NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid AND NOT t.tgisinternal AND t.tgenabled <> 'D' AND (t.tgtype & 3) = 3 AND (t.tgtype & 20) <> 0)
+    return `SELECT NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid AND NOT t.tgisinternal AND t.tgenabled <> 'D' AND (t.tgtype & 3) = 3 AND (t.tgtype & 20) <> 0)
         AND NOT EXISTS (SELECT 1 FROM pg_rewrite r WHERE r.ev_class = c.oid AND r.rulename <> '_RETURN')
         AND (SELECT count(*) FROM pg_attribute a JOIN (VALUES ${expected}) AS e(name, types) ON e.name = a.attname
               WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND format_type(a.atttypid, a.atttypmod) = ANY (e.types)) = ${exact.length} AS exact
