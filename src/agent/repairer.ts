@@ -205,9 +205,15 @@ export class Repairer {
     const outcome: RepairOutcome = { decision, fixIds: [], rowsUpserted: 0, rowsDeleted: 0, indexed: true }
     this.lastDecision = { at: Date.now(), partition: ctx.partition, action: decision.action, reasons: decision.reasons, drift: decision.drift, deferred: decision.deferred }
     if (decision.action === 'apply') {
-      // the rows the policy saw are the fixes' before-images: no second read of them
-      const seen = new Map(rows.map(r => [latin1Of(r.key), r.local ?? null]))
-      Object.assign(outcome, await this.applyFixes(decision.fixes, { ...ctx, rule: config.rule, by: 'converge', seen, view }))
+      // the rows the policy saw are the fixes' before-images: no second read of them (nor, with their versions, a read by the fix)
+      const seen = new Map<string, Uint8Array | null>()
+      const versions = new Map<string, string>()
+      for (const r of rows) {
+        const id = latin1Of(r.key)
+        seen.set(id, r.local ?? null)
+        if (r.localVersion !== undefined) versions.set(id, r.localVersion)
+      }
+      Object.assign(outcome, await this.applyFixes(decision.fixes, { ...ctx, rule: config.rule, by: 'converge', seen, versions, view }))
     } else if (decision.action === 'review') {
       const upserts = decision.fixes.flatMap(f => f.upserts)
       const deletes = decision.fixes.flatMap(f => f.deletes)
@@ -241,6 +247,8 @@ export class Repairer {
     correlationId: string, sourceRegion: string, partition?: string, rule: string, by: string, reviewId?: string, signal?: AbortSignal, log: Logger
     /** This replica's rows by key (latin1Of), as read just before the fixes were planned: their before-images. */
     seen?: ReadonlyMap<string, Uint8Array | null>
+    /** The store's versions of those rows, where it gave them (RowChange.version). */
+    versions?: ReadonlyMap<string, string>
     /** The view the fixes' rows are encoded for; the current one when not given. */
     view?: RepairView
   }): Promise<{ fixIds: string[], rowsUpserted: number, rowsDeleted: number, indexed: boolean }> {
@@ -263,7 +271,7 @@ export class Repairer {
       const plan: FixPlan = {
         fixId: randomUUID(), correlationId: meta.correlationId, dataset: this.init.config.name, region: this.init.region, clock,
         sourceRegion: meta.sourceRegion, rule: meta.rule, by: meta.by, upserts: fix.upserts, deletes: fix.deletes, upsertKeys: fix.upsertKeys,
-        ...this.seenBefore(fix, meta.seen, view.codec),
+        ...this.seenBefore(fix, meta.seen, meta.versions, view.codec),
         ...(meta.partition === undefined ? {} : { partition: meta.partition }), ...(meta.reviewId === undefined ? {} : { reviewId: meta.reviewId })
       }
       // said before the write: the write's own change event may find the replica level with its source already
@@ -354,17 +362,27 @@ export class Repairer {
     await this.rewrittenDb.batch(ops).catch((err: Error) => { log.warn({ err: err.message }, 'could not keep the keys a store rewrote; after a restart they are written once more') })
   }
 
-  /** A fix's before-images from the rows seen while planning it, when every key of it was seen; else none (they are read). */
-  private seenBefore (fix: PlannedFix, seen: ReadonlyMap<string, Uint8Array | null> | undefined, codec: RowCodec): { before?: Array<Uint8Array | null> } {
+  /**
+   * A fix's before-images from the rows seen while planning it, when every
+   * key of it was seen; else none (they are read). With them, their versions
+   * when the store gave one for every row there was.
+   */
+  private seenBefore (fix: PlannedFix, seen: ReadonlyMap<string, Uint8Array | null> | undefined, versions: ReadonlyMap<string, string> | undefined, codec: RowCodec): Pick<FixPlan, 'before' | 'beforeVersions'> {
     if (seen === undefined) return {}
     const before: Array<Uint8Array | null> = []
+    const beforeVersions: Array<string | undefined> = []
+    let versioned = versions !== undefined && versions.size > 0
     const keys = fix.upsertKeys?.length === fix.upserts.length ? [...fix.upsertKeys, ...fix.deletes] : fixKeys(fix, codec)
     for (const key of keys) {
-      const row = seen.get(latin1Of(key))
+      const id = latin1Of(key)
+      const row = seen.get(id)
       if (row === undefined) return {}
       before.push(row)
+      if (!versioned) continue
+      const version = versions!.get(id)
+      if (row !== null && version === undefined) versioned = false; else beforeVersions.push(version)
     }
-    return { before }
+    return versioned ? { before, beforeVersions } : { before }
   }
 
   /** With a rows-per-second budget, fixes are cut to at most one second's worth each, so writes come in an even stream. */
@@ -441,6 +459,10 @@ export class Repairer {
     const local = useKnown ? diff.local! : await store.get([...upsertKeys, ...diff.deletes])
     const rows: DriftRow[] = diff.upserts.map((sot, i) => ({ key: upsertKeys[i]!, sot, local: local[i] ?? undefined }))
     diff.deletes.forEach((key, i) => rows.push({ key, local: local[upsertKeys.length + i] ?? undefined }))
+    // the versions of the rows the index took in, where the store gave them: the fix then need not read those rows
+    if (useKnown && diff.localVersions !== undefined) {
+      rows.forEach((r, i) => { const version = diff.localVersions![i]; if (version !== undefined && r.local !== undefined) r.localVersion = version })
+    }
     return rows
   }
 

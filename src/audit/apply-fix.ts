@@ -11,7 +11,7 @@
  * or its apply failed) is simply attempted again.
  */
 import { throwIfAborted } from '../errors.ts'
-import { FIX_ORIGIN, type ApplyResult, type ReplicaStore, type RewrittenRow } from '../stores/replica-store.ts'
+import { FIX_ORIGIN, type ApplyResult, type ExpectedRow, type ReplicaStore, type RewrittenRow } from '../stores/replica-store.ts'
 import type { AuditEntry, AuditLog, AuditRecord } from './audit-log.ts'
 import { withFixLock } from './fix-lock.ts'
 import { afterImages, beforeImages, fixIdentity, fixKeys, mergedBefore, storedOf, type RowImage } from './fix-rows.ts'
@@ -32,6 +32,13 @@ export interface FixPlan extends Omit<AuditRecord, 'kind' | 'before' | 'storeSeq
    * before-images the store read under lock while applying.
    */
   before?: RowImage[]
+  /**
+   * With `before`: the store's version of each of those rows (undefined
+   * where there was none), as read with them (RowChange.version). The store
+   * then writes without reading the rows again while they are still those
+   * versions (ApplyRequest.expected). Not written to the audit.
+   */
+  beforeVersions?: Array<string | undefined>
   /**
    * The key of each upsert under the store's codec, in order, when the
    * caller has them (the policy checked each row against its key): the
@@ -75,7 +82,11 @@ export async function applyFixOnce (init: ApplyFixInit): Promise<FixResult> {
     const intent = await audit.append({ ...common, kind: 'intent', detected: fix.detected, upserts: fix.upserts, deletes: fix.deletes, before }, { durable: true })
     let applied: ApplyResult
     try {
-      applied = await store.apply({ upserts: fix.upserts, deletes: fix.deletes, origin: FIX_ORIGIN, ...(init.beforeCommit === undefined ? {} : { beforeCommit: init.beforeCommit }) })
+      applied = await store.apply({
+        upserts: fix.upserts, deletes: fix.deletes, origin: FIX_ORIGIN,
+        ...(init.beforeCommit === undefined ? {} : { beforeCommit: init.beforeCommit }),
+        ...(fix.before === undefined || fix.beforeVersions?.length !== before.length ? {} : { expected: expectedRows(before, fix.beforeVersions) })
+      })
     } catch (err) {
       // the write may have landed before the error (a lost acknowledgement): record what the rows say, when they can be read
       const message = (err as Error).message
@@ -90,4 +101,9 @@ export async function applyFixOnce (init: ApplyFixInit): Promise<FixResult> {
     const commit = await audit.append({ ...common, kind: 'commit', before: mergedBefore(earlier, after, applied.before), ...storedOf(applied), storeSeq: applied.seq })
     return { applied: true, intent, commit, rewritten: applied.rewritten ?? [] }
   })
+}
+
+/** The rows read before a fix with their versions, as ApplyRequest.expected takes them. */
+function expectedRows (before: readonly RowImage[], versions: ReadonlyArray<string | undefined>): ExpectedRow[] {
+  return before.map((row, i) => { const version = versions[i]; return version === undefined ? { row } : { row, version } })
 }

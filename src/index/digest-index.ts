@@ -766,7 +766,7 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
     const afters = changes.map((c, i) => c.row === null ? undefined : entryHash(hashes[i]!, this.codec.rowDigest(c.row)))
     // noted together with the tree's change (no await between): a replica that looks level meanwhile clears them
     const track = (ids?: readonly string[]): void => {
-      if (suspects === 'note') changes.forEach((c, i) => this.suspects.note(c.key, c.row, afters[i], ids?.[i]))
+      if (suspects === 'note') changes.forEach((c, i) => this.suspects.note(c.key, c.row, afters[i], ids?.[i], c.version))
       else changes.forEach((c, i) => this.suspects.settle(c.key, ids?.[i]))
     }
     if (this.storeBacked) {

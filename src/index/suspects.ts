@@ -34,14 +34,15 @@ export class SuspectKeys {
    * write deleted it) and that row's entry hash. The row is kept while the
    * suspects' rows stay under SUSPECT_ROW_BYTES: it is this replica's row as
    * the index saw it, which the policy weighs instead of reading it again.
-   * `id`: latin1Of(key), where the caller has it.
+   * `id`: latin1Of(key), where the caller has it. `version`: the store's
+   * version of the row as read (RowChange.version), kept with the row.
    */
-  note (key: Uint8Array, row: Uint8Array | null, entry: bigint | undefined, id = latin1Of(key)): void {
+  note (key: Uint8Array, row: Uint8Array | null, entry: bigint | undefined, id = latin1Of(key), version?: string): void {
     if (this.overflowed) return
     this.forgetRow(this.keys.get(id))
     const keep = row === null || this.rowBytes + row.length <= SUSPECT_ROW_BYTES
     if (keep && row !== null) this.rowBytes += row.length
-    this.keys.set(id, keep ? { key, entry, row } : { key, entry })
+    this.keys.set(id, !keep ? { key, entry } : version === undefined ? { key, entry, row } : { key, entry, row, version })
     if (this.keys.size > this.limit) { this.overflowed = true; this.keys.clear(); this.rowBytes = 0 }
   }
 

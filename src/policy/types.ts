@@ -15,6 +15,8 @@ export interface DriftRow {
   sot?: Uint8Array
   /** This replica's canonical row; undefined when missing here. */
   local?: Uint8Array
+  /** The store's version of `local` as read (RowChange.version), where known; not weighed, passed on to the fix. */
+  localVersion?: string
 }
 
 export interface PolicyTolerance {

@@ -47,6 +47,20 @@ export interface RowChange {
   row: Uint8Array | null
   /** The row before the batch, where the store records it (stores with keyHashOrder do); null where absent. */
   before?: Uint8Array | null
+  /**
+   * The row's version as the store read it, where the store has one
+   * (PostgreSQL: the xmin of the row's tuple, which every write of the row
+   * changes); absent for a delete. A fix planned on this row passes it back
+   * (ApplyRequest.expected), so the store need not read the row again.
+   */
+  version?: string
+}
+
+/** A key's row as the caller last read it, with the store's version of it (RowChange.version). */
+export interface ExpectedRow {
+  /** null: the key had no row. */
+  row: Uint8Array | null
+  version?: string
 }
 
 /** The origin of the agent's own writes (fixes, their settling, rollbacks), as stores record it with each change. */
@@ -83,6 +97,15 @@ export interface ApplyRequest {
    * (DigestIndex.willTake). Not called when the write fails before commit.
    */
   beforeCommit?: (seq: number) => void
+  /**
+   * Each key's row (upserts, then deletes) as the caller read it just
+   * before planning the write. A store that can check under the write's own
+   * row locks that a row is still that version (PostgreSQL) writes without
+   * reading the rows first and returns these as the before-images; where any
+   * row has moved on since, it reads them all under lock as without it.
+   * Other stores ignore it.
+   */
+  expected?: readonly ExpectedRow[]
 }
 
 export interface ApplyResult {

@@ -32,6 +32,8 @@ export interface Suspect {
   entry: bigint | undefined
   /** The row here as the index took it in (null: deleted here), when it was kept. */
   row?: Uint8Array | null
+  /** The store's version of that row, where the store has versions (RowChange.version). */
+  version?: string
 }
 
 /** Key bytes one request carries at most: a quarter of a frame, leaving room for the entries and framing. */
@@ -66,6 +68,9 @@ export class KeyAnswers {
   /** This side's rows for the upserts, then for the deletes, as far as the suspects kept them (see NarrowingResult.local). */
   private readonly localUpserts: Array<Uint8Array | null | undefined> = []
   private readonly localDeletes: Array<Uint8Array | null | undefined> = []
+  /** The versions of those rows, where the suspects had them (see NarrowingResult.localVersions). */
+  private readonly versionsUpserts: Array<string | undefined> = []
+  private readonly versionsDeletes: Array<string | undefined> = []
   /** What applying the difference adds to this side's root. */
   private readonly shiftSum = new U64Sum()
   private shiftCount = 0
@@ -101,6 +106,7 @@ export class KeyAnswers {
         this.result.upserts.push(row)
         this.result.upsertKeys!.push(key)
         this.localUpserts.push(asked[at]!.row)
+        this.versionsUpserts.push(asked[at]!.version)
         if (mine === undefined) this.result.missing++; else this.result.changed++
       }
     }
@@ -116,6 +122,7 @@ export class KeyAnswers {
       last = at
       this.result.deletes.push(asked[at]!.key)
       this.localDeletes.push(asked[at]!.row)
+      this.versionsDeletes.push(asked[at]!.version)
       this.shiftSum.subtract(asked[at]!.entry!)
       this.shiftCount--
       this.result.extra++
@@ -126,6 +133,6 @@ export class KeyAnswers {
   done (): NarrowingResult {
     const local = [...this.localUpserts, ...this.localDeletes]
     const result: NarrowingResult = { ...this.result, rootShift: { count: this.shiftCount, sum: this.shiftSum.toBigInt() } }
-    return local.every(r => r !== undefined) ? { ...result, local: local as Array<Uint8Array | null> } : result
+    return local.every(r => r !== undefined) ? { ...result, local: local as Array<Uint8Array | null>, localVersions: [...this.versionsUpserts, ...this.versionsDeletes] } : result
   }
 }

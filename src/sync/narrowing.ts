@@ -77,6 +77,12 @@ export interface NarrowingResult {
    */
   local?: Array<Uint8Array | null>
   /**
+   * With `local`: the store's version of each of those rows where it has
+   * one (RowChange.version), so a fix of them need not read them again
+   * (ApplyRequest.expected).
+   */
+  localVersions?: Array<string | undefined>
+  /**
    * Asking by key: what applying this difference does to this side's root
    * (rows added, entry hashes added mod 2^64). When the root plus this is the
    * SoT's root, the difference is the whole of it.

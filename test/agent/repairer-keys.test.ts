@@ -59,4 +59,38 @@ describe('keys carried from the narrowing to the fix', () => {
       expect(await kit.audit.verify()).toBe(2)
     })
   }
+
+  it("passes the versions of the rows the index took in to the store with the fix, each with its key's row, and records none", async () => {
+    // the difference as asking by key gives it: this side's rows and their versions, in the order asked (not key order)
+    const upserts = [row(12), row(5, 1)]
+    const diff: NarrowingResult = {
+      upserts, upsertKeys: upserts.map(r => codec.keyOfEncodedRow(r)), deletes: [key(3)], missing: 1, changed: 1, extra: 1, unresolved: 0, diverged: [], truncated: false,
+      local: [null, row(5), row(3)], localVersions: [undefined, '705', '703']
+    }
+    const requests: Array<Parameters<typeof s.store.apply>[0]> = []
+    const apply = s.store.apply.bind(s.store)
+    s.store.apply = async (request, options) => { requests.push(request); return await apply(request, options) }
+    const outcome = await repairer.handle(diff, ctx)
+    expect(outcome.decision.action).toBe('apply')
+    const [request] = requests
+    const keys = [...request!.upserts.map(r => codec.keyOfEncodedRow(r)), ...request!.deletes]
+    const byKey = new Map([[hex(key(12)), { row: null }], [hex(key(5)), { row: hex(row(5)), version: '705' }], [hex(key(3)), { row: hex(row(3)), version: '703' }]])
+    expect(request!.expected!.map(e => ({ row: e.row === null ? null : hex(e.row), ...(e.version === undefined ? {} : { version: e.version }) }))).toEqual(keys.map(k => byKey.get(hex(k))))
+    for (const e of await entries(kit.audit)) expect(JSON.stringify(Object.keys(e))).not.toMatch(/ersion/)
+    expect(await rowsOf(s.store, [3, 5, 12])).toEqual([null, hex(row(5, 1)), hex(row(12))])
+  })
+
+  it('passes no versions when a row the index took in has none: the store reads the rows', async () => {
+    const upserts = [row(5, 1)]
+    const diff: NarrowingResult = {
+      upserts, upsertKeys: upserts.map(r => codec.keyOfEncodedRow(r)), deletes: [key(3)], missing: 0, changed: 1, extra: 1, unresolved: 0, diverged: [], truncated: false,
+      local: [row(5), row(3)], localVersions: ['705', undefined]
+    }
+    const requests: Array<Parameters<typeof s.store.apply>[0]> = []
+    const apply = s.store.apply.bind(s.store)
+    s.store.apply = async (request, options) => { requests.push(request); return await apply(request, options) }
+    await repairer.handle(diff, ctx)
+    expect(requests).toHaveLength(1)
+    expect(requests[0]!.expected).toBeUndefined()
+  })
 })

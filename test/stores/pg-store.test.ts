@@ -178,6 +178,105 @@ describe('PostgreSQL store (real server)', () => {
     }
   })
 
+  describe('a fix planned on rows the feed read, with their versions', () => {
+    // a table that stores rows as written (exact column types, no trigger that rewrites): nothing to read back
+    const items = new RowCodec({ version: 1, columns: [{ name: 'id', type: 'integer' as const }, { name: 'code', type: 'string' as const }, { name: 'price', type: 'decimal' as const }], primaryKey: ['id'], ignoreColumns: [] })
+    const item = (id: number, code = `c${id}`): Uint8Array => items.encodeRow({ id, code, price: `${id}.5` })
+    const itemKey = (id: number): Uint8Array => items.encodeKey({ id })
+    let itemStore: PgStore
+
+    beforeEach(async () => {
+      await sql(db.url, 'CREATE TABLE public.items (id integer PRIMARY KEY, code text NOT NULL, price numeric NOT NULL)')
+      itemStore = new PgStore({ connectionString: db.url, table: 'public.items', codec: items, pollMs: 200 })
+      await itemStore.open()
+    })
+    afterEach(async () => { await itemStore.close() })
+
+    /**
+     * Rows 1-4, then behind the store's back: row 2 changed, row 3 deleted,
+     * row 5 inserted. The fix that puts the table back (rows 2 and 3 as
+     * they were, row 5 deleted), with the feed's rows for those keys as what
+     * it expects there.
+     */
+    async function drifted (): Promise<{ fix: { upserts: Uint8Array[], deletes: Uint8Array[] }, expected: Array<{ row: Uint8Array | null, version?: string }> }> {
+      await itemStore.apply({ upserts: [1, 2, 3, 4].map(id => item(id)), deletes: [] })
+      const since = await itemStore.lastSeq()
+      await sql(db.url, "BEGIN; UPDATE public.items SET code = 'drifted' WHERE id = 2; DELETE FROM public.items WHERE id = 3; INSERT INTO public.items VALUES (5, 'c5', 5.5); COMMIT")
+      const [batch] = await collect(itemStore, since, g => g.length >= 1)
+      const byKey = new Map(batch!.changes.map(c => [hex(c.key), c]))
+      const seen = (id: number): { row: Uint8Array | null, version?: string } => {
+        const c = byKey.get(hex(itemKey(id)))!
+        return c.version === undefined ? { row: c.row } : { row: c.row, version: c.version }
+      }
+      return { fix: { upserts: [item(2), item(3)], deletes: [itemKey(5)] }, expected: [seen(2), seen(3), seen(5)] }
+    }
+
+    /** The statements the store sends while `work` runs. */
+    async function statements (work: () => Promise<unknown>): Promise<string[]> {
+      const sent: string[] = []
+      const originalQuery = pg.Client.prototype.query as (...args: unknown[]) => unknown
+      const spy = vi.spyOn(pg.Client.prototype, 'query').mockImplementation(function (this: pg.Client, ...args: unknown[]) {
+        const q = args[0] as string | { text?: string }
+        sent.push(typeof q === 'string' ? q : q.text ?? '')
+        return originalQuery.apply(this, args) as never
+      })
+      try { await work() } finally { spy.mockRestore() }
+      return sent
+    }
+
+    /** The table holds rows 1-4 as first written, nothing else. */
+    async function expectRepaired (): Promise<void> {
+      const { rows: now } = await sql(db.url, 'SELECT id, code, price::text FROM public.items ORDER BY id')
+      expect(now).toEqual([1, 2, 3, 4].map(id => ({ id, code: `c${id}`, price: `${id}.5` })))
+    }
+
+    it('the feed gives each row it read its version (xmin), and none for a key without a row', async () => {
+      const { expected } = await drifted()
+      const { rows: xmins } = await sql(db.url, 'SELECT xmin::text AS x FROM public.items WHERE id IN (2, 5) ORDER BY id')
+      expect(expected.map(e => e.version)).toEqual([xmins[0].x, undefined, xmins[1].x])
+      expect(expected[1]!.row).toBeNull()
+    })
+
+    it('writes it without reading the rows again, and gives the rows the feed read as the before-images', async () => {
+      const { fix, expected } = await drifted()
+      let result: Awaited<ReturnType<PgStore['apply']>> | undefined
+      const sent = await statements(async () => { result = await itemStore.apply({ ...fix, expected }) })
+      expect(sent.filter(q => /FOR UPDATE/.test(q))).toEqual([])
+      expect(sent.filter(q => /ROLLBACK TO SAVEPOINT/.test(q))).toEqual([])
+      expect(result!.before.map(hex)).toEqual(expected.map(e => hex(e.row)))
+      await expectRepaired()
+    })
+
+    it.each([
+      ['changed', "UPDATE public.items SET code = 'moved on' WHERE id = 2", 0],
+      ['inserted where it had none', "INSERT INTO public.items VALUES (3, 'moved on', 3.5)", 1],
+      ['changed before its delete', "UPDATE public.items SET code = 'moved on' WHERE id = 5", 2],
+      ['deleted and inserted again as it was', "DELETE FROM public.items WHERE id = 5; INSERT INTO public.items VALUES (5, 'c5', 5.5)", 2]
+    ])('reads them all under lock when a row was %s after the feed read it: that row\'s before-image is the row as then found', async (_, move, at) => {
+      const { fix, expected } = await drifted()
+      await sql(db.url, move)
+      const { rows: [found] } = await sql(db.url, `SELECT id, code, price::text AS price FROM public.items WHERE id = ${[2, 3, 5][at]!}`)
+      let result: Awaited<ReturnType<PgStore['apply']>> | undefined
+      const sent = await statements(async () => { result = await itemStore.apply({ ...fix, expected }) })
+      expect(sent.filter(q => /ROLLBACK TO SAVEPOINT/.test(q))).toHaveLength(1)
+      expect(sent.filter(q => /FOR UPDATE/.test(q))).toHaveLength(1)
+      const before = result!.before
+      expect(items.decodeRow(before[at]!)).toEqual(found)
+      before.forEach((row, i) => { if (i !== at) expect(hex(row)).toBe(hex(expected[i]!.row)) })
+      await expectRepaired()
+    })
+
+    it('reads the rows as without versions when a version is not a transaction id, or missing', async () => {
+      const { fix, expected } = await drifted()
+      for (const bad of [[{ ...expected[0]!, version: "1'); DROP TABLE public.items; --" }, expected[1]!, expected[2]!], [{ row: expected[0]!.row }, expected[1]!, expected[2]!]]) {
+        const sent = await statements(async () => await itemStore.apply({ ...fix, expected: bad }))
+        expect(sent.filter(q => /FOR UPDATE/.test(q))).toHaveLength(1)
+        expect(sent.filter(q => /SAVEPOINT/.test(q))).toEqual([])
+      }
+      await expectRepaired()
+    })
+  })
+
   it('reads every upsert back from a partitioned table, whose partitions may have triggers of their own', async () => {
     const schema = { version: 1, columns: [{ name: 'id', type: 'integer' as const }, { name: 'code', type: 'string' as const }, { name: 'touched', type: 'boolean' as const }], primaryKey: ['id'], ignoreColumns: [] }
     const items = new RowCodec(schema)
