@@ -67,7 +67,8 @@ async function pgProgram (bin: string, home: string, what: string, program: stri
 }
 
 /** Whether a process with this pid runs (or is another user's). */
-function alive (pid: number): boolean {
+/** Whether a process of this machine is running (one of another user's counts). */
+export function processAlive (pid: number): boolean {
   try { process.kill(pid, 0); return true } catch (err) { return (err as { code?: string }).code === 'EPERM' }
 }
 
@@ -85,7 +86,7 @@ export async function removeOrphanedServers (options: { signal?: AbortSignal } =
     const home = join(tmpdir(), name)
     const owner = Number((await readFile(join(home, OWNER_FILE), 'utf8').catch(() => '')).trim())
     // no owner named (not one of ours, or made before owners were), or one still running: not ours to touch
-    if (!Number.isSafeInteger(owner) || owner <= 0 || alive(owner)) continue
+    if (!Number.isSafeInteger(owner) || owner <= 0 || processAlive(owner)) continue
     if (bin !== undefined) await pgProgram(bin, home, `a server left by a killed run (${home})`, 'pg_ctl', ['stop', '-D', join(home, 'data'), '-m', 'immediate', '-w'], options.signal).catch(() => undefined)
     await rm(home, { recursive: true, force: true })
     removed.push(home)

@@ -17,6 +17,7 @@
  *   sqlite    a file per region; the store creates its table.
  */
 import { cp, mkdir } from 'node:fs/promises'
+import { hostname } from 'node:os'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { Level } from 'level'
@@ -26,7 +27,7 @@ import { createStore, type StoreConfig } from '../src/stores/open-store.ts'
 import { LevelStore } from '../src/stores/level-store.ts'
 import type { ReplicaStore } from '../src/stores/replica-store.ts'
 import type { DatasetModel } from './dataset-model.ts'
-import { startPrivatePostgres, type PrivatePostgres } from './private-postgres.ts'
+import { processAlive, startPrivatePostgres, type PrivatePostgres } from './private-postgres.ts'
 import type { StoreKind } from './scenario.ts'
 
 export const DEFAULT_PG_URL = process.env.CONVERGE_TEST_PG ?? 'postgres://postgres@127.0.0.1:5432/postgres'
@@ -37,6 +38,7 @@ const PG_TYPES: Record<ColumnType, string> = {
   integer: 'bigint', float: 'double precision', decimal: 'numeric', string: 'text', boolean: 'boolean', timestamp: 'timestamptz', json: 'jsonb', bytes: 'bytea'
 }
 const quoteIdent = (n: string): string => `"${n.replace(/"/g, '""')}"`
+const quoteLiteral = (text: string): string => `'${text.replace(/'/g, "''")}'`
 
 export interface RegionStore {
   region: string
@@ -68,13 +70,51 @@ async function adminQuery (adminUrl: string, text: string): Promise<void> {
   try { await c.query(text) } finally { await c.end() }
 }
 
-/** A fresh database on the server behind `adminUrl`; its URL. */
+/**
+ * What a run writes on each database it makes (COMMENT ON DATABASE): the
+ * process that owns it and the machine it runs on, so that a later run can
+ * tell a database a killed run left behind (removeOrphanedDatabases). A
+ * database kept for a person (--keep) says KEPT_NOTE instead.
+ */
+const OWNER_NOTE = /^converge cluster run: owner (\d+) on (.+)$/
+const ownerNote = (): string => `converge cluster run: owner ${process.pid} on ${hostname()}`
+const KEPT_NOTE = 'converge cluster run: kept'
+const DATABASE_PREFIX = 'converge_cluster_'
+
+/** A fresh database on the server behind `adminUrl`, noted as this process's; its URL. */
 async function createDatabase (adminUrl: string, region: string, runId: string): Promise<{ url: string, database: string, adminUrl: string }> {
-  const database = `converge_cluster_${runId}_${region.replace(/[^A-Za-z0-9]/g, '_').toLowerCase()}`.slice(0, 63)
+  const database = `${DATABASE_PREFIX}${runId}_${region.replace(/[^A-Za-z0-9]/g, '_').toLowerCase()}`.slice(0, 63)
   await adminQuery(adminUrl, `CREATE DATABASE ${quoteIdent(database)}`)
+  await adminQuery(adminUrl, `COMMENT ON DATABASE ${quoteIdent(database)} IS ${quoteLiteral(ownerNote())}`)
   const url = new URL(adminUrl)
   url.pathname = `/${database}`
   return { url: url.toString(), database, adminUrl }
+}
+
+/**
+ * Drops the databases on the server behind `adminUrl` that runs killed
+ * before they could (SIGKILL, a crash of the machine's Node): each of ours
+ * whose note names an owner process of this machine that is gone. A
+ * database of a run still going, one kept (--keep), one made on another
+ * machine or without a note is left alone. The databases dropped.
+ */
+export async function removeOrphanedDatabases (adminUrl: string): Promise<string[]> {
+  const c = new pg.Client({ connectionString: adminUrl })
+  await c.connect()
+  try {
+    const { rows } = await c.query<{ name: string, note: string | null }>(
+      "SELECT datname AS name, shobj_description(oid, 'pg_database') AS note FROM pg_database WHERE starts_with(datname, $1)", [DATABASE_PREFIX])
+    const dropped: string[] = []
+    for (const { name, note } of rows) {
+      const owner = OWNER_NOTE.exec(note ?? '')
+      if (owner === null || owner[2] !== hostname() || processAlive(Number(owner[1]))) continue
+      await c.query(`DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`)
+      dropped.push(name)
+    }
+    return dropped
+  } finally {
+    await c.end()
+  }
 }
 
 /** Seeds orders [0, rows) into a fresh PostgreSQL table with plain SQL: no capture trigger exists yet, so no change log fills up. */
@@ -207,6 +247,8 @@ export function provisionStores (init: ProvisionInit): { stores: RegionStore[], 
     const kept: string[] = []
     const shared = databases.splice(0).filter(d => d.adminUrl === init.pgAdminUrl).map(d => d.database)
     if (options.keep === true) {
+      // a person's now: no later run's sweep may take them for a killed run's
+      for (const database of shared) await adminQuery(init.pgAdminUrl, `COMMENT ON DATABASE ${quoteIdent(database)} IS ${quoteLiteral(KEPT_NOTE)}`).catch(() => undefined)
       if (shared.length > 0) kept.push(`kept PostgreSQL databases (drop them when done): ${[...new Set(shared)].join(', ')}`)
     } else {
       for (const database of shared) await adminQuery(init.pgAdminUrl, `DROP DATABASE IF EXISTS ${quoteIdent(database)} WITH (FORCE)`).catch(() => undefined)

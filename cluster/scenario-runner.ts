@@ -39,7 +39,7 @@ import { Mesh } from './mesh.ts'
 import { Observer, type Sample } from './observer.ts'
 import { rng } from './orders.ts'
 import { ProgressView, type ProgressOut } from './progress-view.ts'
-import { DEFAULT_PG_URL, openStore, provisionStores, withStore, type RegionStore } from './region-stores.ts'
+import { DEFAULT_PG_URL, openStore, provisionStores, removeOrphanedDatabases, withStore, type RegionStore } from './region-stores.ts'
 import { buildReport, writeReport, type Check, type RunReport } from './report.ts'
 import type { Scenario } from './scenario.ts'
 import { compareStores, fingerprint } from './store-compare.ts'
@@ -115,6 +115,10 @@ export async function runScenario (scenario: Scenario, options: RunOptions): Pro
     const privateServers = new Set(scenario.regions.filter(r => r.server === 'own').map(r => r.name))
     // servers an earlier run could not stop (it was killed) would run on for good: this run stops them first
     if (privateServers.size > 0) for (const home of await removeOrphanedServers({ signal })) say(`  removed a PostgreSQL server a killed run left behind: ${home}`)
+    // and the databases they left on the shared server (housekeeping: a server that does not answer is reported by the seeding below)
+    if (scenario.regions.some(r => r.store === 'postgres' && !privateServers.has(r.name))) {
+      for (const database of await removeOrphanedDatabases(pgAdminUrl).catch(() => [])) say(`  dropped a database a killed run left behind: ${database}`)
+    }
     await mkdir(join(options.outDir, 'logs'), { recursive: true })
     provisioned = provisionStores({ dir: work, regions: scenario.regions, datasets: models, pgAdminUrl, privateServers, logDir: join(options.outDir, 'logs'), signal, say })
     await provisioned.ready
