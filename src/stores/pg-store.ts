@@ -917,7 +917,7 @@ export class PgStore implements ReplicaStore {
     const sets = this.columns.flatMap((c, i) => (this.keyColumns.includes(c) ? [] : [`${names[i]!} = ${this.fromList('n', c, names[i]!)}`]))
     const version = this.versionName()
     return `UPDATE ${this.table.sql} t SET ${sets.join(', ')} FROM unnest(${lists.join(', ')}, ${versions}) AS n(${names.join(', ')}, ${version})
-      WHERE ${this.keyJoin('t', 'n')} AND t.xmin = n.${version}${this.keyIndexCondition(lists[this.columns.indexOf(this.keyColumns[0]!)]!)}`
+      WHERE ${this.keyJoin('t', 'n')} AND t.xmin = n.${version}${this.keyIndexCondition(lists[this.codec.keyPositions[0]!]!)}`
   }
 
   /** DELETE of the rows of the keys given as keyLists, each only while its row's xmin is the one in `versions`. */

@@ -266,6 +266,35 @@ describe('PostgreSQL store (real server)', () => {
       await expectRepaired()
     })
 
+    it('writes it without reading the rows again in a table of a composite key, and reads them when a row moved on', async () => {
+      const stock = new RowCodec({ version: 1, columns: [{ name: 'site', type: 'string' as const }, { name: 'sku', type: 'integer' as const }, { name: 'qty', type: 'integer' as const }], primaryKey: ['site', 'sku'], ignoreColumns: [] })
+      await sql(db.url, 'CREATE TABLE public.stock (site text, sku integer, qty integer NOT NULL, PRIMARY KEY (site, sku))')
+      const stockStore = new PgStore({ connectionString: db.url, table: 'public.stock', codec: stock, pollMs: 200 })
+      await stockStore.open()
+      try {
+        const line = (site: string, sku: number, qty = sku): Uint8Array => stock.encodeRow({ site, sku, qty })
+        for (const moved of [false, true]) {
+          await stockStore.apply({ upserts: [line('a', 1), line('a', 2), line('b', 1)], deletes: [] })
+          const since = await stockStore.lastSeq()
+          await sql(db.url, "BEGIN; UPDATE public.stock SET qty = 0 WHERE site = 'a' AND sku = 2; DELETE FROM public.stock WHERE site = 'b'; INSERT INTO public.stock VALUES ('c', 9, 9); COMMIT")
+          const [batch] = await collect(stockStore, since, g => g.length >= 1)
+          const byKey = new Map(batch!.changes.map(c => [hex(c.key), c]))
+          const seen = (site: string, sku: number): { row: Uint8Array | null, version?: string } => {
+            const c = byKey.get(hex(stock.encodeKey({ site, sku })))!
+            return c.version === undefined ? { row: c.row } : { row: c.row, version: c.version }
+          }
+          const expected = [seen('a', 2), seen('b', 1), seen('c', 9)]
+          if (moved) await sql(db.url, "UPDATE public.stock SET qty = 7 WHERE site = 'c'")
+          const sent = await statements(async () => await stockStore.apply({ upserts: [line('a', 2), line('b', 1)], deletes: [stock.encodeKey({ site: 'c', sku: 9 })], expected }))
+          expect(sent.filter(q => /FOR UPDATE/.test(q))).toHaveLength(moved ? 1 : 0)
+          const { rows: now } = await sql(db.url, 'SELECT site, sku, qty FROM public.stock ORDER BY site, sku')
+          expect(now).toEqual([{ site: 'a', sku: 1, qty: 1 }, { site: 'a', sku: 2, qty: 2 }, { site: 'b', sku: 1, qty: 1 }])
+        }
+      } finally {
+        await stockStore.close()
+      }
+    })
+
     it('reads the rows as without versions when a version is not a transaction id, or missing', async () => {
       const { fix, expected } = await drifted()
       for (const bad of [[{ ...expected[0]!, version: "1'); DROP TABLE public.items; --" }, expected[1]!, expected[2]!], [{ row: expected[0]!.row }, expected[1]!, expected[2]!]]) {
