@@ -42,6 +42,19 @@ async function collect (store: PgStore, since: number, until: (got: ChangeBatch[
   return got
 }
 
+/** The statements a store sends (through any pg client) while `work` runs. */
+async function statements (work: () => Promise<unknown>): Promise<string[]> {
+  const sent: string[] = []
+  const originalQuery = pg.Client.prototype.query as (...args: unknown[]) => unknown
+  const spy = vi.spyOn(pg.Client.prototype, 'query').mockImplementation(function (this: pg.Client, ...args: unknown[]) {
+    const q = args[0] as string | { text?: string }
+    sent.push(typeof q === 'string' ? q : q.text ?? '')
+    return originalQuery.apply(this, args) as never
+  })
+  try { await work() } finally { spy.mockRestore() }
+  return sent
+}
+
 describe('PostgreSQL store (real server)', () => {
   let db: Awaited<ReturnType<typeof createDatabase>>
   let store: PgStore
@@ -148,32 +161,25 @@ describe('PostgreSQL store (real server)', () => {
     const itemStore = new PgStore({ connectionString: db.url, table: 'public.items', codec: items })
     await itemStore.open()
     // what each apply sends: an upsert that returns its rows says RETURNING
-    const sent: string[] = []
-    const originalQuery = pg.Client.prototype.query as (...args: unknown[]) => unknown
-    const spy = vi.spyOn(pg.Client.prototype, 'query').mockImplementation(function (this: pg.Client, ...args: unknown[]) {
-      const q = args[0] as string | { text?: string }
-      sent.push(typeof q === 'string' ? q : q.text ?? '')
-      return originalQuery.apply(this, args) as never
-    })
     try {
       const written = [{ id: 1, code: 'abcdefg', price: '1.50', touched: false }, { id: 3, code: 'x', price: '3', touched: false }].map(r => items.encodeRow(r))
-      expect((await itemStore.apply({ upserts: written, deletes: [] })).rewritten).toBeUndefined()
+      let result: Awaited<ReturnType<PgStore['apply']>> | undefined
+      let sent = await statements(async () => { result = await itemStore.apply({ upserts: written, deletes: [] }) })
+      expect(result!.rewritten).toBeUndefined()
       expect(sent.filter(q => /INSERT INTO/.test(q))).toHaveLength(1)
       expect(sent.filter(q => /RETURNING/.test(q))).toEqual([])
       expect((await itemStore.get(written.map(r => items.keyOfEncodedRow(r)))).map(hex)).toEqual(written.map(hex))
       await sql(db.url, `CREATE FUNCTION mark() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF NEW.id = 3 THEN NEW.touched := true; END IF; RETURN NEW; END $$;
         CREATE TRIGGER mark BEFORE INSERT OR UPDATE ON public.items FOR EACH ROW EXECUTE FUNCTION mark()`)
-      sent.length = 0
-      const result = await itemStore.apply({ upserts: written, deletes: [] })
+      sent = await statements(async () => { result = await itemStore.apply({ upserts: written, deletes: [] }) })
       expect(sent.filter(q => /RETURNING/.test(q))).toHaveLength(1)
-      expect((result.rewritten ?? []).map(r => ({ index: r.index, row: items.decodeRow(r.row) }))).toEqual([{ index: 1, row: { id: 3, code: 'x', price: '3', touched: true } }])
+      expect((result!.rewritten ?? []).map(r => ({ index: r.index, row: items.decodeRow(r.row) }))).toEqual([{ index: 1, row: { id: 3, code: 'x', price: '3', touched: true } }])
       // disabled, it changes nothing: rows are stored as written again, and not read back
       await sql(db.url, 'ALTER TABLE public.items DISABLE TRIGGER mark')
-      sent.length = 0
-      expect((await itemStore.apply({ upserts: written, deletes: [] })).rewritten).toBeUndefined()
+      sent = await statements(async () => { result = await itemStore.apply({ upserts: written, deletes: [] }) })
+      expect(result!.rewritten).toBeUndefined()
       expect(sent.filter(q => /RETURNING/.test(q))).toEqual([])
     } finally {
-      spy.mockRestore()
       await itemStore.close()
     }
   })
@@ -209,19 +215,6 @@ describe('PostgreSQL store (real server)', () => {
         return c.version === undefined ? { row: c.row } : { row: c.row, version: c.version }
       }
       return { fix: { upserts: [item(2), item(3)], deletes: [itemKey(5)] }, expected: [seen(2), seen(3), seen(5)] }
-    }
-
-    /** The statements the store sends while `work` runs. */
-    async function statements (work: () => Promise<unknown>): Promise<string[]> {
-      const sent: string[] = []
-      const originalQuery = pg.Client.prototype.query as (...args: unknown[]) => unknown
-      const spy = vi.spyOn(pg.Client.prototype, 'query').mockImplementation(function (this: pg.Client, ...args: unknown[]) {
-        const q = args[0] as string | { text?: string }
-        sent.push(typeof q === 'string' ? q : q.text ?? '')
-        return originalQuery.apply(this, args) as never
-      })
-      try { await work() } finally { spy.mockRestore() }
-      return sent
     }
 
     /** The table holds rows 1-4 as first written, nothing else. */
