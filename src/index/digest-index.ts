@@ -32,7 +32,7 @@ import { entryHash } from '../digest/hash.ts'
 import { bytesOfLatin1, latin1Of } from '../util/bytes.ts'
 import { high32 } from '../util/u64.ts'
 import type { RowCodec } from '../digest/row-codec.ts'
-import { FIX_ORIGIN, type ReplicaStore, type RowChange } from '../stores/replica-store.ts'
+import { FIX_ORIGIN, type GetOptions, type ReplicaStore, type RowChange } from '../stores/replica-store.ts'
 import { SuspectKeys } from './suspects.ts'
 import type { IndexEntry, ReplicaView } from '../sync/replica-view.ts'
 import { depthFor, LeafBuffer, MerkleTree, nodeOf, nodeOfHigh32, nodeRange } from '../tree/merkle-tree.ts'
@@ -530,7 +530,7 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
     return out
   }
 
-  async getRows (keys: Uint8Array[], options: { signal?: AbortSignal } = {}): Promise<Array<Uint8Array | undefined>> {
+  async getRows (keys: Uint8Array[], options: GetOptions = {}): Promise<Array<Uint8Array | undefined>> {
     return await this.store.get(keys, options)
   }
 

@@ -38,7 +38,7 @@ import { CopyRows, DATE_OID, decodeFields, fieldDecoder, NEWLINE, TAB, TIMESTAMP
 import { canonicalLineEncoder } from './pg-copy-canonical.ts'
 import { arrayLiteral, dollarQuoted, pgText } from './pg-literals.ts'
 import { latin1Of, sameBytes } from '../util/bytes.ts'
-import { FIX_ORIGIN, type ApplyRequest, type ApplyResult, type CaptureRemoval, type ChangeBatch, type ChangesOptions, type ExpectedRow, type ReplicaStore, type RewrittenRow, type StoredRow, type StoreOpenOptions } from './replica-store.ts'
+import { FIX_ORIGIN, type ApplyRequest, type ApplyResult, type CaptureRemoval, type ChangeBatch, type ChangesOptions, type ExpectedRow, type GetOptions, type ReplicaStore, type RewrittenRow, type StoredRow, type StoreOpenOptions } from './replica-store.ts'
 
 export interface PgStoreInit {
   /** e.g. postgres://postgres@127.0.0.1:5432/shop */
@@ -398,23 +398,23 @@ export class PgStore implements ReplicaStore {
   }
 
   /** Each row as it is now; rows of a large read may come from different transactions (no caller compares one row with another). */
-  async get (keys: Uint8Array[], options: { signal?: AbortSignal } = {}): Promise<Array<Uint8Array | undefined>> {
+  async get (keys: Uint8Array[], options: GetOptions = {}): Promise<Array<Uint8Array | undefined>> {
     if (keys.length === 0) return []
-    const found = await this.readNow(keys, options.signal)
+    const found = await this.readNowRows(keys.map(k => this.codec.decodeKey(k)), { signal: options.signal, copy: options.shortLived !== true })
     return keys.map(k => found.get(idOf(k)))
   }
 
   /** Current rows by canonical key (idOf), a large read split among PARALLEL_READS transactions side by side. */
-  private async readNow (keys: Uint8Array[], signal?: AbortSignal): Promise<Map<string, Uint8Array>> {
-    return await this.readNowRows(keys.map(k => this.codec.decodeKey(k)), signal)
-  }
-
-  /** readNow for keys given as key objects (decodeKey's form); each row's version into `versions` when given. */
-  private async readNowRows (rows: Row[], signal?: AbortSignal, versions?: Map<string, string>): Promise<Map<string, Uint8Array>> {
+  /**
+   * readNow for keys given as key objects (decodeKey's form); each row's
+   * version into `versions` when given; `copy` as readByKeys takes it.
+   */
+  private async readNowRows (rows: Row[], options: { signal?: AbortSignal, versions?: Map<string, string>, copy?: boolean } = {}): Promise<Map<string, Uint8Array>> {
+    const { signal, versions, copy } = options
     const per = Math.max(PARALLEL_READ_MIN_KEYS, Math.ceil(rows.length / PARALLEL_READS))
     const parts: Row[][] = []
     for (let i = 0; i < rows.length; i += per) parts.push(rows.slice(i, i + per))
-    const found = await Promise.all(parts.map(async part => await this.inTransaction(async client => await this.readByKeys(client, part, { versions }), signal)))
+    const found = await Promise.all(parts.map(async part => await this.inTransaction(async client => await this.readByKeys(client, part, { versions, copy }), signal)))
     if (found.length === 1) return found[0]!
     const all = new Map<string, Uint8Array>()
     for (const part of found) for (const [k, row] of part) all.set(k, row)
@@ -815,7 +815,7 @@ export class PgStore implements ReplicaStore {
     })
     // with each row's version, so that a fix planned on it need not read it again (ApplyRequest.expected)
     const versions = new Map<string, string>()
-    const current = await this.readNowRows(wanted, signal, versions)
+    const current = await this.readNowRows(wanted, { signal, versions })
     return batches.map(b => ({
       seq: b.seq,
       changes: b.keys.map((key, i) => {

@@ -44,7 +44,9 @@ export class ProjectedStore implements ReplicaStore {
     const keys = request.upserts.map(r => this.codec.keyOfEncodedRow(r))
     const current = request.upserts.length === 0 ? [] : await this.base.get(keys, options)
     const upserts = request.upserts.map((row, i) => this.projection.embed(row, current[i]))
-    const result = await this.base.apply({ ...request, upserts }, options)
+    // (what the caller expects there is in P, not in the store's schema: the store reads its rows itself)
+    const { expected: _inP, ...asStored } = request
+    const result = await this.base.apply({ ...asStored, upserts }, options)
     // a row the store changed as it was written, seen through P: changed only if a column P has changed
     const rewritten = (result.rewritten ?? []).map(r => ({ index: r.index, row: this.projection.project(r.row) })).filter(r => !sameBytes(r.row, request.upserts[r.index]!))
     return { seq: result.seq, before: result.before.map(r => (r === null ? null : this.projection.project(r))), ...(rewritten.length === 0 ? {} : { rewritten }) }

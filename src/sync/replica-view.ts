@@ -3,6 +3,7 @@
  * listed by the digest index, and canonical rows by key. The agent backs it
  * with LevelDB; tests back it with arrays.
  */
+import type { GetOptions } from '../stores/replica-store.ts'
 import type { MerkleTree } from '../tree/merkle-tree.ts'
 import { U64Sum } from '../util/u64.ts'
 
@@ -20,8 +21,8 @@ export interface ReplicaView {
   list: (level: number, index: number, options?: { signal?: AbortSignal }) => Promise<IndexEntry[]>
   /** Index entries under each of several nodes (best given in key-hash order), in one pass. */
   listMany: (nodes: ReadonlyArray<{ level: number, index: number }>, options?: { signal?: AbortSignal }) => Promise<IndexEntry[][]>
-  /** Canonical row bytes for each key, undefined where the store lacks it. */
-  getRows: (keys: Uint8Array[], options?: { signal?: AbortSignal }) => Promise<Array<Uint8Array | undefined>>
+  /** Canonical row bytes for each key, undefined where the store lacks it (shortLived: see GetOptions). */
+  getRows: (keys: Uint8Array[], options?: GetOptions) => Promise<Array<Uint8Array | undefined>>
 }
 
 /** The sum of the entries' hashes mod 2^64: what they add to their node. */

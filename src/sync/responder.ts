@@ -206,7 +206,8 @@ export class Responder {
       const part = keys.slice(from, from + ROW_READ_BATCH)
       let rows: Array<Uint8Array | undefined>
       try {
-        rows = await this.view.getRows(part, { signal })
+        // packed into frames and sent at once: views into the read's memory, no copy of each row
+        rows = await this.view.getRows(part, { signal, shortLived: true })
       } catch (err) {
         // a key this store cannot hold (an integer past its range, a string it cannot store), or the store failing:
         // an error frame the replica answers by narrowing, which never names a key this side does not list
@@ -253,7 +254,7 @@ export class Responder {
     for (let from = 0; from < entries.length; from += ROW_READ_BATCH) {
       throwIfAborted(signal)
       const part = entries.slice(from, from + ROW_READ_BATCH)
-      const rows = await this.view.getRows(part.map(e => e.key), { signal })
+      const rows = await this.view.getRows(part.map(e => e.key), { signal, shortLived: true })
       rows.forEach((row, i) => {
         const e = part[i]!
         out.push(row !== undefined && entryHash(e.keyHash, this.codec.rowDigest(row)) === e.entry ? { row, entry: e.entry } : undefined)

@@ -100,6 +100,18 @@ describe('PostgreSQL store (real server)', () => {
     expect(got.map(hex)).toEqual(asked.map(id => (id % 3 === 0 ? hex(rows([id])[0]) : null)))
   })
 
+  it('gives each row read by key memory of its own, unless the caller drops them soon (shortLived): the same rows then, as views', async () => {
+    await store.apply({ upserts: rows([1, 2, 3]), deletes: [] })
+    const keys = [1, 2, 3, 4].map(key)
+    const own = await store.get(keys)
+    const shared = await store.get(keys, { shortLived: true })
+    expect(shared.map(hex)).toEqual(own.map(hex))
+    expect(own.map(hex)).toEqual([...rows([1, 2, 3]).map(hex), null])
+    for (const row of own.slice(0, 3)) expect(row!.buffer.byteLength).toBe(row!.byteLength)
+    // the three rows of one read in one block of memory
+    expect(new Set(shared.slice(0, 3).map(row => row!.buffer)).size).toBe(1)
+  })
+
   it('applies in one transaction and returns before-images', async () => {
     await store.apply({ upserts: rows([1, 2]), deletes: [] })
     const result = await store.apply({ upserts: rows([2, 3], 1), deletes: [key(1), key(7)] })

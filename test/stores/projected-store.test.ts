@@ -35,4 +35,18 @@ describe('a store seen through a comparison schema (SQLite)', () => {
     const result = await view.apply({ upserts: [1, 2, 3].map(id => codec.encodeRow({ id, body: `note ${id}` })), deletes: [] })
     expect((result.rewritten ?? []).map(r => ({ index: r.index, row: codec.decodeRow(r.row) }))).toEqual([{ index: 1, row: { id: 2, body: 'NOTE 2' } }])
   })
+
+  it('does not pass on the rows a caller expects: they are in the comparison schema, and the store reads its own', async () => {
+    const view = new ProjectedStore(base, new Projection(own, shape))
+    const codec = view.codec
+    await view.apply({ upserts: [codec.encodeRow({ id: 3, body: 'first' })], deletes: [] })
+    const seen: Array<Parameters<SqliteStore['apply']>[0]> = []
+    const apply = base.apply.bind(base)
+    base.apply = async (request, options) => { seen.push(request); return await apply(request, options) }
+    const expected = [{ row: codec.encodeRow({ id: 3, body: 'first' }), version: '7' }]
+    const result = await view.apply({ upserts: [codec.encodeRow({ id: 3, body: 'second' })], deletes: [], expected })
+    expect(seen).toHaveLength(1)
+    expect('expected' in seen[0]!).toBe(false)
+    expect(result.before.map(r => (r === null ? null : codec.decodeRow(r)))).toEqual([{ id: 3, body: 'first' }])
+  })
 })
