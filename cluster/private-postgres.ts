@@ -66,7 +66,6 @@ async function pgProgram (bin: string, home: string, what: string, program: stri
   }
 }
 
-/** Whether a process with this pid runs (or is another user's). */
 /** Whether a process of this machine is running (one of another user's counts). */
 export function processAlive (pid: number): boolean {
   try { process.kill(pid, 0); return true } catch (err) { return (err as { code?: string }).code === 'EPERM' }

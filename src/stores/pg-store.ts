@@ -404,10 +404,11 @@ export class PgStore implements ReplicaStore {
     return keys.map(k => found.get(idOf(k)))
   }
 
-  /** Current rows by canonical key (idOf), a large read split among PARALLEL_READS transactions side by side. */
   /**
-   * readNow for keys given as key objects (decodeKey's form); each row's
-   * version into `versions` when given; `copy` as readByKeys takes it.
+   * Current rows by canonical key (idOf) for keys given as key objects
+   * (decodeKey's form), a large read split among PARALLEL_READS transactions
+   * side by side; each row's version into `versions` when given; `copy` as
+   * readByKeys takes it.
    */
   private async readNowRows (rows: Row[], options: { signal?: AbortSignal, versions?: Map<string, string>, copy?: boolean } = {}): Promise<Map<string, Uint8Array>> {
     const { signal, versions, copy } = options
@@ -425,7 +426,7 @@ export class PgStore implements ReplicaStore {
    * One transaction: the before-images read `FOR UPDATE` (readByKeys), then
    * the upserts as `INSERT … SELECT FROM unnest(…) ON CONFLICT DO UPDATE` and
    * the deletes as one DELETE per batch, each column's values one array
-   * parameter (pg-literals.ts): no JSON document to build and for the server
+   * literal (pg-literals.ts): no JSON document to build and for the server
    * to parse and pick apart. With the rows' versions (request.expected) on a
    * table that stores rows as written, first without the read
    * (writeIfUnchanged).
@@ -481,9 +482,8 @@ export class PgStore implements ReplicaStore {
       for (let i = 0; i < deletes.length; i += WRITE_BATCH) {
         throwIfAborted(signal)
         const batch = deletes.slice(i, i + WRITE_BATCH)
-        const match = this.keyMatch(this.keyColumns.map((c, j) => `$${j + 1}::${c.pgType}[]`))
-        await client.query(`DELETE FROM ${this.table.sql} t${match.keys === undefined ? '' : ` USING ${match.keys}`} WHERE ${match.where}`,
-          this.keyColumns.map(c => arrayLiteral(batch.map(k => pgText(k[c.name] as Value, c.type, c.precision)))))
+        const match = this.keyMatch(this.keyLists(batch))
+        await client.query(`DELETE FROM ${this.table.sql} t${match.keys === undefined ? '' : ` USING ${match.keys}`} WHERE ${match.where}`)
       }
       // the last chance to leave: after COMMIT the fix has landed
       throwIfAborted(signal)
