@@ -45,16 +45,87 @@ const LO = LITTLE_ENDIAN ? 0 : 1
 
 const RADIX_BITS = 16
 const RADIX = 1 << RADIX_BITS
+/** Buckets of bucketOrder hold this many values on average (fewer: more buckets to count; more: longer insertion sorts). */
+const BUCKET_MEAN_LOG2 = 3
+/** A bucket larger than this (values bunched, not hashes) sends bucketOrder's caller to the radix sort: insertion sort is quadratic. */
+const BUCKET_MAX = 256
 
 /**
  * Positions 0..n-1 ordered by the 64-bit values whose 32-bit halves are
  * `words[stride * i + hi]` and `words[stride * i + lo]` (by default a
  * BigUint64Array's words), ascending or descending, ties in their first
- * order: an LSD radix sort in four 16-bit passes. A pass is skipped when
- * every value has the same digit there (the 16 bits a partition value gives
- * the key hashes of a partitioned dataset).
+ * order. Key hashes are spread evenly, so first by their leading bits into
+ * buckets of a few values each, then each bucket by insertion sort (one
+ * pass over the values that moves them, a third of the four radix passes'
+ * time for a million); values bunched into large buckets go through the
+ * radix sort instead.
  */
 export function orderByU64 (words: Uint32Array, n: number, descending = false, stride = 2, hi = HI, lo = LO): Uint32Array {
+  return bucketOrder(words, n, descending, stride, hi, lo) ?? radixOrder(words, n, descending, stride, hi, lo)
+}
+
+/**
+ * The bucket sort of orderByU64, or undefined when it does not fit the
+ * values. Buckets are cut from the high words' bits below those every value
+ * shares (the 16 bits a partition value gives the key hashes of a
+ * partitioned dataset), about 2^BUCKET_MEAN_LOG2 values to a bucket. The
+ * scatter copies each value's words next to its position, so the insertion
+ * sorts read memory in order rather than at random.
+ */
+function bucketOrder (words: Uint32Array, n: number, descending: boolean, stride: number, hi: number, lo: number): Uint32Array | undefined {
+  const flip = descending ? 0xffffffff : 0
+  let all = 0xffffffff
+  let any = 0
+  for (let i = 0; i < n; i++) { const h = words[stride * i + hi]!; all &= h; any |= h }
+  const shared = Math.clz32(all ^ any)
+  const bits = Math.min(RADIX_BITS, Math.max(1, 31 - Math.clz32(n) - BUCKET_MEAN_LOG2))
+  if (n < 2 || shared + bits > 32) return undefined
+  const shift = 32 - shared - bits
+  const mask = (1 << bits) - 1
+  // starts[d]: where bucket d begins (bucket d + 1's entry counts bucket d's values at first)
+  const starts = new Uint32Array(mask + 2)
+  for (let i = 0; i < n; i++) starts[(((words[stride * i + hi]! ^ flip) >>> shift) & mask) + 1]!++
+  for (let d = 1; d <= mask + 1; d++) {
+    if (starts[d]! > BUCKET_MAX) return undefined
+    starts[d] = starts[d]! + starts[d - 1]!
+  }
+  const next = starts.slice(0, mask + 1)
+  const order = new Uint32Array(n)
+  const highs = new Uint32Array(n)
+  const lows = new Uint32Array(n)
+  for (let i = 0; i < n; i++) {
+    const h = (words[stride * i + hi]! ^ flip) >>> 0
+    const at = next[(h >>> shift) & mask]!++
+    order[at] = i
+    highs[at] = h
+    lows[at] = (words[stride * i + lo]! ^ flip) >>> 0
+  }
+  for (let d = 0; d <= mask; d++) {
+    const end = starts[d + 1]!
+    // strictly greater moves on: equal values keep the order the scatter gave them, their first
+    for (let x = starts[d]! + 1; x < end; x++) {
+      const h = highs[x]!
+      const l = lows[x]!
+      const p = order[x]!
+      let y = x - 1
+      for (; y >= starts[d]! && (highs[y]! > h || (highs[y] === h && lows[y]! > l)); y--) {
+        highs[y + 1] = highs[y]!
+        lows[y + 1] = lows[y]!
+        order[y + 1] = order[y]!
+      }
+      highs[y + 1] = h
+      lows[y + 1] = l
+      order[y + 1] = p
+    }
+  }
+  return order
+}
+
+/**
+ * The LSD radix sort of orderByU64, in four 16-bit passes. A pass is
+ * skipped when every value has the same digit there.
+ */
+function radixOrder (words: Uint32Array, n: number, descending: boolean, stride: number, hi: number, lo: number): Uint32Array {
   const flip = descending ? 0xffffffff : 0
   let from = new Uint32Array(n)
   for (let i = 0; i < n; i++) from[i] = i

@@ -33,6 +33,30 @@ describe('orderByU64', () => {
       expect(sorted).toEqual([...all].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)))
     }
   })
+
+  it('orders large sets of hashes, and sets bunched too tightly for buckets, as a plain sort does', () => {
+    let seed = 7
+    const random32 = (): bigint => { seed = (Math.imul(seed ^ (seed >>> 15), 0x2c1b3c6d) + 0x6d2b79f5) >>> 0; return BigInt(seed) }
+    const hash = (): bigint => (random32() << 32n) | random32()
+    const sets = {
+      // spread like key hashes: buckets of about fifteen values each
+      hashes: Array.from({ length: 100_000 }, hash),
+      // a partition's 16 bits on every hash, and some hashes twice (ties keep their first order)
+      partition: Array.from({ length: 50_000 }, (_, i) => (i % 50 === 0 ? 0xabcd000000000000n : (0xabcdn << 48n) | (hash() >> 16n))),
+      // one high word for all: no bits left to cut buckets from
+      oneHigh: Array.from({ length: 20_000 }, () => (0x12345678n << 32n) | random32()),
+      // half of them in one bucket, far past its limit
+      bunched: Array.from({ length: 20_000 }, (_, i) => (i % 2 === 0 ? (0x80000000n << 32n) | random32() : hash()))
+    }
+    for (const [name, all] of Object.entries(sets)) {
+      for (const descending of [false, true]) {
+        const order = orderByU64(new Uint32Array(new BigUint64Array(all).buffer), all.length, descending)
+        const sign = descending ? -1 : 1
+        const expected = all.map((v, i) => [v, i] as const).sort((a, b) => (a[0] < b[0] ? -sign : a[0] > b[0] ? sign : a[1] - b[1])).map(([, i]) => i)
+        expect(Array.from(order), `${name}${descending ? ', descending' : ''}`).toEqual(expected)
+      }
+    }
+  })
 })
 
 describe('PageBulkWriter', () => {
