@@ -61,6 +61,14 @@ const BUCKET_MAX = 256
  * radix sort instead.
  */
 export function orderByU64 (words: Uint32Array, n: number, descending = false, stride = 2, hi = HI, lo = LO): Uint32Array {
+  return sortByU64(words, n, descending, stride, hi, lo).order
+}
+
+/** The values in the order orderByU64 gives (their halves; complemented when descending). */
+export interface SortedU64 { order: Uint32Array, highs: Uint32Array, lows: Uint32Array }
+
+/** orderByU64, with the values in that order beside it: a caller that reads them in order then reads memory in order too. */
+export function sortByU64 (words: Uint32Array, n: number, descending = false, stride = 2, hi = HI, lo = LO): SortedU64 {
   return bucketOrder(words, n, descending, stride, hi, lo) ?? radixOrder(words, n, descending, stride, hi, lo)
 }
 
@@ -72,7 +80,7 @@ export function orderByU64 (words: Uint32Array, n: number, descending = false, s
  * scatter copies each value's words next to its position, so the insertion
  * sorts read memory in order rather than at random.
  */
-function bucketOrder (words: Uint32Array, n: number, descending: boolean, stride: number, hi: number, lo: number): Uint32Array | undefined {
+function bucketOrder (words: Uint32Array, n: number, descending: boolean, stride: number, hi: number, lo: number): SortedU64 | undefined {
   const flip = descending ? 0xffffffff : 0
   let all = 0xffffffff
   let any = 0
@@ -118,14 +126,14 @@ function bucketOrder (words: Uint32Array, n: number, descending: boolean, stride
       order[y + 1] = p
     }
   }
-  return order
+  return { order, highs, lows }
 }
 
 /**
  * The LSD radix sort of orderByU64, in four 16-bit passes. A pass is
  * skipped when every value has the same digit there.
  */
-function radixOrder (words: Uint32Array, n: number, descending: boolean, stride: number, hi: number, lo: number): Uint32Array {
+function radixOrder (words: Uint32Array, n: number, descending: boolean, stride: number, hi: number, lo: number): SortedU64 {
   const flip = descending ? 0xffffffff : 0
   let from = new Uint32Array(n)
   for (let i = 0; i < n; i++) from[i] = i
@@ -143,7 +151,13 @@ function radixOrder (words: Uint32Array, n: number, descending: boolean, stride:
     }
     const swap = from; from = to; to = swap
   }
-  return from
+  const highs = new Uint32Array(n)
+  const lows = new Uint32Array(n)
+  for (let k = 0; k < n; k++) {
+    highs[k] = (words[stride * from[k]! + hi]! ^ flip) >>> 0
+    lows[k] = (words[stride * from[k]! + lo]! ^ flip) >>> 0
+  }
+  return { order: from, highs, lows }
 }
 
 /** Entries a run has room for at first; it grows by doubling. */
@@ -229,12 +243,12 @@ class EntryRun {
 
   /** Entries in ascending key-hash order, equal hashes by key bytes (as a page holds them). */
   order (): Uint32Array {
-    const order = orderByU64(this.hashWords, this.length, false, 2, 0, 1)
-    const h = this.hashWords
+    const { order, highs, lows } = sortByU64(this.hashWords, this.length, false, 2, 0, 1)
     // equal 64-bit hashes are astronomically rare, but a page orders them by key: so do the runs
+    // (found on the sorted hashes, read in order, not through the positions at random)
     for (let a = 0; a + 1 < order.length;) {
       let b = a + 1
-      while (b < order.length && h[2 * order[b]!] === h[2 * order[a]!] && h[2 * order[b]! + 1] === h[2 * order[a]! + 1]) b++
+      while (b < order.length && highs[b] === highs[a] && lows[b] === lows[a]) b++
       if (b - a > 1) order.subarray(a, b).sort((x, y) => Buffer.compare(this.keyOf(x), this.keyOf(y)))
       a = b
     }
@@ -267,10 +281,16 @@ class EntryRun {
     at = putU32(out, at, r[base + HASH_LO]!)
     at = putU32(out, at, r[base + VALUE_HI]!)
     at = putU32(out, at, r[base + VALUE_LO]!)
-    const key = this.keyOf(i)
-    at = putVarint(out, at, key.length)
-    out.set(key, at)
-    return at + key.length
+    const length = r[base + KEY_LENGTH]!
+    at = putVarint(out, at, length)
+    if (length > INLINE_KEY_BYTES) {
+      out.set(this.keyOf(i), at)
+      return at + length
+    }
+    // a key in the record is a few bytes: copied by a loop, without a view object per entry (a million of them per run)
+    const bytes = this.recordBytes
+    for (let k = 0, from = (base + KEY_AT) * 4; k < length; k++) out[at++] = bytes[from + k]!
+    return at
   }
 
   private grow (): void {

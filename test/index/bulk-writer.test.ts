@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import fc from 'fast-check'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { orderByU64, PageBulkWriter } from '../../src/index/bulk-writer.ts'
+import { orderByU64, PageBulkWriter, sortByU64 } from '../../src/index/bulk-writer.ts'
 import { decodePage, encodeEntry, pageKey } from '../../src/index/page.ts'
 import { nodeOfHigh32 } from '../../src/tree/merkle-tree.ts'
 import { StateDb } from '../../src/index/state-db.ts'
@@ -55,6 +55,10 @@ describe('orderByU64', () => {
         const expected = all.map((v, i) => [v, i] as const).sort((a, b) => (a[0] < b[0] ? -sign : a[0] > b[0] ? sign : a[1] - b[1])).map(([, i]) => i)
         expect(Array.from(order), `${name}${descending ? ', descending' : ''}`).toEqual(expected)
       }
+      // and the values themselves in that order, halves apart, beside it
+      const sorted = sortByU64(new Uint32Array(new BigUint64Array(all).buffer), all.length)
+      const values = Array.from(sorted.order, (_, k) => (BigInt(sorted.highs[k]!) << 32n) | BigInt(sorted.lows[k]!))
+      expect(values, name).toEqual(Array.from(sorted.order, i => all[i]!))
     }
   })
 })
