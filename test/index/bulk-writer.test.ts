@@ -39,10 +39,10 @@ describe('orderByU64', () => {
     const random32 = (): bigint => { seed = (Math.imul(seed ^ (seed >>> 15), 0x2c1b3c6d) + 0x6d2b79f5) >>> 0; return BigInt(seed) }
     const hash = (): bigint => (random32() << 32n) | random32()
     const sets = {
-      // spread like key hashes: buckets of about fifteen values each
+      // spread like key hashes: buckets of about a dozen values each
       hashes: Array.from({ length: 100_000 }, hash),
-      // a partition's 16 bits on every hash, and some hashes twice (ties keep their first order)
-      partition: Array.from({ length: 50_000 }, (_, i) => (i % 50 === 0 ? 0xabcd000000000000n : (0xabcdn << 48n) | (hash() >> 16n))),
+      // a partition's 16 bits on every hash (buckets cut from the bits below them), and one hash a hundred times (ties keep their first order)
+      partition: Array.from({ length: 50_000 }, (_, i) => (i % 500 === 0 ? 0xabcd000000000000n : (0xabcdn << 48n) | (hash() >> 16n))),
       // one high word for all: no bits left to cut buckets from
       oneHigh: Array.from({ length: 20_000 }, () => (0x12345678n << 32n) | random32()),
       // half of them in one bucket, far past its limit
