@@ -50,30 +50,26 @@ const BUCKET_MEAN_LOG2 = 3
 /** A bucket larger than this (values bunched, not hashes) sends bucketOrder's caller to the radix sort: insertion sort is quadratic. */
 const BUCKET_MAX = 256
 
+/** Positions in order, and the values in that order (their halves; complemented when descending). */
+export interface SortedU64 { order: Uint32Array, highs: Uint32Array, lows: Uint32Array }
+
 /**
  * Positions 0..n-1 ordered by the 64-bit values whose 32-bit halves are
  * `words[stride * i + hi]` and `words[stride * i + lo]` (by default a
  * BigUint64Array's words), ascending or descending, ties in their first
- * order. Key hashes are spread evenly, so first by their leading bits into
- * buckets of a few values each, then each bucket by insertion sort (one
- * pass over the values that moves them, a third of the four radix passes'
- * time for a million); values bunched into large buckets go through the
- * radix sort instead.
+ * order; with the values in that order beside them, so a caller that reads
+ * them in order reads memory in order too. Key hashes are spread evenly, so
+ * first by their leading bits into buckets of a few values each, then each
+ * bucket by insertion sort (one pass over the values that moves them, a
+ * third of the four radix passes' time for a million); values bunched into
+ * large buckets go through the radix sort instead.
  */
-export function orderByU64 (words: Uint32Array, n: number, descending = false, stride = 2, hi = HI, lo = LO): Uint32Array {
-  return sortByU64(words, n, descending, stride, hi, lo).order
-}
-
-/** The values in the order orderByU64 gives (their halves; complemented when descending). */
-export interface SortedU64 { order: Uint32Array, highs: Uint32Array, lows: Uint32Array }
-
-/** orderByU64, with the values in that order beside it: a caller that reads them in order then reads memory in order too. */
 export function sortByU64 (words: Uint32Array, n: number, descending = false, stride = 2, hi = HI, lo = LO): SortedU64 {
   return bucketOrder(words, n, descending, stride, hi, lo) ?? radixOrder(words, n, descending, stride, hi, lo)
 }
 
 /**
- * The bucket sort of orderByU64, or undefined when it does not fit the
+ * The bucket sort of sortByU64, or undefined when it does not fit the
  * values. Buckets are cut from the high words' bits below those every value
  * shares (the 16 bits a partition value gives the key hashes of a
  * partitioned dataset), about 2^BUCKET_MEAN_LOG2 values to a bucket. The
@@ -130,7 +126,7 @@ function bucketOrder (words: Uint32Array, n: number, descending: boolean, stride
 }
 
 /**
- * The LSD radix sort of orderByU64, in four 16-bit passes. A pass is
+ * The LSD radix sort of sortByU64, in four 16-bit passes. A pass is
  * skipped when every value has the same digit there.
  */
 function radixOrder (words: Uint32Array, n: number, descending: boolean, stride: number, hi: number, lo: number): SortedU64 {

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import fc from 'fast-check'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { orderByU64, PageBulkWriter, sortByU64 } from '../../src/index/bulk-writer.ts'
+import { PageBulkWriter, sortByU64 } from '../../src/index/bulk-writer.ts'
 import { decodePage, encodeEntry, pageKey } from '../../src/index/page.ts'
 import { nodeOfHigh32 } from '../../src/tree/merkle-tree.ts'
 import { StateDb } from '../../src/index/state-db.ts'
@@ -11,13 +11,13 @@ import { StateDb } from '../../src/index/state-db.ts'
 const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex')
 const be64 = (v: bigint): string => v.toString(16).padStart(16, '0')
 
-describe('orderByU64', () => {
+describe('sortByU64', () => {
   it('orders 64-bit values as unsigned numbers, ascending or descending, ties in their first order', () => {
     fc.assert(fc.property(fc.array(fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }), { maxLength: 300 }), fc.array(fc.nat(5)), fc.boolean(), (values, dupAt, descending) => {
       // some values repeated, so the ties are there to keep in order
       const all = [...values, ...dupAt.filter(i => i < values.length).map(i => values[i]!)]
       const words = new BigUint64Array(all)
-      const order = [...orderByU64(new Uint32Array(words.buffer), all.length, descending)]
+      const order = [...sortByU64(new Uint32Array(words.buffer), all.length, descending).order]
       const sign = descending ? -1 : 1
       const expected = all.map((v, i) => [v, i] as const).sort((a, b) => (a[0] < b[0] ? -sign : a[0] > b[0] ? sign : a[1] - b[1])).map(([, i]) => i)
       expect(order).toEqual(expected)
@@ -28,7 +28,7 @@ describe('orderByU64', () => {
     const shared = Array.from({ length: 500 }, (_, i) => (0xabcdn << 48n) | BigInt(i * 7919 % 500))
     const top = Array.from({ length: 500 }, (_, i) => BigInt((i * 31) % 500) << 48n)
     for (const all of [shared, top]) {
-      const order = orderByU64(new Uint32Array(new BigUint64Array(all).buffer), all.length)
+      const order = sortByU64(new Uint32Array(new BigUint64Array(all).buffer), all.length).order
       const sorted = [...order].map(i => all[i]!)
       expect(sorted).toEqual([...all].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)))
     }
@@ -50,7 +50,7 @@ describe('orderByU64', () => {
     }
     for (const [name, all] of Object.entries(sets)) {
       for (const descending of [false, true]) {
-        const order = orderByU64(new Uint32Array(new BigUint64Array(all).buffer), all.length, descending)
+        const order = sortByU64(new Uint32Array(new BigUint64Array(all).buffer), all.length, descending).order
         const sign = descending ? -1 : 1
         const expected = all.map((v, i) => [v, i] as const).sort((a, b) => (a[0] < b[0] ? -sign : a[0] > b[0] ? sign : a[1] - b[1])).map(([, i]) => i)
         expect(Array.from(order), `${name}${descending ? ', descending' : ''}`).toEqual(expected)
