@@ -1,5 +1,6 @@
 import { Option, type Command } from 'commander'
 import { ConfigError } from '../errors.ts'
+import { applyHeapGrowth, DEFAULT_HEAP_GROWTH_PERCENT, parseHeapGrowth } from './heap-growth.ts'
 import type { Progress } from './progress.ts'
 import { parseLogLevel, parseMs, resolveSetting } from './settings.ts'
 
@@ -9,6 +10,7 @@ export interface AgentOptions {
   statusPort?: string
   drainDelay?: string
   stopTimeout?: string
+  heapGrowth?: string
 }
 
 /**
@@ -18,6 +20,8 @@ export interface AgentOptions {
  * wins over the config file.
  */
 export async function agentCommand (opts: AgentOptions): Promise<void> {
+  // (a bad value ends here, before the agent loads)
+  const heapGrowth = resolveSetting('heap-growth', { flag: opts.heapGrowth, env: 'CONVERGE_HEAP_GROWTH', default: DEFAULT_HEAP_GROWTH_PERCENT, parse: parseHeapGrowth })
   // loaded here, not with the command line: the other commands (and --help) need none of libp2p and the stores
   const [{ Agent }, { loadConfig }, { createLogger }, { runAgent, STOP_DEFAULTS }, { createProgress }] = await Promise.all([
     import('../agent/agent.ts'), import('../config/load.ts'), import('../observability/logger.ts'), import('./lifecycle.ts'), import('./progress.ts')
@@ -31,9 +35,10 @@ export async function agentCommand (opts: AgentOptions): Promise<void> {
 
   // the first full scan of a large store takes a while: on a terminal, show how far it is
   const bars = new Map<string, Progress>()
+  const logger = createLogger({ level: level.value, region: config.region })
   const agent = new Agent({
     config,
-    logger: createLogger({ level: level.value, region: config.region }),
+    logger,
     onIndexProgress: (dataset, p) => {
       let bar = bars.get(dataset)
       if (bar === undefined) {
@@ -53,7 +58,15 @@ export async function agentCommand (opts: AgentOptions): Promise<void> {
     }
   })
   try {
-    await runAgent(agent, { drainDelayMs, stopTimeoutMs })
+    await runAgent(agent, {
+      drainDelayMs,
+      stopTimeoutMs,
+      // once the indexes are built: a first build's memory stays what V8's own heuristics make it
+      onStarted: () => {
+        applyHeapGrowth(heapGrowth.value)
+        logger.info({ heapGrowthPercent: heapGrowth.value, from: heapGrowth.source }, 'heap growth set')
+      }
+    })
   } finally {
     for (const bar of bars.values()) bar.done()
   }
@@ -75,6 +88,7 @@ export function registerAgentCommand (program: Command): void {
     .addOption(new Option('--status-port <port>', 'status port, over the config file\'s status.port (0: any free port) [env CONVERGE_STATUS_PORT]'))
     .addOption(new Option('--drain-delay <ms>', 'after SIGTERM, how long /readyz answers 503 before the agent stops [env CONVERGE_DRAIN_DELAY_MS; default 0]'))
     .addOption(new Option('--stop-timeout <ms>', 'the most a stop may take before the process exits with code 1 [env CONVERGE_STOP_TIMEOUT_MS; default 30000]'))
+    .addOption(new Option('--heap-growth <percent>', `how far the heap may grow past what the last full garbage collection found alive, 0 for V8's own heuristics [env CONVERGE_HEAP_GROWTH; default ${DEFAULT_HEAP_GROWTH_PERCENT}]`))
     .addHelpText('after', [
       '',
       'Settings: a flag wins over its environment variable, which wins over the config file.',

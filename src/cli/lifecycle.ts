@@ -51,7 +51,7 @@ const processSignals: Signals = {
  * stopped cleanly. Rejects with the start's error when the start fails for
  * another reason than a stop request.
  */
-export async function runAgent (agent: Agent, policy: StopPolicy, signals: Signals = processSignals): Promise<void> {
+export async function runAgent (agent: Agent, policy: StopPolicy & { onStarted?: () => void }, signals: Signals = processSignals): Promise<void> {
   const starting = new AbortController()
   let reason: string | undefined
   let stopped: Promise<void> | undefined
@@ -98,6 +98,7 @@ export async function runAgent (agent: Agent, policy: StopPolicy, signals: Signa
   try {
     await agent.start({ signal: starting.signal })
     startSettled(true)
+    policy.onStarted?.()
   } catch (err) {
     startSettled(false)
     // a start aborted by a stop request is a clean stop

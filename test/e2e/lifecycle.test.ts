@@ -142,8 +142,9 @@ describe('lifecycle: SIGTERM and SIGINT on a real agent process', () => {
     expect(code).toBe(1)
     expect(at - t0).toBeLessThan(5000)
     expect(logs(slow).some(l => l.msg === 'stop took longer than its bound; exiting')).toBe(true)
+    expect(logs(slow).find(l => l.msg === 'heap growth set')).toMatchObject({ heapGrowthPercent: 200, from: 'default' })
 
-    const impatient = agentProcess(solo.path, ['--drain-delay', '20000', '--stop-timeout', '30000'])
+    const impatient = agentProcess(solo.path, ['--drain-delay', '20000', '--stop-timeout', '30000', '--heap-growth', '0'], { CONVERGE_HEAP_GROWTH: '400' })
     children.push(impatient)
     await waitFor('the agent to be ready again', async () => (await ready(solo.url)) === 200, 30_000, 100)
     impatient.child.kill('SIGTERM')
@@ -154,7 +155,20 @@ describe('lifecycle: SIGTERM and SIGINT on a real agent process', () => {
     expect(second.code).toBe(1)
     expect(second.at - t1).toBeLessThan(3000)
     expect(logs(impatient).some(l => l.msg === 'second stop request; exiting now')).toBe(true)
+    expect(logs(impatient).find(l => l.msg === 'heap growth set')).toMatchObject({ heapGrowthPercent: 0, from: 'flag' })
   }, 60_000)
+
+  it('a bad heap growth ends the agent with exit code 2 and names the setting, before it opens anything', async () => {
+    const solo = await regionConfig('sot')
+    await writeFile(solo.path, JSON.stringify(solo.config))
+    const bad = agentProcess(solo.path, [], { CONVERGE_HEAP_GROWTH: 'lots' })
+    children.push(bad)
+    const { code } = await bad.exited
+    expect(code).toBe(2)
+    // (the exit can be seen before the last of its output)
+    await waitFor('the message', () => bad.out.some(l => l.includes('CONVERGE_HEAP_GROWTH: "lots" is not a whole percentage from 0')), 5000, 20)
+    expect(await ready(solo.url)).toBeUndefined()
+  }, 30_000)
 
   it('a fix in flight when the agent stops is carried through: its intent has its commit and the rows are written', async () => {
     for (const region of ['sot', 'b']) await withOrdersStore(join(dir.path, region, 'orders'), async store => { await seedOrders(store, 0, ROWS) })
