@@ -22,6 +22,7 @@ import { assertCanonicalRow } from '../security/canonical-row.ts'
 import { entryHash } from '../digest/hash.ts'
 import type { RowCodec } from '../digest/row-codec.ts'
 import { sameBytes } from '../util/bytes.ts'
+import { objectArray } from '../util/object-array.ts'
 import { U64Sum } from '../util/u64.ts'
 import { MAX_KEYS_PER_REQUEST, type KeyedMessage, type KeysMessage } from './messages.ts'
 import type { NarrowingResult } from './narrowing.ts'
@@ -64,13 +65,14 @@ export function keysMessage (part: readonly Suspect[]): { message: KeysMessage, 
 
 /** Builds the difference from the answers to each request, checking them as it goes. */
 export class KeyAnswers {
-  private readonly result: NarrowingResult = { upserts: [], upsertKeys: [], deletes: [], missing: 0, changed: 0, extra: 0, unresolved: 0, diverged: [], truncated: false }
+  // (every array filled per row is of the general kind from the start: see objectArray)
+  private readonly result: NarrowingResult = { upserts: objectArray(), upsertKeys: objectArray(), deletes: objectArray(), missing: 0, changed: 0, extra: 0, unresolved: 0, diverged: [], truncated: false }
   /** This side's rows for the upserts, then for the deletes, as far as the suspects kept them (see NarrowingResult.local). */
-  private readonly localUpserts: Array<Uint8Array | null | undefined> = []
-  private readonly localDeletes: Array<Uint8Array | null | undefined> = []
+  private readonly localUpserts = objectArray<Uint8Array | null | undefined>()
+  private readonly localDeletes = objectArray<Uint8Array | null | undefined>()
   /** The versions of those rows, where the suspects had them (see NarrowingResult.localVersions). */
-  private readonly versionsUpserts: Array<string | undefined> = []
-  private readonly versionsDeletes: Array<string | undefined> = []
+  private readonly versionsUpserts = objectArray<string | undefined>()
+  private readonly versionsDeletes = objectArray<string | undefined>()
   /** What applying the difference adds to this side's root. */
   private readonly shiftSum = new U64Sum()
   private shiftCount = 0

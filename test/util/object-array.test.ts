@@ -1,0 +1,26 @@
+import { execFile } from 'node:child_process'
+import { promisify } from 'node:util'
+import { describe, expect, it } from 'vitest'
+import { objectArray } from '../../src/util/object-array.ts'
+
+const TSX = import.meta.resolve('tsx')
+const MODULE = new URL('../../src/util/object-array.ts', import.meta.url).href
+
+describe('objectArray', () => {
+  it('is an empty array that takes anything', () => {
+    const a = objectArray<Uint8Array | string | null>()
+    expect(a).toEqual([])
+    a.push(new Uint8Array([1]), 'x', null)
+    expect(a).toEqual([new Uint8Array([1]), 'x', null])
+  })
+
+  it('holds V8\'s general elements from the start, where a fresh [] holds small integers only', async () => {
+    // V8's own view of the arrays (natives syntax, in a process of its own)
+    const script = `
+      import { objectArray } from ${JSON.stringify(MODULE)}
+      const check = new Function('a', 'return [%HasSmiElements(a), %HasObjectElements(a)]')
+      console.log(JSON.stringify({ literal: check([]), ours: check(objectArray()) }))`
+    const { stdout } = await promisify(execFile)(process.execPath, ['--allow-natives-syntax', '--import', TSX, '--input-type=module', '-e', script])
+    expect(JSON.parse(stdout)).toEqual({ literal: [true, false], ours: [false, true] })
+  })
+})
