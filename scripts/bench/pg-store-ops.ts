@@ -10,7 +10,9 @@
  *              (readChanges: the change log, then readByKeys of 10,000 keys)
  *   fix        the repair an agent would apply: 8,000 upserts (the updated
  *              and deleted rows as seeded) and 2,000 deletes (the inserted
- *              rows), origin 'converge'; the table is as seeded again after it
+ *              rows), origin 'converge', with the feed's rows and versions
+ *              as what it expects there (ApplyRequest.expected), as an agent
+ *              passes them; the table is as seeded again after it
  *   sql update one plain UPDATE of 10,000 rows, with the capture triggers and
  *              with every user trigger disabled: what capture costs a writer
  *
@@ -30,6 +32,7 @@ import { DriftInjector, DriftLedger } from '../../cluster/drift.ts'
 import { rng } from '../../cluster/orders.ts'
 import { provisionStores } from '../../cluster/region-stores.ts'
 import { PgStore } from '../../src/stores/pg-store.ts'
+import type { RowChange } from '../../src/stores/replica-store.ts'
 import { fixed, int, progress, table } from './report.ts'
 import { makeTempDir, removeTempDir } from './temp-dirs.ts'
 import { median } from './timing.ts'
@@ -70,12 +73,12 @@ async function measure<T> (fn: () => Promise<T>): Promise<{ value: T, sample: Sa
   return { value, sample: { ms, cpuMs: (used.user + used.system) / 1000 } }
 }
 
-/** The first batch of the change feed after `since`. */
-async function firstBatchAfter (store: PgStore, since: number): Promise<number> {
+/** The changes of the first batch of the change feed after `since`. */
+async function firstBatchAfter (store: PgStore, since: number): Promise<RowChange[]> {
   const controller = new AbortController()
   try {
-    for await (const batch of store.changes({ since, signal: controller.signal })) return batch.changes.length
-    return 0
+    for await (const batch of store.changes({ since, signal: controller.signal })) return batch.changes
+    return []
   } finally {
     controller.abort()
   }
@@ -120,13 +123,18 @@ async function main (): Promise<void> {
       const from = ledger.injections.length
       samples.drift!.push((await measure(async () => await injector.batch(store!, options.keys))).sample)
       const feed = await measure(async () => await firstBatchAfter(store!, since))
-      if (feed.value !== options.keys) throw new Error(`feed: ${feed.value} changes where the drift wrote ${options.keys}`)
+      if (feed.value.length !== options.keys) throw new Error(`feed: ${feed.value.length} changes where the drift wrote ${options.keys}`)
+      const read = new Map(feed.value.map(c => [Buffer.from(c.key).toString('hex'), c]))
       samples.feed!.push(feed.sample)
 
       const drifted = ledger.injections.slice(from)
       const upserts = drifted.filter(d => d.op !== 'insert').map(d => model.encodeRow(model.idOfKey(Buffer.from(d.key, 'hex'))))
       const deletes = drifted.filter(d => d.op === 'insert').map(d => Buffer.from(d.key, 'hex'))
-      const fix = await measure(async () => await store!.apply({ upserts, deletes, origin: 'converge' }))
+      const expected = [...upserts.map(r => model.codec.keyOfEncodedRow(r)), ...deletes].map(k => {
+        const c = read.get(Buffer.from(k).toString('hex'))!
+        return c.version === undefined ? { row: c.row } : { row: c.row, version: c.version }
+      })
+      const fix = await measure(async () => await store!.apply({ upserts, deletes, origin: 'converge', expected }))
       // the rows the drift deleted come back (no before-image); every other key has one
       const absent = fix.value.before.filter(b => b === null).length
       if (absent !== drifted.filter(d => d.op === 'delete').length) throw new Error(`fix: ${absent} before-images are null`)
