@@ -42,11 +42,12 @@ const MAX_KEY_BYTES_PER_REQUEST = MAX_FRAME_BYTES / 4
 
 /** The suspects cut into requests of at most MAX_KEYS_PER_REQUEST keys and MAX_KEY_BYTES_PER_REQUEST key bytes. */
 export function keyRequests (suspects: readonly Suspect[]): Suspect[][] {
-  const out: Suspect[][] = []
-  let part: Suspect[] = []
+  // (general arrays from the start, as in KeyAnswers: see objectArray)
+  const out = objectArray<Suspect[]>()
+  let part = objectArray<Suspect>()
   let bytes = 0
   for (const s of suspects) {
-    if (part.length === MAX_KEYS_PER_REQUEST || (bytes + s.key.length > MAX_KEY_BYTES_PER_REQUEST && part.length > 0)) { out.push(part); part = []; bytes = 0 }
+    if (part.length === MAX_KEYS_PER_REQUEST || (bytes + s.key.length > MAX_KEY_BYTES_PER_REQUEST && part.length > 0)) { out.push(part); part = objectArray(); bytes = 0 }
     part.push(s)
     bytes += s.key.length
   }

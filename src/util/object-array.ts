@@ -7,7 +7,9 @@
  * meets a fresh array, and is compiled again; a repair that fills fresh
  * arrays every round so deoptimized a push site a round, and each time
  * recompiled its whole caller (KeyAnswers.accept, 25-90 ms of the compiler's
- * CPU a time, seen with --trace-deopt). An array from here never turns.
+ * CPU a time, seen with --trace-deopt; keyRequests, whose fresh parts met
+ * code that expected turned ones, "wrong map"). An array from here never
+ * turns.
  */
 export function objectArray<T> (): T[] {
   const out: unknown[] = [undefined]
