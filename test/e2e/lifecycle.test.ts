@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process'
+import { existsSync } from 'node:fs'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { PassThrough } from 'node:stream'
@@ -167,6 +168,8 @@ describe('lifecycle: SIGTERM and SIGINT on a real agent process', () => {
     expect(code).toBe(2)
     // (the exit can be seen before the last of its output)
     await waitFor('the message', () => bad.out.some(l => l.includes('CONVERGE_HEAP_GROWTH: "lots" is not a whole percentage from 0')), 5000, 20)
+    // nothing of the agent's was made: not its data directory (peer key, state, audit), nor its status port
+    expect(existsSync(solo.dataDir)).toBe(false)
     expect(await ready(solo.url)).toBeUndefined()
   }, 30_000)
 
