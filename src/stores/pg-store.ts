@@ -400,7 +400,7 @@ export class PgStore implements ReplicaStore {
   /** Each row as it is now; rows of a large read may come from different transactions (no caller compares one row with another). */
   async get (keys: Uint8Array[], options: GetOptions = {}): Promise<Array<Uint8Array | undefined>> {
     if (keys.length === 0) return []
-    const found = await this.readNowRows(keys.map(k => this.codec.decodeKey(k)), { signal: options.signal, copy: options.shortLived !== true })
+    const found = await this.readNowRows(keys.map(k => this.codec.decodeKey(k)), options.signal, options.shortLived !== true)
     return keys.map(k => found.get(idOf(k)))
   }
 
@@ -408,14 +408,13 @@ export class PgStore implements ReplicaStore {
    * Current rows by canonical key (idOf) for keys given as key objects
    * (decodeKey's form), a large read split among PARALLEL_READS transactions
    * side by side; each row's version into `versions` when given; `copy` as
-   * readByKeys takes it.
+   * readByKeys takes it (`ownCopies`).
    */
-  private async readNowRows (rows: Row[], options: { signal?: AbortSignal, versions?: Map<string, string>, copy?: boolean } = {}): Promise<Map<string, Uint8Array>> {
-    const { signal, versions, copy } = options
+  private async readNowRows (rows: Row[], signal: AbortSignal | undefined, copy: boolean, versions?: Map<string, string>): Promise<Map<string, Uint8Array>> {
     const per = Math.max(PARALLEL_READ_MIN_KEYS, Math.ceil(rows.length / PARALLEL_READS))
     const parts: Row[][] = []
     for (let i = 0; i < rows.length; i += per) parts.push(rows.slice(i, i + per))
-    const found = await Promise.all(parts.map(async part => await this.inTransaction(async client => await this.readByKeys(client, part, { versions, copy }), signal)))
+    const found = await Promise.all(parts.map(async part => await this.inTransaction(async client => await this.readByKeys(client, part, false, copy, versions), signal)))
     if (found.length === 1) return found[0]!
     const all = new Map<string, Uint8Array>()
     for (const part of found) for (const [k, row] of part) all.set(k, row)
@@ -449,7 +448,7 @@ export class PgStore implements ReplicaStore {
         return { seq: Number(tx!.xid), before: expected.map(e => e.row) }
       }
       // read to be written into the audit at once: no copy of each row of its own (see readByKeys)
-      const current = await this.readByKeys(client, keys, { forUpdate: true, copy: false })
+      const current = await this.readByKeys(client, keys, true, false)
       // the keys' bytes as rows are filed under them: an upsert's from its values as decoded above, a delete's as given
       const ids = [...upserts.map(values => idOf(this.codec.keyOfValues(values))), ...request.deletes.map(idOf)]
       const before = ids.map(id => current.get(id) ?? null)
@@ -815,7 +814,7 @@ export class PgStore implements ReplicaStore {
     })
     // with each row's version, so that a fix planned on it need not read it again (ApplyRequest.expected)
     const versions = new Map<string, string>()
-    const current = await this.readNowRows(wanted, { signal, versions })
+    const current = await this.readNowRows(wanted, signal, true, versions)
     return batches.map(b => ({
       seq: b.seq,
       changes: b.keys.map((key, i) => {
@@ -846,11 +845,13 @@ export class PgStore implements ReplicaStore {
    * (pg-literals.ts), so each row arrives as a bare line that pg-copy turns
    * into canonical bytes, with no JSON document of the keys to build and parse,
    * no protocol row, string per field or row object. `forUpdate` locks them;
-   * `copy: false` leaves each row a view into its batch's buffer, for rows
-   * the caller is done with at once.
+   * `ownCopies` false leaves each row a view into its batch's buffer, for rows
+   * the caller is done with at once. Arguments, not an options object: its
+   * callers' objects of different shapes deoptimized it once per shape met
+   * (V8's `--trace-deopt`, in a repair's rounds 3 and 6), and each time
+   * TurboFan compiled it again (28-74 ms of a core).
    */
-  private async readByKeys (client: pg.PoolClient, keys: Row[], options: { forUpdate?: boolean, copy?: boolean, versions?: Map<string, string> } = {}): Promise<Map<string, Uint8Array>> {
-    const { forUpdate = false, copy: ownCopies = true, versions } = options
+  private async readByKeys (client: pg.PoolClient, keys: Row[], forUpdate: boolean, ownCopies: boolean, versions?: Map<string, string>): Promise<Map<string, Uint8Array>> {
     const out = new Map<string, Uint8Array>()
     if (keys.length === 0) return out
     const decode = await this.lineDecoder(client)
