@@ -25,7 +25,7 @@ import type { ConfigInput } from '../src/config/schema.ts'
 import { ConvergeError } from '../src/errors.ts'
 import { createPeerKeyFile, peerIdOf } from '../src/net/peer-key.ts'
 import { AgentSet } from './agent-set.ts'
-import { converged, firstConverged, roundsOf, type Landing } from './convergence.ts'
+import { converged, firstConverged, raiseToHeads, roundsOf, type Landing } from './convergence.ts'
 import { reviewAudit, type AuditReview } from './audit-review.ts'
 import { DatasetModel } from './dataset-model.ts'
 import { DriftInjector, DriftLedger } from './drift.ts'
@@ -269,9 +269,19 @@ export async function runScenario (scenario: Scenario, options: RunOptions): Pro
       const place = `${scenario.load!.region}/${scenario.load!.dataset}`
       written.set(place, Math.max(written.get(place) ?? 0, load.lastSeq))
     }
+    // and every store written during the timeline up to its own head: writes left unacknowledged by a fault count too
+    let unread = [...new Set([
+      ...scenario.drift.filter(d => d.at !== undefined || d.rowsPerSecond !== undefined).flatMap(d => d.regions.map(r => `${r}/${d.dataset}`)),
+      ...(scenario.load === undefined ? [] : [`${scenario.load.region}/${scenario.load.dataset}`])
+    ])]
+    const headOf = async (place: string): Promise<number> => {
+      const [region, dataset] = place.split('/') as [string, string]
+      return await withStore(storeOf(region, dataset), async store => await store.lastSeq())
+    }
     while (Date.now() - quietAt < scenario.expect.convergeWithin && !signal.aborted) {
       await sleep(scenario.pollEvery, signal)
-      convergedAt = firstConverged(observer.samples, quietAt, Number.POSITIVE_INFINITY, s => converged(s, primary, datasetNames, written))
+      if (unread.length > 0) unread = await raiseToHeads(written, unread, headOf)
+      convergedAt = unread.length > 0 ? undefined : firstConverged(observer.samples, quietAt, Number.POSITIVE_INFINITY, s => converged(s, primary, datasetNames, written))
       if (convergedAt !== undefined) break
     }
     say(convergedAt === undefined ? 'NOT converged' : `converged ${((convergedAt - quietAt) / 1000).toFixed(2)} s after the timeline went quiet`)

@@ -12,7 +12,7 @@ import { DriftInjector, DriftLedger } from '../../cluster/drift.ts'
 import { measure, percentiles } from '../../cluster/latency.ts'
 import { LiveLoad } from '../../cluster/live-load.ts'
 import { COUNTER_NAMES, type DatasetCounters, type Sample } from '../../cluster/observer.ts'
-import { converged, roundsOf, type Landing } from '../../cluster/convergence.ts'
+import { converged, raiseToHeads, roundsOf, type Landing } from '../../cluster/convergence.ts'
 import { compareStores, fingerprint } from '../../cluster/store-compare.ts'
 import { AuditLog } from '../../src/audit/audit-log.ts'
 import { StateDb } from '../../src/index/state-db.ts'
@@ -160,6 +160,39 @@ describe('convergence as the runner sees it', () => {
     expect(converged(sample({ sum: 'ff', indexSeq: 41 }), 'a', ['orders'], written)).toBe(true)
     expect(converged(sample({ sum: 'ee', indexSeq: 50 }), 'a', ['orders'], written)).toBe(false)
     expect(converged(sample({ sum: 'ff' }), 'a', ['orders'])).toBe(true) // no drift during the run: the roots say it all
+  })
+
+  it('waits for each written store\'s own head, which counts a write whose acknowledgement was lost, and reads a store that is down again later', async () => {
+    const dir = await tempDir()
+    const store = new LevelStore({ path: join(dir.path, 'b'), codec: model.codec })
+    try {
+      await store.open()
+      const { seq: acknowledged } = await store.apply({ upserts: [model.encodeRow(3)], deletes: [], origin: 'load' })
+      // committed, though its writer never heard so (the store crashed as it answered): in no lastSeq the runner kept
+      await store.apply({ upserts: [model.encodeRow(4)], deletes: [], origin: 'load' })
+      const head = await store.lastSeq()
+      expect(head).toBeGreaterThan(acknowledged)
+      const written = new Map([['b/orders', acknowledged]])
+      let down = true
+      const headOf = async (place: string): Promise<number> => {
+        if (place === 'c/orders' && down) throw new Error('connect ECONNREFUSED 127.0.0.1:5432')
+        return place === 'b/orders' ? await store.lastSeq() : 7
+      }
+      expect(await raiseToHeads(written, ['b/orders', 'c/orders'], headOf)).toEqual(['c/orders'])
+      expect(written.get('b/orders')).toBe(head)
+      // level roots over an index that took in only the acknowledged write are not the store's level
+      expect(converged(sample({ sum: 'ff', indexSeq: acknowledged }), 'a', ['orders'], written)).toBe(false)
+      expect(converged(sample({ sum: 'ff', indexSeq: head }), 'a', ['orders'], written)).toBe(true)
+      down = false
+      expect(await raiseToHeads(written, ['c/orders'], headOf)).toEqual([])
+      expect(written.get('c/orders')).toBe(7)
+      // a head never lowers what was already known
+      expect(await raiseToHeads(written, ['b/orders'], async () => 1)).toEqual([])
+      expect(written.get('b/orders')).toBe(head)
+    } finally {
+      await store.close()
+      await dir.remove()
+    }
   })
 
   it('times each drift batch from its last commit to the first of two level samples that have taken it in, before the next batch', () => {
