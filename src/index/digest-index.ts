@@ -90,7 +90,14 @@ async function settledWithin (settled: Promise<boolean>, ms: number, signal: Abo
 
 /** Pause before following a store's change feed again after it failed, doubling up to the max. */
 const FOLLOW_RETRY_MS = 500
-const FOLLOW_RETRY_MAX_MS = 30_000
+/**
+ * How late, at most, the feed of a store back from an outage is followed
+ * again. While it is not, this index stays behind its store, and the
+ * replicas of a source so behind agree with it rather than with its rows.
+ * A try costs one failed connection (as the LISTEN connection's retries,
+ * which stop at the same).
+ */
+const FOLLOW_RETRY_MAX_MS = 5000
 
 /**
  * How the index is laid out on disk; an index of another layout is rebuilt.
