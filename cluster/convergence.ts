@@ -13,10 +13,9 @@ const STABLE_SAMPLES = 2
 /**
  * Level with the source: every region's root equals the serving source's,
  * and each is in sync (or is the source). `written` holds, per
- * "region/dataset", the store change seq of the last drift or live-load
- * batch written there during the run (raised to the store's own head once
- * the timeline is quiet: raiseToHeads): until the agent's index has taken it
- * in, the agent still shows the roots from before it, which may well agree.
+ * "region/dataset", the store change seq the agent's index must have taken
+ * in (the store's head once the timeline is quiet: raiseToHeads): until it
+ * has, the agent still shows the roots from before it, which may well agree.
  */
 export function converged (s: Sample | undefined, primary: string, datasets: string[], written: ReadonlyMap<string, number> = new Map()): boolean {
   if (s === undefined) return false
@@ -37,12 +36,12 @@ export function converged (s: Sample | undefined, primary: string, datasets: str
 /**
  * Raises each place's level in `written` to its store's own head, read once
  * the timeline is quiet (`head`: ReplicaStore.lastSeq of that region's
- * store). A write whose acknowledgement was lost, because its store crashed
- * as it committed, is in no drift's or load's lastSeq, yet it may have
- * committed: until the agent's index has taken it in, the replicas agree
- * with a source that is behind its own store, and the rows checked from
- * outside differ. Returns the places whose head could not be read (a store
- * still coming back), to be read again at the next poll.
+ * store): the head, not the seq of the last write acknowledged, since a
+ * write whose acknowledgement was lost (its store crashed as it committed)
+ * may have committed all the same, and until the agent's index has taken it
+ * in, the replicas agree with a source that is behind its own store.
+ * Returns the places whose head could not be read (a store still coming
+ * back), to be read again at the next poll.
  */
 export async function raiseToHeads (written: Map<string, number>, places: Iterable<string>, head: (place: string) => Promise<number>): Promise<string[]> {
   const unread: string[] = []

@@ -40,8 +40,6 @@ export class LiveLoad {
   /** id → the revision last written, or null when the load deleted it. */
   readonly ledger = new Map<number, number | null>()
   readonly stats: LoadStats = { rowsWritten: 0, inserted: 0, updated: 0, deleted: 0, batches: 0, errors: 0, uncertain: 0 }
-  /** The store change seq of the last batch written: the runner waits for the agent's index to take it in before it counts the cluster level. */
-  lastSeq = 0
   private readonly random: () => number
   private readonly inserted: number[] = []
   private nextRevision = LOAD_REVISION_BASE
@@ -122,8 +120,7 @@ export class LiveLoad {
     for (;;) {
       try {
         // not cancelled midway: a batch in flight when the load stops is let finish, so its outcome is known
-        const { seq } = await store.apply({ upserts: batch.upserts, deletes: batch.deletes, origin: 'load' })
-        this.lastSeq = Math.max(this.lastSeq, seq)
+        await store.apply({ upserts: batch.upserts, deletes: batch.deletes, origin: 'load' })
         break
       } catch (err) {
         this.stats.errors++

@@ -259,17 +259,10 @@ export async function runScenario (scenario: Scenario, options: RunOptions): Pro
     say(`timeline done; waiting for every replica to be level with ${primary} (at most ${scenario.expect.convergeWithin} ms)`)
     let convergedAt: number | undefined
     const datasetNames = models.map(m => m.name)
+    // every store the timeline wrote, up to its own head, read now that the writes are over: until the agent's index
+    // has taken in what was written there, the agent shows the roots from before it, which may well agree; and a
+    // write whose acknowledgement a fault swallowed may have committed all the same
     const written = new Map<string, number>()
-    scenario.drift.forEach((d, i) => {
-      if (d.at === undefined && d.rowsPerSecond === undefined) return // before start: every index is built over it
-      for (const [region, inj] of injectors[i]!) if (inj.lastSeq > 0) written.set(`${region}/${d.dataset}`, Math.max(written.get(`${region}/${d.dataset}`) ?? 0, inj.lastSeq))
-    })
-    // the live load writes on the source: until its index has taken in the last batch, the replicas agree with a source that is behind its own store
-    if (load !== undefined && load.lastSeq > 0) {
-      const place = `${scenario.load!.region}/${scenario.load!.dataset}`
-      written.set(place, Math.max(written.get(place) ?? 0, load.lastSeq))
-    }
-    // and every store written during the timeline up to its own head: writes left unacknowledged by a fault count too
     let unread = [...new Set([
       ...scenario.drift.filter(d => d.at !== undefined || d.rowsPerSecond !== undefined).flatMap(d => d.regions.map(r => `${r}/${d.dataset}`)),
       ...(scenario.load === undefined ? [] : [`${scenario.load.region}/${scenario.load.dataset}`])

@@ -168,7 +168,7 @@ describe('convergence as the runner sees it', () => {
     try {
       await store.open()
       const { seq: acknowledged } = await store.apply({ upserts: [model.encodeRow(3)], deletes: [], origin: 'load' })
-      // committed, though its writer never heard so (the store crashed as it answered): in no lastSeq the runner kept
+      // committed, though its writer never heard so (the store crashed as it answered): past the last seq acknowledged
       await store.apply({ upserts: [model.encodeRow(4)], deletes: [], origin: 'load' })
       const head = await store.lastSeq()
       expect(head).toBeGreaterThan(acknowledged)
