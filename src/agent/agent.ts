@@ -34,6 +34,7 @@ import { refuseStream } from '../security/refuse.ts'
 import { createLogger, type Logger } from '../observability/logger.ts'
 import { AgentMetrics } from '../observability/metrics.ts'
 import { MIN_GAP_MS } from '../observability/drift-history.ts'
+import { RepeatedFailure } from '../observability/repeated-failure.ts'
 import { answerStatus, gatherClusterView, MAX_INBOUND_STATUS_STREAMS, MAX_STATUS_BYTES, STATUS_PROTOCOL, type ClusterView } from '../status/cluster-view.ts'
 import { ReviewQueue } from '../review/review-queue.ts'
 import { TokenRing, type Caller } from '../status/auth.ts'
@@ -174,10 +175,13 @@ export class Agent implements ReplicaHost {
       await store.open({ signal })
       this.openingStores.add(store)
       const index = new DigestIndex({ dataset: dataset.name, codec, store, state: this.state })
+      // a store that is down fails the feed every few seconds for as long as it is: logged once a minute, and its end
+      const feedFailures = new RepeatedFailure({ log: this.log, fields: { dataset: dataset.name }, message: 'change feed failed; following again after a pause', recoveredMessage: 'change feed following again' })
       index.on('error', err => {
         if (err instanceof IndexWriteError) this.log.error({ dataset: dataset.name, code: err.code, err: err.message }, 'digest index pages not written; tried again later')
-        else this.log.error({ dataset: dataset.name, err: (err as Error).message }, 'change feed failed; following again after a pause')
+        else feedFailures.failed(err)
       })
+      index.on('following', () => { feedFailures.recovered() })
       const t0 = Date.now()
       this.indexing.set(dataset.name, 0)
       await index.start({ signal, onProgress: p => { this.indexing.set(dataset.name, p.rows); this.onIndexProgress?.(dataset.name, p) } })

@@ -11,6 +11,7 @@ import { Projection } from '../digest/schema-compat.ts'
 import { DigestIndex } from '../index/digest-index.ts'
 import type { StateDb } from '../index/state-db.ts'
 import type { Logger } from '../observability/logger.ts'
+import { RepeatedFailure } from '../observability/repeated-failure.ts'
 import { ProjectedStore } from '../stores/projected-store.ts'
 import type { ReplicaStore } from '../stores/replica-store.ts'
 
@@ -63,7 +64,9 @@ export class ShapeViews {
     const { dataset, state, log } = this.init
     const store = new ProjectedStore(this.init.store, projection)
     const index = new DigestIndex({ dataset: `${dataset}@${projection.codec.fingerprint}`, codec: projection.codec, store, state })
-    index.on('error', err => log.error({ dataset, shape: projection.codec.fingerprint, err: (err as Error).message }, 'comparison view stopped following; following again after a pause'))
+    const failures = new RepeatedFailure({ log, fields: { dataset, shape: projection.codec.fingerprint }, message: 'comparison view stopped following; following again after a pause', recoveredMessage: 'comparison view following again' })
+    index.on('error', err => { failures.failed(err) })
+    index.on('following', () => { failures.recovered() })
     if (this.init.onChange !== undefined) index.on('change', this.init.onChange)
     const t0 = Date.now()
     await index.start({ signal })

@@ -197,6 +197,13 @@ export interface DigestIndexInit {
 /** The store identity a snapshot index records: it is thrown away, never checked against its store again. */
 const SNAPSHOT_STORE_ID = 'snapshot'
 
+/**
+ * Events: 'change' (the tree changed), 'rescan' (a rebuild began: the store
+ * no longer has the changes the index missed, or a page was damaged),
+ * 'error' (the feed failed and is followed again after a pause, or pages
+ * were not written and are tried again), 'following' (the feed delivered
+ * again after failures).
+ */
 export class DigestIndex extends EventEmitter implements ReplicaView {
   readonly codec: RowCodec
   private readonly store: ReplicaStore
@@ -724,7 +731,11 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
             }
             await this.applyChanges(batch.changes, batch.origin === FIX_ORIGIN ? 'settle' : 'note', batch.seq)
           })
-          this.followFailures = 0
+          // the feed delivers again after failures: said once ('following'), so a log of its failures can end
+          if (this.followFailures > 0) {
+            this.followFailures = 0
+            this.emit('following')
+          }
           this.seq = batch.seq
           // the meta's seq follows, with the next write of the pages
           this.scheduleWrite()

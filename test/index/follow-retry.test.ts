@@ -8,7 +8,7 @@ import { LevelStore } from '../../src/stores/level-store.ts'
 import type { ReplicaStore } from '../../src/stores/replica-store.ts'
 import { orderRow, ordersCodec as codec } from '../../cluster/orders.ts'
 
-it('follows the change feed again after it fails, and misses nothing', async () => {
+it('follows the change feed again after it fails, misses nothing, and says when it delivers again', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'converge-retry-'))
   const inner = new LevelStore({ path: join(dir, 'store'), codec })
   await inner.open()
@@ -27,13 +27,17 @@ it('follows the change feed again after it fails, and misses nothing', async () 
   })
   const index = new DigestIndex({ dataset: 'orders', codec, store: flaky, state, keepEntries: true })
   const errors: Error[] = []
-  index.on('error', err => errors.push(err as Error))
+  const events: string[] = []
+  index.on('error', err => { errors.push(err as Error); events.push('error') })
+  index.on('following', () => events.push('following'))
   try {
     await index.start()
     for (let i = 0; i < 6; i++) await inner.apply({ upserts: [codec.encodeRow(orderRow(i))], deletes: [] })
     await vi.waitFor(() => { expect(index.appliedSeq).toBe(6) }, { timeout: 10_000 })
     expect(errors.map(e => e.message)).toEqual(['connection terminated', 'connection terminated'])
     expect(index.tree.rowCount).toBe(6)
+    // each outage ends with the feed's next batch, said once
+    expect(events).toEqual(['error', 'following', 'error', 'following'])
   } finally {
     await index.stop()
     await inner.close()
