@@ -35,6 +35,7 @@ import { PartitionBoard } from './partition-board.ts'
 import type { Repairer, RepairOutcome } from './repairer.ts'
 import type { Suspect } from '../sync/by-keys.ts'
 import { U64_MASK } from '../util/u64.ts'
+import { RepeatedFailure } from '../observability/repeated-failure.ts'
 
 /**
  * `held`: apart from the SoT, but the policy applies nothing more (tolerated, waiting for review, kept local under merge).
@@ -189,6 +190,8 @@ export class DatasetReplica {
   private worker: Promise<void> | undefined
   private readonly stopping = new AbortController()
   private failures = 0
+  /** Syncs that fail again and again (a source out of reach): logged once a minute while they do, and their end. */
+  private readonly syncFailures: RepeatedFailure
   private settled: Settled | undefined
   /** Syncs in a row that found the roots apart but no row that differs. */
   private emptyRounds = 0
@@ -215,6 +218,7 @@ export class DatasetReplica {
     this.timeoutMs = init.timeoutMs
     this.roundIntervalMs = init.roundIntervalMs
     this.shapes = init.shapes
+    this.syncFailures = new RepeatedFailure({ log: init.host.log, level: 'warn', fields: { dataset: init.config.name }, message: 'sync failed', recoveredMessage: 'sync succeeded again' })
     this.index.on('change', () => { this.host.publish(this); this.evaluate() })
   }
 
@@ -324,6 +328,7 @@ export class DatasetReplica {
         const peerId = source.peerId
         report = await this.host.syncSlot(async () => await this.syncOnce(source.region, peerId), this.stopping.signal)
         this.failures = 0
+        this.syncFailures.recovered({ source: source.region })
         this.host.metrics?.syncSucceeded(this.name, source.region, report.missing + report.changed + report.extra, started)
         if (this.liftedFrom !== undefined) await this.liftQuarantine()
         const failing = this.partitions.failing
@@ -347,7 +352,7 @@ export class DatasetReplica {
         this.counters.syncErrors++
         this.lastError = (err as Error).message
         this.state = 'error'
-        this.host.log.warn({ dataset: this.name, source: source.region, err: (err as Error).message, code: (err as { code?: string }).code }, 'sync failed')
+        this.syncFailures.failed(err, { source: source.region })
         this.wanted = true
         await sleep(retryDelayMs(this.failures), this.stopping.signal).catch(() => undefined)
         continue

@@ -2,14 +2,14 @@
  * A failure that a loop meets again on every retry (a change feed whose
  * store is down retries every few seconds for as long as the outage lasts),
  * logged so that the log says what happened without a line per try: the
- * first failure at error, the same failure again at most once per `everyMs`
- * at error with the tries since (debug in between), a different failure at
+ * first failure at `level`, the same failure again at most once per `everyMs`
+ * at `level` with the tries since (debug in between), a different failure at
  * once, and, when the loop works again, one line that says so, with how
  * many tries failed and for how long.
  */
 import type { Logger } from './logger.ts'
 
-/** How often, at most, the same repeated failure is logged at error. */
+/** How often, at most, the same repeated failure is logged at its level. */
 export const REPEATED_FAILURE_LOG_MS = 60_000
 
 export interface RepeatedFailureInit {
@@ -18,6 +18,8 @@ export interface RepeatedFailureInit {
   message: string
   /** The line logged when the loop works again after failures. */
   recoveredMessage: string
+  /** The failure lines' level. Default 'error'. */
+  level?: 'warn' | 'error'
   /** Fields on every line (the dataset, say). */
   fields?: Record<string, unknown>
   everyMs?: number
@@ -33,7 +35,7 @@ export class RepeatedFailure {
 
   constructor (private readonly init: RepeatedFailureInit) {}
 
-  /** The loop failed (again): logged at error unless the same failure was logged less than `everyMs` ago. */
+  /** The loop failed (again): logged at its level unless the same failure was logged less than `everyMs` ago. */
   failed (err: unknown, fields: Record<string, unknown> = {}): void {
     const now = (this.init.now ?? Date.now)()
     const message = err instanceof Error ? err.message : String(err)
@@ -47,7 +49,7 @@ export class RepeatedFailure {
       this.init.log.debug(line, this.init.message)
       return
     }
-    this.init.log.error(this.unlogged > 0 ? { ...line, notLoggedSince: this.unlogged } : line, this.init.message)
+    this.init.log[this.init.level ?? 'error'](this.unlogged > 0 ? { ...line, notLoggedSince: this.unlogged } : line, this.init.message)
     this.lastLoggedAt = now
     this.lastLoggedError = message
     this.unlogged = 0

@@ -53,6 +53,15 @@ describe('a repeated failure', () => {
     ])
   })
 
+  it('logs at the level it is given', async () => {
+    const { log, lines } = collected('info')
+    const failure = new RepeatedFailure({ log, level: 'warn', fields: { dataset: 'orders' }, message: 'sync failed', recoveredMessage: 'sync succeeded again', now: () => 0 })
+    failure.failed(new Error('dial timed out'), { source: 'us-east' })
+    failure.recovered({ source: 'us-east' })
+    const got = await lines()
+    expect(got.map(l => [l.level, l.msg, l.source, l.dataset])).toEqual([[40, 'sync failed', 'us-east', 'orders'], [30, 'sync succeeded again', 'us-east', 'orders']])
+  })
+
   it('starts over after it ends: the next outage is logged at once', async () => {
     const { log, lines } = collected('info')
     let now = 0
