@@ -43,7 +43,8 @@ export class RepeatedFailure {
     if (this.failures === 0) this.since = now
     this.failures++
     const line = { ...this.init.fields, ...fields, ...(typeof code === 'string' ? { code } : {}), err: message, failures: this.failures, failingForMs: now - this.since }
-    const repeat = this.failures > 1 && message === this.lastLoggedError && now - this.lastLoggedAt < (this.init.everyMs ?? REPEATED_FAILURE_LOG_MS)
+    // (none was logged before the first failure, nor since a recovery: lastLoggedError is then unset)
+    const repeat = message === this.lastLoggedError && now - this.lastLoggedAt < (this.init.everyMs ?? REPEATED_FAILURE_LOG_MS)
     if (repeat) {
       this.unlogged++
       this.init.log.debug(line, this.init.message)
