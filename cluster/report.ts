@@ -50,6 +50,8 @@ export interface RunReport {
   passed: boolean
   startedAt: string
   durationMs: number
+  /** When every agent was ready (ISO time): the origin of every `…Ms` figure below that is "from t0", and what agent logs' times are read against. */
+  t0: string
   /** Agent launch to every index built (t0). */
   startupMs: number
   /** quietAtMs/convergedAtMs: from t0; convergenceMs: from quiet to converged; fromLaunchMs: from the agents' launch, index builds included. */
@@ -147,6 +149,7 @@ export function buildReport (input: ReportInput): RunReport {
     passed: input.checks.every(c => c.passed),
     startedAt: new Date(input.startedAt).toISOString(),
     durationMs: Date.now() - input.startedAt,
+    t0: new Date(t0).toISOString(),
     startupMs: input.startupMs,
     convergence: {
       quietAtMs: input.quietAt - t0,

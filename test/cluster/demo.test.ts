@@ -20,5 +20,10 @@ describe('scenario: demo (quick)', () => {
     expect(report.regions['us-east']!.rowsRepaired.total).toBe(0)
     expect(report.convergence.convergenceMs).not.toBeNull()
     expect(report.series.t.length).toBeGreaterThan(3)
+    // t0 as a date, to read the ms-from-t0 figures against the agents' logs: at least the agents' startup after the run began, within the run
+    const t0 = Date.parse(report.t0)
+    const started = Date.parse(report.startedAt)
+    expect(t0 - started).toBeGreaterThanOrEqual(report.startupMs)
+    expect(t0).toBeLessThanOrEqual(started + report.durationMs)
   }, SCENARIO_TIMEOUT_MS)
 })
