@@ -201,8 +201,9 @@ const SNAPSHOT_STORE_ID = 'snapshot'
  * Events: 'change' (the tree changed), 'rescan' (a rebuild began: the store
  * no longer has the changes the index missed, or a page was damaged),
  * 'error' (the feed failed and is followed again after a pause, or pages
- * were not written and are tried again), 'following' (the feed delivered
- * again after failures).
+ * were not written and are tried again), 'following' (the feed works
+ * again after failures: it delivered a batch, or read the store's change
+ * log to its end).
  */
 export class DigestIndex extends EventEmitter implements ReplicaView {
   readonly codec: RowCodec
@@ -700,6 +701,16 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
     return { rows: scanned, mismatchedNodes: differing.length, corrected: keys.length, ms: Date.now() - started }
   }
 
+  /**
+   * The feed delivered a batch or read the log to its end: after failures,
+   * said once ('following'), so that a log of its failures can end.
+   */
+  private feedWorks (): void {
+    if (this.followFailures === 0) return
+    this.followFailures = 0
+    this.emit('following')
+  }
+
   private follow (): void {
     const controller = new AbortController()
     this.following = controller
@@ -708,7 +719,8 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
       try {
         const taken = (seq: number): boolean => { const state = this.taken.get(seq)?.state; return state === 'pending' || state === 'taken' }
         let again = false
-        for await (const batch of this.store.changes({ since: this.seq, signal: controller.signal, taken })) {
+        // a quiet store delivers no batch: the feed says it is level instead, which also ends a run of failures
+        for await (const batch of this.store.changes({ since: this.seq, signal: controller.signal, taken, caughtUp: () => this.feedWorks() })) {
           // a rescan meanwhile (the tree changed depth) already took this batch in
           if (batch.seq <= this.seq) continue
           const take = this.taken.get(batch.seq)
@@ -731,11 +743,7 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
             }
             await this.applyChanges(batch.changes, batch.origin === FIX_ORIGIN ? 'settle' : 'note', batch.seq)
           })
-          // the feed delivers again after failures: said once ('following'), so a log of its failures can end
-          if (this.followFailures > 0) {
-            this.followFailures = 0
-            this.emit('following')
-          }
+          this.feedWorks()
           this.seq = batch.seq
           // the meta's seq follows, with the next write of the pages
           this.scheduleWrite()

@@ -250,6 +250,7 @@ export class LevelStore implements ReplicaStore {
         }
         if (!this.opened) return
         if (this.seq > since) continue
+        options.caughtUp?.()
         const next = await wake.next()
         if (next.done === true) return
       }

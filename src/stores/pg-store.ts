@@ -583,6 +583,7 @@ export class PgStore implements ReplicaStore {
           yield batch
         }
         if (batches.length > 0) { retryMs = undefined; continue }
+        options.caughtUp?.()
         const notified = await wake.wait(retryMs ?? pollMs)
         retryMs = notified ? NOTIFIED_RETRY_MS : retryMs === undefined || retryMs * 2 >= pollMs ? undefined : retryMs * 2
       }

@@ -84,6 +84,14 @@ export interface ChangesOptions {
    * a batch without changes instead: a fix of 10,000 rows is not read back.
    */
   taken?: (seq: number) => boolean
+  /**
+   * Called whenever the feed has read the change log and found nothing more
+   * to deliver, before it waits for the next write (so at once on a quiet
+   * store, and again after each run of batches). A consumer whose feed
+   * failed learns from it that the feed works again without waiting for a
+   * write to the store.
+   */
+  caughtUp?: () => void
 }
 
 export interface ApplyRequest {

@@ -44,7 +44,7 @@ import { packValues, type Row, type RowCodec, type Value } from '../digest/row-c
 import type { ColumnSpec } from '../digest/schema.ts'
 import { microsToIso } from '../digest/timestamp.ts'
 import { sameBytes } from '../util/bytes.ts'
-import type { ApplyRequest, ApplyResult, CaptureRemoval, ChangeBatch, ReplicaStore, RewrittenRow, RowChange, StoredRow, StoreOpenOptions } from './replica-store.ts'
+import type { ApplyRequest, ApplyResult, CaptureRemoval, ChangeBatch, ChangesOptions, ReplicaStore, RewrittenRow, RowChange, StoredRow, StoreOpenOptions } from './replica-store.ts'
 
 export interface SqliteStoreInit {
   /** Path of the SQLite file (created if missing). */
@@ -573,7 +573,7 @@ export class SqliteStore implements ReplicaStore {
     return this.lastSeqOf(this.writeHandles('its change log').stmts)
   }
 
-  async * changes (options: { since: number, signal: AbortSignal }): AsyncGenerator<ChangeBatch> {
+  async * changes (options: ChangesOptions): AsyncGenerator<ChangeBatch> {
     const { signal } = options
     let since = options.since
     {
@@ -592,7 +592,10 @@ export class SqliteStore implements ReplicaStore {
         since = batch.seq
         yield batch
       }
-      if (batches.length === 0) await this.waitForWrite(signal)
+      if (batches.length === 0) {
+        options.caughtUp?.()
+        await this.waitForWrite(signal)
+      }
     }
   }
 

@@ -5,7 +5,7 @@ import { expect, it, vi } from 'vitest'
 import { DigestIndex } from '../../src/index/digest-index.ts'
 import { StateDb } from '../../src/index/state-db.ts'
 import { LevelStore } from '../../src/stores/level-store.ts'
-import type { ReplicaStore } from '../../src/stores/replica-store.ts'
+import type { ChangesOptions, ReplicaStore } from '../../src/stores/replica-store.ts'
 import { orderRow, ordersCodec as codec } from '../../cluster/orders.ts'
 
 it('follows the change feed again after it fails, misses nothing, and says when it delivers again', async () => {
@@ -38,6 +38,39 @@ it('follows the change feed again after it fails, misses nothing, and says when 
     expect(index.tree.rowCount).toBe(6)
     // each outage ends with the feed's next batch, said once
     expect(events).toEqual(['error', 'following', 'error', 'following'])
+  } finally {
+    await index.stop()
+    await inner.close()
+    await state.close()
+    await rm(dir, { recursive: true, force: true })
+  }
+})
+
+it('says the feed works again once it reads a quiet store to its end, without waiting for a write', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'converge-retry-quiet-'))
+  const inner = new LevelStore({ path: join(dir, 'store'), codec })
+  await inner.open()
+  const state = new StateDb(join(dir, 'state'))
+  await state.open()
+  let failuresLeft = 2
+  // the first two feeds fail before reading anything, as a server that is down would
+  const flaky: ReplicaStore = Object.assign(Object.create(inner) as LevelStore, {
+    changes: (options: ChangesOptions) => (async function * () {
+      if (failuresLeft > 0) { failuresLeft--; throw new Error('connection refused') }
+      yield * inner.changes(options)
+    })()
+  })
+  const index = new DigestIndex({ dataset: 'orders', codec, store: flaky, state, keepEntries: true })
+  const events: string[] = []
+  index.on('error', () => events.push('error'))
+  index.on('following', () => events.push('following'))
+  try {
+    await inner.apply({ upserts: [codec.encodeRow(orderRow(1))], deletes: [] })
+    await index.start()
+    await vi.waitFor(() => { expect(events).toEqual(['error', 'error', 'following']) }, { timeout: 10_000 })
+    // no write since: the feed said so from the log alone
+    expect(index.appliedSeq).toBe(1)
+    expect(index.tree.rowCount).toBe(1)
   } finally {
     await index.stop()
     await inner.close()

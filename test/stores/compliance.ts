@@ -801,6 +801,46 @@ export function describeReplicaStoreCompliance (name: string, makeStore: StoreFa
       })
     })
 
+    it('change feed says when it is level with the store (caughtUp): at once on a quiet store, then again after the batches of a write (if supports.changeFeed)', async (ctx) => {
+      await withStore(makeStore, ITEMS, async ({ store }, codec) => {
+        if (!store.supports.changeFeed) ctx.skip(`the ${name} store has no change feed`)
+        await store.apply({ upserts: [codec.encodeRow(item(1))], deletes: [] })
+        const since = await store.lastSeq()
+        const controller = new AbortController()
+        // what the feed did, in order; repeated calls of caughtUp in a row (a store that polls makes them) as one
+        const events: string[] = []
+        let failure: unknown
+        const done = (async () => {
+          try {
+            for await (const batch of store.changes({ since, signal: controller.signal, caughtUp: () => { if (events.at(-1) !== 'level') events.push('level') } })) events.push(`batch ${batch.seq}`)
+          } catch (err) {
+            if ((err as { code?: string }).code !== 'CONVERGE_ABORTED') failure = err
+          }
+        })()
+        const waitFor = async (what: string, ok: () => boolean): Promise<void> => {
+          const deadline = Date.now() + FEED_WAIT_MS
+          while (!ok()) {
+            if (failure !== undefined) throw new Error(`the change feed failed while waiting for ${what}: ${String(failure)}`, { cause: failure })
+            if (Date.now() > deadline) throw new Error(`the change feed did not show ${what} within ${FEED_WAIT_MS} ms: ${events.join(', ') || 'nothing'}`)
+            await sleep(5)
+          }
+        }
+        try {
+          await waitFor('that it is level with a store nobody wrote to', () => events.length > 0)
+          expect(events, 'nothing to deliver after since: level at once, no batch').toEqual(['level'])
+          await store.apply({ upserts: [codec.encodeRow(item(2))], deletes: [codec.encodeKey({ id: 1 })] })
+          const seq = await store.lastSeq()
+          await waitFor(`the write's batch (seq ${seq}) and then level`, () => events.includes(`batch ${seq}`) && events.at(-1) === 'level')
+          expect(events[0]).toBe('level')
+          expect(events.slice(1, -1).every(e => e.startsWith('batch ')), `only batches between the two: ${events.join(', ')}`).toBe(true)
+        } finally {
+          controller.abort()
+          await done
+        }
+        expect(failure).toBeUndefined()
+      })
+    })
+
     it('composite primary keys of two and three columns of different types', async () => {
       // ('a', 12) and ('a1', 2) would collide in a store that concatenated key parts
       const regions = ['eu', 'us', 'a', 'a1', '']
