@@ -38,6 +38,7 @@ import { runScenario } from '../../cluster/scenario-runner.ts'
 import type { RunReport } from '../../cluster/report.ts'
 import { libpqEnv, sqlOnce } from './pg-databases.ts'
 import { bytes, fixed, int, passFail, progress, seconds, table } from './report.ts'
+import { medianRatioInterval } from './resample.ts'
 import { makeTempDir, removeTempDir } from './temp-dirs.ts'
 import { median } from './timing.ts'
 
@@ -237,6 +238,7 @@ export function convergenceReport (r: ConvergenceResult): string {
   const convergeBytes = REPLICAS.reduce((s, name) => s + r.report.regions[name]!.bytesSent + r.report.regions[name]!.bytesReceived, 0)
   const steady = r.copy.ms / steadyMs
   const cold = r.copy.ms / coldMs
+  const spread = medianRatioInterval(r.copies.map(c => c.ms), r.roundsMs.slice(1))
   return [
     `## 5. Converging 3 regions x ${int(r.rows)} rows at ${DRIFT_SHARE * 100} % drift, against a full copy`,
     '',
@@ -264,6 +266,10 @@ export function convergenceReport (r: ConvergenceResult): string {
     table(['target', 'measured', 'result'], [
       [`convergence at ${DRIFT_SHARE * 100} % drift at least ${SPEEDUP_TARGET}x faster than the full copy (steady)`, `${fixed(steady, 1)}x (cold: ${fixed(cold, 1)}x)`, passFail(steady >= SPEEDUP_TARGET)]
     ]),
+    '',
+    `How far that figure could move on another run of this machine, from this run's own samples: resampling the ${r.roundsMs.length - 1} steady rounds and the ` +
+    `${r.copies.length} copies (each with replacement, ${int(spread.resamples)} times) puts ${fixed(spread.level * 100, 0)} % of the ratios of their medians between ` +
+    `${fixed(spread.low, 1)}x and ${fixed(spread.high, 1)}x.`,
     '',
     `Rounds 2 to ${1 + EARLIER_STEADY_ROUNDS} alone (the steady figure of earlier six-round runs): ${seconds(r.earlierSteadyMs)}, ${fixed(r.copy.ms / r.earlierSteadyMs, 1)}x.`,
     ...cpuSection(r),
