@@ -6,6 +6,7 @@
  */
 import type { RowCodec } from '../digest/row-codec.ts'
 import type { ApplyResult } from '../stores/replica-store.ts'
+import { objectArray } from '../util/object-array.ts'
 import type { AuditRecord } from './audit-log.ts'
 
 export type RowImage = Uint8Array | null
@@ -17,9 +18,18 @@ export function fixKeys (fix: FixRows, codec: RowCodec): Uint8Array[] {
   return [...(fix.upserts ?? []).map(row => codec.keyOfEncodedRow(row)), ...(fix.deletes ?? [])]
 }
 
-/** The rows a fix leaves behind, per key: its upserts, then absent (null) for each delete. */
+/**
+ * The rows a fix leaves behind, per key: its upserts, then absent (null) for
+ * each delete. Built in an array of the general kind (see objectArray): a
+ * spread of a mapped array came out of another kind once TurboFan had
+ * compiled this, and deoptimized it ("wrong map") in a later repair.
+ */
 export function afterImages (fix: FixRows): RowImage[] {
-  return [...(fix.upserts ?? []), ...(fix.deletes ?? []).map(() => null)]
+  const out = objectArray<RowImage>()
+  for (const row of fix.upserts ?? []) out.push(row)
+  const deletes = fix.deletes?.length ?? 0
+  for (let i = 0; i < deletes; i++) out.push(null)
+  return out
 }
 
 /** The commit field recording the upserts a store kept otherwise than written; nothing when it kept them all. */

@@ -6,6 +6,7 @@
  */
 import type { RowCodec, Value } from '../digest/row-codec.ts'
 import { hexOf } from '../util/bytes.ts'
+import { objectArray } from '../util/object-array.ts'
 import { PolicyInputError } from './errors.ts'
 import { compareBytes } from './restore.ts'
 import type { DriftRow } from './types.ts'
@@ -30,7 +31,8 @@ export interface ApartRow {
  * narrowing and this call; either way nothing is apart.
  */
 export function apartRows (codec: RowCodec, rows: readonly DriftRow[]): ApartRow[] {
-  const out: ApartRow[] = []
+  // (general arrays from the start, here and in sortedByKey: see objectArray)
+  const out = objectArray<ApartRow>()
   let previous: Uint8Array | undefined
   for (const row of sortedByKey(rows)) {
     const keyHex = hexOf(row.key)
@@ -66,9 +68,12 @@ function keyPrefix (key: Uint8Array): number {
 
 /** The rows sorted by key (compareBytes order); most keys differ within their prefix, so most comparisons are of two numbers. */
 function sortedByKey (rows: readonly DriftRow[]): DriftRow[] {
-  const keyed = rows.map(row => ({ row, prefix: keyPrefix(row.key) }))
+  const keyed = objectArray<{ row: DriftRow, prefix: number }>()
+  for (const row of rows) keyed.push({ row, prefix: keyPrefix(row.key) })
   keyed.sort((a, b) => (a.prefix - b.prefix) || compareBytes(a.row.key, b.row.key))
-  return keyed.map(k => k.row)
+  const sorted = objectArray<DriftRow>()
+  for (const k of keyed) sorted.push(k.row)
+  return sorted
 }
 
 interface Side { digest: bigint, time: number | undefined, values: Value[] }

@@ -17,6 +17,7 @@
  * Then the whole fix: acceptableRows may leave it alone ('none'); the review
  * rule and any risk check send it to review; otherwise it is applied.
  */
+import { objectArray } from '../util/object-array.ts'
 import { apartRows, type ApartRow } from './apart.ts'
 import { lastWriter } from './merge.ts'
 import { splitFix, type KeyedRow } from './restore.ts'
@@ -42,9 +43,10 @@ export function decide (input: PolicyInput): Decision {
   const { tolerance } = input
   const deferred: DeferredRows = { inFlight: 0, unconfirmed: 0, keptLocal: 0 }
   const sightings = new Map<string, number>()
-  const upserts: KeyedRow[] = []
-  const deletes: Uint8Array[] = []
-  const touched: string[] = []
+  // general arrays from the start (see objectArray): a fresh [] deoptimized decide at its first push, round after round
+  const upserts = objectArray<KeyedRow>()
+  const deletes = objectArray<Uint8Array>()
+  const touched = objectArray<string>()
   let drift = 0
 
   for (const row of apartRows(input.codec, input.rows)) {
