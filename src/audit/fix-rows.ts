@@ -21,8 +21,8 @@ export function fixKeys (fix: FixRows, codec: RowCodec): Uint8Array[] {
 /**
  * The rows a fix leaves behind, per key: its upserts, then absent (null) for
  * each delete. Built in an array of the general kind (see objectArray): a
- * spread of a mapped array came out of another kind once TurboFan had
- * compiled this, and deoptimized it ("wrong map") in a later repair.
+ * spread of a mapped array follows its input's kind, and this was
+ * deoptimized ("wrong map") by a kind it had not met in a later repair.
  */
 export function afterImages (fix: FixRows): RowImage[] {
   const out = objectArray<RowImage>()

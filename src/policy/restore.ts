@@ -51,9 +51,9 @@ export function planRestore (diff: NarrowingResult, codec: RowCodec, maxRows = M
  */
 export function splitFix (upserts: readonly KeyedRow[], deletes: readonly Uint8Array[], maxRows = MAX_FIX_ROWS): PlannedFix[] {
   const sorted = generalCopy(upserts).sort((a, b) => compareBytes(a.key, b.key))
-  // the fixes' arrays (slices of these) are all of one general kind, whatever this ran as: Array.prototype.map
-  // gave arrays of another kind when TurboFan had compiled it than when it had not, and every consumer of a fix
-  // (the audit's images, the index's take, the metrics) was deoptimized by the kind it had not met yet ("wrong map")
+  // the fixes' arrays (slices of these) are all of one general kind, whatever the input's: a map, slice or spread
+  // follows its input's kind (holey from a holey input, small integers when empty), and every consumer of a fix
+  // (the audit's images, the index's take, the metrics) was deoptimized by a kind it had not met yet ("wrong map")
   const rows = objectArray<Uint8Array>()
   const upsertKeys = objectArray<Uint8Array>()
   for (const u of sorted) { rows.push(u.row); upsertKeys.push(u.key) }
