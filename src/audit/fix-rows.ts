@@ -6,7 +6,7 @@
  */
 import type { RowCodec } from '../digest/row-codec.ts'
 import type { ApplyResult } from '../stores/replica-store.ts'
-import { objectArray } from '../util/object-array.ts'
+import { objectArrayOf } from '../util/object-array.ts'
 import type { AuditRecord } from './audit-log.ts'
 
 export type RowImage = Uint8Array | null
@@ -25,8 +25,7 @@ export function fixKeys (fix: FixRows, codec: RowCodec): Uint8Array[] {
  * deoptimized ("wrong map") by a kind it had not met in a later repair.
  */
 export function afterImages (fix: FixRows): RowImage[] {
-  const out = objectArray<RowImage>()
-  for (const row of fix.upserts ?? []) out.push(row)
+  const out = objectArrayOf<RowImage>(fix.upserts ?? [])
   const deletes = fix.deletes?.length ?? 0
   for (let i = 0; i < deletes; i++) out.push(null)
   return out

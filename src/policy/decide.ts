@@ -43,7 +43,7 @@ export function decide (input: PolicyInput): Decision {
   const { tolerance } = input
   const deferred: DeferredRows = { inFlight: 0, unconfirmed: 0, keptLocal: 0 }
   const sightings = new Map<string, number>()
-  // general arrays from the start (see objectArray): a fresh [] deoptimized decide at its first push, round after round
+  // general arrays from the start (see objectArray): a fresh [] deoptimized decide at its first push in a later repair
   const upserts = objectArray<KeyedRow>()
   const deletes = objectArray<Uint8Array>()
   const touched = objectArray<string>()

@@ -6,7 +6,7 @@
 import { MAX_FIX_ROWS } from '../constants.ts'
 import type { NarrowingResult } from '../sync/narrowing.ts'
 import type { RowCodec } from '../digest/row-codec.ts'
-import { objectArray } from '../util/object-array.ts'
+import { objectArray, objectArrayOf } from '../util/object-array.ts'
 
 export interface PlannedFix {
   upserts: Uint8Array[]
@@ -50,14 +50,14 @@ export function planRestore (diff: NarrowingResult, codec: RowCodec, maxRows = M
  * function of the difference alone, whatever order it was found in.
  */
 export function splitFix (upserts: readonly KeyedRow[], deletes: readonly Uint8Array[], maxRows = MAX_FIX_ROWS): PlannedFix[] {
-  const sorted = generalCopy(upserts).sort((a, b) => compareBytes(a.key, b.key))
+  const sorted = objectArrayOf(upserts).sort((a, b) => compareBytes(a.key, b.key))
   // the fixes' arrays (slices of these) are all of one general kind, whatever the input's: a map, slice or spread
   // follows its input's kind (holey from a holey input, small integers when empty), and every consumer of a fix
   // (the audit's images, the index's take, the metrics) was deoptimized by a kind it had not met yet ("wrong map")
   const rows = objectArray<Uint8Array>()
   const upsertKeys = objectArray<Uint8Array>()
   for (const u of sorted) { rows.push(u.row); upsertKeys.push(u.key) }
-  const keys = generalCopy(deletes).sort(compareBytes)
+  const keys = objectArrayOf(deletes).sort(compareBytes)
   const fixes = objectArray<PlannedFix>()
   let u = 0; let d = 0
   while (u < rows.length || d < keys.length) {
@@ -67,11 +67,4 @@ export function splitFix (upserts: readonly KeyedRow[], deletes: readonly Uint8A
     u += takeU; d += takeD
   }
   return fixes
-}
-
-/** A copy of `items` in an array of the general kind (see objectArray). */
-function generalCopy<T> (items: readonly T[]): T[] {
-  const out = objectArray<T>()
-  for (const item of items) out.push(item)
-  return out
 }

@@ -16,3 +16,10 @@ export function objectArray<T> (): T[] {
   out.length = 0
   return out as T[]
 }
+
+/** A copy of `items` in an array of the general kind (see objectArray), whatever kind `items` is of. */
+export function objectArrayOf<T> (items: Iterable<T>): T[] {
+  const out = objectArray<T>()
+  for (const item of items) out.push(item)
+  return out
+}
