@@ -9,5 +9,8 @@ if (major < 22) {
 }
 const { register } = await import('tsx/esm/api')
 register()
+// an agent runs with a larger young generation, which V8 takes only at a process's start: see young-generation.ts
+const { relaunchThisAgent } = await import('../src/cli/young-generation.ts')
+relaunchThisAgent()
 const { run } = await import('../src/cli/main.ts')
 process.exitCode = await run(process.argv.slice(2))

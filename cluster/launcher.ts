@@ -9,6 +9,7 @@ import { createWriteStream } from 'node:fs'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { AGENT_NODE_FLAGS } from '../src/cli/young-generation.ts'
 import type { ConfigInput } from '../src/config/schema.ts'
 
 const CLI = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url))
@@ -36,8 +37,9 @@ export async function launchAgent (dir: string, config: ConfigInput & { status: 
   await writeFile(configPath, JSON.stringify(config, null, 2))
   const log = createWriteStream(logPath, { flags: 'a' })
   const preload = (options.preload ?? []).flatMap(p => ['--import', p])
-  // the IPC channel closes when this process dies, however it dies: the agent then stops itself
-  const child = spawn(process.execPath, ['--import', TSX, ...preload, CLI, 'agent', '--config', configPath], {
+  // the IPC channel closes when this process dies, however it dies: the agent then stops itself; the agent's
+  // young generation as `converge agent` gives itself (young-generation.ts)
+  const child = spawn(process.execPath, [...AGENT_NODE_FLAGS, '--import', TSX, ...preload, CLI, 'agent', '--config', configPath], {
     stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
     ...(options.env === undefined ? {} : { env: { ...process.env, ...options.env } })
   })

@@ -10,6 +10,7 @@
 import { spawn } from 'node:child_process'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { AGENT_NODE_FLAGS } from '../../src/cli/young-generation.ts'
 import type { ScaleBuild } from './scale-child.ts'
 import { bytes, fixed, int, passFail, progress, rate, seconds, table } from './report.ts'
 import { makeTempDir, removeTempDir } from './temp-dirs.ts'
@@ -25,7 +26,8 @@ const TSX = import.meta.resolve('tsx')
 export interface ScaleStep { n: number, seedMs: number, builds: ScaleBuild[] }
 
 async function child<T> (args: string[]): Promise<T> {
-  const proc = spawn(process.execPath, ['--expose-gc', '--import', TSX, CHILD, ...args], { stdio: ['ignore', 'pipe', 'inherit'] })
+  // with the young generation an agent has: its size is part of the memory a build takes
+  const proc = spawn(process.execPath, [...AGENT_NODE_FLAGS, '--expose-gc', '--import', TSX, CHILD, ...args], { stdio: ['ignore', 'pipe', 'inherit'] })
   let out = ''
   proc.stdout.setEncoding('utf8').on('data', (chunk: string) => { out += chunk })
   const code = await new Promise<number | null>((resolve, reject) => { proc.once('error', reject); proc.once('exit', resolve) })

@@ -1,6 +1,7 @@
 import { Option, type Command } from 'commander'
 import { ConfigError } from '../errors.ts'
 import { applyHeapGrowth, DEFAULT_HEAP_GROWTH_PERCENT, parseHeapGrowth } from './heap-growth.ts'
+import { youngGenerationOf } from './young-generation.ts'
 import type { Progress } from './progress.ts'
 import { parseLogLevel, parseMs, resolveSetting } from './settings.ts'
 
@@ -36,6 +37,9 @@ export async function agentCommand (opts: AgentOptions): Promise<void> {
   // the first full scan of a large store takes a while: on a terminal, show how far it is
   const bars = new Map<string, Progress>()
   const logger = createLogger({ level: level.value, region: config.region })
+  // taken at the process's start (bin/converge.js relaunches an agent started without one): said, as the heap growth is
+  const young = youngGenerationOf(process.execArgv, process.env.NODE_OPTIONS)
+  logger.info(young === undefined ? { semiSpaceMiB: null, from: 'V8 default' } : young, 'young generation')
   const agent = new Agent({
     config,
     logger,

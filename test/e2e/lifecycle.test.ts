@@ -10,20 +10,22 @@ import { parseConfig } from '../../src/config/load.ts'
 import type { ConfigInput } from '../../src/config/schema.ts'
 import { StateDb } from '../../src/index/state-db.ts'
 import { createLogger } from '../../src/observability/logger.ts'
+import { AGENT_SEMI_SPACE_MIB } from '../../src/cli/young-generation.ts'
 import { freePort } from '../../cluster/free-port.ts'
 import { orderRow, ordersCodec as codec, ORDERS_SCHEMA, seedOrders } from '../../cluster/orders.ts'
 import { agentConfig, allRows, startAgent, tempDir, waitFor, withOrdersStore } from '../helpers/agents.ts'
 
 const CLI = new URL('../../src/cli/main.ts', import.meta.url).pathname
+const BIN = new URL('../../bin/converge.js', import.meta.url).pathname
 const TSX = import.meta.resolve('tsx')
 const ROWS = 1000
 
 interface Child { child: ChildProcess, out: string[], exited: Promise<{ code: number | null, at: number }> }
 
 /** `converge agent` as a real child process (no IPC: it stops on signals only); every CONVERGE_* variable but `env`'s removed. */
-function agentProcess (configPath: string, flags: string[], env: Record<string, string> = {}): Child {
-  const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('CONVERGE_')))
-  const child = spawn(process.execPath, ['--import', TSX, CLI, 'agent', '--config', configPath, ...flags], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...base, ...env } })
+function agentProcess (configPath: string, flags: string[], env: Record<string, string> = {}, command: string[] = ['--import', TSX, CLI]): Child {
+  const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('CONVERGE_') && k !== 'NODE_OPTIONS'))
+  const child = spawn(process.execPath, [...command, 'agent', '--config', configPath, ...flags], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...base, ...env } })
   const out: string[] = []
   let partial = ''
   const take = (d: Buffer): void => { const lines = (partial + String(d)).split('\n'); partial = lines.pop()!; out.push(...lines) }
@@ -144,6 +146,8 @@ describe('lifecycle: SIGTERM and SIGINT on a real agent process', () => {
     expect(at - t0).toBeLessThan(5000)
     expect(logs(slow).some(l => l.msg === 'stop took longer than its bound; exiting')).toBe(true)
     expect(logs(slow).find(l => l.msg === 'heap growth set')).toMatchObject({ heapGrowthPercent: 200, from: 'default' })
+    // started as node's script, not through bin/converge.js: nothing put it in another process's place
+    expect(logs(slow).find(l => l.msg === 'young generation')).toMatchObject({ semiSpaceMiB: null, from: 'V8 default' })
 
     const impatient = agentProcess(solo.path, ['--drain-delay', '20000', '--stop-timeout', '30000', '--heap-growth', '0'], { CONVERGE_HEAP_GROWTH: '400' })
     children.push(impatient)
@@ -157,6 +161,27 @@ describe('lifecycle: SIGTERM and SIGINT on a real agent process', () => {
     expect(second.at - t1).toBeLessThan(3000)
     expect(logs(impatient).some(l => l.msg === 'second stop request; exiting now')).toBe(true)
     expect(logs(impatient).find(l => l.msg === 'heap growth set')).toMatchObject({ heapGrowthPercent: 0, from: 'flag' })
+  }, 60_000)
+
+  it('bin/converge.js puts an agent started without a young-generation size in the place of one started with it: same pid, its signals, its exit code', async () => {
+    const solo = await regionConfig('sot')
+    await writeFile(solo.path, JSON.stringify(solo.config))
+    const agent = agentProcess(solo.path, [], {}, [BIN])
+    children.push(agent)
+    await waitFor('the agent to be ready', async () => (await ready(solo.url)) === 200, 30_000, 100)
+    expect(logs(agent).find(l => l.msg === 'young generation')).toMatchObject({ semiSpaceMiB: AGENT_SEMI_SPACE_MIB, from: 'command line' })
+    // the pid the test started is the agent's: its SIGTERM is a clean stop, exit code 0
+    agent.child.kill('SIGTERM')
+    expect((await agent.exited).code).toBe(0)
+    expect(logs(agent).some(l => l.msg === 'agent stopped')).toBe(true)
+
+    // an operator's own size is kept as given, here from NODE_OPTIONS
+    const own = agentProcess(solo.path, [], { NODE_OPTIONS: '--max-semi-space-size=8' }, [BIN])
+    children.push(own)
+    await waitFor('the agent to be ready again', async () => (await ready(solo.url)) === 200, 30_000, 100)
+    expect(logs(own).find(l => l.msg === 'young generation')).toMatchObject({ semiSpaceMiB: 8, from: 'NODE_OPTIONS' })
+    own.child.kill('SIGTERM')
+    expect((await own.exited).code).toBe(0)
   }, 60_000)
 
   it('a bad heap growth ends the agent with exit code 2 and names the setting, before it opens anything', async () => {
