@@ -70,13 +70,19 @@ export interface Relaunch {
  * own: replaces this process (same pid, same standard streams, same
  * environment) by node started with AGENT_NODE_FLAGS and the same script
  * and arguments. Returns without doing anything for any other command, when
- * the size was given, or where node cannot replace a process (the agent
- * then runs with V8's default, and says so when it starts).
+ * the size was given, or where node cannot replace a process (none, or a
+ * failed execve: the agent then runs with V8's default, and says so when
+ * it starts).
  */
 export function relaunchWithYoungGeneration (r: Relaunch): void {
   if (r.argv[2] !== 'agent' || r.execve === undefined) return
   if (youngGenerationOf(r.execArgv, r.env.NODE_OPTIONS) !== undefined) return
-  r.execve(r.execPath, [r.execPath, ...AGENT_NODE_FLAGS, ...r.execArgv, ...r.argv.slice(1)], r.env)
+  try {
+    r.execve(r.execPath, [r.execPath, ...AGENT_NODE_FLAGS, ...r.execArgv, ...r.argv.slice(1)], r.env)
+  } catch {
+    // (process.execve is experimental in Node 22) a process that could not be replaced runs on as it is: with
+    // V8's default young generation, which the agent says when it starts
+  }
 }
 
 /** relaunchWithYoungGeneration for this process. */

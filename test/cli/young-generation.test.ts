@@ -41,6 +41,9 @@ describe('the young generation of an agent', () => {
     expect(relaunches(['/opt/node', 'converge.js', 'agent', '-c', 'a.yaml'], ['--max-semi-space-size=8'])).toEqual([])
     expect(relaunches(['/opt/node', 'converge.js', 'agent', '-c', 'a.yaml'], [], { NODE_OPTIONS: '--max-semi-space-size=64' })).toEqual([])
     expect(() => relaunchWithYoungGeneration({ argv: ['/opt/node', 'converge.js', 'agent'], execArgv: [], env: {}, execPath: '/opt/node', execve: undefined })).not.toThrow()
+    // an execve that fails leaves the process as it was, to run on
+    const failing = (() => { throw Object.assign(new Error('execve failed'), { code: 'EACCES' }) }) as Relaunch['execve']
+    expect(() => relaunchWithYoungGeneration({ argv: ['/opt/node', 'converge.js', 'agent'], execArgv: [], env: {}, execPath: '/opt/node', execve: failing })).not.toThrow()
   })
 
   it('is a flag this Node takes, and this Node can replace a process', async () => {
