@@ -7,11 +7,12 @@
  * semi-spaces of 16 MiB the young generation is collected about seven
  * times in such a repair, and each collection copies everything of the
  * repair still alive (perf over the section-5 scenario of `npm run bench`:
- * garbage collection was a fifth of a replica's CPU, the young
- * generation's collections most of it). Semi-spaces of 32 MiB halve the
- * collections and what they copy: in alternating runs of section 5 on one
- * machine the replicas' CPU in a round went from 0.25-0.28 s to 0.20-0.26 s,
- * for about 25 MiB more peak RSS per agent (docs/convergence-vs-copy.md).
+ * garbage collection was a fifth of a replica's CPU). Semi-spaces of 32 MiB
+ * halve the collections: within one run of that scenario a replica's agent
+ * with them took 8 % less CPU a round than the other replica's without
+ * (265 against 290 ms, and 240 against 260 ms swapped), for about 25 MiB
+ * more peak RSS per agent; in section 5's own figure the difference stays
+ * within the spread from run to run (docs/convergence-vs-copy.md).
  *
  * V8 takes the size only when the process starts (setting the flag later
  * changes nothing), so it is a flag on the node command line: the cluster
