@@ -1,5 +1,6 @@
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { pack } from 'msgpackr'
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import type { Agent } from '../../src/agent/agent.ts'
@@ -14,6 +15,11 @@ import { freePort } from '../../cluster/free-port.ts'
 import { fetchStatus, launchAgent, stopAgent, type AgentProcess } from '../../cluster/launcher.ts'
 import { injectDrift, orderRow, ordersCodec, seedOrders } from '../../cluster/orders.ts'
 import { agentConfig, allRows, startAgent, tempDir, waitFor, withOrdersStore } from '../helpers/agents.ts'
+
+/** The last lines of an agent's log, for a failed wait's message. */
+function logTail (path: string, lines = 15): string[] {
+  try { return readFileSync(path, 'utf8').trimEnd().split('\n').slice(-lines) } catch (err) { return [`(no log: ${(err as Error).message})`] }
+}
 
 describe('faults', () => {
   let dir: Awaited<ReturnType<typeof tempDir>>
@@ -78,12 +84,16 @@ describe('faults', () => {
     let b: AgentProcess = await launchAgent(dir.path, bConfig)
 
     // while an agent starts, its status lists no dataset, or one still indexing (no root yet)
-    type S = { datasets: Array<{ state: string, root?: { sum: string, count: number } }> }
+    type S = { datasets: Array<{ state: string, root?: { sum: string, count: number }, lastError?: string }> }
+    let last: unknown
     const converged = async (): Promise<boolean> => {
       const [s, r] = [(await fetchStatus<S>(sot))?.datasets[0], (await fetchStatus<S>(b))?.datasets[0]]
+      last = { sot: s, b: r }
       return r?.state === 'in-sync' && r.root !== undefined && r.root.sum === s?.root?.sum
     }
-    await waitFor('b to converge', converged, 60_000, 100)
+    // (bounds well inside the test's own: a wait that fails says what both agents showed and logged last)
+    const seen = (): unknown => ({ status: last, sotLog: logTail(sot.logPath), bLog: logTail(b.logPath) })
+    await waitFor('b to converge', converged, 25_000, 100, seen)
 
     b.child.kill('SIGKILL')
     await b.exited
@@ -91,7 +101,7 @@ describe('faults', () => {
     await withOrdersStore(join(dir.path, 'b', 'orders'), async store => { await injectDrift(store, ROWS, { rows: 200, seed: 6 }) })
     b = await launchAgent(dir.path, bConfig)
     cleanups.push(async () => await stopAgent(b))
-    await waitFor('b to converge again after the restart', converged, 60_000, 100)
+    await waitFor('b to converge again after the restart', converged, 25_000, 100, seen)
 
     expect(await stopAgent(b)).toBe(0)
     expect(await stopAgent(sot)).toBe(0)
