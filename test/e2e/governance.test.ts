@@ -126,7 +126,10 @@ describe('governance: policies, reviews, rollback through the status port', () =
   it('risk and tolerance: a large fix goes to review, a small one applies, a tiny one is only reported', async () => {
     const { sot, replica, url } = await cluster({ risk: { maxRows: 10, reviewDeletes: false, history: 10 }, tolerance: { acceptableRows: 2, graceMs: 0, confirmations: 1 } })
     const dataset = replica.datasets.get('orders')!
+    const before = dataset.index.tree.root.sum
     await drift(replica, { changed: [100, 101] })
+    // the store's change feed delivers the drift to the index in its own time: a sync before that sees no drift
+    await waitFor('the index to take the drift', () => dataset.index.tree.root.sum !== before, 10_000)
     await dataset.reconcileNow()
     expect(dataset.counters.fixes).toBe(0)
     expect(dataset.repairer.lastDecision).toMatchObject({ action: 'none', drift: 2 })
