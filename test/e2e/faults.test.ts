@@ -1,6 +1,5 @@
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { pack } from 'msgpackr'
-import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import type { Agent } from '../../src/agent/agent.ts'
@@ -14,12 +13,7 @@ import { Responder } from '../../src/sync/responder.ts'
 import { freePort } from '../../cluster/free-port.ts'
 import { fetchStatus, launchAgent, stopAgent, type AgentProcess } from '../../cluster/launcher.ts'
 import { injectDrift, orderRow, ordersCodec, seedOrders } from '../../cluster/orders.ts'
-import { agentConfig, allRows, startAgent, tempDir, waitFor, withOrdersStore } from '../helpers/agents.ts'
-
-/** The last lines of an agent's log, for a failed wait's message. */
-function logTail (path: string, lines = 15): string[] {
-  try { return readFileSync(path, 'utf8').trimEnd().split('\n').slice(-lines) } catch (err) { return [`(no log: ${(err as Error).message})`] }
-}
+import { agentConfig, allRows, logTail, startAgent, tempDir, waitFor, withOrdersStore } from '../helpers/agents.ts'
 
 describe('faults', () => {
   let dir: Awaited<ReturnType<typeof tempDir>>

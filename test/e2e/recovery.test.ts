@@ -1,4 +1,4 @@
-import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises'
+import { chmod, mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import pg from 'pg'
 import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFailed } from 'vitest'
@@ -10,7 +10,7 @@ import { StateDb } from '../../src/index/state-db.ts'
 import { freePort } from '../../cluster/free-port.ts'
 import { fetchStatus, launchAgent, stopAgent, type AgentProcess } from '../../cluster/launcher.ts'
 import { injectDrift, ordersCodec as codec, seedOrders } from '../../cluster/orders.ts'
-import { agentConfig, tempDir, waitFor } from '../helpers/agents.ts'
+import { agentConfig, logTail, tempDir, waitFor } from '../helpers/agents.ts'
 import { createDatabase, ORDERS_DDL, sql } from '../helpers/postgres.ts'
 
 const ROWS = 40_000
@@ -175,7 +175,7 @@ describe('recovery: an agent killed with SIGKILL in the middle of a large Postgr
     cleanups.push(async () => await stopAgent(replica, 5000))
     // on failure, the agents' last words
     onTestFailed(async () => {
-      for (const a of [sot!, replica]) console.error(`--- ${a.logPath}\n${(await readFile(a.logPath, 'utf8').catch(() => '')).split('\n').slice(-12).join('\n')}`)
+      for (const a of [sot!, replica]) console.error(`--- ${a.logPath}\n${logTail(a.logPath, 12).join('\n')}`)
     })
 
     // the intent is in the audit, and the agent's session waits on the lock inside its transaction

@@ -1,4 +1,4 @@
-import { createWriteStream, mkdirSync } from 'node:fs'
+import { createWriteStream, mkdirSync, readFileSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { afterEach, beforeEach } from 'vitest'
 import { tmpdir } from 'node:os'
@@ -90,6 +90,11 @@ export async function restartAgent (agent: Agent): Promise<Agent> {
   const again = new Agent({ config: agent.config, logger: testLogger(agent.config.region) })
   await again.start()
   return again
+}
+
+/** The last lines of an agent's log, for a failed test's message: what it said before it stopped or hung. */
+export function logTail (path: string, lines = 15): string[] {
+  try { return readFileSync(path, 'utf8').trimEnd().split('\n').slice(-lines) } catch (err) { return [`(no log: ${(err as Error).message})`] }
 }
 
 /** Polls `check` until it holds; on timeout the error says what was awaited and, with `detail`, what was seen instead. */
