@@ -35,7 +35,7 @@ import type { RowCodec } from '../digest/row-codec.ts'
 import { FIX_ORIGIN, type GetOptions, type ReplicaStore, type RowChange } from '../stores/replica-store.ts'
 import { SuspectKeys } from './suspects.ts'
 import type { IndexEntry, ReplicaView } from '../sync/replica-view.ts'
-import { depthFor, LeafBuffer, MerkleTree, nodeOf, nodeOfHigh32, nodeRange } from '../tree/merkle-tree.ts'
+import { depthFor, MerkleTree, TreeBuilder, type TreeBuilderOptions, nodeOf, nodeOfHigh32, nodeRange } from '../tree/merkle-tree.ts'
 import { PageBulkWriter } from './bulk-writer.ts'
 import { decodePage, entryOf, forEachEntry, levelRange, pageIndexOf, pageKey, setEntry } from './page.ts'
 import { PageCache } from './page-cache.ts'
@@ -192,6 +192,8 @@ export interface DigestIndexInit {
    * stores whose agents follow those change logs.
    */
   snapshot?: boolean
+  /** For tests: the limits of a full scan's tree builder (BUILDER_PAIR_LIMIT, BUILDER_FINE_DEPTH by default). */
+  treeBuild?: Pick<TreeBuilderOptions, 'pairLimit' | 'fineDepth'>
 }
 
 /** The store identity a snapshot index records: it is thrown away, never checked against its store again. */
@@ -223,6 +225,7 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
   private readonly storeBacked: boolean
   /** DigestIndexInit.snapshot */
   private readonly snapshot: boolean
+  private readonly treeBuild: DigestIndexInit['treeBuild']
   private currentTree: MerkleTree = new MerkleTree(1)
   private seq = 0
   /** Entries the tree has and the pages do not yet, by keyId (write-behind). */
@@ -266,6 +269,7 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
     this.pageCache = new PageCache(init.pageCacheBytes)
     this.storeBacked = init.keepEntries !== true && init.store.supports.keyHashOrder === true && init.store.listRanges !== undefined && init.store.scanAt !== undefined
     this.snapshot = init.snapshot === true
+    this.treeBuild = init.treeBuild
   }
 
   /** The identity of the store's data the meta records (see ReplicaStore.id). */
@@ -313,7 +317,7 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
   /** Builds the tree from one snapshot scan of a key-hash-ordered store, and takes its seq. */
   private async scanStore (options: { signal?: AbortSignal, onProgress?: (p: IndexProgress) => void } = {}): Promise<void> {
     const { seq, rows: batches } = await this.store.scanAt!({ signal: options.signal, batchSize: SCAN_BATCH_ROWS })
-    const leaves = new LeafBuffer()
+    const leaves = this.treeBuilder()
     for await (const batch of batches) {
       for (const { key, row } of batch) {
         const keyHash = this.codec.keyHash(key)
@@ -321,7 +325,7 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
       }
       options.onProgress?.({ phase: 'scan', rows: leaves.length })
     }
-    this.currentTree = leaves.build(this.codec.minTreeDepth)
+    this.currentTree = leaves.build()
     this.seq = seq
     if (!this.snapshot) await this.store.trimChanges(seq)
     this.release()
@@ -341,7 +345,7 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
     await rm(this.spillDir, { recursive: true, force: true })
     // changes committed while the scan runs are replayed from here; replays are idempotent (a snapshot replays none)
     const seqAtStart = this.snapshot ? 0 : await this.store.lastSeq()
-    const leaves = new LeafBuffer()
+    const leaves = this.treeBuilder()
     let rows = 0
     const writer = new PageBulkWriter(this.db, this.pages, { spillDir: this.spillDir })
     let tree: MerkleTree
@@ -359,7 +363,7 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
         options.onProgress?.({ phase: 'scan', rows })
       }
       // the page level is the tree's depth, known once every row is counted
-      tree = leaves.build(this.codec.minTreeDepth)
+      tree = leaves.build()
       leaves.release()
       await writer.finish(tree.depth, { signal })
     } catch (err) {
@@ -389,17 +393,17 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
     if (this.storeBacked) { await this.scanStore(options); return }
     // the tree is built from the pages (at start, or in turn with updates): they must hold everything first
     await this.writePages()
-    const leaves = new LeafBuffer()
+    const leaves = this.treeBuilder()
     let pages = 0
     // every page goes by once: the first of them stay in memory, as many as the cache keeps
     const generation = this.pageCache.generation
     await this.readPages(options.signal, (page, id) => {
-      forEachEntry(page, (_hi, keyHash, entry) => leaves.push(keyHash, entry))
+      forEachEntry(page, (hi, _keyHash, entry) => leaves.pushAt(hi, entry))
       if (!this.pageCache.full) this.pageCache.fill(id, page, generation)
       if (++pages % 1000 === 0) options.onProgress?.({ phase: 'load', rows: leaves.length })
     })
     options.onProgress?.({ phase: 'load', rows: leaves.length })
-    const tree = leaves.build(this.codec.minTreeDepth)
+    const tree = leaves.build()
     if (tree.depth !== this.pageLevel) await this.repage(tree.depth, options.signal)
     this.currentTree = tree
     this.emit('change')
@@ -648,7 +652,7 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
   async validate (options: { signal?: AbortSignal, onProgress?: (p: IndexProgress) => void } = {}): Promise<ValidationReport> {
     const { signal } = options
     const started = Date.now()
-    const leaves = new LeafBuffer()
+    const leaves = this.treeBuilder()
     let scanned = 0
     for await (const batch of this.store.scan({ signal, batchSize: SCAN_BATCH_ROWS })) {
       for (const { key, row } of batch) {
@@ -658,7 +662,7 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
       scanned += batch.length
       options.onProgress?.({ phase: 'scan', rows: scanned })
     }
-    const fresh = leaves.build(this.codec.minTreeDepth)
+    const fresh = leaves.build()
     if (this.storeBacked) {
       // the store is the index: only the in-memory tree can be wrong; rebuild it if it is
       const same = fresh.depth === this.tree.depth && fresh.root.sum === this.tree.root.sum && fresh.root.count === this.tree.root.count
@@ -937,6 +941,11 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
       current.set(id, c.row === null ? undefined : entryHash(hashes[i]!, this.codec.rowDigest(c.row)))
       return before
     })
+  }
+
+  /** A full scan's tree builder: as deep as the tree it replaces calls for, so a resize gets the depth it was for. */
+  private treeBuilder (): TreeBuilder {
+    return new TreeBuilder({ ...this.treeBuild, minDepth: this.codec.minTreeDepth, expectedRows: this.currentTree.rowCount })
   }
 
   private async maybeResize (signal: AbortSignal): Promise<void> {

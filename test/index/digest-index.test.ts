@@ -6,7 +6,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { entryHash } from '../../src/digest/hash.ts'
 import { RowCodec } from '../../src/digest/row-codec.ts'
 import { IndexWriteError } from '../../src/errors.ts'
-import { DigestIndex, type IndexProgress } from '../../src/index/digest-index.ts'
+import { DigestIndex, type DigestIndexInit, type IndexProgress } from '../../src/index/digest-index.ts'
 import { StateDb } from '../../src/index/state-db.ts'
 import { LevelStore } from '../../src/stores/level-store.ts'
 import type { ChangeBatch, ReplicaStore } from '../../src/stores/replica-store.ts'
@@ -102,6 +102,14 @@ describe('DigestIndex', () => {
   /** These tests exercise the index that keeps its own entries: the store is shown to it as key-ordered. */
   function makeIndex (store: ReplicaStore, state: StateDb, c: RowCodec = codec, writeBehind?: { entries: number, ms: number, idleMs?: number }, pageCacheBytes?: number): DigestIndex {
     const index = new DigestIndex({ dataset: 'orders', codec: c, store: keyOrdered(store), state, ...(writeBehind === undefined ? {} : { writeBehind }), ...(pageCacheBytes === undefined ? {} : { pageCacheBytes }) })
+    index.on('error', err => { errors.push(err) })
+    cleanup.push(async () => { await index.stop() })
+    return index
+  }
+
+  /** makeIndex with a full scan's tree builder limits of its own, and the store shown as it is when `storeBacked`. */
+  function makeIndexWith (store: ReplicaStore, state: StateDb, treeBuild: DigestIndexInit['treeBuild'], storeBacked = false): DigestIndex {
+    const index = new DigestIndex({ dataset: 'orders', codec, store: storeBacked ? store : keyOrdered(store), state, treeBuild })
     index.on('error', err => { errors.push(err) })
     cleanup.push(async () => { await index.stop() })
     return index
@@ -757,6 +765,37 @@ describe('DigestIndex', () => {
     await store.apply({ upserts: [model.upsert(5, 1)], deletes: [model.delete(6)] })
     await again.catchUp()
     expectSameTree(again.tree, model.replica().tree)
+  })
+
+  it('builds a large store\'s tree without holding a pair per row, at the ideal depth, or one level shallow and deepened once changes come', async () => {
+    const store = await openStore()
+    const model = new Model(Array.from({ length: 20_000 }, (_, i) => i))
+    const rows = [...model.rows.values()]
+    for (let from = 0; from < rows.length; from += 5000) await store.apply({ upserts: rows.slice(from, from + 5000), deletes: [] })
+    const expected = model.replica()
+    expect(expected.tree.depth).toBe(3)
+    // small limits stand for a million pairs and a gathering tree of depth 5: 64 pairs, then a tree of depth 4 (ideal 3) or 2 (one level shallow)
+    for (const [name, storeBacked] of [['own entries', false], ['store-backed', true]] as const) {
+      for (const fineDepth of [4, 2]) {
+        const index = makeIndexWith(store, await openStateAt(join(dir, `state-${name}-${fineDepth}`)), { pairLimit: 64, fineDepth }, storeBacked)
+        await index.start()
+        expect(index.tree.rowCount, name).toBe(20_000)
+        expect(index.tree.depth, `${name}, gathered at ${fineDepth}`).toBe(Math.min(3, fineDepth))
+        expectSameTree(index.tree, expected.tree)
+        if (!storeBacked) for (const i of [0, 0x5a, 0xff]) expect(entryView(await index.list(2, i))).toEqual(entryView(await expected.list(2, i)))
+        await index.stop()
+      }
+    }
+    // shallow by a level with twice the rows a level holds: the next change deepens it, the count expected this time
+    const state = await openStateAt(join(dir, 'state-deepened'))
+    const index = makeIndexWith(store, state, { pairLimit: 64, fineDepth: 2 })
+    await index.start()
+    expect(index.tree.depth).toBe(2)
+    await store.apply({ upserts: [model.upsert(5, 1)], deletes: [model.delete(6)] })
+    await index.catchUp()
+    await vi.waitFor(() => { expect(index.tree.depth).toBe(3) })
+    expectSameTree(index.tree, model.replica().tree)
+    expect(await pageLevels(state)).toEqual([3])
   })
 
   it('rebuilds an index of the earlier layout (a record per row) and drops its records', async () => {

@@ -1,6 +1,6 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { depthFor, isUnder, LeafBuffer, MerkleTree, nodeOf, nodeRange } from '../../src/tree/merkle-tree.ts'
+import { BUILDER_FINE_DEPTH, BUILDER_PAIR_LIMIT, depthFor, isUnder, MerkleTree, nodeOf, nodeRange, TreeBuilder, type TreeBuilderOptions } from '../../src/tree/merkle-tree.ts'
 
 const U64 = 2n ** 64n
 const MASK = U64 - 1n
@@ -194,20 +194,62 @@ describe('MerkleTree', () => {
     }), { numRuns: 100 })
   })
 
-  it('LeafBuffer builds the from-scratch tree at depthFor(rows), past its initial capacity', () => {
+  const built = (entries: readonly Entry[], options?: TreeBuilderOptions): TreeBuilder => {
+    const builder = new TreeBuilder(options)
+    for (const [k, e] of entries) builder.push(k, e)
+    return builder
+  }
+  const spread = (n: number, salt = 0n): Entry[] => Array.from({ length: n }, (_, i) => [(BigInt(i) * 0x9e3779b97f4a7c15n + salt) & MASK, (BigInt(i) * 1_000_003n + salt) & MASK])
+
+  it('TreeBuilder builds the from-scratch tree at depthFor(rows), from its pairs and past its initial capacity', () => {
     fc.assert(fc.property(fc.array(entryArb, { maxLength: 300 }), entries => {
-      const buffer = new LeafBuffer()
-      for (const [k, e] of entries) buffer.push(k, e)
-      const tree = buffer.build()
+      const tree = built(entries).build()
       expect(tree.depth).toBe(depthFor(entries.length))
       expect(snapshot(tree)).toEqual(snapshot(fromScratch(tree.depth, entries)))
     }), { numRuns: 50 })
-    const many: Entry[] = Array.from({ length: 9000 }, (_, i) => [(BigInt(i) * 0x9e3779b97f4a7c15n) & MASK, BigInt(i) * 1_000_003n])
-    const buffer = new LeafBuffer()
-    for (const [k, e] of many) buffer.push(k, e)
-    expect(buffer.length).toBe(9000)
-    const tree = buffer.build()
+    const many = spread(9000)
+    const builder = built(many)
+    expect(builder.length).toBe(9000)
+    const tree = builder.build()
     expect(tree.depth).toBe(3)
     expect(snapshot(tree)).toEqual(snapshot(fromScratch(3, many)))
+  })
+
+  it('TreeBuilder past its pairs gathers into a deeper tree and builds the same tree as from scratch, at any count (property)', () => {
+    // small limits stand for BUILDER_PAIR_LIMIT and BUILDER_FINE_DEPTH: 40 pairs, then a tree of depth 3
+    fc.assert(fc.property(fc.array(entryArb, { maxLength: 400 }), fc.integer({ min: 1, max: 4 }), (entries, minDepth) => {
+      const tree = built(entries, { pairLimit: 40, fineDepth: 3, minDepth }).build()
+      const want = depthFor(entries.length, minDepth)
+      expect(tree.depth).toBe(want)
+      expect(snapshot(tree)).toEqual(snapshot(fromScratch(want, entries)))
+    }), { numRuns: 100 })
+    // 20,000 rows call for depth 3 (leaves of 32 rows or fewer): gathered at depth 4, built at 3
+    const rows = spread(20_000, 7n)
+    const tree = built(rows, { pairLimit: 64, fineDepth: 4 }).build()
+    expect(tree.depth).toBe(3)
+    expect(snapshot(tree)).toEqual(snapshot(fromScratch(3, rows)))
+    // the tree built can be changed as any other
+    tree.remove(rows[0]![0], rows[0]![1])
+    expect(snapshot(tree)).toEqual(snapshot(fromScratch(3, rows.slice(1))))
+  })
+
+  it('TreeBuilder: rows past what its gathering tree holds give that tree, every node exact; expecting them gives the ideal depth', () => {
+    // 20,000 rows gathered at depth 2 (fineDepth 2): ideal is 3, the tree is 2, one level shallow
+    const rows = spread(20_000, 3n)
+    const shallow = built(rows, { pairLimit: 64, fineDepth: 2 }).build()
+    expect(shallow.depth).toBe(2)
+    expect(snapshot(shallow)).toEqual(snapshot(fromScratch(2, rows)))
+    // a rebuild expecting them (the index passes the rows of the tree it replaces) gathers deep enough
+    const ideal = built(rows, { pairLimit: 64, fineDepth: 2, expectedRows: 20_000 }).build()
+    expect(ideal.depth).toBe(3)
+    expect(snapshot(ideal)).toEqual(snapshot(fromScratch(3, rows)))
+  })
+
+  it('TreeBuilder holds at most its pairs or its gathering tree: the defaults keep a million pairs and gather at depth 5', () => {
+    expect(BUILDER_PAIR_LIMIT).toBe(1 << 20)
+    expect(BUILDER_FINE_DEPTH).toBe(5)
+    // the depth a gathering tree of depth 5 serves exactly: every count up to 32 rows a leaf of it
+    expect(depthFor(32 * 16 ** 5)).toBe(5)
+    expect(depthFor(32 * 16 ** 5 + 1)).toBe(6)
   })
 })
