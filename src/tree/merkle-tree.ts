@@ -176,8 +176,8 @@ export interface TreeBuilderOptions {
  * check (twice the rows of a level) builds it again with the count expected.
  */
 export class TreeBuilder {
-  private hi = new Uint32Array(4096)
-  private entries = new BigUint64Array(4096)
+  private hi: Uint32Array
+  private entries: BigUint64Array
   private pairs = 0
   private fine: MerkleTree | undefined
   private readonly minDepth: number
@@ -188,7 +188,12 @@ export class TreeBuilder {
   constructor (private readonly options: TreeBuilderOptions = {}) {
     this.minDepth = options.minDepth ?? 1
     this.pairLimit = options.pairLimit ?? BUILDER_PAIR_LIMIT
+    this.hi = new Uint32Array(Math.min(4096, this.pairLimit))
+    this.entries = new BigUint64Array(this.hi.length)
   }
+
+  /** Whether it gathers into a tree (it has seen more than its pairs hold) rather than keeping pairs. */
+  get gathering (): boolean { return this.fine !== undefined }
 
   push (keyHash: bigint, entry: bigint): void { this.pushAt(Number(keyHash >> 32n), entry) }
 

@@ -210,6 +210,7 @@ describe('MerkleTree', () => {
     const many = spread(9000)
     const builder = built(many)
     expect(builder.length).toBe(9000)
+    expect(builder.gathering).toBe(false)
     const tree = builder.build()
     expect(tree.depth).toBe(3)
     expect(snapshot(tree)).toEqual(snapshot(fromScratch(3, many)))
@@ -218,14 +219,18 @@ describe('MerkleTree', () => {
   it('TreeBuilder past its pairs gathers into a deeper tree and builds the same tree as from scratch, at any count (property)', () => {
     // small limits stand for BUILDER_PAIR_LIMIT and BUILDER_FINE_DEPTH: 40 pairs, then a tree of depth 3
     fc.assert(fc.property(fc.array(entryArb, { maxLength: 400 }), fc.integer({ min: 1, max: 4 }), (entries, minDepth) => {
-      const tree = built(entries, { pairLimit: 40, fineDepth: 3, minDepth }).build()
+      const builder = built(entries, { pairLimit: 40, fineDepth: 3, minDepth })
+      expect(builder.gathering).toBe(entries.length > 40)
+      const tree = builder.build()
       const want = depthFor(entries.length, minDepth)
       expect(tree.depth).toBe(want)
       expect(snapshot(tree)).toEqual(snapshot(fromScratch(want, entries)))
     }), { numRuns: 100 })
     // 20,000 rows call for depth 3 (leaves of 32 rows or fewer): gathered at depth 4, built at 3
     const rows = spread(20_000, 7n)
-    const tree = built(rows, { pairLimit: 64, fineDepth: 4 }).build()
+    const gathered = built(rows, { pairLimit: 64, fineDepth: 4 })
+    expect(gathered.gathering).toBe(true)
+    const tree = gathered.build()
     expect(tree.depth).toBe(3)
     expect(snapshot(tree)).toEqual(snapshot(fromScratch(3, rows)))
     // the tree built can be changed as any other
