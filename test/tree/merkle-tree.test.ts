@@ -250,11 +250,18 @@ describe('MerkleTree', () => {
     expect(snapshot(ideal)).toEqual(snapshot(fromScratch(3, rows)))
   })
 
-  it('TreeBuilder holds at most its pairs or its gathering tree: the defaults keep a million pairs and gather at depth 5', () => {
-    expect(BUILDER_PAIR_LIMIT).toBe(1 << 20)
-    expect(BUILDER_FINE_DEPTH).toBe(5)
-    // the depth a gathering tree of depth 5 serves exactly: every count up to 32 rows a leaf of it
-    expect(depthFor(32 * 16 ** 5)).toBe(5)
-    expect(depthFor(32 * 16 ** 5 + 1)).toBe(6)
+  it('TreeBuilder with its defaults keeps pairs up to BUILDER_PAIR_LIMIT rows, gathers past them, and builds the same tree either way', () => {
+    const rows = spread(BUILDER_PAIR_LIMIT + 1, 11n)
+    const builder = new TreeBuilder()
+    for (let i = 0; i < BUILDER_PAIR_LIMIT; i++) builder.push(rows[i]![0], rows[i]![1])
+    expect(builder.gathering).toBe(false)
+    builder.push(rows[BUILDER_PAIR_LIMIT]![0], rows[BUILDER_PAIR_LIMIT]![1])
+    expect(builder.gathering).toBe(true)
+    const tree = builder.build()
+    expect(tree.depth).toBe(depthFor(rows.length))
+    expect(snapshot(tree)).toEqual(snapshot(fromScratch(tree.depth, rows)))
+    // the gathering tree serves every count whose ideal depth is at most BUILDER_FINE_DEPTH: up to 32 rows a leaf of it
+    expect(depthFor(32 * 16 ** BUILDER_FINE_DEPTH)).toBe(BUILDER_FINE_DEPTH)
+    expect(depthFor(32 * 16 ** BUILDER_FINE_DEPTH + 1)).toBe(BUILDER_FINE_DEPTH + 1)
   })
 })
