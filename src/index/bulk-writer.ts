@@ -22,6 +22,7 @@ import { join } from 'node:path'
 import { IndexPageFormatError, throwIfAborted } from '../errors.ts'
 import { nodeOfHigh32 } from '../tree/merkle-tree.ts'
 import { ENTRY_HEAD_MAX, PAGE_KEY_BYTES, putVarint, varintSize } from './page.ts'
+import { ReusedBatch } from './reused-batch.ts'
 import type { ByteSublevel, StateDb } from './state-db.ts'
 
 /** Entries of the first run: 40 bytes each and 8 more while it is ordered, about 50 MB (a table of up to a million rows is one run). */
@@ -314,22 +315,25 @@ function getU32 (b: Uint8Array, at: number): number {
 
 /**
  * Cuts an ordered stream of entries into pages at `level` and writes them,
- * ascending, in LevelDB batches of about BATCH_BYTES, one write in flight.
- * Puts go to the root database's batch with the sublevel prefix already in
- * the key: a sublevel's chained batch would collect an op object per put and
- * re-check and re-prefix them all at write time.
+ * ascending, in LevelDB batches of about BATCH_BYTES, one write in flight:
+ * two batches, each filled while the other is written, and used again
+ * (reused-batch.ts: a new batch per write kept each one's native buffer
+ * until a full collection). Puts go to the root database with the sublevel
+ * prefix already in the key: a sublevel's chained batch would collect an op
+ * object per put and re-check and re-prefix them all at write time.
  */
 class PageSink {
   private page = -1
   private buffer = new Uint8Array(1 << 12)
   private length = 0
-  private batch: ReturnType<StateDb['db']['batch']>
-  private batchBytes = 0
+  private batch: ReusedBatch
+  private other: ReusedBatch
   private inFlight: Promise<void> | undefined
   pages = 0
 
-  constructor (private readonly db: StateDb['db'], private readonly prefix: Uint8Array, private readonly level: number) {
-    this.batch = db.batch()
+  constructor (db: StateDb['db'], private readonly prefix: Uint8Array, private readonly level: number) {
+    this.batch = new ReusedBatch(db)
+    this.other = new ReusedBatch(db)
   }
 
   /** The buffer the page being cut is gathered in (room() may replace it). */
@@ -348,16 +352,19 @@ class PageSink {
     return at
   }
 
-  get full (): boolean { return this.batchBytes >= BATCH_BYTES }
+  get full (): boolean { return this.batch.size >= BATCH_BYTES }
 
   /** Sends the batch once it is full, after the write before it. */
   async drain (signal?: AbortSignal): Promise<void> {
     if (!this.full) return
     await this.inFlight
     throwIfAborted(signal)
-    this.inFlight = this.batch.write()
-    this.batch = this.db.batch()
-    this.batchBytes = 0
+    const sending = this.batch
+    this.batch = this.other
+    this.other = sending
+    this.inFlight = sending.write()
+    // handled here so a failed write waits, without an unhandled rejection, for the next drain or finish to throw it
+    this.inFlight.catch(() => undefined)
   }
 
   async finish (signal?: AbortSignal): Promise<void> {
@@ -366,22 +373,27 @@ class PageSink {
     this.inFlight = undefined
     throwIfAborted(signal)
     await this.batch.write()
+    await this.close()
   }
 
   async abandon (): Promise<void> {
     await this.inFlight?.catch(() => undefined)
-    await this.batch.close().catch(() => undefined)
+    await this.close().catch(() => undefined)
   }
 
-  /** Puts the page being cut in the batch, copied, so its buffer is filled again. */
+  private async close (): Promise<void> {
+    await this.batch.close()
+    await this.other.close()
+  }
+
+  /** Puts the page being cut in the batch (which copies it), so its buffer is filled again. */
   private cut (): void {
     if (this.page < 0 || this.length === 0) return
     const key = new Uint8Array(this.prefix.length + PAGE_KEY_BYTES)
     key.set(this.prefix)
     key[this.prefix.length] = this.level
     putU32(key, this.prefix.length + 1, this.page)
-    this.batch.put(key, this.buffer.slice(0, this.length))
-    this.batchBytes += key.length + this.length
+    this.batch.put(key, this.buffer.subarray(0, this.length))
     this.pages++
     this.length = 0
   }

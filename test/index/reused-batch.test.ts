@@ -1,0 +1,84 @@
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { ReusedBatch } from '../../src/index/reused-batch.ts'
+import { StateDb } from '../../src/index/state-db.ts'
+
+const bytes = (text: string): Uint8Array => new TextEncoder().encode(text)
+const text = (b: Uint8Array | undefined): string | undefined => b === undefined ? undefined : new TextDecoder().decode(b)
+
+describe('ReusedBatch', () => {
+  let dir: string
+  let state: StateDb
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'converge-reused-batch-'))
+    state = new StateDb(join(dir, 'state'))
+    await state.open()
+  })
+
+  afterEach(async () => {
+    if (state.db.status === 'open') await state.close()
+    await rm(dir, { recursive: true, force: true })
+  })
+
+  it('writes, clears and writes again through one native batch, each write holding only its own puts', async () => {
+    const batch = new ReusedBatch(state.db)
+    expect(batch.reusing).toBe(true)
+    for (let round = 0; round < 5; round++) {
+      for (let i = 0; i < 100; i++) batch.put(bytes(`r${round}-${String(i).padStart(3, '0')}`), bytes(`value ${round}/${i}`))
+      expect(batch.size).toBeGreaterThan(0)
+      await batch.write()
+      expect(batch.size).toBe(0)
+      // each round's records are removed after it: a write that carried an earlier round's puts again would bring them back
+      const keys = (await state.db.keys().all()).map(k => text(k)!)
+      expect(keys).toHaveLength(100)
+      expect(keys.every(k => k.startsWith(`r${round}-`))).toBe(true)
+      expect(text(await state.db.get(bytes(`r${round}-042`)))).toBe(`value ${round}/42`)
+      await state.db.clear()
+    }
+    // nothing put: nothing written, no error
+    await batch.write()
+    await batch.close()
+    expect(await state.db.keys().all()).toHaveLength(0)
+  })
+
+  it('copies a value when it is put, so the caller can fill its buffer again before the write', async () => {
+    const batch = new ReusedBatch(state.db)
+    const buffer = bytes('first')
+    batch.put(bytes('a'), buffer)
+    buffer.set(bytes('XXXXX'))
+    batch.put(bytes('b'), buffer.subarray(0, 3))
+    await batch.write()
+    expect(text(await state.db.get(bytes('a')))).toBe('first')
+    expect(text(await state.db.get(bytes('b')))).toBe('XXX')
+    await batch.close()
+  })
+
+  it('falls back to a public batch per write when the database has write listeners, and they see every write', async () => {
+    const seen: string[] = []
+    state.db.on('write', (ops: Array<{ key: Uint8Array }>) => { for (const op of ops) seen.push(text(op.key)!) })
+    const batch = new ReusedBatch(state.db)
+    expect(batch.reusing).toBe(false)
+    const buffer = bytes('one')
+    batch.put(bytes('k1'), buffer)
+    buffer.set(bytes('two'))
+    batch.put(bytes('k2'), buffer)
+    await batch.write()
+    batch.put(bytes('k3'), bytes('three'))
+    await batch.write()
+    await batch.close()
+    expect(seen).toEqual(['k1', 'k2', 'k3'])
+    expect(text(await state.db.get(bytes('k1')))).toBe('one')
+    expect(text(await state.db.get(bytes('k2')))).toBe('two')
+    expect(text(await state.db.get(bytes('k3')))).toBe('three')
+  })
+
+  it('refuses to write once the database is closed, with an error that says so', async () => {
+    const batch = new ReusedBatch(state.db)
+    batch.put(bytes('k'), bytes('v'))
+    await state.close()
+    await expect(batch.write()).rejects.toMatchObject({ code: 'CONVERGE_STORE_NOT_OPEN' })
+  })
+})
