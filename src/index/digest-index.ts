@@ -44,6 +44,8 @@ import { READ_AHEAD, type ByteSublevel, type StateDb } from './state-db.ts'
 const META_KEY = new TextEncoder().encode('meta')
 /** Written (empty) with a sync before the store's change log is trimmed: see durableWrittenSeq. */
 const SYNC_KEY = new TextEncoder().encode('sync')
+/** The row count of the last full scan (a decimal string): the next start's tree builder expects it (rowsHint). */
+const ROWS_KEY = new TextEncoder().encode('rows')
 /**
  * An agent's own write the index takes in itself (takeApplied), by its
  * store seq, until the feed passes it:
@@ -227,6 +229,15 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
   private readonly snapshot: boolean
   private readonly treeBuild: DigestIndexInit['treeBuild']
   private currentTree: MerkleTree = new MerkleTree(1)
+  /**
+   * The rows the last full scan counted, kept across starts: a full scan
+   * learns its count only at its end, and without one expected its builder
+   * gathers a table above 33,554,432 rows into a tree a level shallower than
+   * the count calls for, which the first change then deepens with another
+   * full scan (and, for an index with pages of its own, the pages cut at the
+   * shallower level and then again).
+   */
+  private rowsHint = 0
   private seq = 0
   /** Entries the tree has and the pages do not yet, by keyId (write-behind). */
   private readonly unwritten = new Map<string, UnwrittenEntry>()
@@ -287,6 +298,7 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
    * scan, and that is all.
    */
   async start (options: { signal?: AbortSignal, onProgress?: (p: IndexProgress) => void, rebuild?: boolean } = {}): Promise<void> {
+    this.rowsHint = await this.readRowsHint()
     if (this.snapshot) { await this.rebuild(options); return }
     const meta = this.storeBacked ? undefined : await this.readMeta()
     if (this.storeBacked) {
@@ -326,6 +338,7 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
       options.onProgress?.({ phase: 'scan', rows: leaves.length })
     }
     this.currentTree = leaves.build()
+    await this.noteRows(this.currentTree.rowCount)
     this.seq = seq
     if (!this.snapshot) await this.store.trimChanges(seq)
     this.release()
@@ -372,6 +385,7 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
     }
     this.currentTree = tree
     this.pageLevel = tree.depth
+    await this.noteRows(tree.rowCount)
     // the pages are the build's now: forget what was kept of the old ones, or read meanwhile (a sync lists during a build)
     this.pageCache.clear()
     this.seq = seqAtStart
@@ -404,6 +418,7 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
     })
     options.onProgress?.({ phase: 'load', rows: leaves.length })
     const tree = leaves.build()
+    await this.noteRows(tree.rowCount)
     if (tree.depth !== this.pageLevel) await this.repage(tree.depth, options.signal)
     this.currentTree = tree
     this.emit('change')
@@ -945,7 +960,21 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
 
   /** A full scan's tree builder: as deep as the tree it replaces calls for, so a resize gets the depth it was for. */
   private treeBuilder (): TreeBuilder {
-    return new TreeBuilder({ ...this.treeBuild, minDepth: this.codec.minTreeDepth, expectedRows: this.currentTree.rowCount })
+    return new TreeBuilder({ ...this.treeBuild, minDepth: this.codec.minTreeDepth, expectedRows: Math.max(this.currentTree.rowCount, this.rowsHint) })
+  }
+
+  private async readRowsHint (): Promise<number> {
+    const v = await this.meta.get(ROWS_KEY)
+    const rows = v === undefined ? 0 : Number(new TextDecoder().decode(v))
+    // only a hint: a record that does not parse expects nothing
+    return Number.isSafeInteger(rows) && rows > 0 ? rows : 0
+  }
+
+  /** Keeps a full scan's row count for the next start's builder, and expects no more than it from now on. */
+  private async noteRows (rows: number): Promise<void> {
+    if (rows === this.rowsHint) return
+    this.rowsHint = rows
+    await this.meta.put(ROWS_KEY, new TextEncoder().encode(String(rows)))
   }
 
   private async maybeResize (signal: AbortSignal): Promise<void> {

@@ -796,6 +796,23 @@ describe('DigestIndex', () => {
     await vi.waitFor(() => { expect(index.tree.depth).toBe(3) })
     expectSameTree(index.tree, model.replica().tree)
     expect(await pageLevels(state)).toEqual([3])
+    // started again, it expects the count of its last full scan: the tree is at the ideal depth at once, the pages left as they are
+    await index.stop()
+    const again = makeIndexWith(store, state, { pairLimit: 64, fineDepth: 2 })
+    const { scans } = await start(again, store)
+    expect(scans).toBe(0)
+    expect(again.tree.depth).toBe(3)
+    expectSameTree(again.tree, model.replica().tree)
+    expect(await pageLevels(state)).toEqual([3])
+    // a store-backed index the same: its second start's scan builds at the ideal depth
+    const backedState = await openStateAt(join(dir, 'state-backed-again'))
+    for (const expected of [2, 3]) {
+      const backed = makeIndexWith(store, backedState, { pairLimit: 64, fineDepth: 2 }, true)
+      await backed.start()
+      expect(backed.tree.depth, expected === 2 ? 'first start: no count to expect' : 'second start').toBe(expected)
+      expectSameTree(backed.tree, model.replica().tree)
+      await backed.stop()
+    }
   })
 
   it('rebuilds an index of the earlier layout (a record per row) and drops its records', async () => {
