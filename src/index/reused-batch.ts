@@ -67,8 +67,8 @@ export class ReusedBatch {
   /** Puts a record; the bytes are copied at once, so the caller may fill its buffers again. */
   put (key: Uint8Array, value: Uint8Array): void {
     if (this.reused) (this.batch as unknown as ChainedBatchImpl)._put(key, value)
-    // the public batch may hold on to the value until its write
-    else this.batch.put(key, value.slice())
+    // the public batch may hold on to its key and value until its write
+    else this.batch.put(key.slice(), value.slice())
     this.bytes += key.length + value.length
     this.puts++
   }

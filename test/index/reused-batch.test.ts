@@ -44,12 +44,14 @@ describe('ReusedBatch', () => {
     expect(await state.db.keys().all()).toHaveLength(0)
   })
 
-  it('copies a value when it is put, so the caller can fill its buffer again before the write', async () => {
+  it('copies a key and a value when they are put, so the caller can fill its buffers again before the write', async () => {
     const batch = new ReusedBatch(state.db)
+    const key = bytes('a')
     const buffer = bytes('first')
-    batch.put(bytes('a'), buffer)
+    batch.put(key, buffer)
+    key.set(bytes('b'))
     buffer.set(bytes('XXXXX'))
-    batch.put(bytes('b'), buffer.subarray(0, 3))
+    batch.put(key, buffer.subarray(0, 3))
     await batch.write()
     expect(text(await state.db.get(bytes('a')))).toBe('first')
     expect(text(await state.db.get(bytes('b')))).toBe('XXX')
@@ -61,10 +63,13 @@ describe('ReusedBatch', () => {
     state.db.on('write', (ops: Array<{ key: Uint8Array }>) => { for (const op of ops) seen.push(text(op.key)!) })
     const batch = new ReusedBatch(state.db)
     expect(batch.reusing).toBe(false)
+    // the key's buffer and the value's filled again between puts, as a caller may
+    const key = bytes('k1')
     const buffer = bytes('one')
-    batch.put(bytes('k1'), buffer)
+    batch.put(key, buffer)
+    key.set(bytes('k2'))
     buffer.set(bytes('two'))
-    batch.put(bytes('k2'), buffer)
+    batch.put(key, buffer)
     await batch.write()
     batch.put(bytes('k3'), bytes('three'))
     await batch.write()
