@@ -39,6 +39,7 @@ import { depthFor, MerkleTree, TreeBuilder, type TreeBuilderOptions, nodeOf, nod
 import { PageBulkWriter } from './bulk-writer.ts'
 import { decodePage, entryOf, forEachEntry, levelRange, pageIndexOf, pageKey, setEntry } from './page.ts'
 import { PageCache } from './page-cache.ts'
+import { ReusedBatch } from './reused-batch.ts'
 import { READ_AHEAD, type ByteSublevel, type StateDb } from './state-db.ts'
 
 const META_KEY = new TextEncoder().encode('meta')
@@ -214,6 +215,8 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
   private readonly store: ReplicaStore
   private readonly db: StateDb['db']
   private readonly pages: ByteSublevel
+  /** The batch writePages writes through, made at its first write and let go at stop(). */
+  private pageWrites: ReusedBatch | undefined
   /** Where layout 1 kept its entries: emptied by a rebuild. */
   private readonly legacyEntries: ByteSublevel
   private readonly meta: ByteSublevel
@@ -324,6 +327,11 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
     this.followLoop = undefined
     // what waits in memory goes into the pages now, so a restart need not replay it
     await this.updates.run(async () => await this.writePages()).catch(err => { this.emit('error', new IndexWriteError(err)) })
+    await this.updates.run(async () => {
+      const batch = this.pageWrites
+      this.pageWrites = undefined
+      await batch?.close()
+    })
   }
 
   /** Builds the tree from one snapshot scan of a key-hash-ordered store, and takes its seq. */
@@ -885,16 +893,25 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
     const byPage = this.unwrittenByPage(level)
     const current = await this.pagesById([...byPage.keys()])
     const written = new Map<number, Uint8Array>()
-    const batch = this.db.batch()
-    for (const [id, entries] of byPage) {
-      const held = current.get(id)!
-      const page = withEntries(held, entries)
-      // entries back where the page has them (a drift its fix repaired before the write): nothing to write
-      if (page === held) continue
-      written.set(id, page)
-      if (page.length === 0) batch.del(pageKey(level, id), { sublevel: this.pages }); else batch.put(pageKey(level, id), page, { sublevel: this.pages })
+    // one batch for every write, its native buffer used again (reused-batch.ts); keys with their sublevel's prefix, as it writes to the root
+    const batch = this.pageWrites ??= new ReusedBatch(this.db)
+    try {
+      for (const [id, entries] of byPage) {
+        const held = current.get(id)!
+        const page = withEntries(held, entries)
+        // entries back where the page has them (a drift its fix repaired before the write): nothing to write
+        if (page === held) continue
+        written.set(id, page)
+        const key = this.pages.prefixKey(pageKey(level, id), 'view', false)
+        if (page.length === 0) batch.del(key); else batch.put(key, page)
+      }
+      batch.put(this.meta.prefixKey(META_KEY, 'view', false), encodeMeta({ fp: this.codec.fingerprint, storeId: this.storeId(), seq, complete: true, layout: INDEX_LAYOUT, pageLevel: level }))
+    } catch (err) {
+      // a page that does not parse, say: what was put must not ride along with the next write
+      await batch.discard()
+      throw err
     }
-    batch.put(META_KEY, encodeMeta({ fp: this.codec.fingerprint, storeId: this.storeId(), seq, complete: true, layout: INDEX_LAYOUT, pageLevel: level }), { sublevel: this.meta })
+    // one LevelDB write: the pages and the seq they bring the meta to land together or not at all (a failed one leaves the batch empty)
     await batch.write()
     // (a failed write leaves the cache as the pages are: unchanged)
     this.pageCache.put(written)

@@ -1,6 +1,7 @@
 /**
- * A LevelDB write batch written, cleared and filled again, for bulk loads
- * that write hundreds of megabytes in batches of a few.
+ * A LevelDB write batch written, cleared and filled again: for bulk loads
+ * that write hundreds of megabytes in batches of a few, and for the index's
+ * page writes of a few megabytes after every repair.
  *
  * Why: classic-level frees a chained batch's native buffer only when the
  * collector finalizes the batch's JS handle (its `_close` is a no-op), and
@@ -13,13 +14,14 @@
  * collection at all.
  *
  * abstract-level's public `write()` closes a batch for good, so the batch is
- * driven through its implementation methods (`_put`, `_write`, `_clear`).
- * That is taken only where it is safe: a batch whose class implements all
- * three itself (classic-level's does: the default ones do nothing, and a
- * write through them would be lost), on a database with no prewrite hooks
- * and no 'write' listeners (which the public path would run), and the
- * database's status is checked before each write, as `write()` would.
- * Anywhere else it falls back to a fresh public batch per write.
+ * driven through its implementation methods (`_put`, `_del`, `_write`,
+ * `_clear`). That is taken only where it is safe: a batch whose class
+ * implements all four itself (classic-level's does; abstract-level's
+ * defaults do nothing, and a write through them would be lost), on a
+ * database with no prewrite hooks and no 'write' listeners (which the
+ * public path would run), and the database's status is checked before each
+ * write, as `write()` would. Anywhere else it falls back to a fresh public
+ * batch per write.
  */
 import type { Level } from 'level'
 import { StoreNotOpenError } from '../errors.ts'
@@ -30,13 +32,14 @@ type PublicBatch = ReturnType<Db['batch']>
 /** The implementation methods of a chained batch (abstract-level's private API, classic-level's native calls). */
 interface ChainedBatchImpl {
   _put: (key: Uint8Array, value: Uint8Array) => void
+  _del: (key: Uint8Array) => void
   _write: (options: object) => Promise<void>
   _clear: () => void
 }
 
-const IMPLEMENTED = ['_put', '_write', '_clear'] as const
+const IMPLEMENTED = ['_put', '_del', '_write', '_clear'] as const
 
-/** Whether `batch`'s own class implements the three methods, rather than inheriting abstract-level's defaults. */
+/** Whether `batch`'s own class implements those methods, rather than inheriting abstract-level's defaults. */
 function implementsReuse (batch: PublicBatch): boolean {
   const proto = Object.getPrototypeOf(batch) as object
   return IMPLEMENTED.every(name => Object.prototype.hasOwnProperty.call(proto, name))
@@ -73,6 +76,14 @@ export class ReusedBatch {
     this.puts++
   }
 
+  /** Deletes a record; the key is copied at once. */
+  del (key: Uint8Array): void {
+    if (this.reused) (this.batch as unknown as ChainedBatchImpl)._del(key)
+    else this.batch.del(key.slice())
+    this.bytes += key.length
+    this.puts++
+  }
+
   /** Writes what was put and empties the batch for the next puts; one write at a time. */
   async write (): Promise<void> {
     if (this.puts === 0) return
@@ -89,6 +100,19 @@ export class ReusedBatch {
       const written = this.batch
       this.batch = this.db.batch()
       await written.write()
+    }
+    this.bytes = 0
+    this.puts = 0
+  }
+
+  /** Drops what was put since the last write (work that failed before its write), so the next write does not carry it. */
+  async discard (): Promise<void> {
+    if (this.reused) {
+      (this.batch as unknown as ChainedBatchImpl)._clear()
+    } else {
+      const dropped = this.batch
+      this.batch = this.db.batch()
+      await dropped.close()
     }
     this.bytes = 0
     this.puts = 0

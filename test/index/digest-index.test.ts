@@ -7,6 +7,7 @@ import { entryHash } from '../../src/digest/hash.ts'
 import { RowCodec } from '../../src/digest/row-codec.ts'
 import { IndexWriteError } from '../../src/errors.ts'
 import { DigestIndex, type DigestIndexInit, type IndexProgress } from '../../src/index/digest-index.ts'
+import { decodePage } from '../../src/index/page.ts'
 import { StateDb } from '../../src/index/state-db.ts'
 import { LevelStore } from '../../src/stores/level-store.ts'
 import type { ChangeBatch, ReplicaStore } from '../../src/stores/replica-store.ts'
@@ -137,6 +138,8 @@ describe('DigestIndex', () => {
   })
 
   afterEach(async () => {
+    // a test that failed midway leaves no spy on a class that later tests write through
+    vi.restoreAllMocks()
     await stopAll()
     await rm(dir, { recursive: true, force: true })
     expect(errors.splice(0)).toEqual([])
@@ -396,21 +399,21 @@ describe('DigestIndex', () => {
     const fix = { upserts: [model.upsert(1, 0), model.upsert(2, 0)], deletes: [model.delete(5000)] }
     const { seq } = await store.apply(fix)
     expect(await index.takeApplied(fix, { seq })).toBe(true)
-    // what the write of the pages puts into LevelDB: page keys (5 bytes) apart from the meta's
-    const writes: string[] = []
-    const realBatch = state.db.batch.bind(state.db) as () => { put: (k: Uint8Array, v: Uint8Array, o?: object) => unknown, del: (k: Uint8Array, o?: object) => unknown }
-    const spy = vi.spyOn(state.db, 'batch').mockImplementation((() => {
-      const batch = realBatch()
-      const put = batch.put.bind(batch)
-      const del = batch.del.bind(batch)
-      batch.put = (k, v, o) => { writes.push(k.length === 5 ? 'page' : new TextDecoder().decode(k)); return put(k, v, o) }
-      batch.del = (k, o) => { writes.push(k.length === 5 ? 'page deleted' : new TextDecoder().decode(k)); return del(k, o) }
-      return batch
-    }) as never)
+    // what the write of the pages puts into LevelDB, seen where every chained batch's puts and deletes go (the page
+    // writes use one batch again and again through these): page keys by their sublevel's prefix, the meta by name
+    const proto = await chainedBatchPrototype(state)
+    const name = (k: Uint8Array): string => { const t = new TextDecoder().decode(k); return t.startsWith('!index:orders:p!') ? 'page' : t.slice(t.lastIndexOf('!') + 1) }
+    const put = vi.spyOn(proto, '_put')
+    const del = vi.spyOn(proto, '_del')
+    let writes: string[]
     try {
       await index.stop()
+      // (the class is the store's too: only the state db's batches count)
+      const ours = (spy: typeof put | typeof del): Array<[Uint8Array]> => spy.mock.calls.filter((_, i) => (spy.mock.contexts[i] as { db?: unknown }).db === state.db) as Array<[Uint8Array]>
+      writes = [...ours(put).map(([k]) => name(k)), ...ours(del).map(([k]) => `${name(k)} deleted`)]
     } finally {
-      spy.mockRestore()
+      put.mockRestore()
+      del.mockRestore()
     }
     // the meta moves on to the fix's seq; no page changed
     expect(writes).toEqual(['meta'])
@@ -498,17 +501,15 @@ describe('DigestIndex', () => {
 
   it('keeps its entries waiting when their pages cannot be written, says so, and writes them once it can', async () => {
     const { store, state, model, index, built } = await indexed(200, { entries: 1000, ms: 30 })
-    // every batch write of the state db fails while the disk is "full"
+    // every chained batch's write to the state db fails while the disk is "full" (the page writes' batch, used again, too)
     let full = true
-    const batch = state.db.batch.bind(state.db)
-    vi.spyOn(state.db, 'batch').mockImplementation(((...args: unknown[]) => {
-      const b = (batch as (...a: unknown[]) => unknown)(...args)
-      if (args.length > 0) return b
-      const chained = b as { write: () => Promise<void>, close: () => Promise<void> }
-      const write = chained.write.bind(chained)
-      chained.write = async () => { if (full) { await chained.close(); throw new Error('disk full') } await write() }
-      return chained
-    }) as typeof state.db.batch)
+    const proto = await chainedBatchPrototype(state)
+    const realWrite = proto._write
+    // (the class is the store's too: only the state db's disk is full)
+    vi.spyOn(proto, '_write').mockImplementation(async function (this: { db?: unknown }, options: object) {
+      if (full && this.db === state.db) throw new Error('disk full')
+      await realWrite.call(this, options)
+    })
     await store.apply({ upserts: [model.upsert(1, 1)], deletes: [model.delete(2)] })
     await index.catchUp()
     await vi.waitFor(() => { expect(errors.length).toBeGreaterThan(0) }, { timeout: 5000, interval: 10 })
@@ -730,6 +731,13 @@ describe('DigestIndex', () => {
   })
 
   /** The levels of the page records the index holds. */
+  /** The class of the state db's chained batches (classic-level's), whose implementation methods every batch write goes through. */
+  async function chainedBatchPrototype (state: StateDb): Promise<{ _put: (k: Uint8Array, v: Uint8Array) => void, _del: (k: Uint8Array) => void, _write: (options: object) => Promise<void> }> {
+    const batch = state.db.batch()
+    await batch.close()
+    return Object.getPrototypeOf(batch)
+  }
+
   async function pageLevels (state: StateDb): Promise<number[]> {
     const levels = new Set<number>()
     for await (const k of state.sublevel('index:orders:p').keys()) levels.add(k[0]!)
@@ -829,6 +837,40 @@ describe('DigestIndex', () => {
     expect(scans).toBe(1)
     expectSameTree(index.tree, model.replica().tree)
     expect(await legacy.keys().all()).toEqual([])
+  })
+
+  it('drops the pages of a write that failed midway, so the next write carries none of them', async () => {
+    const store = await openStore()
+    const state = await openState()
+    const model = new Model(Array.from({ length: 600 }, (_, i) => i))
+    await store.apply({ upserts: [...model.rows.values()], deletes: [] })
+    // no pages kept in memory, and no write until asked: the write reads every page it changes from LevelDB
+    const index = makeIndex(store, state, codec, { entries: 100_000, ms: 600_000, idleMs: 600_000 }, 0)
+    await start(index, store)
+    const pages = state.sublevel('index:orders:p')
+    const pageOf = new Map<string, string>()
+    for await (const [k, v] of pages.iterator()) for (const e of decodePage(v)) pageOf.set(hex(e.key), hex(k))
+    // two changes on two pages, the first page's first: the write puts that page, then meets the second one damaged
+    const a = 1
+    const b = [...model.rows.keys()].find(i => pageOf.get(hex(key(i))) !== pageOf.get(hex(key(a))))!
+    const damaged = Buffer.from(pageOf.get(hex(key(b)))!, 'hex')
+    await store.apply({ upserts: [model.upsert(a, 1)], deletes: [] })
+    await store.apply({ upserts: [model.upsert(b, 1)], deletes: [] })
+    await index.catchUp()
+    const whole = (await pages.get(damaged))!
+    // cut inside its first entry: any read of it fails
+    await pages.put(damaged, whole.subarray(0, 10))
+    // loadTree writes what waits before it reads the pages
+    await expect(index.loadTree()).rejects.toMatchObject({ code: 'CONVERGE_INDEX_PAGE_FORMAT' })
+    await pages.put(damaged, whole)
+    // the first row back as its page holds it: the next write leaves that page alone, so a put of it left over
+    // from the failed write would be all that changed it, back to the row the store no longer has
+    await store.apply({ upserts: [model.upsert(a, 0)], deletes: [] })
+    await index.catchUp()
+    await index.loadTree()
+    expectSameTree(index.tree, model.replica().tree)
+    await index.stop()
+    await expectPagesHold(store, state, model.replica())
   })
 
   it('rebuilds from the store when it finds a page damaged', async () => {

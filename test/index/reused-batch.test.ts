@@ -80,6 +80,45 @@ describe('ReusedBatch', () => {
     expect(text(await state.db.get(bytes('k3')))).toBe('three')
   })
 
+  it('deletes as well as puts, in the same write, whether it uses its batch again or falls back', async () => {
+    for (const listening of [false, true]) {
+      await state.db.clear()
+      if (listening) state.db.on('write', () => {})
+      const batch = new ReusedBatch(state.db)
+      expect(batch.reusing).toBe(!listening)
+      for (const k of ['a', 'b', 'c']) batch.put(bytes(k), bytes(`${k}1`))
+      await batch.write()
+      // the key's buffer filled again after the delete: the delete keeps the key it was given
+      const key = bytes('b')
+      batch.del(key)
+      key.set(bytes('c'))
+      batch.put(bytes('d'), bytes('d1'))
+      await batch.write()
+      await batch.close()
+      const left = (await state.db.iterator().all()).map(([k, v]) => `${text(k)}=${text(v)}`)
+      expect(left, listening ? 'falling back' : 'used again').toEqual(['a=a1', 'c=c1', 'd=d1'])
+    }
+  })
+
+  it('drops what was put since the last write when told to, so the next write carries none of it', async () => {
+    for (const listening of [false, true]) {
+      await state.db.clear()
+      if (listening) state.db.on('write', () => {})
+      const batch = new ReusedBatch(state.db)
+      batch.put(bytes('kept'), bytes('1'))
+      await batch.write()
+      batch.put(bytes('dropped'), bytes('2'))
+      batch.del(bytes('kept'))
+      await batch.discard()
+      expect(batch.size).toBe(0)
+      batch.put(bytes('later'), bytes('3'))
+      await batch.write()
+      await batch.close()
+      const left = (await state.db.iterator().all()).map(([k, v]) => `${text(k)}=${text(v)}`)
+      expect(left, listening ? 'falling back' : 'used again').toEqual(['kept=1', 'later=3'])
+    }
+  })
+
   it('refuses to write once the database is closed, with an error that says so', async () => {
     const batch = new ReusedBatch(state.db)
     batch.put(bytes('k'), bytes('v'))
