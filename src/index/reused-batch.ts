@@ -84,25 +84,27 @@ export class ReusedBatch {
     this.puts++
   }
 
-  /** Writes what was put and empties the batch for the next puts; one write at a time. */
+  /** Writes what was put and empties the batch for the next puts, written or not (a failed write is not tried again); one write at a time. */
   async write (): Promise<void> {
     if (this.puts === 0) return
-    if (this.reused) {
-      // the checks write() makes: a write on a closed database would reach a freed native handle
-      if (this.db.status !== 'open') throw new StoreNotOpenError('the state database')
-      const impl = this.batch as unknown as ChainedBatchImpl
-      try {
-        await impl._write({})
-      } finally {
-        impl._clear()
+    try {
+      if (this.reused) {
+        const impl = this.batch as unknown as ChainedBatchImpl
+        try {
+          // the checks write() makes: a write on a closed database would reach a freed native handle
+          if (this.db.status !== 'open') throw new StoreNotOpenError('the state database')
+          await impl._write({})
+        } finally {
+          impl._clear()
+        }
+      } else {
+        const written = this.batch
+        this.batch = this.db.batch()
+        await written.write()
       }
-    } else {
-      const written = this.batch
-      this.batch = this.db.batch()
-      await written.write()
+    } finally {
+      this.emptied()
     }
-    this.bytes = 0
-    this.puts = 0
   }
 
   /** Drops what was put since the last write (work that failed before its write), so the next write does not carry it. */
@@ -114,6 +116,10 @@ export class ReusedBatch {
       this.batch = this.db.batch()
       await dropped.close()
     }
+    this.emptied()
+  }
+
+  private emptied (): void {
     this.bytes = 0
     this.puts = 0
   }

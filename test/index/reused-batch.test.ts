@@ -119,10 +119,11 @@ describe('ReusedBatch', () => {
     }
   })
 
-  it('refuses to write once the database is closed, with an error that says so', async () => {
+  it('refuses to write once the database is closed, with an error that says so, and is left empty', async () => {
     const batch = new ReusedBatch(state.db)
     batch.put(bytes('k'), bytes('v'))
     await state.close()
     await expect(batch.write()).rejects.toMatchObject({ code: 'CONVERGE_STORE_NOT_OPEN' })
+    expect(batch.size).toBe(0)
   })
 })
