@@ -15,9 +15,11 @@
  * `wal_level = logical` and a server restart, and a replication slot that
  * pins WAL while an agent is down; triggers work on any server the agent can
  * write to. Statement triggers (a row trigger on a partitioned table, see
- * captureSetup) record each changed key in `converge.changes` with the
- * writing transaction's id (xid8) and the session's `converge.origin` (the
- * agent's own fixes say 'converge'); another statement trigger sends NOTIFY
+ * captureSetup) record each changed key in `converge.changes` (a
+ * statement's keys as jsonb arrays of up to KEYS_PER_LOG_ROW, a log row
+ * each; a row trigger's one key a row) with the writing transaction's id
+ * (xid8) and the session's `converge.origin` (the agent's own fixes say
+ * 'converge'); another statement trigger sends NOTIFY
  * so the feed wakes at once (it also polls, so a missed notification or a
  * reconnect loses nothing: the log is a table).
  *
@@ -87,8 +89,22 @@ const HORIZON = `(SELECT coalesce(
       SELECT a.backend_xid::text::numeric FROM pg_stat_activity a
         WHERE a.backend_xid IS NOT NULL AND a.datid IS NOT NULL AND a.datid <> (SELECT oid FROM pg_database WHERE datname = current_database()))),
     pg_snapshot_xmax(s)) FROM pg_current_snapshot() s)`
-/** Rows of the change log read per query. */
+/**
+ * Keys of the change log read per query: whole transactions, the first one
+ * whole whatever its size. (The count that picks them reads at most this
+ * many log rows, each of one key or up to KEYS_PER_LOG_ROW.)
+ */
 const CHANGE_READ_LIMIT = 10_000
+/**
+ * Keys a statement trigger logs in one row of the change log, as one jsonb
+ * array: a statement that changes more rows logs more rows. A row per key
+ * cost a heap row, a B-tree entry and a WAL record per changed key (see
+ * captureSetup). In psql, logging 10,000 keys 64 or 500 to a row cost the
+ * same, all 10,000 in one row more (a value that large is stored out of
+ * line, in chunks); and a bound keeps a row far below jsonb's size limit
+ * however many rows a statement changes.
+ */
+export const KEYS_PER_LOG_ROW = 500
 /** Rows per write statement in apply. */
 const WRITE_BATCH = 5000
 /** Keys per statement when rows are read by key (the key list travels in the statement's text). */
@@ -131,6 +147,19 @@ export const typeParsers = {
 }
 
 interface ColumnInfo { name: string, type: ColumnType, pgType: string, precision?: TimePrecision }
+
+/**
+ * The keys of a transaction as its log rows hold them, oldest row first: a
+ * row trigger's row holds one key (an object), a statement trigger's a
+ * statement's worth (an array of them; see KEYS_PER_LOG_ROW).
+ */
+function loggedKeys (rows: ReadonlyArray<Row | Row[]>): Row[] {
+  const keys: Row[] = []
+  for (const r of rows) {
+    if (Array.isArray(r)) { for (const k of r) keys.push(k) } else keys.push(r)
+  }
+  return keys
+}
 
 /**
  * The capture's functions for a table (`schema.name`), schema-qualified:
@@ -636,8 +665,12 @@ export class PgStore implements ReplicaStore {
       await client.query("SELECT pg_advisory_xact_lock(hashtext('converge-capture-setup'))")
       await client.query('CREATE SCHEMA IF NOT EXISTS converge')
       await client.query(`CREATE TABLE IF NOT EXISTS converge.changes (
-        tbl text NOT NULL, xid xid8 NOT NULL DEFAULT pg_current_xact_id(), seq bigserial, key jsonb NOT NULL, origin text,
+        tbl text NOT NULL, xid xid8 NOT NULL DEFAULT pg_current_xact_id(), seq bigserial, key jsonb NOT NULL, origin text, n integer,
         PRIMARY KEY (tbl, xid, seq))`)
+      // a log from before keys were logged a statement's worth a row: `n` added once. Checked first: ALTER TABLE waits for
+      // every open transaction that has written the log, so an application's, and it is not run when there is nothing to add
+      const { rows: [counted] } = await client.query("SELECT 1 AS found FROM pg_attribute WHERE attrelid = 'converge.changes'::regclass AND attname = 'n' AND NOT attisdropped")
+      if (counted === undefined) await client.query('ALTER TABLE converge.changes ADD COLUMN n integer')
       await client.query(`CREATE TABLE IF NOT EXISTS converge.stores (tbl text PRIMARY KEY, id text NOT NULL, trimmed xid8 NOT NULL DEFAULT '0')`)
       await client.query('ALTER TABLE converge.stores ADD COLUMN IF NOT EXISTS setup text')
       const { rows: [table] } = await client.query<{ partitioned: boolean }>("SELECT relkind = 'p' AS partitioned FROM pg_class WHERE oid = $1::regclass", [this.table.sql])
@@ -669,7 +702,11 @@ export class PgStore implements ReplicaStore {
    * A table gets statement triggers over transition tables: one INSERT …
    * SELECT per statement instead of a plpgsql call and an INSERT per row (a
    * plain UPDATE of 10,000 rows of a million took 250 ms with the row
-   * trigger, 120 ms with these, 80 ms with none). PostgreSQL allows transition
+   * trigger, 120 ms with these, 80 ms with none), which logs the statement's
+   * keys as jsonb arrays of up to KEYS_PER_LOG_ROW keys, a log row each,
+   * rather than a log row per key (a heap row, a B-tree entry and a WAL
+   * record each: what capture added to an UPDATE of 10,000 rows went from
+   * 25-28 ms to 9-12 ms, scripts/bench/pg-store-ops.ts). PostgreSQL allows transition
    * tables only on a trigger of one event, hence one per event. A partitioned
    * table keeps the row trigger: it is cloned to every partition, also to
    * those attached later, so a write that names a partition is captured too,
@@ -713,7 +750,11 @@ export class PgStore implements ReplicaStore {
       }
     }
     const sameKey = this.keyColumns.map(c => `n.${quote(c.name)} = o.${quote(c.name)}`).join(' AND ')
-    const logNew = `INSERT INTO converge.changes (tbl, key, origin) SELECT ${tag}, ${keyObject('n')}, origin FROM converge_new n;`
+    // a statement's keys as log rows of at most KEYS_PER_LOG_ROW keys each, one jsonb array a row (none when it changed no row)
+    const logKeys = (rec: 'n' | 'o', table: string, where = ''): string =>
+      `INSERT INTO converge.changes (tbl, key, origin, n) SELECT ${tag}, jsonb_agg(k.key), origin, count(*) FROM (
+              SELECT ${keyObject(rec)} AS key, row_number() OVER () - 1 AS i FROM ${table} ${rec}${where}) k GROUP BY k.i / ${KEYS_PER_LOG_ROW};`
+    const logNew = logKeys('n', 'converge_new')
     // each statement names only the transition tables its event has: plpgsql plans a statement when it first runs
     const statementFn = `CREATE OR REPLACE FUNCTION ${fns.statement}() RETURNS trigger LANGUAGE plpgsql AS $$
         DECLARE origin text := ${origin};
@@ -722,11 +763,10 @@ export class PgStore implements ReplicaStore {
             ${logNew}
           ELSIF TG_OP = 'UPDATE' THEN
             -- an old key no row has after the statement: an update moved the row to another key
-            INSERT INTO converge.changes (tbl, key, origin) SELECT ${tag}, ${keyObject('o')}, origin FROM converge_old o
-              WHERE NOT EXISTS (SELECT FROM converge_new n WHERE ${sameKey});
+            ${logKeys('o', 'converge_old', ` WHERE NOT EXISTS (SELECT FROM converge_new n WHERE ${sameKey})`)}
             ${logNew}
           ELSE
-            INSERT INTO converge.changes (tbl, key, origin) SELECT ${tag}, ${keyObject('o')}, origin FROM converge_old o;
+            ${logKeys('o', 'converge_old')}
           END IF;
           RETURN NULL;
         END $$`
@@ -765,7 +805,7 @@ export class PgStore implements ReplicaStore {
         // (ordered by the column, not by the text it is sent as: '100000' sorts before '99999'). Only the transactions
         // of the first CHANGE_READ_LIMIT keys are counted: aggregating all of a long backlog on every read made
         // catching up on it quadratic (163 ms a read for a backlog of a million keys; 6 ms bounded)
-        `SELECT c.xid::text AS xid, count(*)::int AS n, min(c.origin) AS lo, max(c.origin) AS hi, bool_or(c.origin IS NULL) AS unnamed FROM converge.changes c
+        `SELECT c.xid::text AS xid, sum(coalesce(c.n, 1))::int AS n, min(c.origin) AS lo, max(c.origin) AS hi, bool_or(c.origin IS NULL) AS unnamed FROM converge.changes c
           WHERE c.tbl = $1 AND c.xid > $2::text::xid8 AND c.xid < ${HORIZON}
             AND c.xid <= (SELECT max(h.xid) FROM (SELECT x.xid FROM converge.changes x
               WHERE x.tbl = $1 AND x.xid > $2::text::xid8 AND x.xid < ${HORIZON} ORDER BY x.xid LIMIT $3) h)
@@ -788,7 +828,7 @@ export class PgStore implements ReplicaStore {
         const { rows: lists } = await client.query<{ xid: string, keys: string }>(
           `SELECT c.xid::text AS xid, json_agg(c.key ORDER BY c.seq)::text AS keys FROM converge.changes c
             WHERE c.tbl = $1 AND c.xid = ANY ($2::text[]::xid8[]) GROUP BY c.xid`, [this.table.tag, wanted])
-        for (const l of lists) keysOf.set(Number(l.xid), JSON.parse(l.keys) as Row[])
+        for (const l of lists) keysOf.set(Number(l.xid), loggedKeys(JSON.parse(l.keys) as Array<Row | Row[]>))
       }
       // (a skipped transaction's keys were not read)
       return picked.map(t => ({ ...t, keys: keysOf.get(t.seq) ?? [] }))
@@ -1090,8 +1130,10 @@ export async function removePgCapture (connectionString: string, table: string):
     }
     let pendingChanges = 0
     if (found?.captured === true) {
-      const { rowCount } = await client.query('DELETE FROM converge.changes WHERE tbl = $1', [tag])
-      pendingChanges = rowCount ?? 0
+      // keys, not log rows (a row holds one key, or a statement's; a log from before `n` has no such column: read through to_jsonb)
+      const { rows: [removed] } = await client.query<{ keys: number }>(
+        "WITH d AS (DELETE FROM converge.changes c WHERE c.tbl = $1 RETURNING c) SELECT coalesce(sum(coalesce((to_jsonb(d.c)->>'n')::int, 1)), 0)::int AS keys FROM d", [tag])
+      pendingChanges = removed?.keys ?? 0
       await client.query('DELETE FROM converge.stores WHERE tbl = $1', [tag])
       const fns = captureFunctions(tag)
       for (const fn of [fns.statement, fns.row]) {

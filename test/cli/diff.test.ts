@@ -10,7 +10,7 @@ import { LevelStore } from '../../src/stores/level-store.ts'
 import { ORDERS_SCHEMA, orderRow, ordersCodec as codec, seedOrders } from '../../cluster/orders.ts'
 import { converge } from '../helpers/cli.ts'
 import { tempDir } from '../helpers/agents.ts'
-import { createDatabase, ORDERS_DDL, sql } from '../helpers/postgres.ts'
+import { createDatabase, LOGGED_KEYS, ORDERS_DDL, sql } from '../helpers/postgres.ts'
 
 describe('converge diff (real PostgreSQL and SQLite, child process)', () => {
   let dir: Awaited<ReturnType<typeof tempDir>>
@@ -116,7 +116,7 @@ describe('converge diff leaves the stores as they were (real PostgreSQL, SQLite 
       await sql(db.url, ORDERS_DDL)
       await store.open()
       await seedOrders(store, 0, 500, 100)
-      const log = async (): Promise<unknown> => (await sql(db.url, 'SELECT count(*)::int AS entries, (SELECT trimmed::text FROM converge.stores) AS trimmed FROM converge.changes')).rows[0]
+      const log = async (): Promise<unknown> => (await sql(db.url, `SELECT count(*)::int AS entries, (SELECT trimmed::text FROM converge.stores) AS trimmed FROM ${LOGGED_KEYS} l`)).rows[0]
       const before = await log()
       expect(before).toMatchObject({ entries: 500, trimmed: '0' })
       const r = await diff(`${db.url}#public.orders`, `${db.url}#public.orders`)

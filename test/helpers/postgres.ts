@@ -29,6 +29,14 @@ export async function sql (url: string, text: string, params: unknown[] = []): P
   try { return await c.query(text, params) } finally { await c.end() }
 }
 
+/**
+ * The change log one key a row, as a subquery (tbl, xid, seq, key, origin):
+ * a statement trigger's log row holds a statement's keys as a jsonb array, a
+ * row trigger's (or an earlier version's) one key.
+ */
+export const LOGGED_KEYS = `(SELECT c.tbl, c.xid, c.seq, e.key, c.origin FROM converge.changes c,
+  LATERAL jsonb_array_elements(CASE jsonb_typeof(c.key) WHEN 'array' THEN c.key ELSE jsonb_build_array(c.key) END) AS e(key))`
+
 export const ORDERS_DDL = `CREATE TABLE public.orders (
   order_id bigint PRIMARY KEY, customer text NOT NULL, region text NOT NULL, status text NOT NULL,
   amount numeric(12,2) NOT NULL, currency text NOT NULL, items integer NOT NULL, note text, updated_at timestamptz NOT NULL)`

@@ -12,7 +12,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { orderRow, ordersCodec as codec } from '../../cluster/orders.ts'
 import { PgStore, removePgCapture } from '../../src/stores/pg-store.ts'
 import { removeSqliteCapture, SqliteStore } from '../../src/stores/sqlite-store.ts'
-import { createDatabase, ORDERS_DDL, sql } from '../helpers/postgres.ts'
+import { createDatabase, LOGGED_KEYS, ORDERS_DDL, sql } from '../helpers/postgres.ts'
 
 const rows = (ids: number[], rev = 0): Uint8Array[] => ids.map(id => codec.encodeRow(orderRow(id, rev)))
 
@@ -56,7 +56,7 @@ describe('removing the change capture of a PostgreSQL table', () => {
     // the other table is still captured: a write to it is logged
     expect(await captureTriggers('public.orders_archive')).toHaveLength(4)
     await sql(db.url, "UPDATE public.orders_archive SET status = 'x'")
-    expect((await sql(db.url, "SELECT count(*)::int AS n FROM converge.changes WHERE tbl = 'public.orders_archive'")).rows[0].n).toBe(2)
+    expect((await sql(db.url, `SELECT count(*)::int AS n FROM ${LOGGED_KEYS} l WHERE l.tbl = 'public.orders_archive'`)).rows[0].n).toBe(2)
     // nothing left to remove the second time
     expect(await removePgCapture(db.url, 'public.orders')).toEqual({ dropped: [], pendingChanges: 0 })
 

@@ -6,13 +6,13 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { DigestIndex } from '../../src/index/digest-index.ts'
 import { StateDb } from '../../src/index/state-db.ts'
 import { LevelStore } from '../../src/stores/level-store.ts'
-import { PgStore, readCatalogSchema } from '../../src/stores/pg-store.ts'
+import { KEYS_PER_LOG_ROW, PgStore, readCatalogSchema } from '../../src/stores/pg-store.ts'
 import { RowCodec } from '../../src/digest/row-codec.ts'
 import type { ChangeBatch } from '../../src/stores/replica-store.ts'
 import { MemoryReplica } from '../../src/sync/memory-view.ts'
 import { ORDERS_SCHEMA, orderRow, ordersCodec as codec } from '../../cluster/orders.ts'
 import { randomBytes } from 'node:crypto'
-import { createDatabase, ORDERS_DDL, PG_ADMIN_URL, sql } from '../helpers/postgres.ts'
+import { createDatabase, LOGGED_KEYS, ORDERS_DDL, PG_ADMIN_URL, sql } from '../helpers/postgres.ts'
 
 const hex = (b: Uint8Array | null | undefined): string | null => (b === null || b === undefined ? null : Buffer.from(b).toString('hex'))
 const rows = (ids: number[], rev = 0): Uint8Array[] => ids.map(id => codec.encodeRow(orderRow(id, rev)))
@@ -496,7 +496,7 @@ describe('PostgreSQL store (real server)', () => {
     }
     /** Per transaction, in order: its logged keys (sorted, repeats kept) and origins. */
     const logOf = async (table: string): Promise<Array<{ keys: string[], origins: Array<string | null> }>> => {
-      const { rows } = await sql(db.url, 'SELECT xid::text AS xid, key::text AS key, origin FROM converge.changes WHERE tbl = $1 ORDER BY xid, seq', [table])
+      const { rows } = await sql(db.url, `SELECT l.xid::text AS xid, l.key::text AS key, l.origin FROM ${LOGGED_KEYS} l WHERE l.tbl = $1 ORDER BY l.xid, l.seq`, [table])
       const byXid = new Map<string, Array<{ key: string, origin: string | null }>>()
       for (const r of rows) byXid.set(r.xid, [...(byXid.get(r.xid) ?? []), { key: r.key, origin: r.origin }])
       return [...byXid.values()].map(entries => ({ keys: entries.map(e => e.key).sort(), origins: [...new Set(entries.map(e => e.origin))] }))
@@ -530,7 +530,7 @@ describe('PostgreSQL store (real server)', () => {
       await sql(db.url, "INSERT INTO public.pairs VALUES (1, 'one'), (2, 'two'), (3, 'three')")
       const since = await swapped.lastSeq()
       await sql(db.url, 'UPDATE public.pairs SET id = CASE id WHEN 1 THEN 2 WHEN 2 THEN 3 ELSE 1 END')
-      const { rows } = await sql(db.url, "SELECT key->>'id' AS id FROM converge.changes WHERE tbl = 'public.pairs' AND xid > $1::text::xid8 ORDER BY key->>'id'", [String(since)])
+      const { rows } = await sql(db.url, `SELECT l.key->>'id' AS id FROM ${LOGGED_KEYS} l WHERE l.tbl = 'public.pairs' AND l.xid > $1::text::xid8 ORDER BY l.key->>'id'`, [String(since)])
       expect(rows.map(r => r.id)).toEqual(['1', '2', '3'])
       const [batch] = await collect(swapped, since, g => g.length >= 1)
       expect(batch!.changes.map(c => [pairs.decodeKey(c.key).id, pairs.decodeRow(c.row!).v]).sort()).toEqual([[1, 'three'], [2, 'one'], [3, 'two']])
@@ -541,8 +541,9 @@ describe('PostgreSQL store (real server)', () => {
 
   it('upgrades a table captured by the row trigger of an earlier version: statement triggers instead, the old function gone, the store id and the log kept', async () => {
     await store.close()
-    // the capture as the version before statement triggers installed it
-    await sql(db.url, `DROP TRIGGER converge_capture_insert ON public.orders; DROP TRIGGER converge_capture_update ON public.orders; DROP TRIGGER converge_capture_delete ON public.orders;
+    // the capture as the version before statement triggers installed it (whose log had a key a row, and no count of keys)
+    await sql(db.url, `ALTER TABLE converge.changes DROP COLUMN n;
+      DROP TRIGGER converge_capture_insert ON public.orders; DROP TRIGGER converge_capture_update ON public.orders; DROP TRIGGER converge_capture_delete ON public.orders;
       DROP FUNCTION converge.capture_statement_public_orders();
       CREATE OR REPLACE FUNCTION converge."capture_public_orders"() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
@@ -567,11 +568,12 @@ describe('PostgreSQL store (real server)', () => {
     const { rows: triggers } = await sql(db.url, "SELECT tgname FROM pg_trigger WHERE tgrelid = 'public.orders'::regclass AND NOT tgisinternal ORDER BY tgname")
     expect(triggers.map(t => t.tgname)).toEqual(['converge_capture_delete', 'converge_capture_insert', 'converge_capture_update', 'converge_notify'])
     expect((await sql(db.url, "SELECT to_regprocedure('converge.capture_public_orders()') IS NULL AS gone")).rows[0].gone).toBe(true)
+    expect((await sql(db.url, "SELECT count(*)::int AS n FROM pg_attribute WHERE attrelid = 'converge.changes'::regclass AND attname = 'n' AND NOT attisdropped")).rows[0].n, 'the log counts keys again').toBe(1)
     await sql(db.url, 'UPDATE public.orders SET order_id = 3 WHERE order_id = 2')
     await sql(db.url, 'DELETE FROM public.orders WHERE order_id = 1')
     const got = await collect(store, Number(since) - 1, g => g.length >= 3)
     expect(got.map(b => b.changes.map(c => [Number(codec.decodeKey(c.key).order_id), c.row === null ? null : 'row']).sort())).toEqual([[[1, null], [2, null]], [[2, null], [3, 'row']], [[1, null]]])
-    expect((await sql(db.url, "SELECT count(*)::int AS n FROM converge.changes WHERE tbl = 'public.orders'")).rows[0].n, 'each change logged once').toBe(2 + 2 + 1)
+    expect((await sql(db.url, `SELECT count(*)::int AS n FROM ${LOGGED_KEYS} l WHERE l.tbl = 'public.orders'`)).rows[0].n, 'each change logged once').toBe(2 + 2 + 1)
   })
 
   it('hands out whole transactions around the change log read limit (10,000 rows): one that ends at it, one past it, and several', async () => {
@@ -595,6 +597,13 @@ describe('PostgreSQL store (real server)', () => {
     const got = await collect(store, since, g => g.length >= 4)
     expect(got.map(b => b.changes.length)).toEqual([10_000, 3, 10_001, 11_000])
     expect(new Set(got.map(b => b.seq)).size).toBe(4)
+    // a statement's keys are logged KEYS_PER_LOG_ROW a row, its last row holding the rest
+    const counts = async (seq: number): Promise<number[]> => (await sql(db.url, "SELECT n FROM converge.changes WHERE tbl = 'public.orders' AND xid = $1::text::xid8", [String(seq)])).rows.map(r => r.n as number).sort((a, b) => b - a)
+    const statement = (rows: number): number[] => [...Array<number>(Math.floor(rows / KEYS_PER_LOG_ROW)).fill(KEYS_PER_LOG_ROW), ...(rows % KEYS_PER_LOG_ROW === 0 ? [] : [rows % KEYS_PER_LOG_ROW])]
+    expect(await counts(got[0]!.seq)).toEqual(statement(10_000))
+    expect(await counts(got[1]!.seq)).toEqual([3])
+    expect(await counts(got[2]!.seq)).toEqual(statement(10_001))
+    expect(await counts(got[3]!.seq)).toEqual([...statement(4000), ...statement(7000)].sort((a, b) => b - a))
   }, 60_000)
 
   it('hands out transactions in xid order, not in the order of their ids as text (9 before 10), and one origin only when all its keys agree', async () => {
