@@ -803,8 +803,9 @@ export class PgStore implements ReplicaStore {
     const logged = await this.inTransaction(async client => {
       const { rows } = await client.query<{ xid: string, n: number, lo: string | null, hi: string | null, unnamed: boolean }>(
         // (ordered by the column, not by the text it is sent as: '100000' sorts before '99999'). Only the transactions
-        // of the first CHANGE_READ_LIMIT keys are counted: aggregating all of a long backlog on every read made
-        // catching up on it quadratic (163 ms a read for a backlog of a million keys; 6 ms bounded)
+        // of the first CHANGE_READ_LIMIT log rows are counted (a row holds one key or a statement's, `n`): aggregating
+        // all of a long backlog on every read made catching up on it quadratic (163 ms a read for a backlog of a
+        // million keys; 6 ms bounded)
         `SELECT c.xid::text AS xid, sum(coalesce(c.n, 1))::int AS n, min(c.origin) AS lo, max(c.origin) AS hi, bool_or(c.origin IS NULL) AS unnamed FROM converge.changes c
           WHERE c.tbl = $1 AND c.xid > $2::text::xid8 AND c.xid < ${HORIZON}
             AND c.xid <= (SELECT max(h.xid) FROM (SELECT x.xid FROM converge.changes x
