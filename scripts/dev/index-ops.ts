@@ -1,7 +1,16 @@
 /**
  * Times the digest index's hot paths on 1,000,000 orders: a rebuild, a
- * listing of the ~9,300 leaves a 1 % drift touches, a 10,000-row change
- * batch, and taking a 10,000-row fix. A dev tool: `npx tsx scripts/dev/index-ops.ts`.
+ * listing of the ~9,300 leaves a 1 % drift touches, then rounds as a
+ * replica's index meets them in the cluster simulator: a change batch of
+ * 10,000 keys not changed before (their entries read from their pages),
+ * the fix of the same keys taken in, and a lull in which the entries are
+ * written to their pages; each round's wall time and the process's CPU over
+ * the batch and the fix. A dev tool:
+ *
+ *     ROUNDS=10 PAGE_CACHE_BYTES=67108864 bash scripts/run npx tsx scripts/dev/index-ops.ts
+ *
+ * (ROUNDS: default 10; PAGE_CACHE_BYTES: the index's page cache, default
+ * page-cache.ts's; ROWS: default 1,000,000.)
  */
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -39,7 +48,8 @@ const push = (b: ChangeBatch): void => { if (pending !== undefined) { const p = 
 const dir = await mkdtemp(join(tmpdir(), 'index-ops-'))
 const state = new StateDb(join(dir, 'state'))
 await state.open()
-const index = new DigestIndex({ dataset: 'orders', codec: ordersCodec, store, state })
+const pageCacheBytes = process.env.PAGE_CACHE_BYTES === undefined ? undefined : Number(process.env.PAGE_CACHE_BYTES)
+const index = new DigestIndex({ dataset: 'orders', codec: ordersCodec, store, state, ...(pageCacheBytes === undefined ? {} : { pageCacheBytes }) })
 let t = performance.now()
 await index.start()
 console.log(`rebuild ${N} rows: ${Math.round(performance.now() - t)} ms, depth ${index.tree.depth}`)
@@ -53,18 +63,26 @@ for (let r = 0; r < 3; r++) {
   console.log(`listMany ${leaves.length} leaves (${lists.reduce((s, l) => s + l.length, 0)} entries): ${Math.round(performance.now() - t)} ms`)
 }
 let seq = 1
-for (let r = 0; r < 3; r++) {
-  const changes = [...ids].map(id => ({ key: ordersCodec.keyOfEncodedRow(ordersCodec.encodeRow(orderRow(id))), row: ordersCodec.encodeRow(orderRow(id, r + 1)) }))
+const ROUNDS = Number(process.env.ROUNDS ?? 10)
+/** Longer than the write-behind's wait for a lull (1 s): the round's entries are in their pages before the next round. */
+const LULL_MS = 2500
+const randomIds = (): number[] => { const picked = new Set<number>(); while (picked.size < 10_000) picked.add(Math.floor(Math.random() * N)); return [...picked] }
+for (let r = 0; r < ROUNDS; r++) {
+  const drifted = randomIds()
+  const changes = drifted.map(id => ({ key: ordersCodec.keyOfEncodedRow(ordersCodec.encodeRow(orderRow(id))), row: ordersCodec.encodeRow(orderRow(id, r + 1)) }))
+  const fix = drifted.map(id => ordersCodec.encodeRow(orderRow(id)))
+  const upsertKeys = changes.map(c => c.key)
+  const cpu = process.cpuUsage()
   t = performance.now()
   push({ seq: ++seq, changes })
   await new Promise<void>(resolve => { const f = (): void => { if (index.appliedSeq >= seq) { index.off('change', f); resolve() } }; index.on('change', f) })
-  console.log(`change batch of ${changes.length}: ${Math.round(performance.now() - t)} ms`)
-}
-for (let r = 0; r < 3; r++) {
-  const upserts = [...ids].map(id => ordersCodec.encodeRow(orderRow(id, r + 10)))
+  const batchMs = performance.now() - t
   t = performance.now()
-  await index.takeApplied({ upserts, deletes: [] })
-  console.log(`takeApplied ${upserts.length}: ${Math.round(performance.now() - t)} ms`)
+  await index.takeApplied({ upserts: fix, deletes: [], upsertKeys })
+  const takeMs = performance.now() - t
+  const used = process.cpuUsage(cpu)
+  console.log(`round ${r + 1}: change batch of ${changes.length} ${batchMs.toFixed(1)} ms, the fix taken in ${takeMs.toFixed(1)} ms, CPU ${((used.user + used.system) / 1000).toFixed(1)} ms`)
+  await new Promise(resolve => setTimeout(resolve, LULL_MS))
 }
 await index.stop()
 await state.close()
