@@ -2,10 +2,10 @@
  * Times the digest index's hot paths on 1,000,000 orders: a rebuild, a
  * listing of the ~9,300 leaves a 1 % drift touches, then rounds as a
  * replica's index meets them in the cluster simulator: a change batch of
- * 10,000 keys not changed before (their entries read from their pages),
- * the fix of the same keys taken in, and a lull in which the entries are
- * written to their pages; each round's wall time and the process's CPU over
- * the batch and the fix. A dev tool:
+ * 10,000 random keys (their entries before it read from their pages), the
+ * fix of the same keys taken in (their rows as before the batch), and a
+ * lull in which the entries are written to their pages; each round's wall
+ * time and the process's CPU over the batch and the fix. A dev tool:
  *
  *     ROUNDS=10 PAGE_CACHE_BYTES=67108864 bash scripts/run npx tsx scripts/dev/index-ops.ts
  *
