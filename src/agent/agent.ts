@@ -26,6 +26,7 @@ import { compareSchemas, SchemaIncompatibleError } from '../digest/schema-compat
 import { decodeSummary, encodeSummary, summarize, type DatasetSummary } from '../gossip/summary.ts'
 import { judgeSummary } from '../gossip/validator.ts'
 import { DigestIndex, type IndexProgress } from '../index/digest-index.ts'
+import { PagePool } from '../index/page-cache.ts'
 import { StateDb } from '../index/state-db.ts'
 import { createAgentNode, type AgentNode } from '../net/node.ts'
 import { loadOrCreatePeerKey } from '../net/peer-key.ts'
@@ -73,6 +74,8 @@ export class Agent implements ReplicaHost {
   readonly region: string
   readonly log: Logger
   readonly state: StateDb
+  /** Pages of every dataset's indexes kept in memory, under one budget (index.pageCacheMiB). */
+  readonly pagePool: PagePool
   readonly audit: AuditLog
   readonly reviews: ReviewQueue
   readonly datasets = new Map<string, DatasetReplica>()
@@ -113,6 +116,7 @@ export class Agent implements ReplicaHost {
     this.region = init.config.region
     this.log = init.logger ?? createLogger({ region: this.region })
     this.state = new StateDb(join(init.config.dataDir, 'state'))
+    this.pagePool = new PagePool(init.config.index.pageCacheMiB * 1024 * 1024)
     this.audit = new AuditLog(this.state)
     this.reviews = new ReviewQueue(this.state)
     this.metrics = new AgentMetrics({ region: this.region, cluster: init.config.cluster })
@@ -174,7 +178,7 @@ export class Agent implements ReplicaHost {
       const store = await createStore(dataset.store, codec)
       await store.open({ signal })
       this.openingStores.add(store)
-      const index = new DigestIndex({ dataset: dataset.name, codec, store, state: this.state })
+      const index = new DigestIndex({ dataset: dataset.name, codec, store, state: this.state, pageCache: this.pagePool.cache() })
       // a store that is down fails the feed every few seconds for as long as it is: logged once a minute, and its end
       const feedFailures = new RepeatedFailure({ log: this.log, fields: { dataset: dataset.name }, message: 'change feed failed; following again after a pause', recoveredMessage: 'change feed following again' })
       index.on('error', err => {
@@ -195,7 +199,7 @@ export class Agent implements ReplicaHost {
         clock: () => this.clock(), setClock: async clock => { await this.setClock(clock) }
       })
       await repairer.open()
-      const shapes = new ShapeViews({ dataset: dataset.name, schema: codec.schema, store, state: this.state, log: this.log, onChange: () => replica?.evaluate() })
+      const shapes = new ShapeViews({ dataset: dataset.name, schema: codec.schema, store, state: this.state, pages: this.pagePool, log: this.log, onChange: () => replica?.evaluate() })
       replica = new DatasetReplica({
         config: dataset, codec, store, index, repairer, shapes, host: this, minIntervalMs: this.config.sync.minIntervalMs, timeoutMs: this.config.sync.timeoutMs, roundIntervalMs: this.config.gossip.intervalMs
       })

@@ -9,6 +9,7 @@ import type { DatasetSchema } from '../digest/schema.ts'
 import type { RowCodec } from '../digest/row-codec.ts'
 import { Projection } from '../digest/schema-compat.ts'
 import { DigestIndex } from '../index/digest-index.ts'
+import type { PagePool } from '../index/page-cache.ts'
 import type { StateDb } from '../index/state-db.ts'
 import type { Logger } from '../observability/logger.ts'
 import { RepeatedFailure } from '../observability/repeated-failure.ts'
@@ -28,6 +29,8 @@ export interface ShapeViewsInit {
   schema: DatasetSchema
   store: ReplicaStore
   state: StateDb
+  /** The agent's page pool: each view's index takes a share. */
+  pages: PagePool
   log: Logger
   /** Called when a view's index changes (a replica re-evaluates its drift). */
   onChange?: () => void
@@ -63,7 +66,7 @@ export class ShapeViews {
   private async build (projection: Projection, signal?: AbortSignal): Promise<ShapeView> {
     const { dataset, state, log } = this.init
     const store = new ProjectedStore(this.init.store, projection)
-    const index = new DigestIndex({ dataset: `${dataset}@${projection.codec.fingerprint}`, codec: projection.codec, store, state })
+    const index = new DigestIndex({ dataset: `${dataset}@${projection.codec.fingerprint}`, codec: projection.codec, store, state, pageCache: this.init.pages.cache() })
     const failures = new RepeatedFailure({ log, fields: { dataset, shape: projection.codec.fingerprint }, message: 'comparison view stopped following; following again after a pause', recoveredMessage: 'comparison view following again' })
     index.on('error', err => { failures.failed(err) })
     index.on('following', () => { failures.recovered() })

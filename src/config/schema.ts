@@ -174,6 +174,15 @@ export const configSchema = z.object({
     /** How often each dataset's summary is published even when nothing changed. */
     intervalMs: z.number().int().min(100).max(3_600_000).default(5000)
   }).strict().default({ intervalMs: 5000 }),
+  index: z.object({
+    /**
+     * MiB of digest-index pages kept in memory, shared by all of the agent's
+     * datasets (the pages used lately first); 0 keeps none. The default holds
+     * every page of a 1,000,000-row index (some 42 MiB), so a drift's pages
+     * are not read from LevelDB twice on its way to the repair.
+     */
+    pageCacheMiB: z.number().int().min(0).max(65_536).default(64)
+  }).strict().default({ pageCacheMiB: 64 }),
   validation: z.object({
     /** How often the deep pass rescans each store and checks it row by row against the index; 0 turns it off. */
     intervalMs: z.number().int().min(0).default(3_600_000)

@@ -186,7 +186,9 @@ export interface DigestIndexInit {
    * WRITE_BEHIND_ENTRIES, WRITE_BEHIND_IDLE_MS, WRITE_BEHIND_MS.
    */
   writeBehind?: { entries: number, ms: number, idleMs?: number }
-  /** Bytes of pages kept in memory (page-cache.ts); 0 keeps none. Default PAGE_CACHE_BYTES. */
+  /** Where pages are kept in memory: a share of a pool (an agent's indexes share one, `PagePool.cache()`). Default a pool of its own, of `pageCacheBytes`. */
+  pageCache?: PageCache
+  /** Bytes of pages kept in memory by an index with a pool of its own (page-cache.ts); 0 keeps none. Default PAGE_CACHE_BYTES. */
   pageCacheBytes?: number
   /**
    * Built once by a scan and not kept current: start() neither follows nor
@@ -280,7 +282,7 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
     this.spillDir = `${init.state.location}-spill/${encodeURIComponent(init.dataset)}`
     const writeBehind = init.writeBehind ?? { entries: WRITE_BEHIND_ENTRIES, ms: WRITE_BEHIND_MS }
     this.writeBehind = { ...writeBehind, idleMs: writeBehind.idleMs ?? WRITE_BEHIND_IDLE_MS }
-    this.pageCache = new PageCache(init.pageCacheBytes)
+    this.pageCache = init.pageCache ?? new PageCache(init.pageCacheBytes)
     this.storeBacked = init.keepEntries !== true && init.store.supports.keyHashOrder === true && init.store.listRanges !== undefined && init.store.scanAt !== undefined
     this.snapshot = init.snapshot === true
     this.treeBuild = init.treeBuild
@@ -332,6 +334,8 @@ export class DigestIndex extends EventEmitter implements ReplicaView {
       this.pageWrites = undefined
       await batch?.close()
     })
+    // a pool shared with other indexes gets their room back
+    this.pageCache.clear()
   }
 
   /** Builds the tree from one snapshot scan of a key-hash-ordered store, and takes its seq. */

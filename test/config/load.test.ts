@@ -31,6 +31,7 @@ describe('config', () => {
     expect((c.datasets[0]!.store as { path: string }).path).toBe('/srv/converge/orders')
     expect(c.datasets[0]!.rule).toBe('restore')
     expect(c.gossip.intervalMs).toBe(5000)
+    expect(c.index.pageCacheMiB).toBe(64)
     expect(c.listen).toEqual(['/ip4/127.0.0.1/tcp/0'])
   })
 
@@ -70,6 +71,7 @@ describe('config', () => {
     expect(errorOf({ ...valid, colour: 'blue' }).message).toMatch(/colour/)
     expect(errorOf({ ...valid, gossip: { intervalMs: 'often' } }).message).toMatch(/gossip\.intervalMs/)
     expect(errorOf({ ...valid, region: 'us east' }).message).toMatch(/region: must be/)
+    expect(errorOf({ ...valid, index: { pageCacheMiB: -1 } }).message).toMatch(/index\.pageCacheMiB/)
     expect(errorOf({ ...valid, datasets: [] }).message).toMatch(/datasets/)
   })
 

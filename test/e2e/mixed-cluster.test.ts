@@ -84,6 +84,17 @@ describe('a mixed cluster: PostgreSQL source, PostgreSQL, SQLite and LevelDB rep
     }
   })
 
+  it('keeps the pages of an index with pages of its own in the agent\'s pool, and none for a store that lists rows itself', async () => {
+    await waitFor('convergence', converged, 90_000)
+    const [, pg, lite, level] = agents
+    // 20,000 rows: every page fits the default budget (64 MiB)
+    for (const a of [pg!, lite!]) {
+      expect(a.pagePool.size).toBeGreaterThan(0)
+      expect(a.pagePool.bytes).toBeLessThanOrEqual(a.pagePool.maxBytes)
+    }
+    expect(level!.pagePool.size).toBe(0)
+  })
+
   it('repairs a write made behind the agent\'s back in the PostgreSQL replica, found by change capture', async () => {
     await waitFor('convergence', converged, 90_000)
     const pg = agents[1]!.datasets.get('orders')!

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { PageCache } from '../../src/index/page-cache.ts'
+import { PageCache, PagePool } from '../../src/index/page-cache.ts'
 
 const page = (bytes: number, fill = 1): Uint8Array => new Uint8Array(bytes).fill(fill)
 /** The cost of a page of `bytes` in the cache: its bytes and the fixed overhead (bytes of an empty page). */
@@ -57,5 +57,41 @@ describe('PageCache', () => {
     expect(small.size).toBe(0)
     small.put([[1, page(50)]])
     expect(small.size).toBe(1)
+  })
+
+  it('shares one budget among the indexes of a pool, least recently used out first whichever index they are of', () => {
+    const cost = costOf(100)
+    const pool = new PagePool(3 * cost)
+    const a = pool.cache()
+    const b = pool.cache()
+    // the same page id in two indexes: two pages
+    a.put([[1, page(100, 1)], [2, page(100, 2)]])
+    b.put([[1, page(100, 7)]])
+    expect([a.get(1)?.[0], a.get(2)?.[0], b.get(1)?.[0]]).toEqual([1, 2, 7])
+    expect(pool.size).toBe(3)
+    expect(a.full && b.full).toBe(true)
+    // a's page 1 is now the least recently used of all three
+    b.put([[2, page(100, 8)]])
+    expect(a.get(1)).toBeUndefined()
+    expect([a.get(2)?.[0], b.get(1)?.[0], b.get(2)?.[0]]).toEqual([2, 7, 8])
+    expect(pool.bytes).toBe(3 * cost)
+  })
+
+  it('clears one index of a pool without touching the others, and keeps each index\'s reads apart from the other\'s writes', () => {
+    const pool = new PagePool()
+    const a = pool.cache()
+    const b = pool.cache()
+    a.put([[1, page(10, 1)], [2, page(10, 2)]])
+    b.put([[1, page(10, 3)]])
+    const aRead = a.generation
+    // b's write says nothing about a's pages: a read of a's that began before it still fills
+    b.put([[5, page(10, 4)]])
+    a.fill(3, page(10, 5), aRead)
+    expect(a.get(3)?.[0]).toBe(5)
+    a.clear()
+    expect([a.get(1), a.get(2), a.get(3)]).toEqual([undefined, undefined, undefined])
+    expect([b.get(1)?.[0], b.get(5)?.[0]]).toEqual([3, 4])
+    expect(pool.size).toBe(2)
+    expect(pool.bytes).toBe(2 * costOf(10))
   })
 })
