@@ -12,7 +12,7 @@ import { TopicValidatorResult } from '@libp2p/gossipsub'
 import type { Message } from '@libp2p/gossipsub'
 import type { PeerId, Stream } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
-import { multiaddr } from '@multiformats/multiaddr'
+import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import { AuditLog } from '../audit/audit-log.ts'
 import { recoverPendingFixes } from '../audit/recovery.ts'
 import { rollbackFix, type RollbackReport } from '../audit/rollback.ts'
@@ -110,6 +110,10 @@ export class Agent implements ReplicaHost {
   /** Datasets whose index is being built, with the rows read so far. */
   private readonly indexing = new Map<string, number>()
   private listenCache: string[] | undefined
+  /** Each configured peer's address, parsed, and the peer id it pins (/p2p/<id>), by region. */
+  private readonly peerAddresses = new Map<string, { address: Multiaddr, pinnedId: string | undefined }>()
+  /** Peer ids parsed from their text, for the redial check. */
+  private readonly peerIds = new Map<string, PeerId>()
 
   constructor (init: AgentInit) {
     this.config = init.config
@@ -126,10 +130,12 @@ export class Agent implements ReplicaHost {
     this.topic = summaryTopic(init.config.cluster)
     this.onIndexProgress = init.onIndexProgress
     this.onValidationProgress = init.onValidationProgress
-    this.board = new SummaryBoard(this.config.peers.flatMap(p => {
-      const id = multiaddr(p.address).getComponents().find(c => c.name === 'p2p')?.value
-      return id === undefined ? [] : [[p.region, id] as [string, string]]
-    }))
+    // parsed once: the redial check looks at every peer four times a second
+    for (const p of this.config.peers) {
+      const address = multiaddr(p.address)
+      this.peerAddresses.set(p.region, { address, pinnedId: address.getComponents().find(c => c.name === 'p2p')?.value })
+    }
+    this.board = new SummaryBoard([...this.peerAddresses].flatMap(([region, { pinnedId }]) => pinnedId === undefined ? [] : [[region, pinnedId] as [string, string]]))
   }
 
   get peerId (): string | undefined { return this.node?.peerId.toString() }
@@ -369,7 +375,7 @@ export class Agent implements ReplicaHost {
     const id = peerIdFromString(peerId)
     const configured = this.config.peers.find(p => this.configuredPeerId(p) === peerId)
     if (configured !== undefined && !node.getConnections(id).some(c => c.status === 'open')) {
-      const addr = multiaddr(configured.address)
+      const addr = this.peerAddresses.get(configured.region)!.address
       const pinned = addr.getComponents().some(c => c.name === 'p2p') ? addr : addr.encapsulate(`/p2p/${peerId}`)
       return await node.dialProtocol(pinned, protocol, { signal })
     }
@@ -377,8 +383,19 @@ export class Agent implements ReplicaHost {
   }
 
   /** A configured peer's id: from its address, else as learned when it first connected. */
+  private peerIdOf (id: string): PeerId {
+    let peerId = this.peerIds.get(id)
+    if (peerId === undefined) {
+      peerId = peerIdFromString(id)
+      // ids learned from the topic change with the peers behind a region: the map stays as small as the cluster
+      if (this.peerIds.size >= 4 * this.config.peers.length + 16) this.peerIds.clear()
+      this.peerIds.set(id, peerId)
+    }
+    return peerId
+  }
+
   private configuredPeerId (peer: AgentConfig['peers'][number]): string | undefined {
-    return multiaddr(peer.address).getComponents().find(c => c.name === 'p2p')?.value ?? this.board.peerOf(peer.region)
+    return this.peerAddresses.get(peer.region)?.pinnedId ?? this.board.peerOf(peer.region)
   }
 
   publish (replica: DatasetReplica): void {
@@ -446,12 +463,12 @@ export class Agent implements ReplicaHost {
   }
 
   private isConnected (peerId: string): boolean {
-    return this.node?.getConnections(peerIdFromString(peerId)).some(c => c.status === 'open') ?? false
+    return this.node?.getConnections(this.peerIdOf(peerId)).some(c => c.status === 'open') ?? false
   }
 
   /** When the newest open connection to a peer opened (epoch ms); undefined when none is open. */
   private connectedSince (peerId: string): number | undefined {
-    const opened = (this.node?.getConnections(peerIdFromString(peerId)) ?? []).filter(c => c.status === 'open').map(c => c.timeline.open)
+    const opened = (this.node?.getConnections(this.peerIdOf(peerId)) ?? []).filter(c => c.status === 'open').map(c => c.timeline.open)
     return opened.length === 0 ? undefined : Math.max(...opened)
   }
 
@@ -537,9 +554,9 @@ export class Agent implements ReplicaHost {
     if (node === undefined || !this.running) return
     const now = Date.now()
     for (const p of this.config.peers) {
-      const addr = multiaddr(p.address)
+      const addr = this.peerAddresses.get(p.region)!.address
       const id = this.configuredPeerId(p)
-      if (id !== undefined && node.getConnections(peerIdFromString(id)).length > 0) { this.redial.delete(p.region); continue }
+      if (id !== undefined && node.getConnections(this.peerIdOf(id)).length > 0) { this.redial.delete(p.region); continue }
       const state = this.redial.get(p.region) ?? { at: 0, delay: REDIAL_MIN_MS }
       if (now < state.at) continue
       this.redial.set(p.region, { at: now + state.delay, delay: Math.min(REDIAL_MAX_MS, state.delay * 2) })
