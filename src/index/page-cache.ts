@@ -46,6 +46,9 @@ export class PagePool {
   private used = 0
   /** Pages held per slot: a slot that holds every page (an index with a pool of its own) is cleared at once. */
   private readonly held: number[] = []
+  /** Look-ups of a page since start: found here, or to be read from LevelDB (too small a budget shows as misses). */
+  hits = 0
+  misses = 0
 
   constructor (readonly maxBytes = PAGE_CACHE_BYTES) {}
 
@@ -67,11 +70,14 @@ export class PagePool {
 
   get (key: number): Uint8Array | undefined {
     const page = this.pages.get(key)
-    if (page !== undefined) {
-      // most recently used: to the end
-      this.pages.delete(key)
-      this.pages.set(key, page)
+    if (page === undefined) {
+      this.misses++
+      return undefined
     }
+    this.hits++
+    // most recently used: to the end
+    this.pages.delete(key)
+    this.pages.set(key, page)
     return page
   }
 

@@ -62,6 +62,8 @@ export interface MetricsHost {
   /** Datasets whose index is still being built, with the rows read so far. */
   indexingDatasets?: () => ReadonlyMap<string, number>
   readonly breakers?: { state: (name: string) => string }
+  /** The digest indexes' page pool (index/page-cache.ts). */
+  readonly pagePool?: { readonly bytes: number, readonly maxBytes: number, readonly hits: number, readonly misses: number }
   readonly draining?: boolean
 }
 
@@ -191,6 +193,25 @@ export class AgentMetrics {
       collect () {
         this.reset()
         for (const p of self.host?.peers() ?? []) if (typeof p.lastSummaryAt === 'number' && typeof p.region === 'string') this.set({ peer: p.region }, p.lastSummaryAt / 1000)
+      }
+    })
+    new Gauge({
+      name: 'converge_index_page_cache_bytes', help: 'Bytes of digest-index pages the agent keeps in memory, all datasets together (overheads included).', registers: [r],
+      collect () { this.set(self.host?.pagePool?.bytes ?? 0) }
+    })
+    new Gauge({
+      name: 'converge_index_page_cache_limit_bytes', help: 'The budget of the page cache (index.pageCacheMiB).', registers: [r],
+      collect () { this.set(self.host?.pagePool?.maxBytes ?? 0) }
+    })
+    new Counter({
+      name: 'converge_index_page_cache_lookups_total', help: 'Digest-index pages looked up by change batches and page writes: found in memory (hit) or read from LevelDB (miss).', labelNames: ['result'], registers: [r],
+      collect () {
+        // the pool counts; the counter shows its totals
+        const pool = self.host?.pagePool
+        this.reset()
+        if (pool === undefined) return
+        this.inc({ result: 'hit' }, pool.hits)
+        this.inc({ result: 'miss' }, pool.misses)
       }
     })
     new Gauge({

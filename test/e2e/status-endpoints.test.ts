@@ -85,6 +85,7 @@ describe('status port: metrics, cluster view, dashboard, draining', () => {
     expect(value(text, 'converge_reviews_pending{dataset="orders"}')).toBe(0)
     expect(value(text, 'converge_quarantined_datasets')).toBe(0)
     expect(value(text, 'converge_draining')).toBe(0)
+    expect(value(text, 'converge_index_page_cache_limit_bytes')).toBe(64 * 1024 * 1024)
     expect(text).toMatch(/^libp2p_connection_manager_connections\{/m)
     expect(text).toMatch(/^process_resident_memory_bytes /m)
     // label values are bounded: datasets, regions and fixed words, never a row key

@@ -94,4 +94,12 @@ describe('PageCache', () => {
     expect(pool.size).toBe(2)
     expect(pool.bytes).toBe(2 * costOf(10))
   })
+
+  it('counts its look-ups, found or not', () => {
+    const pool = new PagePool()
+    const a = pool.cache()
+    a.put([[1, page(10)]])
+    a.get(1); a.get(1); a.get(2)
+    expect([pool.hits, pool.misses]).toEqual([2, 1])
+  })
 })

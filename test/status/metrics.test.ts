@@ -35,7 +35,10 @@ function value (text: string, series: string): number | undefined {
 describe('agent metrics', () => {
   it('names every series with the converge_ prefix and base units, and counts events', async () => {
     const m = new AgentMetrics({ region: 'eu-west', cluster: 'shop', version: '1.2.3', processMetrics: false })
-    m.bind(host([replica('orders', 'in-sync'), replica('quarantined-one', 'quarantined')], { breakers: { state: name => (name === 'store:orders' ? 'open' : 'closed') } }))
+    m.bind(host([replica('orders', 'in-sync'), replica('quarantined-one', 'quarantined')], {
+      breakers: { state: name => (name === 'store:orders' ? 'open' : 'closed') },
+      pagePool: { bytes: 4096, maxBytes: 65536, hits: 30, misses: 5 }
+    }))
     const since = Date.now() - 2000
     m.exchanged('orders', 'us-east', { roundTrips: 4, bytesSent: 100, bytesReceived: 900 }, 7, since)
     m.exchanged('orders', 'us-east', { roundTrips: 2, bytesSent: 10, bytesReceived: 90 }, 7, since) // the same episode: detected once
@@ -73,6 +76,10 @@ describe('agent metrics', () => {
     expect(value(text, 'converge_breaker_state{kind="peer",target="us-east"}')).toBe(0)
     expect(value(text, 'converge_last_reconcile_success_timestamp_seconds{dataset="orders"}')).toBeGreaterThan(Date.now() / 1000 - 60)
     expect(value(text, 'converge_summaries_refused')).toBe(3)
+    expect(value(text, 'converge_index_page_cache_bytes')).toBe(4096)
+    expect(value(text, 'converge_index_page_cache_limit_bytes')).toBe(65536)
+    expect(value(text, 'converge_index_page_cache_lookups_total{result="hit"}')).toBe(30)
+    expect(value(text, 'converge_index_page_cache_lookups_total{result="miss"}')).toBe(5)
     expect(value(text, 'converge_peers{connected="true"}')).toBe(1)
     expect(value(text, 'converge_peer_last_summary_timestamp_seconds{peer="us-east"}')).toBe(1_700_000_000)
     // a second remediation needs a new fix: leveling again observes nothing
