@@ -382,7 +382,7 @@ export class Agent implements ReplicaHost {
     return await node.dialProtocol(id, protocol, { signal })
   }
 
-  /** A configured peer's id: from its address, else as learned when it first connected. */
+  /** A peer id from its text, parsed once. */
   private peerIdOf (id: string): PeerId {
     let peerId = this.peerIds.get(id)
     if (peerId === undefined) {
@@ -394,6 +394,7 @@ export class Agent implements ReplicaHost {
     return peerId
   }
 
+  /** A configured peer's id: from its address, else as learned when it first connected. */
   private configuredPeerId (peer: AgentConfig['peers'][number]): string | undefined {
     return this.peerAddresses.get(peer.region)?.pinnedId ?? this.board.peerOf(peer.region)
   }
