@@ -372,11 +372,11 @@ export class Agent implements ReplicaHost {
   private async openStream (peerId: string, protocol: string, signal: AbortSignal): Promise<Stream> {
     const node = this.node
     if (node === undefined) throw new ConvergeError('CONVERGE_NOT_STARTED', 'agent is not started')
-    const id = peerIdFromString(peerId)
+    const id = this.peerIdOf(peerId)
     const configured = this.config.peers.find(p => this.configuredPeerId(p) === peerId)
     if (configured !== undefined && !node.getConnections(id).some(c => c.status === 'open')) {
-      const addr = this.peerAddresses.get(configured.region)!.address
-      const pinned = addr.getComponents().some(c => c.name === 'p2p') ? addr : addr.encapsulate(`/p2p/${peerId}`)
+      const { address, pinnedId } = this.peerAddresses.get(configured.region)!
+      const pinned = pinnedId !== undefined ? address : address.encapsulate(`/p2p/${peerId}`)
       return await node.dialProtocol(pinned, protocol, { signal })
     }
     return await node.dialProtocol(id, protocol, { signal })
